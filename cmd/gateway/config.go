@@ -1,0 +1,419 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/moonborn/edge/gateway/persona"
+	"github.com/moonborn/edge/policy"
+	"github.com/moonborn/edge/providers/anthropic"
+	"github.com/moonborn/edge/providers/mock"
+	"github.com/moonborn/edge/providers/openai"
+)
+
+// Config is the whole config.yaml. config.yaml in the repository root is
+// the commented reference for every field.
+type Config struct {
+	Server    ServerConfig        `yaml:"server"`
+	Log       LogConfig           `yaml:"log"`
+	Auth      policy.AuthConfig   `yaml:"auth"`
+	Personas  persona.Config      `yaml:"personas"`
+	Providers []ProviderConfig    `yaml:"providers"`
+	Models    []ModelConfig       `yaml:"models"`
+	Ledger    policy.LedgerConfig `yaml:"ledger"`
+}
+
+// ServerConfig is the listeners and their limits.
+type ServerConfig struct {
+	// Listen is the public API address; default 127.0.0.1:8080.
+	Listen string `yaml:"listen"`
+	// AdminListen is the admin address (/healthz, /readyz); default
+	// 127.0.0.1:9090; "off" disables it.
+	AdminListen string `yaml:"adminListen"`
+	// MaxBodyBytes is the largest request body; default 1 MiB.
+	MaxBodyBytes int `yaml:"maxBodyBytes"`
+	// ReadTimeout bounds reading a request; default 30s.
+	ReadTimeout time.Duration `yaml:"readTimeout"`
+	// WriteTimeout bounds writing a non-streaming reply; default 30s.
+	WriteTimeout time.Duration `yaml:"writeTimeout"`
+	// IdleTimeout closes idle keep-alive connections; default 120s.
+	IdleTimeout time.Duration `yaml:"idleTimeout"`
+	// StreamWriteTimeout bounds each write to a streaming client; default 30s.
+	StreamWriteTimeout time.Duration `yaml:"streamWriteTimeout"`
+	// PingInterval is the silence before a stream gets ": ping"; default 15s.
+	PingInterval time.Duration `yaml:"pingInterval"`
+	// ShutdownTimeout is how long in-flight requests and streams may run
+	// on after SIGTERM/SIGINT; default 30s.
+	ShutdownTimeout time.Duration `yaml:"shutdownTimeout"`
+}
+
+// LogConfig sets logging.
+type LogConfig struct {
+	// Level is debug, info, warn or error; default info.
+	Level string `yaml:"level"`
+}
+
+// ProviderConfig is one upstream. Exactly the block named by Type is used.
+type ProviderConfig struct {
+	// Name is how models refer to this provider; unique.
+	Name string `yaml:"name"`
+	// Type is the wire protocol: mock, openai or anthropic.
+	Type      string            `yaml:"type"`
+	Mock      *mock.Config      `yaml:"mock"`
+	OpenAI    *openai.Config    `yaml:"openai"`
+	Anthropic *anthropic.Config `yaml:"anthropic"`
+}
+
+// ModelConfig maps a public model id to a provider and prices.
+type ModelConfig struct {
+	// ID is the public model id (modelId in requests); unique.
+	ID string `yaml:"id"`
+	// Provider names an entry of providers.
+	Provider string `yaml:"provider"`
+	// UpstreamModel is the provider's model name; default ID.
+	UpstreamModel string `yaml:"upstreamModel"`
+	// InputPricePerMTok and OutputPricePerMTok are USD per million tokens
+	// (= micro-USD per token), up to 6 decimals; default 0.
+	InputPricePerMTok  policy.Price `yaml:"inputPricePerMTok"`
+	OutputPricePerMTok policy.Price `yaml:"outputPricePerMTok"`
+	// MaxOutputTokens is the largest maxOutputTokens a request may ask and
+	// the cap when none is given; default 4096.
+	MaxOutputTokens int `yaml:"maxOutputTokens"`
+	// Temperature is the model's default, used when neither request nor
+	// persona sets one; unset leaves it to the upstream.
+	Temperature *float64 `yaml:"temperature"`
+}
+
+// SetDefaults fills zero values.
+func (c *Config) SetDefaults() {
+	s := &c.Server
+	if s.Listen == "" {
+		s.Listen = "127.0.0.1:8080"
+	}
+	if s.AdminListen == "" {
+		s.AdminListen = "127.0.0.1:9090"
+	}
+	defInt(&s.MaxBodyBytes, 1<<20)
+	defDur(&s.ReadTimeout, 30*time.Second)
+	defDur(&s.WriteTimeout, 30*time.Second)
+	defDur(&s.IdleTimeout, 120*time.Second)
+	defDur(&s.StreamWriteTimeout, 30*time.Second)
+	defDur(&s.PingInterval, 15*time.Second)
+	defDur(&s.ShutdownTimeout, 30*time.Second)
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	c.Auth.SetDefaults()
+	c.Personas.SetDefaults()
+	c.Ledger.SetDefaults()
+	for i := range c.Providers {
+		p := &c.Providers[i]
+		if p.Mock != nil {
+			p.Mock.SetDefaults()
+		}
+		if p.OpenAI != nil {
+			p.OpenAI.SetDefaults()
+		}
+		if p.Anthropic != nil {
+			p.Anthropic.SetDefaults()
+		}
+	}
+	for i := range c.Models {
+		m := &c.Models[i]
+		if m.UpstreamModel == "" {
+			m.UpstreamModel = m.ID
+		}
+		defInt(&m.MaxOutputTokens, 4096)
+	}
+}
+
+func defInt(v *int, d int) {
+	if *v == 0 {
+		*v = d
+	}
+}
+
+func defDur(v *time.Duration, d time.Duration) {
+	if *v == 0 {
+		*v = d
+	}
+}
+
+// problems collects validation errors, each prefixed with its path.
+type problems []error
+
+func (p *problems) add(path, format string, args ...any) {
+	*p = append(*p, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
+}
+
+// addAll prefixes every error joined in err with path.
+func (p *problems) addAll(path string, err error) {
+	if err == nil {
+		return
+	}
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	} else {
+		errs = []error{err}
+	}
+	for _, e := range errs {
+		*p = append(*p, fmt.Errorf("%s.%s", path, e.Error()))
+	}
+}
+
+// Validate reports every problem in the config at once.
+func (c *Config) Validate() error {
+	var p problems
+	s := c.Server
+	checkAddr(&p, "server.listen", s.Listen)
+	if s.AdminListen != "off" {
+		checkAddr(&p, "server.adminListen", s.AdminListen)
+	}
+	if s.MaxBodyBytes < 1024 || s.MaxBodyBytes > 64<<20 {
+		p.add("server.maxBodyBytes", "must be between 1024 and 67108864")
+	}
+	for name, d := range map[string]time.Duration{
+		"readTimeout": s.ReadTimeout, "writeTimeout": s.WriteTimeout, "idleTimeout": s.IdleTimeout,
+		"streamWriteTimeout": s.StreamWriteTimeout, "pingInterval": s.PingInterval, "shutdownTimeout": s.ShutdownTimeout,
+	} {
+		if d < 0 {
+			p.add("server."+name, "must not be negative")
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		p.add("log.level", "must be one of debug, info, warn, error")
+	}
+	p.addAll("auth", c.Auth.Validate())
+	p.addAll("personas", c.Personas.Validate())
+	p.addAll("ledger", c.Ledger.Validate())
+
+	providerNames := map[string]bool{}
+	for i, pc := range c.Providers {
+		path := fmt.Sprintf("providers[%d]", i)
+		if pc.Name == "" {
+			p.add(path+".name", "is required")
+		} else if providerNames[pc.Name] {
+			p.add(path+".name", "duplicate provider %q", pc.Name)
+		}
+		providerNames[pc.Name] = true
+		blocks := map[string]bool{"mock": pc.Mock != nil, "openai": pc.OpenAI != nil, "anthropic": pc.Anthropic != nil}
+		if _, known := blocks[pc.Type]; !known {
+			p.add(path+".type", "unknown type %q; must be one of mock, openai, anthropic", pc.Type)
+		}
+		for typ, set := range blocks {
+			if set && typ != pc.Type {
+				p.add(path+"."+typ, "set, but type is %q", pc.Type)
+			}
+		}
+		switch pc.Type {
+		case "mock":
+			if pc.Mock != nil {
+				p.addAll(path+".mock", pc.Mock.Validate())
+			}
+		case "openai":
+			if pc.OpenAI == nil {
+				p.add(path+".openai", "is required for type openai")
+			} else {
+				p.addAll(path+".openai", pc.OpenAI.Validate())
+			}
+		case "anthropic":
+			if pc.Anthropic == nil {
+				p.add(path+".anthropic", "is required for type anthropic")
+			} else {
+				p.addAll(path+".anthropic", pc.Anthropic.Validate())
+			}
+		}
+	}
+	if len(c.Models) == 0 {
+		p.add("models", "at least one model is required")
+	}
+	modelIDs := map[string]bool{}
+	for i, m := range c.Models {
+		path := fmt.Sprintf("models[%d]", i)
+		if m.ID == "" {
+			p.add(path+".id", "is required")
+		} else if modelIDs[m.ID] {
+			p.add(path+".id", "duplicate model %q", m.ID)
+		}
+		modelIDs[m.ID] = true
+		if !providerNames[m.Provider] {
+			p.add(path+".provider", "unknown provider %q", m.Provider)
+		}
+		if m.MaxOutputTokens < 1 || m.MaxOutputTokens > 1_000_000 {
+			p.add(path+".maxOutputTokens", "must be between 1 and 1000000")
+		}
+		if t := m.Temperature; t != nil && (*t < 0 || *t > 2) {
+			p.add(path+".temperature", "must be between 0 and 2")
+		}
+	}
+	if c.Personas.Source == "file" {
+		ps, err := c.Personas.LoadFilePersonas()
+		if err != nil {
+			p.addAll("personas", err)
+		}
+		for _, ps := range ps {
+			if !modelIDs[ps.DefaultModel] {
+				p.add("personas["+ps.ID+"].defaultModel", "unknown model %q", ps.DefaultModel)
+			}
+			for _, am := range ps.AllowedModels {
+				if !modelIDs[am] {
+					p.add("personas["+ps.ID+"].allowedModels", "unknown model %q", am)
+				}
+			}
+		}
+	}
+	return errors.Join(p...)
+}
+
+func checkAddr(p *problems, path, addr string) {
+	if _, port, err := net.SplitHostPort(addr); err != nil {
+		p.add(path, "must be host:port")
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		p.add(path, "port must be 0-65535")
+	}
+}
+
+// LoadConfig reads, expands, strictly decodes, defaults and validates a
+// config file, reporting every problem at once.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseConfig(data)
+}
+
+// ParseConfig is LoadConfig on bytes.
+func ParseConfig(data []byte) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	var p problems
+	if len(root.Content) == 0 {
+		return nil, errors.New("config: empty file")
+	}
+	doc := root.Content[0]
+	expandEnv(&p, doc, "")
+	checkKnownFields(&p, doc, reflect.TypeOf(Config{}), "")
+	var cfg Config
+	if err := doc.Decode(&cfg); err != nil {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			for _, e := range te.Errors {
+				p = append(p, errors.New(e))
+			}
+		} else {
+			p = append(p, err)
+		}
+	}
+	if len(p) > 0 {
+		return nil, errors.Join(p...)
+	}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
+
+// expandEnv replaces ${VAR} and ${VAR:-default} in scalar values (never in
+// keys, and after YAML parsing, so a secret's characters cannot change the
+// document's structure). An unset variable without default is an error.
+func expandEnv(p *problems, n *yaml.Node, path string) {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if !strings.Contains(n.Value, "${") {
+			return
+		}
+		n.Value = envRef.ReplaceAllStringFunc(n.Value, func(ref string) string {
+			m := envRef.FindStringSubmatch(ref)
+			if v, ok := os.LookupEnv(m[1]); ok {
+				return v
+			}
+			if m[2] != "" {
+				return m[3]
+			}
+			p.add(strings.TrimPrefix(path, "."), "environment variable %s is not set", m[1])
+			return ""
+		})
+		if n.Style != 0 { // quoted or explicitly tagged: stays what it says
+			return
+		}
+		// An expanded plain scalar is resolved again as YAML would
+		// (numbers, booleans), so ${PORT} can fill an int field.
+		n.Tag = ""
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			expandEnv(p, n.Content[i+1], path+"."+n.Content[i].Value)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			expandEnv(p, c, fmt.Sprintf("%s[%d]", path, i))
+		}
+	case yaml.DocumentNode, yaml.AliasNode:
+		for _, c := range n.Content {
+			expandEnv(p, c, path)
+		}
+	}
+}
+
+// checkKnownFields reports every mapping key that names no field, with its
+// path and line, walking the document against the Go types.
+func checkKnownFields(p *problems, n *yaml.Node, t reflect.Type, path string) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode || reflect.PointerTo(t).Implements(reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()) {
+			return
+		}
+		fields := map[string]reflect.Type{}
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			fields[name] = f.Type
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			sub := k.Value
+			if path != "" {
+				sub = path + "." + k.Value
+			}
+			ft, ok := fields[k.Value]
+			if !ok {
+				p.add(sub, "unknown key (line %d)", k.Line)
+				continue
+			}
+			checkKnownFields(p, n.Content[i+1], ft, sub)
+		}
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			return
+		}
+		for i, c := range n.Content {
+			checkKnownFields(p, c, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
+		}
+	}
+}

@@ -1,0 +1,106 @@
+// Command gateway serves the persona chat API in front of LLM providers.
+//
+//	gateway [-config config.yaml] [-listen ADDR] [-admin-listen ADDR]
+//	gateway -check-config [-config config.yaml]
+//	gateway hash-key [KEY]      (reads the key from stdin when omitted)
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/moonborn/edge/policy"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, nil))
+}
+
+// run is main without the process: it returns the exit code. ready, when
+// not nil, receives the running app once both listeners accept (tests).
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, ready func(*app)) int {
+	if len(args) > 0 && args[0] == "hash-key" {
+		return hashKey(args[1:], stdin, stdout, stderr)
+	}
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "config.yaml", "path to the config file")
+	listen := fs.String("listen", "", "public API address (overrides server.listen)")
+	adminListen := fs.String("admin-listen", "", `admin address (overrides server.adminListen; "off" disables)`)
+	checkOnly := fs.Bool("check-config", false, "validate the config and exit")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "gateway: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	cfg, err := LoadConfig(*configPath)
+	if err == nil {
+		if *listen != "" {
+			cfg.Server.Listen = *listen
+		}
+		if *adminListen != "" {
+			cfg.Server.AdminListen = *adminListen
+		}
+		err = cfg.Validate()
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "gateway: invalid config %s:\n", *configPath)
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintf(stderr, "  %s\n", line)
+		}
+		return 1
+	}
+	if *checkOnly {
+		fmt.Fprintf(stdout, "config %s is valid\n", *configPath)
+		return 0
+	}
+	log := newLogger(stderr, cfg.Log.Level)
+	a, err := newApp(cfg, log)
+	if err != nil {
+		log.Error("start failed", "err", err.Error())
+		return 1
+	}
+	if err := a.serve(ctx, ready); err != nil {
+		log.Error("serve failed", "err", err.Error())
+		return 1
+	}
+	return 0
+}
+
+// hashKey prints the SHA-256 hash to put in auth.apiKeys[].sha256. Reading
+// from stdin keeps the key out of shell history and process listings.
+func hashKey(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	var key string
+	switch len(args) {
+	case 0:
+		line, err := bufio.NewReader(stdin).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			fmt.Fprintf(stderr, "gateway hash-key: %v\n", err)
+			return 1
+		}
+		key = strings.TrimRight(line, "\r\n")
+	case 1:
+		key = args[0]
+	default:
+		fmt.Fprintln(stderr, "usage: gateway hash-key [KEY]")
+		return 2
+	}
+	if key == "" {
+		fmt.Fprintln(stderr, "gateway hash-key: empty key")
+		return 2
+	}
+	fmt.Fprintln(stdout, policy.HashKey(key))
+	return 0
+}

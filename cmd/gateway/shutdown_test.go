@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestGracefulShutdown runs the real binary: SIGTERM during a stream lets
+// the stream finish with its done event, refuses new connections, flushes
+// the ledger and exits 0.
+func TestGracefulShutdown(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "gateway")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	cfg := fmt.Sprintf(`
+server: {listen: "127.0.0.1:0", adminListen: "127.0.0.1:0", shutdownTimeout: 10s}
+log: {level: info}
+auth:
+  apiKeys: [{id: key_demo, workspace: wsp_demo, sha256: %s}]
+personas:
+  items: [{id: psn_demo, workspace: wsp_demo, name: D, systemPrompt: S, defaultModel: slow}]
+providers: [{name: mock, type: mock, mock: {outputTokens: 10, tokenDelay: 100ms}}]
+models: [{id: slow, provider: mock, inputPricePerMTok: 1, outputPricePerMTok: 2}]
+ledger: {path: %s}
+`, hashOf(keyDemo), filepath.Join(dir, "usage.jsonl"))
+	cfgPath := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-config", cfgPath)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	logs := bufio.NewScanner(stderr)
+	var addr string
+	for addr == "" && logs.Scan() {
+		var line map[string]any
+		if json.Unmarshal(logs.Bytes(), &line) == nil && line["msg"] == "gateway listening" {
+			addr = line["addr"].(string)
+		}
+	}
+	if addr == "" {
+		t.Fatal("gateway never logged its address")
+	}
+	go func() {
+		for logs.Scan() { // keep draining so the child never blocks on stderr
+		}
+	}()
+	g := &gw{t: t, base: "http://" + addr}
+	_, sr := g.openStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true}`)
+	if ev, err := sr.next(); err != nil || ev.name != "delta" {
+		t.Fatalf("first event %q: %v", ev.raw, err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the listener to close", func() bool {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	var last sseEvent
+	for {
+		ev, err := sr.next()
+		if err != nil {
+			t.Fatalf("stream cut by shutdown: %v", err)
+		}
+		if ev.name != "delta" {
+			last = ev
+			break
+		}
+	}
+	if last.name != "done" {
+		t.Fatalf("stream ended with %q", last.raw)
+	}
+	waitc := make(chan error, 1)
+	go func() { waitc <- cmd.Wait() }()
+	select {
+	case err := <-waitc:
+		if err != nil {
+			t.Fatalf("exit: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("gateway did not exit after SIGTERM")
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "usage.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Count(string(data), "\n"); lines != 1 || !strings.Contains(string(data), `"status":200`) {
+		t.Fatalf("ledger after shutdown: %q", data)
+	}
+}

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moonborn/edge/providers/mock"
+)
+
+// TestStreamArrivesIncrementally proves deltas are relayed as they come:
+// the first event reaches the client while the upstream is still
+// generating, and all events are whole and in API.md's shape.
+func TestStreamArrivesIncrementally(t *testing.T) {
+	up := startUpstream(t, mock.ServerConfig{OutputTokens: 10, TokenDelay: 50 * time.Millisecond})
+	g := startGateway(t, testConfig(t, up, ""))
+	for _, model := range []string{"oa-1", "an-1"} {
+		t.Run(model, func(t *testing.T) {
+			before := up.srv.Stats().StreamsCompleted
+			_, sr := g.openStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"`+model+`"}`)
+			ev, err := sr.next()
+			if err != nil || ev.name != "delta" {
+				t.Fatalf("first event %q: %v", ev.raw, err)
+			}
+			if up.srv.Stats().StreamsCompleted != before {
+				t.Fatal("the first delta arrived only after the upstream finished: events are batched")
+			}
+			n := 1
+			for {
+				ev, err = sr.next()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ev.name == "done" {
+					break
+				}
+				n++
+			}
+			if n != 10 || int(ev.data["outputTokens"].(float64)) != 10 {
+				t.Fatalf("%d deltas, done %s", n, ev.raw)
+			}
+			if _, err := sr.next(); err != io.EOF {
+				t.Fatalf("after done: %v", err)
+			}
+		})
+	}
+}
+
+// TestStreamClientDisconnectClosesUpstream: a client that leaves mid-stream
+// makes the gateway close its upstream connection, so the upstream stops.
+func TestStreamClientDisconnectClosesUpstream(t *testing.T) {
+	up := startUpstream(t, mock.ServerConfig{OutputTokens: 200, TokenDelay: 20 * time.Millisecond})
+	g := startGateway(t, testConfig(t, up, "  pingInterval: 50ms"))
+	for i, model := range []string{"oa-1", "an-1"} {
+		resp, sr := g.openStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"`+model+`"}`)
+		for j := 0; j < 3; j++ {
+			if ev, err := sr.next(); err != nil || ev.name != "delta" {
+				t.Fatalf("%s: event %q: %v", model, ev.raw, err)
+			}
+		}
+		resp.Body.Close()
+		eventually(t, 5*time.Second, "the upstream to see its stream aborted", func() bool {
+			return up.srv.Stats().StreamsAborted == int64(i+1)
+		})
+	}
+	if s := up.srv.Stats(); s.StreamsCompleted != 0 || s.OpenStreams != 0 {
+		t.Fatalf("upstream stats %+v", s)
+	}
+	recs := g.readLedger()
+	if len(recs) != 2 {
+		t.Fatalf("%d ledger records", len(recs))
+	}
+	for _, r := range recs {
+		if r["status"].(float64) != 499 || r["outputTokens"].(float64) < 3 {
+			t.Fatalf("record %v", r)
+		}
+	}
+}
+
+// TestStreamUpstreamCut: an upstream that drops the connection after 10
+// tokens gives the client 10 deltas and then an error event, never a
+// clean done, and the 10 tokens are recorded.
+func TestStreamUpstreamCut(t *testing.T) {
+	up := startUpstream(t, mock.ServerConfig{OutputTokens: 50, CutAfterTokens: 10})
+	g := startGateway(t, testConfig(t, up, ""))
+	for _, model := range []string{"oa-1", "an-1"} {
+		t.Run(model, func(t *testing.T) {
+			_, sr := g.openStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"`+model+`"}`)
+			deltas := 0
+			for {
+				ev, err := sr.next()
+				if err != nil {
+					t.Fatalf("after %d deltas: %v", deltas, err)
+				}
+				if ev.name == "delta" {
+					deltas++
+					continue
+				}
+				if ev.name != "error" {
+					t.Fatalf("stream ended with %q", ev.raw)
+				}
+				e := ev.data["error"].(map[string]any)
+				if e["code"] != "upstream_error" || e["message"] == "" {
+					t.Fatalf("error event %s", ev.raw)
+				}
+				break
+			}
+			if deltas != 10 {
+				t.Fatalf("%d deltas before the error, want 10", deltas)
+			}
+		})
+	}
+	recs := g.readLedger()
+	if len(recs) != 2 {
+		t.Fatalf("%d records", len(recs))
+	}
+	for _, r := range recs {
+		if r["outputTokens"].(float64) != 10 || r["errorCode"] != "upstream_error" || r["costUsdMicros"].(float64) <= 0 {
+			t.Fatalf("record %v", r)
+		}
+	}
+}
+
+// TestStreamMidStreamErrorEvent: an upstream error event mid-stream ends
+// the client's stream with event: error.
+func TestStreamMidStreamErrorEvent(t *testing.T) {
+	up := startUpstream(t, mock.ServerConfig{OutputTokens: 50, ErrorEventAfterTokens: 4})
+	g := startGateway(t, testConfig(t, up, ""))
+	for _, model := range []string{"oa-1", "an-1"} {
+		_, sr := g.openStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"`+model+`"}`)
+		var last sseEvent
+		n := 0
+		for {
+			ev, err := sr.next()
+			if err != nil {
+				t.Fatalf("%s: %v", model, err)
+			}
+			if ev.name != "delta" {
+				last = ev
+				break
+			}
+			n++
+		}
+		if last.name != "error" || n != 4 {
+			t.Fatalf("%s: %d deltas then %q", model, n, last.raw)
+		}
+	}
+}
+
+// TestStreamPing: a silent upstream makes the gateway send ": ping".
+func TestStreamPing(t *testing.T) {
+	up := startUpstream(t, mock.ServerConfig{OutputTokens: 3, TokenDelay: 400 * time.Millisecond})
+	g := startGateway(t, testConfig(t, up, "  pingInterval: 50ms"))
+	_, sr := g.openStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"oa-1"}`)
+	for {
+		ev, err := sr.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.name == "done" {
+			break
+		}
+	}
+	if sr.pings == 0 {
+		t.Fatal("no ping during 400ms silences with a 50ms ping interval")
+	}
+}
+
+// TestStreamErrorsBeforeFirstTokenAreJSON: a failure before the first token
+// is an ordinary JSON error with its status, not a 200 stream.
+func TestStreamErrorsBeforeFirstTokenAreJSON(t *testing.T) {
+	up := startUpstream(t, mock.ServerConfig{FailStatus: 500})
+	g := startGateway(t, testConfig(t, up, ""))
+	r := g.chat(keyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"an-1"}`)
+	if e := decodeErr(t, r); r.status != 502 || e.Error.Code != "upstream_error" {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	r = g.chat("", "psn_demo", `{"userText":"hi","stream":true}`)
+	if r.status != 401 || !strings.Contains(r.header.Get("Content-Type"), "json") {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+}
+
+// TestLedgerRecordsEveryRequest: each authenticated request, success or
+// failure, is one ledger line whose cost equals what the client was told.
+func TestLedgerRecordsEveryRequest(t *testing.T) {
+	g := startGateway(t, testConfig(t, nil, ""))
+	var sum int64
+	for i := 0; i < 20; i++ {
+		sum += decodeOK(t, g.chat(keyDemo, "psn_demo", `{"userText":"question number `+strings.Repeat("x", i)+`"}`)).CostUsdMicros
+	}
+	g.chat(keyDemo, "psn_demo", `{"userText":""}`)  // 422, recorded
+	g.chat("nope", "psn_demo", `{"userText":"hi"}`) // 401, not recorded: no workspace
+	recs := g.readLedger()
+	if len(recs) != 21 {
+		t.Fatalf("%d records, want 21", len(recs))
+	}
+	var got int64
+	ids := map[string]bool{}
+	for _, r := range recs[:20] {
+		got += int64(r["costUsdMicros"].(float64))
+		if r["workspace"] != "wsp_demo" || r["credentialId"] != "key_demo" || r["persona"] != "psn_demo" ||
+			r["model"] != "mock-1" || r["provider"] != "mock" || r["status"].(float64) != 200 {
+			t.Fatalf("record %v", r)
+		}
+		ids[r["requestId"].(string)] = true
+	}
+	if got != sum || len(ids) != 20 {
+		t.Fatalf("ledger cost %d, replies %d; %d distinct ids", got, sum, len(ids))
+	}
+	if last := recs[20]; last["status"].(float64) != 422 || last["errorCode"] != "validation_error" {
+		t.Fatalf("refusal record %v", last)
+	}
+}

@@ -1,0 +1,98 @@
+package gateway
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/moonborn/edge/gateway/persona"
+	"github.com/moonborn/edge/policy"
+	"github.com/moonborn/edge/providers/mock"
+)
+
+// benchServer is a Server with the in-process mock provider, a real
+// authenticator and a real persona resolver, and a ledger that discards.
+func benchServer(b *testing.B) *Server {
+	b.Helper()
+	auth, err := policy.NewAuthenticator(policy.AuthConfig{APIKeys: []policy.APIKeyConfig{
+		{ID: "k", Workspace: "w", SHA256: policy.HashKey("key")}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var pc persona.Config
+	pc.SetDefaults()
+	res, err := persona.NewResolver(persona.NewFileSource([]persona.Persona{
+		{ID: "psn_x", Workspace: "w", SystemPrompt: "You are terse.", DefaultModel: "m"}}), pc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(res.Close)
+	in, _ := policy.ParsePrice("0.15")
+	out, _ := policy.ParsePrice("0.6")
+	s, err := New(Options{Auth: auth, Personas: res, Ledger: discardLedger{},
+		Models: map[string]*Model{"m": {ID: "m", ProviderName: "mock", Provider: mock.New("mock", mock.Config{OutputTokens: 20}),
+			UpstreamModel: "m", InputPrice: in, OutputPrice: out, MaxOutputTokens: 100}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+type discardLedger struct{}
+
+func (discardLedger) Record(policy.UsageRecord) {}
+func (discardLedger) Close() error              { return nil }
+
+// nullConn is a connection that discards writes; the stream relay needs
+// one to move its write deadline.
+type nullConn struct{ net.Conn }
+
+func (nullConn) Write(p []byte) (int, error)      { return len(p), nil }
+func (nullConn) SetWriteDeadline(time.Time) error { return nil }
+func (nullConn) SetReadDeadline(time.Time) error  { return nil }
+func (nullConn) LocalAddr() net.Addr              { return benchAddr }
+func (nullConn) RemoteAddr() net.Addr             { return benchAddr }
+
+var benchAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
+
+func benchHandler(b *testing.B, body string, stream bool) {
+	s := benchServer(b)
+	h := s.Handler()
+	var req fasthttp.Request
+	req.Header.SetMethod("POST")
+	req.SetRequestURI("/v1/personas/psn_x/chat")
+	req.Header.Set("Authorization", "Bearer key")
+	req.Header.SetContentType("application/json")
+	req.SetBodyString(body)
+	var ctx fasthttp.RequestCtx
+	w := bufio.NewWriter(io.Discard)
+	b.ReportAllocs()
+	for b.Loop() {
+		ctx.Init2(nullConn{}, nil, true)
+		req.CopyTo(&ctx.Request)
+		h(&ctx)
+		if ctx.Response.StatusCode() != 200 {
+			b.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
+		}
+		if stream {
+			if err := ctx.Response.Write(w); err != nil { // runs the relay like the server does
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// BenchmarkChat measures the handler end to end with the in-process mock:
+// auth, decode, persona cache hit, provider, reply, usage record.
+func BenchmarkChat(b *testing.B) {
+	benchHandler(b, `{"userText":"Hello there, how are you today?"}`, false)
+}
+
+// BenchmarkChatStream is the same with stream: true and a 20-delta relay.
+func BenchmarkChatStream(b *testing.B) {
+	benchHandler(b, `{"userText":"Hello there, how are you today?","stream":true}`, true)
+}

@@ -1,0 +1,285 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/moonborn/edge/gateway/persona"
+	"github.com/moonborn/edge/policy"
+	"github.com/moonborn/edge/providers"
+)
+
+// memoryDigestHeader introduces a caller's memoryDigest inside the system
+// prompt. The form is documented in the README; changing it changes what
+// every persona sees.
+const (
+	memoryDigestOpen  = "\n\n<memory_digest>\n"
+	memoryDigestClose = "\n</memory_digest>"
+)
+
+// exchange is what one chat request resolved to before the upstream call.
+type exchange struct {
+	start     time.Time
+	requestID string
+	principal policy.Principal
+	personaID string
+	model     *Model
+	req       providers.Request
+	stream    bool
+}
+
+// serveChat handles POST /v1/personas/{id}/chat. Order: body size (done
+// by fasthttp before the body is read), credentials, body, persona, model.
+// Credentials come before the body so an anonymous caller learns nothing
+// about validation rules or which personas exist.
+func (s *Server) serveChat(ctx *fasthttp.RequestCtx) {
+	start := s.now()
+	x, err := s.prepare(ctx, start)
+	if err != nil {
+		ae := toAPIError(err)
+		writeError(ctx, ae)
+		if x != nil { // authenticated: the workspace sees the refusal in its usage
+			s.record(x, providers.Usage{}, ae.status, ae.code, s.now())
+		}
+		return
+	}
+	if x.stream {
+		s.startStream(ctx, x)
+		return
+	}
+	s.complete(ctx, x)
+}
+
+// prepare authenticates, decodes and resolves. It returns the exchange
+// once the caller is known, so refusals after authentication can be
+// recorded against the workspace.
+func (s *Server) prepare(ctx *fasthttp.RequestCtx, start time.Time) (*exchange, error) {
+	token, ok := bearerToken(ctx.Request.Header.Peek("Authorization"))
+	if !ok {
+		return nil, &apiError{status: http.StatusUnauthorized, code: codeUnauthenticated,
+			message: "missing or malformed Authorization header; expected Bearer token"}
+	}
+	principal, err := s.opts.Auth.Authenticate(token, start)
+	if err != nil {
+		return nil, err
+	}
+	id, _ := ctx.UserValue("id").(string)
+	x := &exchange{
+		start:     start,
+		requestID: string(ctx.Response.Header.Peek("X-Request-Id")),
+		principal: principal,
+		personaID: id,
+	}
+	body, ae := decodeChatRequest(ctx.Request.Body())
+	if ae != nil {
+		return x, ae
+	}
+	if !persona.ValidID(id) {
+		return x, personaNotFound(id)
+	}
+	p, err := s.opts.Personas.Resolve(context.Background(), principal.Workspace, id, start)
+	if err != nil {
+		if errors.Is(err, persona.ErrNotFound) {
+			return x, personaNotFound(id)
+		}
+		return x, err
+	}
+	if err := s.resolveModel(x, p, &body); err != nil {
+		return x, err
+	}
+	return x, nil
+}
+
+// resolveModel picks the model and fills the upstream request: explicit
+// values, then the persona's defaults, then the model's.
+func (s *Server) resolveModel(x *exchange, p *persona.Persona, body *chatRequest) *apiError {
+	modelID := p.DefaultModel
+	if body.ModelID != nil {
+		modelID = *body.ModelID
+	}
+	m, ok := s.models[modelID]
+	if !ok {
+		if body.ModelID == nil {
+			return validationError("modelId", "the persona's default model "+strconv.Quote(modelID)+" is not served; name a model")
+		}
+		return validationError("modelId", "unknown model "+strconv.Quote(modelID))
+	}
+	if len(p.AllowedModels) > 0 && body.ModelID != nil && !contains(p.AllowedModels, modelID) {
+		return validationError("modelId", "model "+strconv.Quote(modelID)+" is not allowed for this persona")
+	}
+	x.model = m
+	x.stream = body.Stream != nil && *body.Stream
+
+	req := &x.req
+	req.Model = m.UpstreamModel
+	req.UserText = *body.UserText
+	req.System = p.SystemPrompt
+	if d := body.MemoryDigest; d != nil && *d != "" {
+		req.System = p.SystemPrompt + memoryDigestOpen + *d + memoryDigestClose
+	}
+	switch {
+	case body.Temperature != nil:
+		req.Temperature, req.HasTemperature = *body.Temperature, true
+	case p.Temperature != nil:
+		req.Temperature, req.HasTemperature = *p.Temperature, true
+	case m.Temperature != nil:
+		req.Temperature, req.HasTemperature = *m.Temperature, true
+	}
+	switch {
+	case body.MaxOutputTokens != nil:
+		if *body.MaxOutputTokens > float64(m.MaxOutputTokens) {
+			return validationError("maxOutputTokens", "must be at most "+strconv.Itoa(m.MaxOutputTokens)+" for model "+m.ID)
+		}
+		req.MaxOutputTokens = int(*body.MaxOutputTokens)
+	case p.MaxOutputTokens > 0:
+		req.MaxOutputTokens = min(p.MaxOutputTokens, m.MaxOutputTokens)
+	default:
+		req.MaxOutputTokens = m.MaxOutputTokens
+	}
+	return nil
+}
+
+func contains(list []string, v string) bool {
+	for _, s := range list {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+// bearerToken extracts the token of "Bearer <token>" (scheme case-insensitive).
+func bearerToken(h []byte) ([]byte, bool) {
+	const scheme = "bearer "
+	if len(h) <= len(scheme) || !bytes.EqualFold(h[:len(scheme)], []byte(scheme)) {
+		return nil, false
+	}
+	tok := bytes.TrimSpace(h[len(scheme):])
+	return tok, len(tok) > 0
+}
+
+// complete serves a non-streaming request.
+func (s *Server) complete(ctx *fasthttp.RequestCtx, x *exchange) {
+	res, err := x.model.Provider.Complete(&x.req)
+	end := s.now()
+	if err != nil {
+		ae := toAPIError(err)
+		s.logUpstream(x, err)
+		writeError(ctx, ae)
+		s.record(x, providers.Usage{}, ae.status, ae.code, end)
+		return
+	}
+	cost := costOf(x.model, res.Usage)
+	latency := end.Sub(x.start).Milliseconds()
+
+	ctx.SetStatusCode(http.StatusOK)
+	ctx.Response.Header.SetContentType("application/json")
+	buf := ctx.Response.Body()[:0]
+	buf = append(buf, `{"content":`...)
+	buf = providers.AppendJSONString(buf, res.Content)
+	buf = appendUsageFields(buf, res.Usage, cost, x.model.ID, latency)
+	buf = append(buf, '}')
+	ctx.Response.SetBodyRaw(buf)
+	s.recordCost(x, res.Usage, cost, http.StatusOK, "", end)
+}
+
+// appendUsageFields appends the fields shared by the 200 body and the
+// stream's done event: ,"inputTokens":…,"latencyMs":….
+func appendUsageFields(dst []byte, u providers.Usage, cost int64, model string, latencyMs int64) []byte {
+	dst = append(dst, `,"inputTokens":`...)
+	dst = strconv.AppendInt(dst, u.InputTokens, 10)
+	dst = append(dst, `,"outputTokens":`...)
+	dst = strconv.AppendInt(dst, u.OutputTokens, 10)
+	dst = append(dst, `,"costUsdMicros":`...)
+	dst = strconv.AppendInt(dst, cost, 10)
+	dst = append(dst, `,"model":`...)
+	dst = providers.AppendJSONString(dst, model)
+	dst = append(dst, `,"latencyMs":`...)
+	return strconv.AppendInt(dst, latencyMs, 10)
+}
+
+// record writes the usage record of a finished request, computing cost.
+func (s *Server) record(x *exchange, u providers.Usage, status int, code string, end time.Time) {
+	var cost int64
+	if x.model != nil {
+		cost = costOf(x.model, u)
+	}
+	s.recordCost(x, u, cost, status, code, end)
+}
+
+func (s *Server) recordCost(x *exchange, u providers.Usage, cost int64, status int, code string, end time.Time) {
+	r := policy.UsageRecord{
+		RequestID:     x.requestID,
+		Time:          x.start,
+		Workspace:     x.principal.Workspace,
+		CredentialID:  x.principal.CredentialID,
+		Persona:       x.personaID,
+		Stream:        x.stream,
+		InputTokens:   u.InputTokens,
+		OutputTokens:  u.OutputTokens,
+		Estimated:     u.Estimated,
+		CostUsdMicros: cost,
+		LatencyMs:     end.Sub(x.start).Milliseconds(),
+		Status:        status,
+		ErrorCode:     code,
+	}
+	if x.model != nil {
+		r.Model = x.model.ID
+		r.Provider = x.model.ProviderName
+	}
+	s.opts.Ledger.Record(r)
+}
+
+func (s *Server) logUpstream(x *exchange, err error) {
+	s.log.Warn("upstream failed", "request_id", x.requestID, "model", x.model.ID,
+		"provider", x.model.ProviderName, "err", err.Error())
+}
+
+// startStream serves stream: true. Nothing is written until the first
+// delta arrives, so every earlier failure is an ordinary JSON error. Once
+// a delta is in hand the relay takes ownership of the upstream stream.
+func (s *Server) startStream(ctx *fasthttp.RequestCtx, x *exchange) {
+	st, err := x.model.Provider.Stream(&x.req)
+	if err != nil {
+		ae := toAPIError(err)
+		s.logUpstream(x, err)
+		writeError(ctx, ae)
+		s.record(x, providers.Usage{}, ae.status, ae.code, s.now())
+		return
+	}
+	first, err := st.Next()
+	if err != nil && err != io.EOF {
+		u := st.Usage()
+		st.Close()
+		ae := toAPIError(err)
+		s.logUpstream(x, err)
+		writeError(ctx, ae)
+		s.record(x, u, ae.status, ae.code, s.now())
+		return
+	}
+	r := newRelay(s, x, st, first, err == io.EOF)
+	// The server-wide WriteTimeout would cut a long stream; the relay
+	// moves this deadline forward before every write instead.
+	_ = ctx.SetWriteDeadline(s.now().Add(s.opts.StreamWriteTimeout))
+	r.conn = ctx.Conn()
+	ctx.SetStatusCode(http.StatusOK)
+	ctx.Response.Header.SetContentType("text/event-stream")
+	ctx.Response.Header.Set("Cache-Control", "no-cache")
+	ctx.Response.Header.Set("X-Accel-Buffering", "no")
+	s.mu.Lock()
+	s.streams[r] = struct{}{}
+	s.relays.Add(1)
+	s.mu.Unlock()
+	ctx.SetBodyStreamWriter(r.run)
+}
+
+func costOf(m *Model, u providers.Usage) int64 {
+	return policy.Cost(u.InputTokens, u.OutputTokens, m.InputPrice, m.OutputPrice)
+}

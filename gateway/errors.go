@@ -1,0 +1,119 @@
+package gateway
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/moonborn/edge/gateway/persona"
+	"github.com/moonborn/edge/policy"
+	"github.com/moonborn/edge/providers"
+)
+
+// The stable error codes of API.md.
+const (
+	codeUnauthenticated     = "unauthenticated"
+	codePersonaNotFound     = "persona_not_found"
+	codeValidation          = "validation_error"
+	codeRateLimited         = "rate_limited"
+	codeQuotaExceeded       = "quota_exceeded"
+	codePayloadTooLarge     = "payload_too_large"
+	codeMethodNotAllowed    = "method_not_allowed"
+	codeNotFound            = "not_found"
+	codeUpstreamError       = "upstream_error"
+	codeUpstreamUnavailable = "upstream_unavailable"
+	codeUpstreamTimeout     = "upstream_timeout"
+	codeInternal            = "internal"
+)
+
+// apiError is a reply the client sees: status, stable code, human message
+// and, for 429 and 503, a retry hint.
+type apiError struct {
+	status     int
+	code       string
+	message    string
+	retryAfter time.Duration
+}
+
+func (e *apiError) Error() string { return e.code + ": " + e.message }
+
+func validationError(field, rule string) *apiError {
+	return &apiError{status: http.StatusUnprocessableEntity, code: codeValidation, message: field + ": " + rule}
+}
+
+func personaNotFound(id string) *apiError {
+	return &apiError{status: http.StatusNotFound, code: codePersonaNotFound, message: "persona " + id + " not found"}
+}
+
+// toAPIError is the one place where an error becomes an HTTP status, code
+// and message. Messages never carry upstream bodies or credentials: an
+// upstream's own error text can quote the key it was sent.
+func toAPIError(err error) *apiError {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	if errors.Is(err, policy.ErrUnauthenticated) {
+		return &apiError{status: http.StatusUnauthorized, code: codeUnauthenticated, message: err.Error()}
+	}
+	if errors.Is(err, persona.ErrUnavailable) {
+		return &apiError{status: http.StatusServiceUnavailable, code: codeUpstreamUnavailable,
+			message: "persona store unavailable", retryAfter: time.Second}
+	}
+	var ue *providers.UpstreamError
+	if errors.As(err, &ue) {
+		return upstreamAPIError(ue)
+	}
+	return &apiError{status: http.StatusInternalServerError, code: codeInternal, message: "internal error"}
+}
+
+func upstreamAPIError(ue *providers.UpstreamError) *apiError {
+	switch ue.Kind {
+	case providers.KindStatus:
+		if ue.Status == http.StatusTooManyRequests {
+			ra := ue.RetryAfter
+			if ra <= 0 {
+				ra = time.Second
+			}
+			return &apiError{status: http.StatusTooManyRequests, code: codeRateLimited,
+				message: "upstream provider is rate limiting; retry later", retryAfter: ra}
+		}
+		return &apiError{status: http.StatusBadGateway, code: codeUpstreamError,
+			message: "upstream provider answered with status " + strconv.Itoa(ue.Status)}
+	case providers.KindTimeout:
+		return &apiError{status: http.StatusGatewayTimeout, code: codeUpstreamTimeout,
+			message: "upstream provider timed out"}
+	case providers.KindConnect, providers.KindSaturated:
+		ra := ue.RetryAfter
+		if ra <= 0 {
+			ra = time.Second
+		}
+		return &apiError{status: http.StatusServiceUnavailable, code: codeUpstreamUnavailable,
+			message: "no upstream provider available", retryAfter: ra}
+	case providers.KindTruncated:
+		return &apiError{status: http.StatusBadGateway, code: codeUpstreamError,
+			message: "upstream stream ended early"}
+	}
+	return &apiError{status: http.StatusBadGateway, code: codeUpstreamError,
+		message: "upstream provider failed"}
+}
+
+// appendErrorBody appends {"error":{"code":…,"message":…}}.
+func appendErrorBody(dst []byte, code, message string) []byte {
+	dst = append(dst, `{"error":{"code":`...)
+	dst = providers.AppendJSONString(dst, code)
+	dst = append(dst, `,"message":`...)
+	dst = providers.AppendJSONString(dst, message)
+	return append(dst, "}}"...)
+}
+
+// retryAfterSeconds rounds a hint up to whole seconds, at least 1, as
+// Retry-After carries integers.
+func retryAfterSeconds(d time.Duration) int {
+	s := int((d + time.Second - 1) / time.Second)
+	if s < 1 {
+		s = 1
+	}
+	return s
+}

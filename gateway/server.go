@@ -1,0 +1,268 @@
+// Package gateway is the HTTP edge: the fasthttp server and routes, the
+// persona chat handler, the SSE relay, the error → status mapping and the
+// admin listener. It is the only package that knows both policy and
+// providers; everything it needs from them comes in through Options.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/fasthttp/router"
+	"github.com/valyala/fasthttp"
+
+	"github.com/moonborn/edge/gateway/persona"
+	"github.com/moonborn/edge/policy"
+	"github.com/moonborn/edge/providers"
+)
+
+// Authenticator turns a bearer token into a principal.
+type Authenticator interface {
+	Authenticate(token []byte, now time.Time) (policy.Principal, error)
+}
+
+// PersonaResolver finds a persona visible to a workspace.
+type PersonaResolver interface {
+	Resolve(ctx context.Context, workspace, id string, now time.Time) (*persona.Persona, error)
+}
+
+// Model is one public model id and how it is served.
+type Model struct {
+	// ID is the public model id clients name in modelId.
+	ID string
+	// ProviderName names the upstream for usage records and logs.
+	ProviderName string
+	// Provider serves the model.
+	Provider providers.Provider
+	// UpstreamModel is the model name sent upstream.
+	UpstreamModel string
+	// InputPrice and OutputPrice are USD per million tokens.
+	InputPrice, OutputPrice policy.Price
+	// MaxOutputTokens is the largest cap a request may ask for, and the cap
+	// used when neither request nor persona sets one.
+	MaxOutputTokens int
+	// Temperature is the model's default, nil for the upstream's own.
+	Temperature *float64
+}
+
+// Options configure a Server. Zero values are noted per field.
+type Options struct {
+	// Auth authenticates callers. Required.
+	Auth Authenticator
+	// Personas resolves persona ids. Required.
+	Personas PersonaResolver
+	// Models maps public model ids. Required, non-empty.
+	Models map[string]*Model
+	// Ledger receives one usage record per authenticated request. Required.
+	Ledger policy.Ledger
+	// Log receives errors and lifecycle lines; nil discards.
+	Log *slog.Logger
+	// MaxBodyBytes is the largest request body; 0 means 1 MiB. Bodies
+	// announced larger are refused with 413 before they are read.
+	MaxBodyBytes int
+	// ReadTimeout bounds reading one request; 0 means 30s.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing a non-streaming reply; 0 means 30s.
+	WriteTimeout time.Duration
+	// IdleTimeout closes idle keep-alive connections; 0 means 120s.
+	IdleTimeout time.Duration
+	// StreamWriteTimeout bounds each write of a stream to the client (a
+	// client that stops reading is dropped); 0 means 30s.
+	StreamWriteTimeout time.Duration
+	// PingInterval is the silence after which a stream gets ": ping";
+	// 0 means 15s.
+	PingInterval time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server serves the public API. Build it with New; it is safe for
+// concurrent use.
+type Server struct {
+	opts   Options
+	log    *slog.Logger
+	now    func() time.Time
+	ids    *requestIDs
+	srv    *fasthttp.Server
+	models map[string]*Model
+
+	mu      sync.Mutex
+	streams map[*relay]struct{}
+	relays  sync.WaitGroup
+}
+
+// New checks opts and builds a Server.
+func New(opts Options) (*Server, error) {
+	var errs []error
+	if opts.Auth == nil {
+		errs = append(errs, errors.New("gateway: Auth is required"))
+	}
+	if opts.Personas == nil {
+		errs = append(errs, errors.New("gateway: Personas is required"))
+	}
+	if len(opts.Models) == 0 {
+		errs = append(errs, errors.New("gateway: at least one model is required"))
+	}
+	if opts.Ledger == nil {
+		errs = append(errs, errors.New("gateway: Ledger is required"))
+	}
+	for id, m := range opts.Models {
+		if m == nil || m.Provider == nil || m.MaxOutputTokens < 1 {
+			errs = append(errs, fmt.Errorf("gateway: model %q needs a provider and MaxOutputTokens ≥ 1", id))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	setDefault(&opts.MaxBodyBytes, 1<<20)
+	setDefault(&opts.ReadTimeout, 30*time.Second)
+	setDefault(&opts.WriteTimeout, 30*time.Second)
+	setDefault(&opts.IdleTimeout, 120*time.Second)
+	setDefault(&opts.StreamWriteTimeout, 30*time.Second)
+	setDefault(&opts.PingInterval, 15*time.Second)
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		opts:    opts,
+		log:     log,
+		now:     opts.Now,
+		ids:     newRequestIDs(),
+		models:  opts.Models,
+		streams: make(map[*relay]struct{}),
+	}
+	s.srv = &fasthttp.Server{
+		Handler:               s.Handler(),
+		ErrorHandler:          s.serveParseError,
+		MaxRequestBodySize:    opts.MaxBodyBytes,
+		ReadTimeout:           opts.ReadTimeout,
+		WriteTimeout:          opts.WriteTimeout,
+		IdleTimeout:           opts.IdleTimeout,
+		ReadBufferSize:        16 << 10, // room for long JWT bearer headers
+		NoDefaultServerHeader: true,
+		NoDefaultContentType:  true,
+		CloseOnShutdown:       true,
+		Logger:                fasthttpLogger{log},
+	}
+	return s, nil
+}
+
+func setDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
+// Handler returns the public API's request handler: request id, panic
+// recovery and routing, with the error shape on every non-2xx reply.
+func (s *Server) Handler() fasthttp.RequestHandler {
+	r := router.New()
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	r.HandleOPTIONS = false
+	r.POST("/v1/personas/{id}/chat", s.serveChat)
+	r.NotFound = func(ctx *fasthttp.RequestCtx) {
+		writeError(ctx, &apiError{status: http.StatusNotFound, code: codeNotFound,
+			message: "no route for " + string(ctx.Method()) + " " + string(ctx.Path())})
+	}
+	r.MethodNotAllowed = func(ctx *fasthttp.RequestCtx) {
+		ctx.Response.Header.Set("Allow", "POST")
+		writeError(ctx, &apiError{status: http.StatusMethodNotAllowed, code: codeMethodNotAllowed,
+			message: "method " + string(ctx.Method()) + " not allowed; use POST"})
+	}
+	r.PanicHandler = func(ctx *fasthttp.RequestCtx, v any) {
+		s.log.Error("handler panic", "panic", fmt.Sprint(v), "request_id", string(ctx.Response.Header.Peek("X-Request-Id")))
+		ctx.Response.ResetBody()
+		writeError(ctx, &apiError{status: http.StatusInternalServerError, code: codeInternal, message: "internal error"})
+	}
+	route := r.Handler
+	return func(ctx *fasthttp.RequestCtx) {
+		s.setRequestID(ctx)
+		route(ctx)
+	}
+}
+
+// setRequestID echoes a sane caller id or makes one, on every reply.
+func (s *Server) setRequestID(ctx *fasthttp.RequestCtx) {
+	if id := ctx.Request.Header.Peek("X-Request-Id"); saneRequestID(id) {
+		ctx.Response.Header.SetBytesV("X-Request-Id", id)
+		return
+	}
+	var buf [48]byte
+	ctx.Response.Header.SetBytesV("X-Request-Id", s.ids.appendNext(buf[:0]))
+}
+
+// serveParseError answers requests fasthttp could not read, in the API's
+// error shape rather than fasthttp's plain text.
+func (s *Server) serveParseError(ctx *fasthttp.RequestCtx, err error) {
+	s.setRequestID(ctx)
+	var small *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		writeError(ctx, &apiError{status: http.StatusRequestEntityTooLarge, code: codePayloadTooLarge,
+			message: "request body exceeds " + strconv.Itoa(s.opts.MaxBodyBytes) + " bytes"})
+	case errors.As(err, &small):
+		writeError(ctx, &apiError{status: http.StatusRequestHeaderFieldsTooLarge, code: codePayloadTooLarge,
+			message: "request headers too large"})
+	default:
+		writeError(ctx, validationError("request", "malformed HTTP request"))
+	}
+	ctx.SetConnectionClose()
+}
+
+// writeError writes the API error shape with its status and headers.
+func writeError(ctx *fasthttp.RequestCtx, e *apiError) {
+	ctx.SetStatusCode(e.status)
+	ctx.Response.Header.SetContentType("application/json")
+	if e.status == http.StatusTooManyRequests || e.status == http.StatusServiceUnavailable {
+		ctx.Response.Header.Set("Retry-After", strconv.Itoa(retryAfterSeconds(e.retryAfter)))
+	}
+	buf := ctx.Response.Body()[:0]
+	ctx.Response.SetBodyRaw(appendErrorBody(buf, e.code, e.message))
+}
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	return s.srv.Serve(ln)
+}
+
+// Shutdown stops accepting, lets in-flight requests and streams finish
+// until ctx ends, then aborts the streams still open (each ends with an
+// error event and its usage recorded) and waits for them to wind up.
+// It does not close the Ledger; the caller does, after Shutdown.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.ShutdownWithContext(ctx)
+	if err != nil {
+		s.mu.Lock()
+		for r := range s.streams {
+			r.shutdown()
+		}
+		s.mu.Unlock()
+	}
+	done := make(chan struct{})
+	go func() { s.relays.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		s.log.Warn("streams still open after shutdown abort")
+	}
+	return err
+}
+
+// fasthttpLogger routes fasthttp's own messages into slog.
+type fasthttpLogger struct{ log *slog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Warn(fmt.Sprintf(format, args...), "component", "fasthttp")
+}

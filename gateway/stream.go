@@ -1,0 +1,205 @@
+package gateway
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/moonborn/edge/providers"
+)
+
+// errClientGone marks a stream whose client stopped accepting writes.
+var errClientGone = errors.New("client went away")
+
+// statusClientClosed is what a usage record says when the client left
+// mid-stream (nginx's 499; the client itself saw a 200).
+const statusClientClosed = 499
+
+// relay copies one upstream stream to one client as API.md's SSE events.
+//
+// Ownership: the relay owns the upstream Stream from newRelay on. run, on
+// fasthttp's stream-writer goroutine, is the only caller of Next and
+// Close; it records usage exactly once when the stream ends, whatever
+// ended it. The ping timer and Shutdown reach in only through mu (to
+// write a heartbeat) and Stream.Abort (safe from any goroutine).
+type relay struct {
+	s       *Server
+	x       *exchange
+	st      providers.Stream
+	first   []byte
+	emptyOK bool // the upstream finished cleanly before any delta
+	conn    net.Conn
+
+	mu       sync.Mutex // guards w, finished and writes to the client
+	w        *bufio.Writer
+	finished bool
+	gone     bool // a write failed: the client left
+	stopping bool // Shutdown aborted the stream
+	ping     *time.Timer
+
+	buf []byte // event scratch, reused per event
+}
+
+func newRelay(s *Server, x *exchange, st providers.Stream, first []byte, eof bool) *relay {
+	r := &relay{s: s, x: x, st: st, emptyOK: eof, buf: make([]byte, 0, 512)}
+	r.first = append(r.first, first...)
+	return r
+}
+
+var (
+	deltaPrefix = []byte("event: delta\ndata: {\"type\":\"delta\",\"content\":")
+	donePrefix  = []byte("event: done\ndata: {\"type\":\"done\"")
+	errorPrefix = []byte("event: error\ndata: {\"type\":\"error\",\"error\":{\"code\":")
+	pingEvent   = []byte(": ping\n\n")
+)
+
+// run is the body stream writer. It must not touch the RequestCtx.
+func (r *relay) run(w *bufio.Writer) {
+	defer r.s.relays.Done()
+	defer func() {
+		if v := recover(); v != nil {
+			r.s.log.Error("stream relay panic", "panic", fmt.Sprint(v), "request_id", r.x.requestID)
+			r.st.Abort()
+			r.finish(providers.Usage{}, http.StatusInternalServerError, codeInternal)
+		}
+	}()
+	r.mu.Lock()
+	r.w = w
+	r.ping = time.AfterFunc(r.s.opts.PingInterval, r.heartbeat)
+	r.mu.Unlock()
+
+	var err error
+	if !r.emptyOK {
+		err = r.writeDelta(r.first)
+		for err == nil {
+			var d []byte
+			d, err = r.st.Next()
+			if err == nil {
+				err = r.writeDelta(d)
+			}
+		}
+	} else {
+		err = io.EOF
+	}
+	end := r.s.now()
+	usage := r.st.Usage()
+	switch {
+	case err == io.EOF:
+		cost := costOf(r.x.model, usage)
+		r.buf = append(r.buf[:0], donePrefix...)
+		r.buf = appendUsageFields(r.buf, usage, cost, r.x.model.ID, end.Sub(r.x.start).Milliseconds())
+		r.buf = append(r.buf, "}\n\n"...)
+		if werr := r.write(r.buf); werr != nil {
+			r.finish(usage, statusClientClosed, "client_closed")
+			return
+		}
+		r.finish(usage, http.StatusOK, "")
+	case r.clientGone():
+		r.finish(usage, statusClientClosed, "client_closed")
+	default:
+		ae := toAPIError(err)
+		if r.isStopping() {
+			ae = &apiError{code: codeUpstreamUnavailable, message: "gateway shutting down"}
+		} else {
+			r.s.logUpstream(r.x, err)
+		}
+		r.buf = append(r.buf[:0], errorPrefix...)
+		r.buf = providers.AppendJSONString(r.buf, ae.code)
+		r.buf = append(r.buf, `,"message":`...)
+		r.buf = providers.AppendJSONString(r.buf, ae.message)
+		r.buf = append(r.buf, "}}\n\n"...)
+		_ = r.write(r.buf)
+		r.finish(usage, http.StatusOK, ae.code)
+	}
+}
+
+// writeDelta sends one delta event and flushes it on its own.
+func (r *relay) writeDelta(d []byte) error {
+	r.buf = append(r.buf[:0], deltaPrefix...)
+	r.buf = providers.AppendJSONString(r.buf, d)
+	r.buf = append(r.buf, "}\n\n"...)
+	return r.write(r.buf)
+}
+
+// write sends one whole event and flushes, under mu so a heartbeat never
+// interleaves, moving the write deadline forward first.
+func (r *relay) write(ev []byte) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.gone {
+		return errClientGone
+	}
+	_ = r.conn.SetWriteDeadline(time.Now().Add(r.s.opts.StreamWriteTimeout))
+	if _, err := r.w.Write(ev); err != nil {
+		r.gone = true
+		return errClientGone
+	}
+	if err := r.w.Flush(); err != nil {
+		r.gone = true
+		return errClientGone
+	}
+	r.ping.Reset(r.s.opts.PingInterval)
+	return nil
+}
+
+// heartbeat runs on the timer's goroutine after a silence. A failed ping
+// means the client left: abort the upstream so it stops generating.
+func (r *relay) heartbeat() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.finished || r.gone {
+		return
+	}
+	_ = r.conn.SetWriteDeadline(time.Now().Add(r.s.opts.StreamWriteTimeout))
+	_, err := r.w.Write(pingEvent)
+	if err == nil {
+		err = r.w.Flush()
+	}
+	if err != nil {
+		r.gone = true
+		r.st.Abort()
+		return
+	}
+	r.ping.Reset(r.s.opts.PingInterval)
+}
+
+func (r *relay) clientGone() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.gone
+}
+
+func (r *relay) isStopping() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stopping
+}
+
+// shutdown aborts the stream because the server is stopping.
+func (r *relay) shutdown() {
+	r.mu.Lock()
+	r.stopping = true
+	r.mu.Unlock()
+	r.st.Abort()
+}
+
+// finish releases the upstream, records usage and unregisters the relay.
+// Called exactly once, by run.
+func (r *relay) finish(u providers.Usage, status int, code string) {
+	r.mu.Lock()
+	r.finished = true
+	if r.ping != nil {
+		r.ping.Stop()
+	}
+	r.mu.Unlock()
+	r.st.Close()
+	r.s.recordCost(r.x, u, costOf(r.x.model, u), status, code, r.s.now())
+	r.s.mu.Lock()
+	delete(r.s.streams, r)
+	r.s.mu.Unlock()
+}

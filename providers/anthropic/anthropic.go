@@ -1,0 +1,145 @@
+// Package anthropic is the upstream client for Anthropic's Messages API
+// (POST {baseURL}/v1/messages), streamed and not.
+package anthropic
+
+import (
+	"encoding/json"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/moonborn/edge/providers"
+	"github.com/valyala/fasthttp"
+)
+
+// Provider is one Messages API deployment. It holds one connection pool
+// (fasthttp.HostClient) and is safe for concurrent use.
+type Provider struct {
+	name    string
+	http    *providers.UpstreamHTTP
+	key     string
+	version string
+}
+
+var _ providers.Provider = (*Provider)(nil)
+
+// New builds the deployment name from cfg (defaults applied to a copy).
+func New(name string, cfg Config) (*Provider, error) {
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	h, err := providers.NewUpstreamHTTP(name, strings.TrimRight(cfg.BaseURL, "/")+"/v1/messages", providers.UpstreamOptions{
+		Timeout:           cfg.Timeout,
+		ConnectTimeout:    cfg.ConnectTimeout,
+		FirstTokenTimeout: cfg.FirstTokenTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxConns:          cfg.MaxConns,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Provider{name: name, http: h, key: cfg.APIKey, version: cfg.Version}, nil
+}
+
+// Name is the deployment name given to New.
+func (p *Provider) Name() string { return p.name }
+
+// Complete runs r without streaming.
+func (p *Provider) Complete(r *providers.Request) (providers.Result, error) {
+	var res providers.Result
+	err := p.http.Complete(p.newRequest(r, false), func(body []byte) error {
+		return p.decodeMessage(body, &res)
+	})
+	return res, err
+}
+
+// Stream starts r as a stream; see providers.Stream.
+func (p *Provider) Stream(r *providers.Request) (providers.Stream, error) {
+	body, err := p.http.Stream(p.newRequest(r, true))
+	if err != nil {
+		return nil, err
+	}
+	return &stream{
+		name:          p.name,
+		body:          body,
+		inputEstimate: providers.EstimateTokens(r.System) + providers.EstimateTokens(r.UserText),
+	}, nil
+}
+
+func (p *Provider) newRequest(r *providers.Request, stream bool) *fasthttp.Request {
+	req := p.http.NewRequest()
+	req.Header.Set("x-api-key", p.key)
+	req.Header.Set("anthropic-version", p.version)
+	if stream {
+		req.Header.Set(fasthttp.HeaderAccept, "text/event-stream")
+	} else {
+		req.Header.Set(fasthttp.HeaderAccept, "application/json")
+	}
+	// Build the body in the request's own pooled buffer.
+	buf := req.SwapBody(nil)
+	req.SwapBody(appendRequestBody(buf[:0], r, stream))
+	return req
+}
+
+// appendRequestBody writes the Messages API request for r.
+func appendRequestBody(dst []byte, r *providers.Request, stream bool) []byte {
+	dst = append(dst, `{"model":`...)
+	dst = providers.AppendJSONString(dst, r.Model)
+	dst = append(dst, `,"max_tokens":`...)
+	dst = strconv.AppendInt(dst, int64(r.MaxOutputTokens), 10)
+	if r.System != "" {
+		dst = append(dst, `,"system":`...)
+		dst = providers.AppendJSONString(dst, r.System)
+	}
+	dst = append(dst, `,"messages":[{"role":"user","content":`...)
+	dst = providers.AppendJSONString(dst, r.UserText)
+	dst = append(dst, `}]`...)
+	if r.HasTemperature && !math.IsNaN(r.Temperature) && !math.IsInf(r.Temperature, 0) {
+		dst = append(dst, `,"temperature":`...)
+		dst = strconv.AppendFloat(dst, r.Temperature, 'g', -1, 64)
+	}
+	if stream {
+		dst = append(dst, `,"stream":true}`...)
+	} else {
+		dst = append(dst, `,"stream":false}`...)
+	}
+	return dst
+}
+
+// message is the part of a Messages API reply the gateway reads.
+type message struct {
+	Content []struct {
+		Type string `json:"type"`
+		Text string `json:"text"`
+	} `json:"content"`
+	Usage *struct {
+		InputTokens              int64 `json:"input_tokens"`
+		OutputTokens             int64 `json:"output_tokens"`
+		CacheCreationInputTokens int64 `json:"cache_creation_input_tokens"`
+		CacheReadInputTokens     int64 `json:"cache_read_input_tokens"`
+	} `json:"usage"`
+}
+
+func (p *Provider) decodeMessage(body []byte, res *providers.Result) error {
+	var m message
+	if err := json.Unmarshal(body, &m); err != nil {
+		// The decoder's message can quote reply bytes: keep it out.
+		return providers.Errorf(p.name, providers.KindProtocol, "reply is not a message")
+	}
+	if m.Usage == nil {
+		return providers.Errorf(p.name, providers.KindProtocol, "reply has no usage")
+	}
+	var sb strings.Builder
+	for _, b := range m.Content {
+		if b.Type == "text" {
+			sb.WriteString(b.Text)
+		}
+	}
+	res.Content = sb.String()
+	res.Usage = providers.Usage{
+		InputTokens:  m.Usage.InputTokens + m.Usage.CacheCreationInputTokens + m.Usage.CacheReadInputTokens,
+		OutputTokens: m.Usage.OutputTokens,
+	}
+	return nil
+}

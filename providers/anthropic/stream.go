@@ -1,0 +1,318 @@
+package anthropic
+
+import (
+	"bytes"
+	"io"
+
+	"github.com/moonborn/edge/providers"
+)
+
+// stream relays one streamed message. Its event buffer is reused, so a
+// delta costs no allocation.
+type stream struct {
+	name          string
+	body          *providers.SSEBody
+	ev            event
+	inputEstimate int64
+	usage         usageFields // latest value of each field reported
+	haveStart     bool        // message_start's usage arrived
+	final         bool        // message_delta's cumulative output arrived
+	deltas        int64
+	err           error
+}
+
+// Next returns the next non-empty text delta; see providers.Stream.
+func (s *stream) Next() ([]byte, error) {
+	for s.err == nil {
+		sev, err := s.body.Next()
+		if err != nil {
+			if err == io.EOF {
+				err = providers.Errorf(s.name, providers.KindTruncated, "stream ended without message_stop")
+			}
+			s.err = err
+			break
+		}
+		name := sev.Name
+		parsed := false
+		if len(name) == 0 {
+			// Unnamed events still say what they are in their "type".
+			if err := parseEvent(sev.Data, &s.ev); err != nil {
+				s.err = providers.Errorf(s.name, providers.KindProtocol, "malformed stream event")
+				break
+			}
+			name, parsed = s.ev.typ, true
+		}
+		switch string(name) {
+		case "message_start", "content_block_delta", "message_delta", "error":
+			if !parsed {
+				if err := parseEvent(sev.Data, &s.ev); err != nil {
+					s.err = providers.Errorf(s.name, providers.KindProtocol, "malformed %s event", name)
+					break
+				}
+			}
+		case "message_stop":
+			s.body.Finish()
+			s.err = io.EOF
+			continue
+		default:
+			// ping, content_block_start/stop and events added later.
+			continue
+		}
+		if s.err != nil {
+			break
+		}
+		switch string(name) {
+		case "message_start":
+			s.usage.merge(&s.ev.usage)
+			s.haveStart = true
+		case "message_delta":
+			s.usage.merge(&s.ev.usage)
+			if s.ev.usage.has&hasOutput != 0 {
+				s.final = true
+			}
+		case "error":
+			e := &providers.UpstreamError{Kind: providers.KindProtocol, Provider: s.name, Detail: "error event: " + errorType(s.ev.errType)}
+			if string(s.ev.errType) == "overloaded_error" {
+				e.Status = 529 // Anthropic's overloaded status, so retries treat it as a 5xx
+			}
+			s.err = e
+		case "content_block_delta":
+			if string(s.ev.deltaType) == "text_delta" && len(s.ev.text) > 0 {
+				s.deltas++
+				s.body.Delivered()
+				return s.ev.text, nil
+			}
+		}
+	}
+	if s.err != io.EOF && s.body.Aborted() {
+		s.err = providers.ErrAborted
+	}
+	return nil, s.err
+}
+
+// Usage is the upstream's count once message_delta reported the final
+// output; before that (or when a cut stream never sent it) it is marked
+// Estimated: input from message_start if it came (else from the prompt
+// size), output the larger of the last report and the deltas seen.
+func (s *stream) Usage() providers.Usage {
+	input := s.usage.input + s.usage.cacheCreation + s.usage.cacheRead
+	if s.final {
+		return providers.Usage{InputTokens: input, OutputTokens: s.usage.output}
+	}
+	if !s.haveStart {
+		input = s.inputEstimate
+	}
+	return providers.Usage{InputTokens: input, OutputTokens: max(s.usage.output, s.deltas), Estimated: true}
+}
+
+// Abort interrupts the stream from any goroutine.
+func (s *stream) Abort() { s.body.Abort() }
+
+// Close releases the upstream reply; the connection is reused only when
+// message_stop was read.
+func (s *stream) Close() { s.body.Close() }
+
+const (
+	hasInput uint8 = 1 << iota
+	hasCacheCreation
+	hasCacheRead
+	hasOutput
+)
+
+// usageFields are the token counts of a usage object; has marks the ones
+// present and not null.
+type usageFields struct {
+	input, cacheCreation, cacheRead, output int64
+	has                                     uint8
+}
+
+func (u *usageFields) merge(v *usageFields) {
+	if v.has&hasInput != 0 {
+		u.input = v.input
+	}
+	if v.has&hasCacheCreation != 0 {
+		u.cacheCreation = v.cacheCreation
+	}
+	if v.has&hasCacheRead != 0 {
+		u.cacheRead = v.cacheRead
+	}
+	if v.has&hasOutput != 0 {
+		u.output = v.output
+	}
+	u.has |= v.has
+}
+
+// event is what one stream event's data carries for the gateway. Slices
+// are valid until the next parse.
+type event struct {
+	typ       []byte
+	deltaType []byte
+	text      []byte
+	scratch   []byte // unescaped text, when it had escapes
+	usage     usageFields
+	errType   []byte
+}
+
+// parseEvent reads type, delta.{type,text}, usage (top level, as in
+// message_delta, or message.usage, as in message_start) and error.type
+// from one event object. Null stands for absent; a later duplicate key
+// wins, as in encoding/json.
+func parseEvent(data []byte, e *event) error {
+	*e = event{scratch: e.scratch[:0]}
+	if !isObject(data) {
+		return providers.ErrJSONSyntax
+	}
+	it, err := providers.NewJSONObject(data)
+	if err != nil {
+		return err
+	}
+	for key, val, ok := it.Member(); ok; key, val, ok = it.Member() {
+		var err error
+		switch {
+		case providers.JSONKeyIs(key, "type"):
+			e.typ, err = rawString(val)
+		case providers.JSONKeyIs(key, "delta"):
+			e.deltaType, e.text = nil, nil
+			err = e.parseDelta(val)
+		case providers.JSONKeyIs(key, "usage"):
+			err = e.usage.parse(val)
+		case providers.JSONKeyIs(key, "message"):
+			err = e.parseMessage(val)
+		case providers.JSONKeyIs(key, "error"):
+			e.errType = nil
+			err = eachMember(val, func(k, v []byte) error {
+				if providers.JSONKeyIs(k, "type") {
+					t, err := rawString(v)
+					e.errType = t
+					return err
+				}
+				return nil
+			})
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return it.Err()
+}
+
+func (e *event) parseDelta(val []byte) error {
+	obj, err := providers.NewJSONObject(val)
+	if err != nil {
+		return err
+	}
+	for k, v, ok := obj.Member(); ok; k, v, ok = obj.Member() {
+		switch {
+		case providers.JSONKeyIs(k, "type"):
+			if e.deltaType, err = rawString(v); err != nil {
+				return err
+			}
+		case providers.JSONKeyIs(k, "text"):
+			e.text = nil
+			if providers.JSONIsNull(v) {
+				continue
+			}
+			text, err := providers.JSONString(e.scratch[:0], v)
+			if err != nil {
+				return err
+			}
+			e.text = text
+			if len(text) > 0 && &text[0] != &v[1] {
+				e.scratch = text // unescaped into scratch: keep the grown buffer
+			}
+		}
+	}
+	return obj.Err()
+}
+
+func (e *event) parseMessage(val []byte) error {
+	obj, err := providers.NewJSONObject(val)
+	if err != nil {
+		return err
+	}
+	for k, v, ok := obj.Member(); ok; k, v, ok = obj.Member() {
+		if providers.JSONKeyIs(k, "usage") {
+			if err := e.usage.parse(v); err != nil {
+				return err
+			}
+		}
+	}
+	return obj.Err()
+}
+
+func (u *usageFields) parse(val []byte) error {
+	*u = usageFields{}
+	obj, err := providers.NewJSONObject(val)
+	if err != nil {
+		return err
+	}
+	for k, v, ok := obj.Member(); ok; k, v, ok = obj.Member() {
+		var dst *int64
+		var bit uint8
+		switch {
+		case providers.JSONKeyIs(k, "input_tokens"):
+			dst, bit = &u.input, hasInput
+		case providers.JSONKeyIs(k, "cache_creation_input_tokens"):
+			dst, bit = &u.cacheCreation, hasCacheCreation
+		case providers.JSONKeyIs(k, "cache_read_input_tokens"):
+			dst, bit = &u.cacheRead, hasCacheRead
+		case providers.JSONKeyIs(k, "output_tokens"):
+			dst, bit = &u.output, hasOutput
+		default:
+			continue
+		}
+		*dst, u.has = 0, u.has&^bit
+		if providers.JSONIsNull(v) {
+			continue
+		}
+		n, err := providers.JSONInt(v)
+		if err != nil {
+			return err
+		}
+		*dst, u.has = n, u.has|bit
+	}
+	return obj.Err()
+}
+
+// rawString returns the text of a JSON string (type tags), or nil for
+// null. Tags never carry escapes in practice, so only then does it copy.
+func rawString(v []byte) ([]byte, error) {
+	if providers.JSONIsNull(v) {
+		return nil, nil
+	}
+	return providers.JSONString(nil, v)
+}
+
+// eachMember calls fn for each member of the object val (null: none).
+func eachMember(val []byte, fn func(k, v []byte) error) error {
+	obj, err := providers.NewJSONObject(val)
+	if err != nil {
+		return err
+	}
+	for k, v, ok := obj.Member(); ok; k, v, ok = obj.Member() {
+		if err := fn(k, v); err != nil {
+			return err
+		}
+	}
+	return obj.Err()
+}
+
+func isObject(data []byte) bool {
+	data = bytes.TrimLeft(data, " \t\r\n")
+	return len(data) > 0 && data[0] == '{'
+}
+
+// errorType returns an upstream error type for logs only when it is a
+// short identifier, so no upstream text of any other shape reaches an
+// error message.
+func errorType(raw []byte) string {
+	if len(raw) == 0 || len(raw) > 48 {
+		return "unknown"
+	}
+	for _, c := range raw {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return "unknown"
+		}
+	}
+	return string(raw)
+}

@@ -1,0 +1,152 @@
+// Package openai is the upstream client for the OpenAI chat completions
+// wire protocol (POST {baseURL}/chat/completions), streamed and not.
+package openai
+
+import (
+	"encoding/json"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/moonborn/edge/providers"
+	"github.com/valyala/fasthttp"
+)
+
+// Provider is one OpenAI-compatible deployment. It holds one connection
+// pool (fasthttp.HostClient) and is safe for concurrent use.
+type Provider struct {
+	name           string
+	http           *providers.UpstreamHTTP
+	auth           string // "Bearer <key>", built once
+	org            string
+	maxTokensField string
+}
+
+var _ providers.Provider = (*Provider)(nil)
+
+// New builds the deployment name from cfg (defaults applied to a copy).
+func New(name string, cfg Config) (*Provider, error) {
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	h, err := providers.NewUpstreamHTTP(name, strings.TrimRight(cfg.BaseURL, "/")+"/chat/completions", providers.UpstreamOptions{
+		Timeout:           cfg.Timeout,
+		ConnectTimeout:    cfg.ConnectTimeout,
+		FirstTokenTimeout: cfg.FirstTokenTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxConns:          cfg.MaxConns,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Provider{name: name, http: h, auth: "Bearer " + cfg.APIKey, org: cfg.Organization, maxTokensField: cfg.MaxTokensField}, nil
+}
+
+// Name is the deployment name given to New.
+func (p *Provider) Name() string { return p.name }
+
+// Complete runs r without streaming.
+func (p *Provider) Complete(r *providers.Request) (providers.Result, error) {
+	var res providers.Result
+	err := p.http.Complete(p.newRequest(r, false), func(body []byte) error {
+		return p.decodeCompletion(body, r, &res)
+	})
+	return res, err
+}
+
+// Stream starts r as a stream; see providers.Stream.
+func (p *Provider) Stream(r *providers.Request) (providers.Stream, error) {
+	body, err := p.http.Stream(p.newRequest(r, true))
+	if err != nil {
+		return nil, err
+	}
+	return &stream{
+		name:          p.name,
+		body:          body,
+		inputEstimate: providers.EstimateTokens(r.System) + providers.EstimateTokens(r.UserText),
+	}, nil
+}
+
+func (p *Provider) newRequest(r *providers.Request, stream bool) *fasthttp.Request {
+	req := p.http.NewRequest()
+	req.Header.Set(fasthttp.HeaderAuthorization, p.auth)
+	if p.org != "" {
+		req.Header.Set("OpenAI-Organization", p.org)
+	}
+	if stream {
+		req.Header.Set(fasthttp.HeaderAccept, "text/event-stream")
+	} else {
+		req.Header.Set(fasthttp.HeaderAccept, "application/json")
+	}
+	// Build the body in the request's own pooled buffer.
+	buf := req.SwapBody(nil)
+	req.SwapBody(appendRequestBody(buf[:0], p.maxTokensField, r, stream))
+	return req
+}
+
+// appendRequestBody writes the chat completions request for r.
+func appendRequestBody(dst []byte, maxTokensField string, r *providers.Request, stream bool) []byte {
+	dst = append(dst, `{"model":`...)
+	dst = providers.AppendJSONString(dst, r.Model)
+	dst = append(dst, `,"messages":[`...)
+	if r.System != "" {
+		dst = append(dst, `{"role":"system","content":`...)
+		dst = providers.AppendJSONString(dst, r.System)
+		dst = append(dst, `},`...)
+	}
+	dst = append(dst, `{"role":"user","content":`...)
+	dst = providers.AppendJSONString(dst, r.UserText)
+	dst = append(dst, `}]`...)
+	if r.HasTemperature && !math.IsNaN(r.Temperature) && !math.IsInf(r.Temperature, 0) {
+		dst = append(dst, `,"temperature":`...)
+		dst = strconv.AppendFloat(dst, r.Temperature, 'g', -1, 64)
+	}
+	dst = append(dst, `,"`...)
+	dst = append(dst, maxTokensField...)
+	dst = append(dst, `":`...)
+	dst = strconv.AppendInt(dst, int64(r.MaxOutputTokens), 10)
+	if stream {
+		dst = append(dst, `,"stream":true,"stream_options":{"include_usage":true}}`...)
+	} else {
+		dst = append(dst, `,"stream":false}`...)
+	}
+	return dst
+}
+
+// completion is the part of a chat completion reply the gateway reads.
+type completion struct {
+	Choices []struct {
+		Message struct {
+			Content *string `json:"content"`
+		} `json:"message"`
+	} `json:"choices"`
+	Usage *struct {
+		PromptTokens     int64 `json:"prompt_tokens"`
+		CompletionTokens int64 `json:"completion_tokens"`
+	} `json:"usage"`
+}
+
+func (p *Provider) decodeCompletion(body []byte, r *providers.Request, res *providers.Result) error {
+	var c completion
+	if err := json.Unmarshal(body, &c); err != nil {
+		// The decoder's message can quote reply bytes: keep it out.
+		return providers.Errorf(p.name, providers.KindProtocol, "reply is not a chat completion")
+	}
+	if len(c.Choices) == 0 {
+		return providers.Errorf(p.name, providers.KindProtocol, "reply has no choices")
+	}
+	if c.Choices[0].Message.Content != nil {
+		res.Content = *c.Choices[0].Message.Content
+	}
+	if c.Usage != nil {
+		res.Usage = providers.Usage{InputTokens: c.Usage.PromptTokens, OutputTokens: c.Usage.CompletionTokens}
+	} else {
+		res.Usage = providers.Usage{
+			InputTokens:  providers.EstimateTokens(r.System) + providers.EstimateTokens(r.UserText),
+			OutputTokens: providers.EstimateTokens(res.Content),
+			Estimated:    true,
+		}
+	}
+	return nil
+}

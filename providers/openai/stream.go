@@ -1,0 +1,251 @@
+package openai
+
+import (
+	"bytes"
+	"io"
+
+	"github.com/moonborn/edge/providers"
+)
+
+// stream relays one streamed chat completion. Its chunk buffer is reused,
+// so a delta costs no allocation.
+type stream struct {
+	name          string
+	body          *providers.SSEBody
+	chunk         chunk
+	inputEstimate int64
+	usage         providers.Usage
+	haveUsage     bool
+	deltas        int64
+	err           error
+}
+
+// Next returns the next non-empty content delta; see providers.Stream.
+func (s *stream) Next() ([]byte, error) {
+	for s.err == nil {
+		ev, err := s.body.Next()
+		if err != nil {
+			if err == io.EOF {
+				err = providers.Errorf(s.name, providers.KindTruncated, "stream ended without [DONE]")
+			}
+			s.err = err
+			break
+		}
+		if string(bytes.TrimSpace(ev.Data)) == "[DONE]" {
+			s.body.Finish()
+			s.err = io.EOF
+			break
+		}
+		if err := parseChunk(ev.Data, &s.chunk); err != nil {
+			s.err = providers.Errorf(s.name, providers.KindProtocol, "malformed stream chunk")
+			break
+		}
+		if s.chunk.hasError || string(ev.Name) == "error" {
+			s.err = &providers.UpstreamError{Kind: providers.KindProtocol, Provider: s.name, Detail: "error event: " + errorType(s.chunk.errType)}
+			break
+		}
+		if s.chunk.hasUsage {
+			s.usage = providers.Usage{InputTokens: s.chunk.promptTokens, OutputTokens: s.chunk.completionTokens}
+			s.haveUsage = true
+		}
+		if len(s.chunk.content) > 0 {
+			s.deltas++
+			s.body.Delivered()
+			return s.chunk.content, nil
+		}
+	}
+	if s.err != io.EOF && s.body.Aborted() {
+		s.err = providers.ErrAborted
+	}
+	return nil, s.err
+}
+
+// Usage is the upstream's count once its usage chunk arrived; before that
+// (or when a cut stream never sent it) an estimate from the prompt size
+// and the deltas seen, one token per delta.
+func (s *stream) Usage() providers.Usage {
+	if s.haveUsage {
+		return s.usage
+	}
+	return providers.Usage{InputTokens: s.inputEstimate, OutputTokens: s.deltas, Estimated: true}
+}
+
+// Abort interrupts the stream from any goroutine.
+func (s *stream) Abort() { s.body.Abort() }
+
+// Close releases the upstream reply; the connection is reused only when
+// [DONE] was read.
+func (s *stream) Close() { s.body.Close() }
+
+// chunk is what one chat.completion.chunk carries for the gateway. Slices
+// are valid until the next parse.
+type chunk struct {
+	content          []byte
+	scratch          []byte // unescaped content, when it had escapes
+	promptTokens     int64
+	completionTokens int64
+	hasUsage         bool
+	hasError         bool
+	errType          []byte
+}
+
+// parseChunk reads choices[0].delta.content, usage and error from one
+// chunk object. Null stands for absent at every level, so a usage chunk
+// whose choices are [] or null both work; a later duplicate key wins, as
+// in encoding/json.
+func parseChunk(data []byte, c *chunk) error {
+	*c = chunk{scratch: c.scratch[:0]}
+	if !isObject(data) {
+		return providers.ErrJSONSyntax
+	}
+	it, err := providers.NewJSONObject(data)
+	if err != nil {
+		return err
+	}
+	for key, val, ok := it.Member(); ok; key, val, ok = it.Member() {
+		switch {
+		case providers.JSONKeyIs(key, "choices"):
+			c.content = nil
+			if err := c.parseChoices(val); err != nil {
+				return err
+			}
+		case providers.JSONKeyIs(key, "usage"):
+			if err := c.parseUsage(val); err != nil {
+				return err
+			}
+		case providers.JSONKeyIs(key, "error"):
+			c.hasError, c.errType = false, nil
+			if providers.JSONIsNull(val) {
+				continue
+			}
+			c.hasError = true
+			// Only the error's type goes further, and only as a short
+			// identifier (see errorType); an object is all we require.
+			if isObject(val) {
+				e, err := providers.NewJSONObject(val)
+				if err != nil {
+					return err
+				}
+				for k, v, ok := e.Member(); ok; k, v, ok = e.Member() {
+					if providers.JSONKeyIs(k, "type") && len(v) > 0 && v[0] == '"' {
+						c.errType = v[1 : len(v)-1]
+					}
+				}
+				if err := e.Err(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return it.Err()
+}
+
+func (c *chunk) parseChoices(val []byte) error {
+	arr, err := providers.NewJSONArray(val)
+	if err != nil {
+		return err
+	}
+	for first := true; ; first = false {
+		el, ok := arr.Element()
+		if !ok {
+			return arr.Err()
+		}
+		if first {
+			if err := c.parseChoice(el); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (c *chunk) parseChoice(val []byte) error {
+	obj, err := providers.NewJSONObject(val)
+	if err != nil {
+		return err
+	}
+	for key, v, ok := obj.Member(); ok; key, v, ok = obj.Member() {
+		if !providers.JSONKeyIs(key, "delta") {
+			continue
+		}
+		c.content = nil
+		delta, err := providers.NewJSONObject(v)
+		if err != nil {
+			return err
+		}
+		for k, dv, ok := delta.Member(); ok; k, dv, ok = delta.Member() {
+			if !providers.JSONKeyIs(k, "content") {
+				continue
+			}
+			c.content = nil
+			if providers.JSONIsNull(dv) {
+				continue
+			}
+			text, err := providers.JSONString(c.scratch[:0], dv)
+			if err != nil {
+				return err
+			}
+			c.content = text
+			if len(text) > 0 && len(dv) > 0 && &text[0] != &dv[1] {
+				c.scratch = text // unescaped into scratch: keep the grown buffer
+			}
+		}
+		if err := delta.Err(); err != nil {
+			return err
+		}
+	}
+	return obj.Err()
+}
+
+func (c *chunk) parseUsage(val []byte) error {
+	c.hasUsage = false
+	c.promptTokens, c.completionTokens = 0, 0
+	if providers.JSONIsNull(val) {
+		return nil
+	}
+	obj, err := providers.NewJSONObject(val)
+	if err != nil {
+		return err
+	}
+	c.hasUsage = true
+	for key, v, ok := obj.Member(); ok; key, v, ok = obj.Member() {
+		var dst *int64
+		switch {
+		case providers.JSONKeyIs(key, "prompt_tokens"):
+			dst = &c.promptTokens
+		case providers.JSONKeyIs(key, "completion_tokens"):
+			dst = &c.completionTokens
+		default:
+			continue
+		}
+		*dst = 0
+		if providers.JSONIsNull(v) {
+			continue
+		}
+		n, err := providers.JSONInt(v)
+		if err != nil {
+			return err
+		}
+		*dst = n
+	}
+	return obj.Err()
+}
+
+func isObject(data []byte) bool {
+	data = bytes.TrimLeft(data, " \t\r\n")
+	return len(data) > 0 && data[0] == '{'
+}
+
+// errorType returns an upstream error type for logs only when it is a
+// short identifier, so no upstream text of any other shape reaches an
+// error message.
+func errorType(raw []byte) string {
+	if len(raw) == 0 || len(raw) > 48 {
+		return "unknown"
+	}
+	for _, c := range raw {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return "unknown"
+		}
+	}
+	return string(raw)
+}

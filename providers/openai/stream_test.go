@@ -1,0 +1,296 @@
+package openai
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// hasDuplicateKeys reports whether any object in data repeats a key;
+// such input is skipped by the fuzz oracle, whose map decoding cannot see
+// that the parser met the first occurrence too.
+func hasDuplicateKeys(data []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	type frame struct {
+		keys  map[string]bool
+		isObj bool
+		key   bool // the next string token is a key
+	}
+	var stack []frame
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		if len(stack) > 0 && stack[len(stack)-1].isObj {
+			top := &stack[len(stack)-1]
+			if s, ok := tok.(string); ok && top.key {
+				if top.keys[s] {
+					return true
+				}
+				top.keys[s] = true
+				top.key = false
+				continue
+			}
+			if d, ok := tok.(json.Delim); !ok || d == '{' || d == '[' {
+				top.key = true // a value: the next token is a key
+			}
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, frame{keys: map[string]bool{}, isObj: true, key: true})
+		case json.Delim('['):
+			stack = append(stack, frame{})
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+	}
+}
+
+type refResult struct {
+	content  string
+	usage    bool
+	in, out  int64
+	hasError bool
+}
+
+// refChunk reads a chunk with encoding/json, following the same rules as
+// parseChunk: null is absent, wrong types are errors.
+func refChunk(data []byte) (refResult, bool) {
+	var r refResult
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var top any
+	if err := dec.Decode(&top); err != nil || dec.More() {
+		return r, false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return r, false
+	}
+	m, ok := top.(map[string]any)
+	if !ok {
+		return r, false
+	}
+	if ch, present := m["choices"]; present && ch != nil {
+		arr, ok := ch.([]any)
+		if !ok {
+			return r, false
+		}
+		if len(arr) > 0 && arr[0] != nil {
+			c0, ok := arr[0].(map[string]any)
+			if !ok {
+				return r, false
+			}
+			if d, present := c0["delta"]; present && d != nil {
+				delta, ok := d.(map[string]any)
+				if !ok {
+					return r, false
+				}
+				if c, present := delta["content"]; present && c != nil {
+					s, ok := c.(string)
+					if !ok {
+						return r, false
+					}
+					r.content = s
+				}
+			}
+		}
+	}
+	if u, present := m["usage"]; present && u != nil {
+		um, ok := u.(map[string]any)
+		if !ok {
+			return r, false
+		}
+		r.usage = true
+		for key, dst := range map[string]*int64{"prompt_tokens": &r.in, "completion_tokens": &r.out} {
+			if v, present := um[key]; present && v != nil {
+				n, ok := v.(json.Number)
+				if !ok {
+					return r, false
+				}
+				i, err := strconv.ParseInt(string(n), 10, 64)
+				if err != nil {
+					return r, false
+				}
+				*dst = i
+			}
+		}
+	}
+	if e, present := m["error"]; present && e != nil {
+		r.hasError = true
+		if em, ok := e.(map[string]any); ok {
+			_ = em
+		}
+	}
+	return r, true
+}
+
+func FuzzParseChunk(f *testing.F) {
+	for _, s := range []string{
+		strings.TrimSuffix(strings.TrimPrefix(deltaChunk("Hel\"lo\u00e9\n"), "data: "), "\n\n"),
+		strings.TrimSuffix(strings.TrimPrefix(usageEmpty, "data: "), "\n\n"),
+		strings.TrimSuffix(strings.TrimPrefix(usageNull, "data: "), "\n\n"),
+		`{"error":{"message":"x","type":"server_error"}}`,
+		`{"choices":[{"delta":{"content":"\ud83d\ude00"}},{"delta":5}]}`,
+		`{"choices":[{"delta":{"content":null}}],"usage":{"prompt_tokens":null}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var c chunk
+		err := parseChunk(data, &c)
+		if bytes.Count(data, []byte("{"))+bytes.Count(data, []byte("[")) > 500 || hasDuplicateKeys(data) {
+			return
+		}
+		want, ok := refChunk(data)
+		if ok != (err == nil) {
+			t.Fatalf("parseChunk err = %v, reference ok = %v", err, ok)
+		}
+		if !ok {
+			return
+		}
+		if string(c.content) != want.content || c.hasUsage != want.usage || c.promptTokens != want.in ||
+			c.completionTokens != want.out || c.hasError != want.hasError {
+			t.Fatalf("parseChunk = %q usage=%v %d/%d err=%v; reference %+v", c.content, c.hasUsage, c.promptTokens, c.completionTokens, c.hasError, want)
+		}
+	})
+}
+
+// rawUpstream serves one canned HTTP response to every request on
+// keep-alive connections, allocating nothing per request, so allocation
+// counts measure the client alone.
+func rawUpstream(tb testing.TB, response []byte) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(c net.Conn) {
+				defer c.Close()
+				br := bufio.NewReaderSize(c, 64<<10)
+				for {
+					length := 0
+					for {
+						line, err := br.ReadSlice('\n')
+						if err != nil {
+							return
+						}
+						if len(line) <= 2 {
+							break
+						}
+						const cl = "content-length:"
+						if len(line) > len(cl) && bytes.EqualFold(line[:len(cl)], []byte(cl)) {
+							for _, d := range bytes.TrimSpace(line[len(cl):]) {
+								length = length*10 + int(d-'0')
+							}
+						}
+					}
+					if _, err := br.Discard(length); err != nil {
+						return
+					}
+					if _, err := c.Write(response); err != nil {
+						return
+					}
+				}
+			}(c)
+		}
+	}()
+	return "http://" + ln.Addr().String()
+}
+
+// chunkedSSE renders events as a chunked text/event-stream response.
+func chunkedSSE(events ...string) []byte {
+	var b bytes.Buffer
+	b.WriteString("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+	for _, e := range events {
+		b.WriteString(strconv.FormatInt(int64(len(e)), 16) + "\r\n" + e + "\r\n")
+	}
+	b.WriteString("0\r\n\r\n")
+	return b.Bytes()
+}
+
+func streamEvents(deltas int) []string {
+	events := []string{roleChunk}
+	for i := range deltas {
+		events = append(events, deltaChunk("tok"+strconv.Itoa(i%10)+" "))
+	}
+	return append(events, finishChunk, usageEmpty, done)
+}
+
+// Relaying a delta allocates nothing: measured over a long stream so the
+// stream's setup is not in the count.
+func TestDeltaAllocs(t *testing.T) {
+	url := rawUpstream(t, chunkedSSE(streamEvents(3000)...))
+	s, err := newProvider(t, testConfig(url)).Stream(&baseReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for range 100 { // warm the buffers
+		if _, err := s.Next(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	allocs := testing.AllocsPerRun(2000, func() {
+		if _, err := s.Next(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%.2f allocations per delta, want 0", allocs)
+	}
+}
+
+// BenchmarkStreamRelay reads a whole 20-delta stream from a loopback
+// upstream per op: allocs/op is the per-stream cost (request, stream,
+// timer); the deltas themselves add none (TestDeltaAllocs).
+func BenchmarkStreamRelay(b *testing.B) {
+	url := rawUpstream(b, chunkedSSE(streamEvents(20)...))
+	p := newProvider(b, testConfig(url))
+	b.ReportAllocs()
+	deltas := 0
+	for b.Loop() {
+		s, err := p.Stream(&baseReq)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for {
+			_, err := s.Next()
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					b.Fatal(err)
+				}
+				break
+			}
+			deltas++
+		}
+		if s.Usage().Estimated {
+			b.Fatal("usage chunk missed")
+		}
+		s.Close()
+	}
+	b.ReportMetric(float64(deltas)/float64(b.N), "deltas/op")
+}
+
+func BenchmarkParseChunk(b *testing.B) {
+	data := []byte(strings.TrimSuffix(strings.TrimPrefix(deltaChunk("Hello"), "data: "), "\n\n"))
+	var c chunk
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := parseChunk(data, &c); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,197 @@
+// Package providers holds the canonical request, event and usage types that
+// every upstream speaks after translation, the Provider interface the
+// gateway calls, the typed upstream errors, and the SSE reader shared by the
+// wire-protocol sub-packages (openai, anthropic, mock).
+//
+// Data flows one way: sub-packages import this package; this package imports
+// none of them, nor gateway or policy.
+package providers
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Request is one chat request after the gateway resolved the persona and the
+// model: the upstream model name, the full system prompt and the user's text.
+// A Request is read-only once handed to a Provider and may be shared by
+// concurrent attempts.
+type Request struct {
+	// Model is the upstream model name (not the public model id).
+	Model string
+	// System is the complete system prompt (persona prompt plus any memory
+	// digest, already joined by the gateway). Empty means none.
+	System string
+	// UserText is the user's message; never empty.
+	UserText string
+	// Temperature is sent only when HasTemperature is true.
+	Temperature    float64
+	HasTemperature bool
+	// MaxOutputTokens caps generated tokens; always ≥ 1 (the gateway applies
+	// defaults, because some protocols require a cap).
+	MaxOutputTokens int
+}
+
+// Usage counts tokens for one request as the upstream reported them.
+// Estimated is true when the upstream never reported usage (a cut stream,
+// a client that left) and the counts were derived locally: output tokens
+// from the deltas seen, input tokens from EstimateTokens.
+type Usage struct {
+	InputTokens  int64
+	OutputTokens int64
+	Estimated    bool
+}
+
+// Result is a finished non-streaming completion.
+type Result struct {
+	Content string
+	Usage   Usage
+}
+
+// Provider is one upstream deployment speaking one wire protocol.
+// Implementations are safe for concurrent use.
+type Provider interface {
+	// Complete runs req without streaming and returns the whole answer.
+	// Errors are *UpstreamError (or wrap one).
+	Complete(req *Request) (Result, error)
+	// Stream starts req as a stream. It returns once the upstream accepted
+	// the request (status 200 and headers read); a refusal is returned as
+	// an error and no Stream exists. The caller owns the Stream and must
+	// Close it.
+	Stream(req *Request) (Stream, error)
+}
+
+// Stream is one streamed completion in flight. Next and Close belong to a
+// single owner goroutine; Abort may be called from any goroutine.
+type Stream interface {
+	// Next blocks until the next text delta and returns it. The slice is
+	// valid only until the following call to Next or Close. A delta may be
+	// empty-free: Next never returns a zero-length delta with a nil error.
+	// At the upstream's end marker ([DONE], message_stop) Next returns
+	// io.EOF. A stream that ends without its end marker, an upstream error
+	// event, or a timeout returns an *UpstreamError (Kind Truncated,
+	// Status, Timeout...). After Abort, Next returns ErrAborted.
+	Next() ([]byte, error)
+	// Usage reports the usage known so far; final once Next returned io.EOF.
+	// When the upstream reported nothing it is estimated (see Usage).
+	Usage() Usage
+	// Abort interrupts the stream at once from any goroutine: a blocked
+	// Next returns ErrAborted and the upstream connection is closed so the
+	// upstream stops generating. Safe to call more than once.
+	Abort()
+	// Close releases the stream. If the end marker was not reached the
+	// upstream connection is closed (never returned to a pool). Called
+	// exactly once by the owner, after its last Next.
+	Close()
+}
+
+// ErrAborted is returned by Stream.Next after Stream.Abort.
+var ErrAborted = errors.New("stream aborted")
+
+// ErrorKind classifies an upstream failure for status mapping, retries and
+// breakers.
+type ErrorKind uint8
+
+// The kinds of upstream failure.
+const (
+	// KindStatus: the upstream answered with a non-2xx status.
+	KindStatus ErrorKind = iota + 1
+	// KindConnect: no connection could be made or it broke before a reply.
+	KindConnect
+	// KindTimeout: a deadline passed (total, first token or idle gap).
+	KindTimeout
+	// KindTruncated: a stream ended without its end marker.
+	KindTruncated
+	// KindProtocol: the reply could not be understood, or the upstream sent
+	// an error event mid-stream.
+	KindProtocol
+	// KindSaturated: the deployment has no free connection
+	// (fasthttp.ErrNoFreeConns); never a breaker failure.
+	KindSaturated
+)
+
+func (k ErrorKind) String() string {
+	switch k {
+	case KindStatus:
+		return "status"
+	case KindConnect:
+		return "connect"
+	case KindTimeout:
+		return "timeout"
+	case KindTruncated:
+		return "truncated"
+	case KindProtocol:
+		return "protocol"
+	case KindSaturated:
+		return "saturated"
+	}
+	return "unknown"
+}
+
+// UpstreamError is a failure of one upstream attempt. Its Error text is
+// safe to log but is never shown to clients verbatim: upstream bodies can
+// echo credentials (OpenAI's 401 quotes part of the key).
+type UpstreamError struct {
+	Kind ErrorKind
+	// Status is the upstream HTTP status for KindStatus, else 0.
+	Status int
+	// RetryAfter is the upstream's retry-after hint, 0 if none.
+	RetryAfter time.Duration
+	// Provider names the deployment that failed.
+	Provider string
+	// Detail is a short description for logs (never the upstream body).
+	Detail string
+	// Err is the underlying error, if any.
+	Err error
+}
+
+func (e *UpstreamError) Error() string {
+	s := "upstream " + e.Provider + ": " + e.Kind.String()
+	if e.Status != 0 {
+		s += " " + strconv.Itoa(e.Status)
+	}
+	if e.Detail != "" {
+		s += ": " + e.Detail
+	}
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+func (e *UpstreamError) Unwrap() error { return e.Err }
+
+// Errorf builds an *UpstreamError of kind k with a formatted detail.
+func Errorf(provider string, k ErrorKind, format string, args ...any) *UpstreamError {
+	return &UpstreamError{Kind: k, Provider: provider, Detail: fmt.Sprintf(format, args...)}
+}
+
+// ParseRetryAfter reads a Retry-After header value in seconds (integer or
+// decimal, as OpenAI sends "retry-after-ms" style decimals) or an HTTP date
+// relative to now. It returns 0 when the value is absent or unusable.
+func ParseRetryAfter(v []byte, now time.Time) time.Duration {
+	if len(v) == 0 {
+		return 0
+	}
+	if f, err := strconv.ParseFloat(string(v), 64); err == nil {
+		if f <= 0 || f > 86400 {
+			return 0
+		}
+		return time.Duration(f * float64(time.Second))
+	}
+	if t, err := time.Parse(time.RFC1123, string(v)); err == nil {
+		if d := t.Sub(now); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+// EstimateTokens approximates a token count for text an upstream never
+// counted (about four bytes a token, the usual rule of thumb for BPE
+// tokenizers on English), rounding up; empty text is zero tokens.
+func EstimateTokens(s string) int64 {
+	return int64((len(s) + 3) / 4)
+}

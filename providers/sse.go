@@ -1,0 +1,213 @@
+package providers
+
+import (
+	"bytes"
+	"errors"
+	"io"
+)
+
+// ErrSSEEventTooLarge is returned by SSEReader.Next when one event (or one
+// line) is longer than the reader's limit: an upstream that never sends a
+// blank line must not make the gateway buffer without bound.
+var ErrSSEEventTooLarge = errors.New("sse: event too large")
+
+// DefaultSSEMaxEvent is the event size limit NewSSEReader uses when given
+// zero or less: far above any chat delta, small enough to bound memory.
+const DefaultSSEMaxEvent = 1 << 20
+
+// sseInitialBuf is the first read buffer size; it grows (up to the event
+// limit) only when a single line does not fit.
+const sseInitialBuf = 4096
+
+// SSEEvent is one dispatched server-sent event. Name is the last `event:`
+// value (empty when the event had none; the spec's default type is
+// "message"). Data is the `data:` lines joined by "\n". Both slices belong
+// to the reader and are valid only until its next Next or Reset.
+type SSEEvent struct {
+	Name []byte
+	Data []byte
+}
+
+// SSEReader splits an event stream (text/event-stream, as the WHATWG HTML
+// standard defines it) into events. Lines end in "\n", "\r\n" or "\r";
+// comments (":" lines) and the id and retry fields are skipped, since the
+// gateway never reconnects an upstream stream. An event with no data line
+// is not dispatched, and an unfinished event at end of input is dropped:
+// whether the stream was complete is the protocol layer's decision.
+//
+// The zero value is not usable; build one with NewSSEReader or Reset. A
+// reader reuses its buffers across events and across Reset, so a pooled
+// reader reads a stream without allocating. It is not safe for concurrent
+// use.
+type SSEReader struct {
+	r        io.Reader
+	max      int
+	buf      []byte // read buffer; unread bytes are buf[start:end]
+	start    int
+	end      int
+	scan     int   // buf[start:scan] holds no line terminator
+	err      error // sticky error from r, returned once buf is drained
+	skipLF   bool  // the last line ended in '\r': a following '\n' is part of it
+	sawLine  bool  // a line was read, so a leading BOM is no longer possible
+	name     []byte
+	data     []byte
+	hasData  bool
+	eventLen int // raw bytes of the pending event's field lines
+}
+
+// NewSSEReader returns a reader of r that rejects events over maxEvent
+// bytes (DefaultSSEMaxEvent when maxEvent ≤ 0).
+func NewSSEReader(r io.Reader, maxEvent int) *SSEReader {
+	s := &SSEReader{}
+	s.Reset(r, maxEvent)
+	return s
+}
+
+// Reset makes the reader read a new stream from r, keeping its buffers.
+func (s *SSEReader) Reset(r io.Reader, maxEvent int) {
+	if maxEvent <= 0 {
+		maxEvent = DefaultSSEMaxEvent
+	}
+	if s.buf == nil {
+		s.buf = make([]byte, min(sseInitialBuf, maxEvent+2))
+	}
+	*s = SSEReader{r: r, max: maxEvent, buf: s.buf, name: s.name[:0], data: s.data[:0]}
+}
+
+// Next returns the next dispatched event. At the end of the input it
+// returns io.EOF (an unfinished event is discarded); a read error from the
+// underlying reader is returned as is, and an oversized event as
+// ErrSSEEventTooLarge. After an error every call returns an error.
+func (s *SSEReader) Next() (SSEEvent, error) {
+	for {
+		line, err := s.line()
+		if err != nil {
+			return SSEEvent{}, err
+		}
+		if len(line) == 0 {
+			if !s.hasData {
+				s.name = s.name[:0]
+				s.eventLen = 0
+				continue
+			}
+			ev := SSEEvent{Name: s.name, Data: s.data[:len(s.data)-1]}
+			s.name = s.name[:0]
+			s.data = s.data[:0]
+			s.hasData = false
+			s.eventLen = 0
+			return ev, nil
+		}
+		if line[0] == ':' {
+			continue
+		}
+		s.eventLen += len(line)
+		if s.eventLen > s.max {
+			s.err = ErrSSEEventTooLarge
+			return SSEEvent{}, s.err
+		}
+		field, value := line, line[len(line):]
+		if i := bytes.IndexByte(line, ':'); i >= 0 {
+			field, value = line[:i], line[i+1:]
+			if len(value) > 0 && value[0] == ' ' {
+				value = value[1:]
+			}
+		}
+		switch string(field) {
+		case "data":
+			s.data = append(s.data, value...)
+			s.data = append(s.data, '\n')
+			s.hasData = true
+		case "event":
+			s.name = append(s.name[:0], value...)
+		}
+	}
+}
+
+// line returns the next line without its terminator. The slice points into
+// the read buffer and is valid until the next call.
+func (s *SSEReader) line() ([]byte, error) {
+	for {
+		if s.skipLF && s.start < s.end {
+			if s.buf[s.start] == '\n' {
+				s.start++
+			}
+			s.skipLF = false
+		}
+		if s.start < s.end {
+			if i := s.terminator(); i >= 0 {
+				line := s.buf[s.start:i]
+				s.skipLF = s.buf[i] == '\r'
+				s.start = i + 1
+				s.scan = s.start
+				if !s.sawLine {
+					s.sawLine = true
+					line = bytes.TrimPrefix(line, utf8BOM)
+				}
+				return line, nil
+			}
+		}
+		if s.err != nil {
+			return nil, s.err
+		}
+		if err := s.fill(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
+
+// terminator returns the index in buf of the first '\r' or '\n' at or
+// after the scan mark, or -1, moving the mark so that a long line arriving
+// in many reads is scanned once.
+func (s *SSEReader) terminator() int {
+	from := max(s.scan, s.start)
+	window := s.buf[from:s.end]
+	nl := bytes.IndexByte(window, '\n')
+	if nl >= 0 {
+		window = window[:nl]
+	}
+	if cr := bytes.IndexByte(window, '\r'); cr >= 0 {
+		return from + cr
+	}
+	if nl >= 0 {
+		return from + nl
+	}
+	s.scan = s.end
+	return -1
+}
+
+// fill reads more input, compacting or growing the buffer first. It
+// returns an error only when the line in progress can never fit.
+func (s *SSEReader) fill() error {
+	if s.start > 0 {
+		n := copy(s.buf, s.buf[s.start:s.end])
+		s.scan -= s.start
+		s.start, s.end = 0, n
+	}
+	if s.end == len(s.buf) {
+		// One line fills the buffer: allow it up to the event limit plus its
+		// terminator (a "\r\n" may straddle reads, skipLF handles that).
+		limit := s.max + 1
+		if len(s.buf) >= limit {
+			s.err = ErrSSEEventTooLarge
+			return s.err
+		}
+		nb := make([]byte, min(2*len(s.buf), limit))
+		copy(nb, s.buf[:s.end])
+		s.buf = nb
+	}
+	for range 100 {
+		n, err := s.r.Read(s.buf[s.end:])
+		s.end += n
+		if err != nil {
+			s.err = err
+			return nil
+		}
+		if n > 0 {
+			return nil
+		}
+	}
+	s.err = io.ErrNoProgress
+	return nil
+}
