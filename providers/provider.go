@@ -32,6 +32,17 @@ type Request struct {
 	// MaxOutputTokens caps generated tokens; always ≥ 1 (the gateway applies
 	// defaults, because some protocols require a cap).
 	MaxOutputTokens int
+	// Observer, when set, receives the usage of attempts that consumed
+	// upstream tokens without reaching the caller (a hedge that lost, an
+	// attempt that failed before its first delta). Nil drops it.
+	Observer UsageObserver
+}
+
+// UsageObserver is told about upstream usage a request consumed that its
+// caller never received, so it can still be recorded. It may be called
+// from another goroutine, after Stream returned.
+type UsageObserver interface {
+	DiscardedUsage(deployment string, u Usage)
 }
 
 // Usage counts tokens for one request as the upstream reported them.
@@ -48,6 +59,15 @@ type Usage struct {
 type Result struct {
 	Content string
 	Usage   Usage
+	// Deployment names the deployment that answered, when a Pool served
+	// it; empty otherwise.
+	Deployment string
+}
+
+// Served is implemented by streams that know which deployment serves
+// them (a Pool's); usage records name it.
+type Served interface {
+	Deployment() string
 }
 
 // Provider is one upstream deployment speaking one wire protocol.
@@ -110,6 +130,11 @@ const (
 	// KindSaturated: the deployment has no free connection
 	// (fasthttp.ErrNoFreeConns); never a breaker failure.
 	KindSaturated
+	// KindUnavailable: a Pool found no healthy deployment (every breaker
+	// open or every deployment saturated) and failed fast without calling
+	// an upstream; RetryAfter is the time until the earliest breaker lets
+	// a probe through. The gateway answers 503 upstream_unavailable.
+	KindUnavailable
 )
 
 func (k ErrorKind) String() string {
@@ -126,6 +151,8 @@ func (k ErrorKind) String() string {
 		return "protocol"
 	case KindSaturated:
 		return "saturated"
+	case KindUnavailable:
+		return "unavailable"
 	}
 	return "unknown"
 }
@@ -168,6 +195,22 @@ func Errorf(provider string, k ErrorKind, format string, args ...any) *UpstreamE
 	return &UpstreamError{Kind: k, Provider: provider, Detail: fmt.Sprintf(format, args...)}
 }
 
+// SafeErrorType returns the type an upstream gave an error (an error
+// event's "type", e.g. "overloaded_error") for an error Detail, but only
+// when it is a short identifier: anything else is "unknown", so no
+// upstream text of another shape (which could echo a key) reaches logs.
+func SafeErrorType(raw []byte) string {
+	if len(raw) == 0 || len(raw) > 48 {
+		return "unknown"
+	}
+	for _, c := range raw {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return "unknown"
+		}
+	}
+	return string(raw)
+}
+
 // ParseRetryAfter reads a Retry-After header value in seconds (integer or
 // decimal, as OpenAI sends "retry-after-ms" style decimals) or an HTTP date
 // relative to now. It returns 0 when the value is absent or unusable.
@@ -194,4 +237,10 @@ func ParseRetryAfter(v []byte, now time.Time) time.Duration {
 // tokenizers on English), rounding up; empty text is zero tokens.
 func EstimateTokens(s string) int64 {
 	return int64((len(s) + 3) / 4)
+}
+
+// EstimateInputTokens approximates the input tokens of r (its system and
+// user texts, by EstimateTokens) for when an upstream reports no usage.
+func EstimateInputTokens(r *Request) int64 {
+	return EstimateTokens(r.System) + EstimateTokens(r.UserText)
 }

@@ -3,6 +3,7 @@ package providers
 import (
 	"bytes"
 	"errors"
+	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -122,7 +123,9 @@ func (it *JSONIter) step() bool {
 }
 
 func (it *JSONIter) value(i int) ([]byte, bool) {
-	end, err := jsonSkipValue(it.data, i, 1)
+	// Depth 2: the iterator's own container is level 1, so nesting is
+	// bounded exactly where encoding/json bounds it.
+	end, err := jsonSkipValue(it.data, i, 2)
 	if err != nil {
 		it.err = err
 		return nil, false
@@ -157,10 +160,33 @@ func JSONIsNull(raw []byte) bool {
 	return string(jsonTrim(raw)) == "null"
 }
 
+// JSONIsObject reports whether raw holds an object, judged by its first
+// byte after whitespace. NewJSONObject takes null for an empty object;
+// callers for whom a null where an object belongs is malformed (the top
+// of a stream chunk) check this first.
+func JSONIsObject(raw []byte) bool {
+	i := jsonSkipSpace(raw, 0)
+	return i < len(raw) && raw[i] == '{'
+}
+
+// JSONValid reports whether data is exactly one JSON value (surrounding
+// whitespace allowed), as json.Valid does, without allocating.
+func JSONValid(data []byte) bool {
+	end, err := jsonSkipValue(data, jsonSkipSpace(data, 0), 1)
+	return err == nil && jsonSkipSpace(data, end) == len(data)
+}
+
 // JSONString decodes the raw string literal raw, appending the text to
 // dst. When the literal needs no unescaping and is valid UTF-8 the result
 // aliases raw and dst is untouched, so the common case copies nothing.
-func JSONString(dst, raw []byte) ([]byte, error) {
+func JSONString(dst, raw []byte) ([]byte, error) { return jsonString(dst, raw, false) }
+
+// JSONAppendString is JSONString for a caller that keeps the text past the
+// life of raw or joins several texts in one buffer: the text is always
+// appended to dst, never aliased from raw.
+func JSONAppendString(dst, raw []byte) ([]byte, error) { return jsonString(dst, raw, true) }
+
+func jsonString(dst, raw []byte, copyPlain bool) ([]byte, error) {
 	raw = jsonTrim(raw)
 	if len(raw) < 2 || raw[0] != '"' {
 		return dst, ErrJSONSyntax
@@ -170,6 +196,9 @@ func JSONString(dst, raw []byte) ([]byte, error) {
 	}
 	inner := raw[1 : len(raw)-1]
 	if bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+		if copyPlain {
+			return append(dst, inner...), nil
+		}
 		return inner, nil
 	}
 	for i := 0; i < len(inner); {
@@ -255,6 +284,21 @@ func JSONInt(raw []byte) (int64, error) {
 		}
 	}
 	return n, nil
+}
+
+// JSONFloat reads raw as a JSON number into a float64 the way
+// encoding/json does: a number out of float64's range is an error, as is
+// anything that is not a number (null included).
+func JSONFloat(raw []byte) (float64, error) {
+	raw = jsonTrim(raw)
+	if end, err := jsonSkipNumber(raw, 0); err != nil || end != len(raw) {
+		return 0, ErrJSONSyntax
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil {
+		return 0, ErrJSONSyntax
+	}
+	return f, nil
 }
 
 // jsonHex4 decodes four hex digits that jsonSkipString already validated.
@@ -367,6 +411,13 @@ func jsonSkipString(data []byte, i int) (int, error) {
 		return 0, ErrJSONSyntax
 	}
 	for i++; i < len(data); i++ {
+		// Most bytes of a string are plain: one compare-and-branch each.
+		for i < len(data) && data[i] >= 0x20 && data[i] != '"' && data[i] != '\\' {
+			i++
+		}
+		if i >= len(data) {
+			break
+		}
 		switch c := data[i]; {
 		case c == '"':
 			return i + 1, nil

@@ -3,6 +3,8 @@ package providers
 import (
 	"bytes"
 	"encoding/json"
+	"math"
+	"strings"
 	"testing"
 )
 
@@ -118,6 +120,112 @@ func TestJSONStringAndKey(t *testing.T) {
 	}
 }
 
+// TestJSONDepth holds the nesting bound to encoding/json's exactly (the
+// fuzz target stays shallow, so it cannot).
+func TestJSONDepth(t *testing.T) {
+	for _, levels := range []int{10000, 10001} {
+		inner := strings.Repeat("[", levels-1) + strings.Repeat("]", levels-1)
+		for _, doc := range []string{`{"a":` + inner + `}`, `[` + inner + `]`} {
+			want := json.Valid([]byte(doc))
+			// One level of iteration validates the rest (walkJSON would
+			// revisit every level, quadratic at this depth).
+			it, err := NewJSONObject([]byte(doc))
+			if doc[0] == '[' {
+				it, err = NewJSONArray([]byte(doc))
+			}
+			for ok := err == nil; ok; _, ok = it.Element() {
+				if doc[0] == '{' {
+					_, _, ok = it.Member()
+				}
+			}
+			if err == nil {
+				err = it.Err()
+			}
+			if (err == nil) != want {
+				t.Errorf("%d levels %.2s...: iterator err = %v, encoding/json valid = %v", levels, doc, err, want)
+			}
+			if got := JSONValid([]byte(doc)); got != want {
+				t.Errorf("%d levels %.2s...: JSONValid = %v, encoding/json = %v", levels, doc, got, want)
+			}
+		}
+	}
+}
+
+func TestJSONFloat(t *testing.T) {
+	cases := []struct {
+		raw  string
+		want float64
+		ok   bool
+	}{
+		{`0.7`, 0.7, true},
+		{` -2.5e3 `, -2500, true},
+		{`1`, 1, true},
+		{`1e-400`, 0, true}, // underflow rounds to zero, as in encoding/json
+		{`1e400`, 0, false},
+		{`-1e400`, 0, false},
+		{`01`, 0, false},
+		{`.5`, 0, false},
+		{`"1"`, 0, false},
+		{`null`, 0, false},
+		{`NaN`, 0, false},
+		{``, 0, false},
+	}
+	for _, c := range cases {
+		got, err := JSONFloat([]byte(c.raw))
+		if (err == nil) != c.ok || got != c.want {
+			t.Errorf("JSONFloat(%q) = %v, %v; want %v, ok %v", c.raw, got, err, c.want, c.ok)
+		}
+	}
+	if a := testing.AllocsPerRun(100, func() { _, _ = JSONFloat([]byte(`0.123456789`)) }); a != 0 {
+		t.Errorf("JSONFloat allocates %.1f times", a)
+	}
+}
+
+func TestJSONAppendString(t *testing.T) {
+	raw := []byte(`"plain"`)
+	dst := make([]byte, 0, 16)
+	dst = append(dst, "a\n"...)
+	got, err := JSONAppendString(dst, raw)
+	if err != nil || string(got) != "a\nplain" {
+		t.Fatalf("JSONAppendString = %q, %v", got, err)
+	}
+	if &got[0] != &dst[0] {
+		t.Fatal("JSONAppendString did not append to dst")
+	}
+	raw[1] = 'X' // the result must not alias raw
+	if string(got) != "a\nplain" {
+		t.Fatalf("result aliases raw: %q", got)
+	}
+	if got, err := JSONAppendString([]byte("x"), []byte(`"\u00e9"`)); err != nil || string(got) != "xé" {
+		t.Fatalf("escaped: %q, %v", got, err)
+	}
+	if got, err := JSONAppendString([]byte("x"), []byte(`1`)); err == nil || string(got) != "x" {
+		t.Fatalf("non-string: %q, %v", got, err)
+	}
+}
+
+func TestJSONIsObject(t *testing.T) {
+	cases := []struct {
+		name, in string
+		want     bool
+	}{
+		{"object", `{"a":1}`, true},
+		{"leading whitespace", " \t\r\n{}", true},
+		{"null", `null`, false},
+		{"array", `[{}]`, false},
+		{"empty", ``, false},
+		{"only whitespace", " \n", false},
+		{"vertical tab is not JSON space", "\v{}", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := JSONIsObject([]byte(c.in)); got != c.want {
+				t.Fatalf("JSONIsObject(%q) = %v", c.in, got)
+			}
+		})
+	}
+}
+
 func FuzzJSONScan(f *testing.F) {
 	for _, s := range []string{
 		`{"choices":[{"index":0,"delta":{"content":"Hi \u00e9\n"}}],"usage":null}`,
@@ -137,6 +245,9 @@ func FuzzJSONScan(f *testing.F) {
 		if err := walkJSON(data); (err == nil) != valid {
 			t.Fatalf("walk err = %v, encoding/json valid = %v", err, valid)
 		}
+		if got := JSONValid(data); got != valid {
+			t.Fatalf("JSONValid = %v, encoding/json = %v", got, valid)
+		}
 		isNull := JSONIsNull(data) // encoding/json reads null as "leave unchanged"
 		var s string
 		errStd := json.Unmarshal(data, &s)
@@ -147,6 +258,10 @@ func FuzzJSONScan(f *testing.F) {
 		if errStd == nil && !isNull && string(got) != s {
 			t.Fatalf("JSONString = %q, encoding/json = %q", got, s)
 		}
+		app, errApp := JSONAppendString([]byte("p"), data)
+		if (errApp == nil) != (err == nil) || (err == nil && string(app) != "p"+string(got)) || (err != nil && string(app) != "p") {
+			t.Fatalf("JSONAppendString = %q, %v; JSONString = %q, %v", app, errApp, got, err)
+		}
 		var n int64
 		errStd = json.Unmarshal(data, &n)
 		gotN, err := JSONInt(data)
@@ -155,6 +270,15 @@ func FuzzJSONScan(f *testing.F) {
 		}
 		if errStd == nil && !isNull && gotN != n {
 			t.Fatalf("JSONInt = %d, encoding/json = %d", gotN, n)
+		}
+		var fl float64
+		errStd = json.Unmarshal(data, &fl)
+		gotF, err := JSONFloat(data)
+		if !isNull && (err == nil) != (errStd == nil) {
+			t.Fatalf("JSONFloat err = %v, encoding/json err = %v", err, errStd)
+		}
+		if errStd == nil && !isNull && gotF != fl && !(math.IsNaN(gotF) && math.IsNaN(fl)) {
+			t.Fatalf("JSONFloat = %v, encoding/json = %v", gotF, fl)
 		}
 	})
 }

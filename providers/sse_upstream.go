@@ -131,13 +131,15 @@ func (h *UpstreamHTTP) NewRequest() *fasthttp.Request {
 	return req
 }
 
-// Complete posts req (releasing it) and calls decode with the whole 2xx
-// reply body, which is valid only during the call. Transport failures and
-// non-2xx replies are *UpstreamError; decode's error is returned as is.
+// Complete posts req (releasing it) asking for a JSON reply, and calls
+// decode with the whole 2xx reply body, which is valid only during the
+// call. Transport failures and non-2xx replies are *UpstreamError;
+// decode's error is returned as is.
 func (h *UpstreamHTTP) Complete(req *fasthttp.Request, decode func(body []byte) error) error {
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(resp)
 	defer fasthttp.ReleaseRequest(req)
+	req.Header.Set(fasthttp.HeaderAccept, "application/json")
 	req.SetTimeout(h.opts.Timeout)
 	if err := h.client.Do(req, resp); err != nil {
 		return h.doError(err)
@@ -169,12 +171,14 @@ func (h *UpstreamHTTP) Complete(req *fasthttp.Request, decode func(body []byte) 
 	return decode(data)
 }
 
-// Stream posts req (releasing it, now or with the returned body) and
-// returns the reply's event stream once a 2xx text/event-stream reply's
-// headers arrived. The first-token deadline starts now.
+// Stream posts req (releasing it, now or with the returned body) asking
+// for an event stream, and returns the reply's event stream once a 2xx
+// text/event-stream reply's headers arrived. The first-token deadline
+// starts now.
 func (h *UpstreamHTTP) Stream(req *fasthttp.Request) (*SSEBody, error) {
 	resp := fasthttp.AcquireResponse()
 	start := time.Now()
+	req.Header.Set(fasthttp.HeaderAccept, "text/event-stream")
 	req.SetTimeout(h.opts.FirstTokenTimeout)
 	fail := func(err error) (*SSEBody, error) {
 		fasthttp.ReleaseResponse(resp)

@@ -29,13 +29,7 @@ func New(name string, cfg Config) (*Provider, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	h, err := providers.NewUpstreamHTTP(name, strings.TrimRight(cfg.BaseURL, "/")+"/v1/messages", providers.UpstreamOptions{
-		Timeout:           cfg.Timeout,
-		ConnectTimeout:    cfg.ConnectTimeout,
-		FirstTokenTimeout: cfg.FirstTokenTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		MaxConns:          cfg.MaxConns,
-	})
+	h, err := cfg.NewUpstream(name, "/v1/messages")
 	if err != nil {
 		return nil, err
 	}
@@ -63,7 +57,7 @@ func (p *Provider) Stream(r *providers.Request) (providers.Stream, error) {
 	return &stream{
 		name:          p.name,
 		body:          body,
-		inputEstimate: providers.EstimateTokens(r.System) + providers.EstimateTokens(r.UserText),
+		inputEstimate: providers.EstimateInputTokens(r),
 	}, nil
 }
 
@@ -71,11 +65,6 @@ func (p *Provider) newRequest(r *providers.Request, stream bool) *fasthttp.Reque
 	req := p.http.NewRequest()
 	req.Header.Set("x-api-key", p.key)
 	req.Header.Set("anthropic-version", p.version)
-	if stream {
-		req.Header.Set(fasthttp.HeaderAccept, "text/event-stream")
-	} else {
-		req.Header.Set(fasthttp.HeaderAccept, "application/json")
-	}
 	// Build the body in the request's own pooled buffer.
 	buf := req.SwapBody(nil)
 	req.SwapBody(appendRequestBody(buf[:0], r, stream))

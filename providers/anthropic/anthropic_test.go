@@ -104,7 +104,7 @@ const (
 )
 
 func testConfig(url string) Config {
-	return Config{BaseURL: url, APIKey: fakeKey, Timeout: 2 * time.Second, FirstTokenTimeout: 2 * time.Second, IdleTimeout: 2 * time.Second}
+	return Config{HTTPConfig: providers.HTTPConfig{BaseURL: url, APIKey: fakeKey, Timeout: 2 * time.Second, FirstTokenTimeout: 2 * time.Second, IdleTimeout: 2 * time.Second}}
 }
 
 func newProvider(t testing.TB, cfg Config) *Provider {
@@ -215,6 +215,9 @@ func TestComplete(t *testing.T) {
 			}
 			b, h := u.last()
 			checkHeaders(t, h)
+			if h.Get("Accept") != "application/json" {
+				t.Errorf("Accept = %q", h.Get("Accept"))
+			}
 			if c.check != nil {
 				c.check(t, b)
 			}
@@ -285,6 +288,9 @@ func TestStream(t *testing.T) {
 			}
 			b, h := u.last()
 			checkHeaders(t, h)
+			if h.Get("Accept") != "text/event-stream" {
+				t.Errorf("Accept = %q", h.Get("Accept"))
+			}
 			if b["stream"] != true || b["max_tokens"] != 10.0 || b["system"] != "1234" {
 				t.Errorf("stream body = %v", b)
 			}
@@ -478,9 +484,9 @@ func TestConfig(t *testing.T) {
 		cfg  Config
 		want []string
 	}{
-		{"defaults valid", Config{APIKey: "k"}, nil},
+		{"defaults valid", Config{HTTPConfig: providers.HTTPConfig{APIKey: "k"}}, nil},
 		{"missing key", Config{}, []string{"apiKey: required"}},
-		{"bad", Config{BaseURL: "ftp://x", APIKey: "k", Timeout: -1, MaxConns: -2}, []string{"baseURL: must be an absolute http(s) URL", "timeout: must be positive", "maxConns: must be at least 1"}},
+		{"bad", Config{HTTPConfig: providers.HTTPConfig{BaseURL: "ftp://x", APIKey: "k", Timeout: -1, MaxConns: -2}}, []string{"baseURL: must be an absolute http(s) URL", "timeout: must be positive", "maxConns: must be at least 1"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -1,7 +1,6 @@
 package anthropic
 
 import (
-	"bytes"
 	"io"
 
 	"github.com/moonborn/edge/providers"
@@ -71,7 +70,7 @@ func (s *stream) Next() ([]byte, error) {
 				s.final = true
 			}
 		case "error":
-			e := &providers.UpstreamError{Kind: providers.KindProtocol, Provider: s.name, Detail: "error event: " + errorType(s.ev.errType)}
+			e := &providers.UpstreamError{Kind: providers.KindProtocol, Provider: s.name, Detail: "error event: " + providers.SafeErrorType(s.ev.errType)}
 			if string(s.ev.errType) == "overloaded_error" {
 				e.Status = 529 // Anthropic's overloaded status, so retries treat it as a 5xx
 			}
@@ -159,7 +158,7 @@ type event struct {
 // wins, as in encoding/json.
 func parseEvent(data []byte, e *event) error {
 	*e = event{scratch: e.scratch[:0]}
-	if !isObject(data) {
+	if !providers.JSONIsObject(data) {
 		return providers.ErrJSONSyntax
 	}
 	it, err := providers.NewJSONObject(data)
@@ -295,24 +294,4 @@ func eachMember(val []byte, fn func(k, v []byte) error) error {
 		}
 	}
 	return obj.Err()
-}
-
-func isObject(data []byte) bool {
-	data = bytes.TrimLeft(data, " \t\r\n")
-	return len(data) > 0 && data[0] == '{'
-}
-
-// errorType returns an upstream error type for logs only when it is a
-// short identifier, so no upstream text of any other shape reaches an
-// error message.
-func errorType(raw []byte) string {
-	if len(raw) == 0 || len(raw) > 48 {
-		return "unknown"
-	}
-	for _, c := range raw {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
-			return "unknown"
-		}
-	}
-	return string(raw)
 }

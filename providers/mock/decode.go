@@ -1,7 +1,10 @@
 package mock
 
 import (
+	"bytes"
 	"strconv"
+
+	"github.com/moonborn/edge/providers"
 )
 
 // protocol is the wire format a request arrived in.
@@ -19,6 +22,9 @@ type typeError struct {
 }
 
 func (e *typeError) Error() string { return "invalid type for " + e.Param }
+
+// errSyntax is a request body that is not valid JSON.
+var errSyntax = providers.ErrJSONSyntax
 
 // wireRequest is the part of a chat request the mock acts on, decoded from
 // either protocol. Texts are not kept: they are folded into the system and
@@ -46,7 +52,7 @@ type wireRequest struct {
 	system, user           textHash
 
 	proto protocol
-	sc    scanner
+	key   []byte // the current member's decoded key
 	msg   []byte // the current message's text
 	parts int    // text parts in msg
 	role  []byte
@@ -57,44 +63,44 @@ type wireRequest struct {
 // malformed JSON and *typeError for a field of the wrong type; semantic
 // checks (required fields, ranges) are the handler's.
 //
-// Functions below consume the whole value they are given before returning
-// a *typeError, so a type error never stops the scan: a later duplicate key
-// can still replace the bad value (as with encoding/json into a map), and a
-// syntax error later in the body still wins.
+// The body is walked in place with providers' JSON iterator, which
+// validates each value whole before handing it over, so the functions
+// below see only well-formed values and a syntax error anywhere in the
+// body wins over any type error. Type errors are collected, not returned
+// at once, so a later duplicate key can still replace the bad value (as
+// with encoding/json into a map). The mock is the bench's baseline: it
+// reads only the fields it needs and allocates nothing once its scratch
+// buffers have grown.
 func (r *wireRequest) decode(body []byte, p protocol) error {
 	*r = wireRequest{
-		model: r.model[:0], msg: r.msg[:0], role: r.role[:0], btype: r.btype[:0],
-		sc: scanner{key: r.sc.key[:0]}, proto: p,
-		system: newTextHash(), user: newTextHash(),
+		model: r.model[:0], key: r.key[:0], msg: r.msg[:0], role: r.role[:0], btype: r.btype[:0],
+		proto: p, system: newTextHash(), user: newTextHash(),
 	}
-	r.sc.reset(body)
-	if r.sc.peek() != '{' {
-		if err := r.sc.skip(); err != nil {
-			return err
-		}
-		if !r.sc.end() {
+	if !providers.JSONIsObject(body) {
+		if !providers.JSONValid(body) {
 			return errSyntax
 		}
 		return &typeError{Param: "body"}
 	}
+	it, err := providers.NewJSONObject(body)
+	if err != nil {
+		return errSyntax
+	}
 	var slots [numTopFields]error
-	err := r.sc.object(func(key []byte) error {
-		f := topFieldOf(key, p)
+	for k, v, ok := it.Member(); ok; k, v, ok = it.Member() {
+		f := topFieldOf(r.keyOf(k), p)
 		if f < 0 {
-			return r.sc.skip()
+			continue
 		}
-		err := r.topField(f)
+		err := r.topField(f, v)
 		slots[f] = nil
 		if te, ok := err.(*typeError); ok {
 			slots[f] = te
-			return nil
+		} else if err != nil {
+			return err
 		}
-		return err
-	})
-	if err != nil {
-		return err
 	}
-	if !r.sc.end() {
+	if it.Err() != nil {
 		return errSyntax
 	}
 	for _, e := range slots {
@@ -145,50 +151,102 @@ func topFieldOf(key []byte, p protocol) int {
 	return -1
 }
 
-func (r *wireRequest) topField(f int) error {
-	s := &r.sc
+// keyOf returns the text of the validated key literal k, decoded into
+// r.key (valid until the next call) only when it has escapes. Keys are
+// only compared with ASCII names, so leaving invalid UTF-8 unreplaced in
+// the common case changes no match.
+func (r *wireRequest) keyOf(k []byte) []byte {
+	inner := k[1 : len(k)-1]
+	if bytes.IndexByte(inner, '\\') < 0 {
+		return inner
+	}
+	r.key, _ = providers.JSONAppendString(r.key[:0], k)
+	return r.key
+}
+
+// members calls fn with each member of the validated object v, its key
+// decoded (valid only during the call).
+func (r *wireRequest) members(v []byte, fn func(key, val []byte) error) error {
+	it, err := providers.NewJSONObject(v)
+	if err != nil {
+		return errSyntax
+	}
+	for k, val, ok := it.Member(); ok; k, val, ok = it.Member() {
+		if err := fn(r.keyOf(k), val); err != nil {
+			return err
+		}
+	}
+	if it.Err() != nil {
+		return errSyntax
+	}
+	return nil
+}
+
+// elements calls fn with each element of the validated array v. A type
+// error does not stop the walk; the first one is returned at the end.
+func elements(v []byte, fn func(el []byte) error) error {
+	it, err := providers.NewJSONArray(v)
+	if err != nil {
+		return errSyntax
+	}
+	var first error
+	for el, ok := it.Element(); ok; el, ok = it.Element() {
+		err := fn(el)
+		if te, isType := err.(*typeError); isType {
+			if first == nil {
+				first = te
+			}
+		} else if err != nil {
+			return err
+		}
+	}
+	if it.Err() != nil {
+		return errSyntax
+	}
+	return first
+}
+
+// topField reads the value v of top-level field f. v is a whole,
+// validated JSON value, so its first byte tells its type.
+func (r *wireRequest) topField(f int, v []byte) error {
 	switch f {
 	case fModel:
 		r.model, r.hasModel = r.model[:0], false
-		if s.null() {
+		if v[0] == 'n' {
 			return nil
 		}
-		if s.peek() != '"' {
-			return r.typeErr("model")
+		if v[0] != '"' {
+			return &typeError{Param: "model"}
 		}
 		var err error
-		r.model, err = s.str(r.model)
+		r.model, err = providers.JSONAppendString(r.model, v)
 		r.hasModel = err == nil
 		return err
 	case fStream:
-		v, err := r.boolean("stream")
-		r.stream = v
+		b, err := boolean(v, "stream")
+		r.stream = b
 		return err
 	case fMaxTokens:
-		v, ok, err := r.integer("max_tokens")
-		r.maxTokens, r.hasMaxTokens = v, ok
+		n, ok, err := integer(v, "max_tokens")
+		r.maxTokens, r.hasMaxTokens = n, ok
 		return err
 	case fMaxCompletionTokens:
-		v, ok, err := r.integer("max_completion_tokens")
-		r.maxCompletionTokens, r.hasMaxCompletionTokens = v, ok
+		n, ok, err := integer(v, "max_completion_tokens")
+		r.maxCompletionTokens, r.hasMaxCompletionTokens = n, ok
 		return err
 	case fTemperature:
 		r.temperature, r.hasTemperature = 0, false
-		if s.null() {
+		if v[0] == 'n' {
 			return nil
 		}
-		if c := s.peek(); c != '-' && (c < '0' || c > '9') {
-			return r.typeErr("temperature")
-		}
-		raw, err := s.number()
-		if err != nil {
-			return err
-		}
-		f, err := strconv.ParseFloat(string(raw), 64)
-		if err != nil {
+		if !isNumber(v) {
 			return &typeError{Param: "temperature"}
 		}
-		r.temperature, r.hasTemperature = f, true
+		t, err := providers.JSONFloat(v)
+		if err != nil { // out of float64's range
+			return &typeError{Param: "temperature"}
+		}
+		r.temperature, r.hasTemperature = t, true
 		return nil
 	case fMessages:
 		r.messages, r.hasMessages = 0, false
@@ -196,49 +254,30 @@ func (r *wireRequest) topField(f int) error {
 		if r.proto == protoOpenAI {
 			r.system = newTextHash()
 		}
-		if s.null() {
+		if v[0] == 'n' {
 			return nil
 		}
-		if s.peek() != '[' {
-			return r.typeErr("messages")
+		if v[0] != '[' {
+			return &typeError{Param: "messages"}
 		}
 		r.hasMessages = true
-		var first error
-		err := s.array(func() error {
-			err := r.message()
-			if te, ok := err.(*typeError); ok {
-				if first == nil {
-					first = te
-				}
-				return nil
-			}
-			return err
-		})
-		if err != nil {
-			return err
-		}
-		return first
+		return elements(v, r.message)
 	case fStreamOptions:
 		r.includeUsage = false
-		if s.null() {
+		if v[0] == 'n' {
 			return nil
 		}
-		if s.peek() != '{' {
-			return r.typeErr("stream_options")
+		if v[0] != '{' {
+			return &typeError{Param: "stream_options"}
 		}
 		var pending error
-		err := s.object(func(key []byte) error {
+		err := r.members(v, func(key, val []byte) error {
 			if string(key) != "include_usage" {
-				return s.skip()
-			}
-			v, err := r.boolean("stream_options.include_usage")
-			r.includeUsage = v
-			pending = nil
-			if te, ok := err.(*typeError); ok {
-				pending = te
 				return nil
 			}
-			return err
+			b, err := boolean(val, "stream_options.include_usage")
+			r.includeUsage, pending = b, err
+			return nil
 		})
 		if err != nil {
 			return err
@@ -246,69 +285,62 @@ func (r *wireRequest) topField(f int) error {
 		return pending
 	case fSystem:
 		r.system = newTextHash()
-		switch s.peek() {
+		switch v[0] {
 		case 'n':
-			if s.null() {
-				return nil
-			}
-			return errSyntax
+			return nil
 		case '"':
 			var err error
-			r.msg, err = s.str(r.msg[:0])
+			r.msg, err = providers.JSONAppendString(r.msg[:0], v)
 			if err == nil {
 				r.system.add(r.msg)
 			}
 			return err
 		case '[':
 			r.msg, r.parts = r.msg[:0], 0
-			err := r.blocks(true)
+			err := r.blocks(v, true)
 			if err == nil {
 				r.system.add(r.msg)
 			}
 			return err
 		}
-		return r.typeErr("system")
+		return &typeError{Param: "system"}
 	}
-	return s.skip()
+	return nil
 }
 
 // message reads one element of "messages" and folds its text in.
-func (r *wireRequest) message() error {
-	s := &r.sc
-	if s.peek() != '{' {
-		return r.typeErr("messages[" + strconv.Itoa(r.messages) + "]")
+func (r *wireRequest) message(v []byte) error {
+	if v[0] != '{' {
+		return &typeError{Param: "messages[" + strconv.Itoa(r.messages) + "]"}
 	}
 	r.msg, r.parts, r.role = r.msg[:0], 0, r.role[:0]
 	var roleErr, contentErr error
-	err := s.object(func(key []byte) error {
+	err := r.members(v, func(key, val []byte) error {
 		var err error
 		switch string(key) {
 		case "role":
 			r.role, roleErr = r.role[:0], nil
-			if s.null() {
+			if val[0] == 'n' {
 				return nil
 			}
-			if s.peek() != '"' {
-				roleErr = r.typeErr("messages[" + strconv.Itoa(r.messages) + "].role")
+			if val[0] != '"' {
+				roleErr = &typeError{Param: "messages[" + strconv.Itoa(r.messages) + "].role"}
 				return nil
 			}
-			r.role, err = s.str(r.role)
+			r.role, err = providers.JSONAppendString(r.role, val)
 			return err
 		case "content":
 			r.msg, r.parts, contentErr = r.msg[:0], 0, nil
-			switch s.peek() {
+			switch val[0] {
 			case 'n':
-				if s.null() {
-					return nil
-				}
-				return errSyntax
+				return nil
 			case '"':
-				r.msg, err = s.str(r.msg)
+				r.msg, err = providers.JSONAppendString(r.msg, val)
 				return err
 			case '[':
-				err = r.blocks(false)
+				err = r.blocks(val, false)
 			default:
-				err = r.typeErr("messages[" + strconv.Itoa(r.messages) + "].content")
+				err = &typeError{Param: "messages[" + strconv.Itoa(r.messages) + "].content"}
 			}
 			if te, ok := err.(*typeError); ok {
 				contentErr = te
@@ -316,7 +348,7 @@ func (r *wireRequest) message() error {
 			}
 			return err
 		}
-		return s.skip()
+		return nil
 	})
 	if err != nil {
 		return err
@@ -335,54 +367,39 @@ func (r *wireRequest) message() error {
 
 // blocks reads an array of content blocks, appending the text blocks'
 // texts to r.msg joined by "\n".
-func (r *wireRequest) blocks(system bool) error {
-	var first error
-	err := r.sc.array(func() error {
-		err := r.block(system)
-		if te, ok := err.(*typeError); ok {
-			if first == nil {
-				first = te
-			}
-			return nil
-		}
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	return first
+func (r *wireRequest) blocks(v []byte, system bool) error {
+	return elements(v, func(el []byte) error { return r.block(el, system) })
 }
 
 // block reads one content block and appends its text to r.msg when it is a
 // text block. system tells where the block is, for type errors.
-func (r *wireRequest) block(system bool) error {
-	s := &r.sc
-	where := func(suffix string) string {
+func (r *wireRequest) block(v []byte, system bool) error {
+	where := func(suffix string) error {
 		if system {
-			return "system" + suffix
+			return &typeError{Param: "system" + suffix}
 		}
-		return "messages[" + strconv.Itoa(r.messages) + "].content" + suffix
+		return &typeError{Param: "messages[" + strconv.Itoa(r.messages) + "].content" + suffix}
 	}
-	if s.peek() != '{' {
-		return r.typeErr(where(""))
+	if v[0] != '{' {
+		return where("")
 	}
 	mark := len(r.msg)
 	textSeen := false
 	r.btype = r.btype[:0]
 	var typeErr, textErr error
-	err := s.object(func(key []byte) error {
+	err := r.members(v, func(key, val []byte) error {
 		var err error
 		switch string(key) {
 		case "type":
 			r.btype, typeErr = r.btype[:0], nil
-			if s.null() {
+			if val[0] == 'n' {
 				return nil
 			}
-			if s.peek() != '"' {
-				typeErr = r.typeErr(where(".type"))
+			if val[0] != '"' {
+				typeErr = where(".type")
 				return nil
 			}
-			r.btype, err = s.str(r.btype)
+			r.btype, err = providers.JSONAppendString(r.btype, val)
 			return err
 		case "text":
 			r.msg, textErr = r.msg[:mark], nil
@@ -390,17 +407,17 @@ func (r *wireRequest) block(system bool) error {
 				r.msg = append(r.msg, '\n')
 			}
 			textSeen = true
-			if s.null() {
+			if val[0] == 'n' {
 				return nil
 			}
-			if s.peek() != '"' {
-				textErr = r.typeErr(where(".text"))
+			if val[0] != '"' {
+				textErr = where(".text")
 				return nil
 			}
-			r.msg, err = s.str(r.msg)
+			r.msg, err = providers.JSONAppendString(r.msg, val)
 			return err
 		}
-		return s.skip()
+		return nil
 	})
 	if err != nil {
 		return err
@@ -422,52 +439,33 @@ func (r *wireRequest) block(system bool) error {
 	return nil
 }
 
-func (r *wireRequest) boolean(param string) (bool, error) {
-	s := &r.sc
-	switch s.peek() {
+// boolean reads a validated value as a bool; null is false.
+func boolean(v []byte, param string) (bool, error) {
+	switch v[0] {
 	case 't':
-		if s.literal("true") {
-			return true, nil
-		}
-	case 'f':
-		if s.literal("false") {
-			return false, nil
-		}
-	case 'n':
-		if s.literal("null") {
-			return false, nil
-		}
-	default:
-		return false, r.typeErr(param)
+		return true, nil
+	case 'f', 'n':
+		return false, nil
 	}
-	return false, errSyntax
+	return false, &typeError{Param: param}
 }
 
-// integer reads an integer or null; ok is false for null.
-func (r *wireRequest) integer(param string) (v int64, ok bool, err error) {
-	s := &r.sc
-	if s.null() {
+// integer reads a validated value as an int64, or null; ok is false for
+// null. A number that is not an integer in int64's range is a type
+// error, as with encoding/json.
+func integer(v []byte, param string) (n int64, ok bool, err error) {
+	if v[0] == 'n' {
 		return 0, false, nil
 	}
-	if c := s.peek(); c != '-' && (c < '0' || c > '9') {
-		return 0, false, r.typeErr(param)
+	if !isNumber(v) {
+		return 0, false, &typeError{Param: param}
 	}
-	raw, err := s.number()
-	if err != nil {
-		return 0, false, err
-	}
-	v, err = strconv.ParseInt(string(raw), 10, 64)
+	n, err = providers.JSONInt(v)
 	if err != nil {
 		return 0, false, &typeError{Param: param}
 	}
-	return v, true, nil
+	return n, true, nil
 }
 
-// typeErr skips the current (wrongly typed) value and reports it; a syntax
-// error inside the value wins.
-func (r *wireRequest) typeErr(param string) error {
-	if err := r.sc.skip(); err != nil {
-		return err
-	}
-	return &typeError{Param: param}
-}
+// isNumber reports whether the validated value v is a number.
+func isNumber(v []byte) bool { return v[0] == '-' || v[0] >= '0' && v[0] <= '9' }

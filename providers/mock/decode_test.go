@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -268,6 +269,18 @@ var decodeCases = []struct {
 func TestDecodeMatchesReference(t *testing.T) {
 	for _, tc := range decodeCases {
 		t.Run(tc.name, func(t *testing.T) { checkDecode(t, []byte(tc.body), tc.p) })
+	}
+}
+
+// TestDecodeDepth holds the nesting bound to encoding/json's at its edge,
+// which the fuzz targets do not reach.
+func TestDecodeDepth(t *testing.T) {
+	for _, levels := range []int{10000, 10001} {
+		nest := strings.Repeat("[", levels-1) + strings.Repeat("]", levels-1)
+		t.Run(strconv.Itoa(levels), func(t *testing.T) {
+			checkDecode(t, []byte(`{"model":"m","x":`+nest+`}`), protoOpenAI)
+			checkDecode(t, []byte(`{"messages":`+nest+`}`), protoOpenAI)
+		})
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"math"
 	"strconv"
-	"strings"
 
 	"github.com/moonborn/edge/providers"
 	"github.com/valyala/fasthttp"
@@ -30,13 +29,7 @@ func New(name string, cfg Config) (*Provider, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	h, err := providers.NewUpstreamHTTP(name, strings.TrimRight(cfg.BaseURL, "/")+"/chat/completions", providers.UpstreamOptions{
-		Timeout:           cfg.Timeout,
-		ConnectTimeout:    cfg.ConnectTimeout,
-		FirstTokenTimeout: cfg.FirstTokenTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		MaxConns:          cfg.MaxConns,
-	})
+	h, err := cfg.NewUpstream(name, "/chat/completions")
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +57,7 @@ func (p *Provider) Stream(r *providers.Request) (providers.Stream, error) {
 	return &stream{
 		name:          p.name,
 		body:          body,
-		inputEstimate: providers.EstimateTokens(r.System) + providers.EstimateTokens(r.UserText),
+		inputEstimate: providers.EstimateInputTokens(r),
 	}, nil
 }
 
@@ -73,11 +66,6 @@ func (p *Provider) newRequest(r *providers.Request, stream bool) *fasthttp.Reque
 	req.Header.Set(fasthttp.HeaderAuthorization, p.auth)
 	if p.org != "" {
 		req.Header.Set("OpenAI-Organization", p.org)
-	}
-	if stream {
-		req.Header.Set(fasthttp.HeaderAccept, "text/event-stream")
-	} else {
-		req.Header.Set(fasthttp.HeaderAccept, "application/json")
 	}
 	// Build the body in the request's own pooled buffer.
 	buf := req.SwapBody(nil)
@@ -143,7 +131,7 @@ func (p *Provider) decodeCompletion(body []byte, r *providers.Request, res *prov
 		res.Usage = providers.Usage{InputTokens: c.Usage.PromptTokens, OutputTokens: c.Usage.CompletionTokens}
 	} else {
 		res.Usage = providers.Usage{
-			InputTokens:  providers.EstimateTokens(r.System) + providers.EstimateTokens(r.UserText),
+			InputTokens:  providers.EstimateInputTokens(r),
 			OutputTokens: providers.EstimateTokens(res.Content),
 			Estimated:    true,
 		}

@@ -108,12 +108,14 @@ const (
 
 func testConfig(url string) Config {
 	return Config{
-		BaseURL:           url + "/v1",
-		APIKey:            fakeKey,
-		Organization:      "org-moon",
-		FirstTokenTimeout: 2 * time.Second,
-		IdleTimeout:       2 * time.Second,
-		Timeout:           2 * time.Second,
+		HTTPConfig: providers.HTTPConfig{
+			BaseURL:           url + "/v1",
+			APIKey:            fakeKey,
+			FirstTokenTimeout: 2 * time.Second,
+			IdleTimeout:       2 * time.Second,
+			Timeout:           2 * time.Second,
+		},
+		Organization: "org-moon",
 	}
 }
 
@@ -231,7 +233,8 @@ func TestComplete(t *testing.T) {
 				t.Fatalf("got %q %+v, want %q %+v", res.Content, res.Usage, c.wantText, c.wantUsage)
 			}
 			h := u.lastHeader()
-			if h.Get("Authorization") != "Bearer "+fakeKey || h.Get("OpenAI-Organization") != "org-moon" || !strings.HasPrefix(h.Get("Content-Type"), "application/json") {
+			if h.Get("Authorization") != "Bearer "+fakeKey || h.Get("OpenAI-Organization") != "org-moon" || !strings.HasPrefix(h.Get("Content-Type"), "application/json") ||
+				h.Get("Accept") != "application/json" {
 				t.Errorf("headers = %v", h)
 			}
 			if c.check != nil {
@@ -299,6 +302,9 @@ func TestStream(t *testing.T) {
 			b := u.lastBody()
 			if b["stream"] != true || fmt.Sprint(b["stream_options"]) != "map[include_usage:true]" {
 				t.Errorf("stream body = %v", b)
+			}
+			if h := u.lastHeader(); h.Get("Accept") != "text/event-stream" {
+				t.Errorf("Accept = %q", h.Get("Accept"))
 			}
 		})
 	}
@@ -564,11 +570,11 @@ func TestConfig(t *testing.T) {
 		cfg  Config
 		want []string
 	}{
-		{"defaults valid", Config{BaseURL: "https://api.openai.com/v1", APIKey: "k"}, nil},
+		{"defaults valid", Config{HTTPConfig: providers.HTTPConfig{BaseURL: "https://api.openai.com/v1", APIKey: "k"}}, nil},
 		{"missing", Config{}, []string{"baseURL: required", "apiKey: required"}},
-		{"bad url and field", Config{BaseURL: "api.openai.com/v1", APIKey: "k", MaxTokensField: "tokens", MaxConns: -1, IdleTimeout: -time.Second},
+		{"bad url and field", Config{HTTPConfig: providers.HTTPConfig{BaseURL: "api.openai.com/v1", APIKey: "k", MaxConns: -1, IdleTimeout: -time.Second}, MaxTokensField: "tokens"},
 			[]string{"baseURL: must be an absolute http(s) URL", "maxTokensField: must be one of", "maxConns: must be at least 1", "idleTimeout: must be positive"}},
-		{"credentials in url", Config{BaseURL: "https://u:p@x/v1", APIKey: "k"}, []string{"baseURL:"}},
+		{"credentials in url", Config{HTTPConfig: providers.HTTPConfig{BaseURL: "https://u:p@x/v1", APIKey: "k"}}, []string{"baseURL:"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -41,7 +41,7 @@ func (s *stream) Next() ([]byte, error) {
 			break
 		}
 		if s.chunk.hasError || string(ev.Name) == "error" {
-			s.err = &providers.UpstreamError{Kind: providers.KindProtocol, Provider: s.name, Detail: "error event: " + errorType(s.chunk.errType)}
+			s.err = &providers.UpstreamError{Kind: providers.KindProtocol, Provider: s.name, Detail: "error event: " + providers.SafeErrorType(s.chunk.errType)}
 			break
 		}
 		if s.chunk.hasUsage {
@@ -95,7 +95,7 @@ type chunk struct {
 // in encoding/json.
 func parseChunk(data []byte, c *chunk) error {
 	*c = chunk{scratch: c.scratch[:0]}
-	if !isObject(data) {
+	if !providers.JSONIsObject(data) {
 		return providers.ErrJSONSyntax
 	}
 	it, err := providers.NewJSONObject(data)
@@ -120,8 +120,9 @@ func parseChunk(data []byte, c *chunk) error {
 			}
 			c.hasError = true
 			// Only the error's type goes further, and only as a short
-			// identifier (see errorType); an object is all we require.
-			if isObject(val) {
+			// identifier (see providers.SafeErrorType); an object is all
+			// we require.
+			if providers.JSONIsObject(val) {
 				e, err := providers.NewJSONObject(val)
 				if err != nil {
 					return err
@@ -228,24 +229,4 @@ func (c *chunk) parseUsage(val []byte) error {
 		*dst = n
 	}
 	return obj.Err()
-}
-
-func isObject(data []byte) bool {
-	data = bytes.TrimLeft(data, " \t\r\n")
-	return len(data) > 0 && data[0] == '{'
-}
-
-// errorType returns an upstream error type for logs only when it is a
-// short identifier, so no upstream text of any other shape reaches an
-// error message.
-func errorType(raw []byte) string {
-	if len(raw) == 0 || len(raw) > 48 {
-		return "unknown"
-	}
-	for _, c := range raw {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
-			return "unknown"
-		}
-	}
-	return string(raw)
 }

@@ -1,0 +1,218 @@
+package providers
+
+import (
+	"errors"
+	"math"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DeploymentSpec describes one deployment of a public model, as the
+// gateway's model config lists it.
+type DeploymentSpec struct {
+	// Name labels the deployment in errors, the health view and
+	// OnDiscardedUsage; unique within a pool. Required.
+	Name string
+	// Provider is the upstream client (its own HostClient and timeouts).
+	// Required.
+	Provider Provider
+	// Model is the upstream model name sent to this deployment; empty
+	// keeps Request.Model as the gateway set it.
+	Model string
+	// Weight is the share under the weighted strategy. Default 1; 1 to
+	// 1000.
+	Weight int
+	// Priority orders deployments under the priority strategy: lower
+	// first, ties in list order. Default 0.
+	Priority int
+	// MaxInFlight marks the deployment saturated (skipped, not a failure)
+	// while this many attempts are in flight; set it to the provider's
+	// maxConns. 0 means no limit.
+	MaxInFlight int
+}
+
+// Deployment is one member of a Pool: a provider with its breaker and
+// live statistics. Selectors read it; only the Pool changes it. Safe for
+// concurrent use.
+type Deployment struct {
+	name        string
+	provider    Provider
+	model       string
+	weight      int
+	priority    int
+	maxInFlight int64
+	index       int
+	br          *breaker
+
+	inFlight atomic.Int64
+	// latency is the EWMA (float64 bits, ns) of successful attempts'
+	// latency: the whole reply for Complete, the first token for Stream.
+	latency atomic.Uint64
+
+	mu      sync.Mutex
+	window  window // a: successes, b: failures (excluded outcomes not counted)
+	ttft    [ttftSamples]time.Duration
+	ttftN   int // samples written in total
+	ttftP95 time.Duration
+}
+
+const (
+	ttftSamples    = 64
+	ttftMinSamples = 16
+	ewmaAlpha      = 0.2
+)
+
+// Name is the deployment's name.
+func (d *Deployment) Name() string { return d.name }
+
+// Weight is the deployment's weight (≥ 1).
+func (d *Deployment) Weight() int { return d.weight }
+
+// Priority is the deployment's priority (lower first).
+func (d *Deployment) Priority() int { return d.priority }
+
+// InFlight is the number of attempts running now, open streams included.
+func (d *Deployment) InFlight() int64 { return d.inFlight.Load() }
+
+// Latency is the EWMA latency of successful attempts, 0 before the first.
+func (d *Deployment) Latency() time.Duration {
+	return time.Duration(math.Float64frombits(d.latency.Load()))
+}
+
+// P95TTFT is the p95 time to first token over the last 64 streams, 0
+// until 16 were seen.
+func (d *Deployment) P95TTFT() time.Duration {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.ttftP95
+}
+
+// healthy reports whether the deployment may be chosen at now: breaker not
+// open and not saturated.
+func (d *Deployment) healthy(now time.Time) bool {
+	if d.maxInFlight > 0 && d.inFlight.Load() >= d.maxInFlight {
+		return false
+	}
+	return d.br.state(now) != gobreakerOpen
+}
+
+// request returns req with this deployment's model, copying only when it
+// differs.
+func (d *Deployment) request(req *Request) *Request {
+	if d.model == "" || d.model == req.Model {
+		return req
+	}
+	r := *req
+	r.Model = d.model
+	return &r
+}
+
+// observe folds a successful attempt's latency into the EWMA.
+func (d *Deployment) observe(lat time.Duration) {
+	for {
+		old := d.latency.Load()
+		v := float64(lat)
+		if old != 0 {
+			v = math.Float64frombits(old)*(1-ewmaAlpha) + v*ewmaAlpha
+		}
+		if d.latency.CompareAndSwap(old, math.Float64bits(v)) {
+			return
+		}
+	}
+}
+
+// observeTTFT records a stream's time to first token.
+func (d *Deployment) observeTTFT(ttft time.Duration) {
+	d.observe(ttft)
+	d.mu.Lock()
+	d.ttft[d.ttftN%ttftSamples] = ttft
+	d.ttftN++
+	// Recompute the percentile every few samples, not per request.
+	if d.ttftN >= ttftMinSamples && d.ttftN%8 == 0 {
+		n := min(d.ttftN, ttftSamples)
+		var s [ttftSamples]time.Duration
+		copy(s[:n], d.ttft[:n])
+		slices.Sort(s[:n])
+		d.ttftP95 = s[(n*95+99)/100-1]
+	}
+	d.mu.Unlock()
+}
+
+// finish ends one attempt admitted by acquire: reports err to the breaker,
+// counts it for the error rate and releases the in-flight slot.
+func (d *Deployment) finish(done func(error), err error, now time.Time) {
+	o := classify(err)
+	var retryAfter time.Duration
+	if o == outcomeFailure {
+		retryAfter = retryAfterOf(err)
+	}
+	d.br.report(done, o, retryAfter, now)
+	if o != outcomeExcluded {
+		var ok, bad int64 = 1, 0
+		if o == outcomeFailure {
+			ok, bad = 0, 1
+		}
+		d.mu.Lock()
+		d.window.add(now, ok, bad)
+		d.mu.Unlock()
+	}
+	d.inFlight.Add(-1)
+}
+
+// retryAfterOf is the upstream's retry-after hint carried by err, 0 if
+// none. (A helper so the success path does not allocate for errors.As.)
+func retryAfterOf(err error) time.Duration {
+	var ue *UpstreamError
+	if errors.As(err, &ue) {
+		return ue.RetryAfter
+	}
+	return 0
+}
+
+// DeploymentSnapshot is one deployment in the health view.
+type DeploymentSnapshot struct {
+	Name string `json:"name"`
+	// Breaker is "closed", "half-open" or "open".
+	Breaker string `json:"breaker"`
+	// RetryInMs is how long until an open breaker lets a probe through;
+	// 0 unless open.
+	RetryInMs int64 `json:"retryInMs"`
+	InFlight  int64 `json:"inFlight"`
+	// Requests and ErrorRate cover the breaker window (excluded outcomes,
+	// such as client aborts, are not counted).
+	Requests  int64   `json:"requests"`
+	ErrorRate float64 `json:"errorRate"`
+	// LatencyMs is the EWMA latency of successful attempts (whole reply
+	// or first token); P95TTFTMs the p95 time to first token (0 until 16
+	// streams were seen).
+	LatencyMs float64 `json:"latencyMs"`
+	P95TTFTMs float64 `json:"p95TtftMs"`
+	Weight    int     `json:"weight"`
+	Priority  int     `json:"priority"`
+}
+
+func (d *Deployment) snapshot(now time.Time) DeploymentSnapshot {
+	d.mu.Lock()
+	ok, bad := d.window.sum(now)
+	p95 := d.ttftP95
+	d.mu.Unlock()
+	s := DeploymentSnapshot{
+		Name:      d.name,
+		Breaker:   d.br.state(now).String(),
+		InFlight:  d.inFlight.Load(),
+		Requests:  ok + bad,
+		LatencyMs: float64(d.Latency()) / 1e6,
+		P95TTFTMs: float64(p95) / 1e6,
+		Weight:    d.weight,
+		Priority:  d.priority,
+	}
+	if s.Requests > 0 {
+		s.ErrorRate = float64(bad) / float64(s.Requests)
+	}
+	if s.Breaker == gobreakerOpen.String() {
+		s.RetryInMs = d.br.reopenAt(now).Sub(now).Milliseconds()
+	}
+	return s
+}
