@@ -1,35 +1,98 @@
 package gateway
 
 import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
 	"net/http"
+	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/moonborn/edge/providers"
 )
 
 // ReadyCheck reports why the gateway cannot serve yet; nil means ready.
 type ReadyCheck func() error
 
-// AdminHandler serves the admin listener: /healthz (the process is alive)
-// and /readyz (every check passes). Metrics and admin APIs join it later.
-// Bind it to loopback: it is not meant for the public.
-func AdminHandler(checks ...ReadyCheck) fasthttp.RequestHandler {
+// AdminOptions configure the admin listener's handler. Zero fields turn
+// their endpoint off.
+type AdminOptions struct {
+	// Token is the bearer token /admin/* requires; empty disables /admin/*
+	// (404). /healthz, /readyz and /metrics stay open: bind the listener
+	// to loopback or a private network.
+	Token string
+	// Ready lists readiness checks for /readyz.
+	Ready []ReadyCheck
+	// Pools feed GET /admin/upstreams.
+	Pools []*providers.Pool
+	// Metrics serves /metrics; nil: 404.
+	Metrics fasthttp.RequestHandler
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// AdminHandler serves the admin listener: /healthz (alive), /readyz (every
+// check passes), /metrics, and the token-protected /admin/* views.
+func AdminHandler(o AdminOptions) fasthttp.RequestHandler {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	tokenHash := sha256.Sum256([]byte(o.Token))
 	return func(ctx *fasthttp.RequestCtx) {
+		path := string(ctx.Path())
+		if path == "/metrics" && o.Metrics != nil {
+			o.Metrics(ctx)
+			return
+		}
 		ctx.Response.Header.SetContentType("application/json")
-		switch string(ctx.Path()) {
+		switch path {
 		case "/healthz":
 			ctx.SetBodyString(`{"status":"ok"}`)
+			return
 		case "/readyz":
-			for _, c := range checks {
+			for _, c := range o.Ready {
 				if err := c(); err != nil {
-					ctx.SetStatusCode(http.StatusServiceUnavailable)
-					ctx.SetBody(appendErrorBody(nil, codeUpstreamUnavailable, "not ready: "+err.Error()))
+					writeError(ctx, &apiError{status: http.StatusServiceUnavailable, code: codeUpstreamUnavailable,
+						message: "not ready: " + err.Error(), retryAfter: time.Second})
 					return
 				}
 			}
 			ctx.SetBodyString(`{"status":"ready"}`)
-		default:
-			ctx.SetStatusCode(http.StatusNotFound)
-			ctx.SetBody(appendErrorBody(nil, codeNotFound, "no route for "+string(ctx.Path())))
+			return
 		}
+		if len(path) >= 7 && path[:7] == "/admin/" {
+			if o.Token == "" {
+				writeError(ctx, &apiError{status: http.StatusNotFound, code: codeNotFound,
+					message: "admin API disabled: set server.adminToken"})
+				return
+			}
+			// Compare hashes so the comparison takes the same time whatever
+			// the presented token's length.
+			tok, _ := bearerToken(ctx.Request.Header.Peek("Authorization"))
+			got := sha256.Sum256(tok)
+			if subtle.ConstantTimeCompare(got[:], tokenHash[:]) != 1 {
+				writeError(ctx, &apiError{status: http.StatusUnauthorized, code: codeUnauthenticated,
+					message: "admin endpoints need the admin bearer token"})
+				return
+			}
+			if !ctx.IsGet() {
+				ctx.Response.Header.Set("Allow", "GET")
+				writeError(ctx, &apiError{status: http.StatusMethodNotAllowed, code: codeMethodNotAllowed,
+					message: "use GET"})
+				return
+			}
+			if path == "/admin/upstreams" {
+				now := o.Now()
+				out := make([]providers.PoolSnapshot, 0, len(o.Pools))
+				for _, p := range o.Pools {
+					out = append(out, p.Snapshot(now))
+				}
+				b, _ := json.Marshal(map[string]any{"models": out})
+				ctx.SetBody(b)
+				return
+			}
+		}
+		writeError(ctx, &apiError{status: http.StatusNotFound, code: codeNotFound, message: "no route for " + path})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -25,7 +26,10 @@ const (
 )
 
 // exchange is what one chat request resolved to before the upstream call.
+// Once the upstream call starts it is read-only, so DiscardedUsage may
+// read it from another goroutine.
 type exchange struct {
+	s         *Server
 	start     time.Time
 	requestID string
 	principal policy.Principal
@@ -33,6 +37,24 @@ type exchange struct {
 	model     *Model
 	req       providers.Request
 	stream    bool
+	// deployment names who answered, when the provider says (a Pool).
+	deployment string
+	discarded  atomic.Int32 // discarded attempts recorded so far
+}
+
+// DiscardedUsage implements providers.UsageObserver: an attempt that
+// consumed upstream tokens but never reached the client (a losing hedge,
+// a failure before the first delta) is still recorded, under a derived
+// request id so the ledger's one-row-per-id rule keeps both.
+func (x *exchange) DiscardedUsage(deployment string, u providers.Usage) {
+	if u.InputTokens == 0 && u.OutputTokens == 0 {
+		return
+	}
+	n := x.discarded.Add(1)
+	r := x.s.usageRecord(x, u, costOf(x.model, u), 0, "discarded_attempt", x.s.now())
+	r.RequestID = x.requestID + ".d" + strconv.Itoa(int(n))
+	r.Provider = deployment
+	x.s.opts.Ledger.Record(r)
 }
 
 // serveChat handles POST /v1/personas/{id}/chat. Order: body size (done
@@ -72,6 +94,7 @@ func (s *Server) prepare(ctx *fasthttp.RequestCtx, start time.Time) (*exchange, 
 	}
 	id, _ := ctx.UserValue("id").(string)
 	x := &exchange{
+		s:         s,
 		start:     start,
 		requestID: string(ctx.Response.Header.Peek("X-Request-Id")),
 		principal: principal,
@@ -118,6 +141,7 @@ func (s *Server) resolveModel(x *exchange, p *persona.Persona, body *chatRequest
 	x.stream = body.Stream != nil && *body.Stream
 
 	req := &x.req
+	req.Observer = x
 	req.Model = m.UpstreamModel
 	req.UserText = *body.UserText
 	req.System = p.SystemPrompt
@@ -169,6 +193,7 @@ func bearerToken(h []byte) ([]byte, bool) {
 func (s *Server) complete(ctx *fasthttp.RequestCtx, x *exchange) {
 	res, err := x.model.Provider.Complete(&x.req)
 	end := s.now()
+	x.deployment = res.Deployment
 	if err != nil {
 		ae := toAPIError(err)
 		s.logUpstream(x, err)
@@ -215,6 +240,11 @@ func (s *Server) record(x *exchange, u providers.Usage, status int, code string,
 }
 
 func (s *Server) recordCost(x *exchange, u providers.Usage, cost int64, status int, code string, end time.Time) {
+	s.opts.Ledger.Record(s.usageRecord(x, u, cost, status, code, end))
+}
+
+// usageRecord is the ledger line of a finished exchange.
+func (s *Server) usageRecord(x *exchange, u providers.Usage, cost int64, status int, code string, end time.Time) policy.UsageRecord {
 	r := policy.UsageRecord{
 		RequestID:     x.requestID,
 		Time:          x.start,
@@ -233,8 +263,11 @@ func (s *Server) recordCost(x *exchange, u providers.Usage, cost int64, status i
 	if x.model != nil {
 		r.Model = x.model.ID
 		r.Provider = x.model.ProviderName
+		if x.deployment != "" {
+			r.Provider = x.deployment
+		}
 	}
-	s.opts.Ledger.Record(r)
+	return r
 }
 
 func (s *Server) logUpstream(x *exchange, err error) {
@@ -263,6 +296,9 @@ func (s *Server) startStream(ctx *fasthttp.RequestCtx, x *exchange) {
 		writeError(ctx, ae)
 		s.record(x, u, ae.status, ae.code, s.now())
 		return
+	}
+	if sv, ok := st.(providers.Served); ok {
+		x.deployment = sv.Deployment()
 	}
 	r := newRelay(s, x, st, first, err == io.EOF)
 	// The server-wide WriteTimeout would cut a long stream; the relay

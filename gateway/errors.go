@@ -84,6 +84,13 @@ func upstreamAPIError(ue *providers.UpstreamError) *apiError {
 	case providers.KindTimeout:
 		return &apiError{status: http.StatusGatewayTimeout, code: codeUpstreamTimeout,
 			message: "upstream provider timed out"}
+	case providers.KindUnavailable:
+		ra := ue.RetryAfter
+		if ra <= 0 {
+			ra = time.Second
+		}
+		return &apiError{status: http.StatusServiceUnavailable, code: codeUpstreamUnavailable,
+			message: "no upstream provider available for this model; retry later", retryAfter: ra}
 	case providers.KindConnect, providers.KindSaturated:
 		ra := ue.RetryAfter
 		if ra <= 0 {

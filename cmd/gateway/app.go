@@ -33,6 +33,7 @@ type app struct {
 	admin    *fasthttp.Server
 	ledger   policy.Ledger
 	resolver *persona.Resolver
+	pools    []*providers.Pool
 
 	// PublicAddr and AdminAddr are the bound addresses once serving.
 	PublicAddr, AdminAddr string
@@ -42,6 +43,73 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// buildModels makes one upstream client per providers[] entry that a
+// model uses, and one Pool per model over its deployments, all sharing
+// one retry budget.
+func buildModels(cfg *Config) (map[string]*gateway.Model, []*providers.Pool, error) {
+	budget, err := providers.NewRetryBudget(cfg.RetryBudget)
+	if err != nil {
+		return nil, nil, fmt.Errorf("retryBudget: %w", err)
+	}
+	byName := map[string]ProviderConfig{}
+	for _, pc := range cfg.Providers {
+		byName[pc.Name] = pc
+	}
+	built := map[string]providers.Provider{}
+	models := map[string]*gateway.Model{}
+	var pools []*providers.Pool
+	for _, mc := range cfg.Models {
+		specs := make([]providers.DeploymentSpec, 0, len(mc.Deployments))
+		for _, d := range mc.Deployments {
+			p, ok := built[d.Provider]
+			if !ok {
+				p, err = buildProvider(byName[d.Provider])
+				if err != nil {
+					return nil, nil, fmt.Errorf("providers[%s]: %w", d.Provider, err)
+				}
+				built[d.Provider] = p
+			}
+			name := d.Provider
+			for _, other := range mc.Deployments {
+				if other.Provider == d.Provider && other.UpstreamModel != d.UpstreamModel {
+					name = d.Provider + "/" + d.UpstreamModel // one provider, several upstream models
+					break
+				}
+			}
+			specs = append(specs, providers.DeploymentSpec{Name: name, Provider: p, Model: d.UpstreamModel,
+				Weight: d.Weight, Priority: d.Priority, MaxInFlight: maxConns(byName[d.Provider])})
+		}
+		pool, err := providers.NewPool(mc.ID, specs, mc.Pool, budget, time.Now)
+		if err != nil {
+			return nil, nil, fmt.Errorf("models[%s]: %w", mc.ID, err)
+		}
+		pools = append(pools, pool)
+		models[mc.ID] = &gateway.Model{
+			ID:              mc.ID,
+			ProviderName:    specs[0].Name,
+			Provider:        pool,
+			UpstreamModel:   mc.UpstreamModel,
+			InputPrice:      mc.InputPricePerMTok,
+			OutputPrice:     mc.OutputPricePerMTok,
+			MaxOutputTokens: mc.MaxOutputTokens,
+			Temperature:     mc.Temperature,
+		}
+	}
+	return models, pools, nil
+}
+
+// maxConns is a provider's connection limit: a deployment with that many
+// attempts in flight is saturated, skipped rather than failed.
+func maxConns(pc ProviderConfig) int {
+	switch {
+	case pc.OpenAI != nil:
+		return pc.OpenAI.MaxConns
+	case pc.Anthropic != nil:
+		return pc.Anthropic.MaxConns
+	}
+	return 0
 }
 
 // buildProvider makes the Provider for one providers[] entry.
@@ -93,32 +161,10 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, fmt.Errorf("personas: %w", err)
 	}
-	byName := map[string]ProviderConfig{}
-	built := map[string]providers.Provider{}
-	for _, pc := range cfg.Providers {
-		byName[pc.Name] = pc
-	}
-	models := map[string]*gateway.Model{}
-	for _, mc := range cfg.Models {
-		p, ok := built[mc.Provider]
-		if !ok {
-			p, err = buildProvider(byName[mc.Provider])
-			if err != nil {
-				resolver.Close()
-				return nil, fmt.Errorf("providers[%s]: %w", mc.Provider, err)
-			}
-			built[mc.Provider] = p
-		}
-		models[mc.ID] = &gateway.Model{
-			ID:              mc.ID,
-			ProviderName:    mc.Provider,
-			Provider:        p,
-			UpstreamModel:   mc.UpstreamModel,
-			InputPrice:      mc.InputPricePerMTok,
-			OutputPrice:     mc.OutputPricePerMTok,
-			MaxOutputTokens: mc.MaxOutputTokens,
-			Temperature:     mc.Temperature,
-		}
+	models, pools, err := buildModels(cfg)
+	if err != nil {
+		resolver.Close()
+		return nil, err
 	}
 	ledger, err := policy.NewJSONLLedger(cfg.Ledger, log)
 	if err != nil {
@@ -144,10 +190,14 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 		resolver.Close()
 		return nil, err
 	}
-	a := &app{cfg: cfg, log: log, gw: gw, ledger: ledger, resolver: resolver}
+	a := &app{cfg: cfg, log: log, gw: gw, ledger: ledger, resolver: resolver, pools: pools}
 	if s.AdminListen != "off" {
 		a.admin = &fasthttp.Server{
-			Handler:               gateway.AdminHandler(),
+			Handler: gateway.AdminHandler(gateway.AdminOptions{
+				Token: s.AdminToken,
+				Pools: pools,
+				Ready: []gateway.ReadyCheck{a.upstreamsReady},
+			}),
 			NoDefaultServerHeader: true,
 			ReadTimeout:           10 * time.Second,
 			WriteTimeout:          10 * time.Second,
@@ -209,4 +259,23 @@ func (a *app) close() {
 		a.log.Error("ledger close", "err", err.Error())
 	}
 	a.resolver.Close()
+}
+
+// upstreamsReady fails while some model has every deployment's breaker
+// open: that model can only answer 503.
+func (a *app) upstreamsReady() error {
+	now := time.Now()
+	for _, p := range a.pools {
+		snap := p.Snapshot(now)
+		open := 0
+		for _, d := range snap.Deployments {
+			if d.Breaker == "open" {
+				open++
+			}
+		}
+		if open == len(snap.Deployments) {
+			return fmt.Errorf("model %s: every deployment's circuit breaker is open", snap.Model)
+		}
+	}
+	return nil
 }

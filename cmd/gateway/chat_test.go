@@ -281,8 +281,12 @@ func TestErrorReplies(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			up.srv.SetConfig(mock.ServerConfig{})
+			g := g
 			if c.setup != nil {
+				// Upstream failures open breakers and hold retry-after
+				// windows: each such case gets its own gateway.
+				up.srv.SetConfig(mock.ServerConfig{})
+				g = startGateway(t, testConfig(t, up, ""))
 				c.setup()
 			}
 			method := c.method

@@ -15,6 +15,7 @@ import (
 
 	"github.com/moonborn/edge/gateway/persona"
 	"github.com/moonborn/edge/policy"
+	"github.com/moonborn/edge/providers"
 	"github.com/moonborn/edge/providers/anthropic"
 	"github.com/moonborn/edge/providers/mock"
 	"github.com/moonborn/edge/providers/openai"
@@ -30,6 +31,9 @@ type Config struct {
 	Providers []ProviderConfig    `yaml:"providers"`
 	Models    []ModelConfig       `yaml:"models"`
 	Ledger    policy.LedgerConfig `yaml:"ledger"`
+	// RetryBudget bounds retries, failovers and hedges across all models
+	// so an outage cannot multiply upstream load.
+	RetryBudget providers.RetryBudgetConfig `yaml:"retryBudget"`
 }
 
 // ServerConfig is the listeners and their limits.
@@ -39,6 +43,9 @@ type ServerConfig struct {
 	// AdminListen is the admin address (/healthz, /readyz); default
 	// 127.0.0.1:9090; "off" disables it.
 	AdminListen string `yaml:"adminListen"`
+	// AdminToken is the bearer token for /admin/* on the admin listener;
+	// empty disables /admin/*. A secret: use ${VAR}.
+	AdminToken string `yaml:"adminToken"`
 	// MaxBodyBytes is the largest request body; default 1 MiB.
 	MaxBodyBytes int `yaml:"maxBodyBytes"`
 	// ReadTimeout bounds reading a request; default 30s.
@@ -73,14 +80,22 @@ type ProviderConfig struct {
 	Anthropic *anthropic.Config `yaml:"anthropic"`
 }
 
-// ModelConfig maps a public model id to a provider and prices.
+// ModelConfig maps a public model id to its deployments and prices.
 type ModelConfig struct {
 	// ID is the public model id (modelId in requests); unique.
 	ID string `yaml:"id"`
-	// Provider names an entry of providers.
+	// Provider names an entry of providers: the shorthand for a model
+	// with a single deployment. Exactly one of provider and deployments.
 	Provider string `yaml:"provider"`
 	// UpstreamModel is the provider's model name; default ID.
 	UpstreamModel string `yaml:"upstreamModel"`
+	// Deployments serve the model from several providers, chosen by
+	// pool.strategy, with failover (and optional hedging) between them.
+	Deployments []DeploymentConfig `yaml:"deployments"`
+	// Pool is how deployments are chosen and protected: strategy,
+	// attempts, hedging, circuit breaker. A single deployment gets its
+	// breaker too.
+	Pool providers.PoolConfig `yaml:"pool"`
 	// InputPricePerMTok and OutputPricePerMTok are USD per million tokens
 	// (= micro-USD per token), up to 6 decimals; default 0.
 	InputPricePerMTok  policy.Price `yaml:"inputPricePerMTok"`
@@ -91,6 +106,20 @@ type ModelConfig struct {
 	// Temperature is the model's default, used when neither request nor
 	// persona sets one; unset leaves it to the upstream.
 	Temperature *float64 `yaml:"temperature"`
+}
+
+// DeploymentConfig is one upstream serving a model.
+type DeploymentConfig struct {
+	// Provider names an entry of providers. Required.
+	Provider string `yaml:"provider"`
+	// UpstreamModel is that provider's model name; default the model's
+	// upstreamModel, else its id.
+	UpstreamModel string `yaml:"upstreamModel"`
+	// Weight is the share under the weighted strategy; default 1.
+	Weight int `yaml:"weight"`
+	// Priority orders deployments under the priority strategy, lower
+	// first; default 0 (then list order).
+	Priority int `yaml:"priority"`
 }
 
 // SetDefaults fills zero values.
@@ -133,7 +162,17 @@ func (c *Config) SetDefaults() {
 			m.UpstreamModel = m.ID
 		}
 		defInt(&m.MaxOutputTokens, 4096)
+		if len(m.Deployments) == 0 && m.Provider != "" {
+			m.Deployments = []DeploymentConfig{{Provider: m.Provider, UpstreamModel: m.UpstreamModel}}
+		}
+		for j := range m.Deployments {
+			if m.Deployments[j].UpstreamModel == "" {
+				m.Deployments[j].UpstreamModel = m.UpstreamModel
+			}
+		}
+		m.Pool.SetDefaults()
 	}
+	c.RetryBudget.SetDefaults()
 }
 
 func defInt(v *int, d int) {
@@ -198,6 +237,7 @@ func (c *Config) Validate() error {
 	p.addAll("auth", c.Auth.Validate())
 	p.addAll("personas", c.Personas.Validate())
 	p.addAll("ledger", c.Ledger.Validate())
+	p.addAll("retryBudget", c.RetryBudget.Validate())
 
 	providerNames := map[string]bool{}
 	for i, pc := range c.Providers {
@@ -248,9 +288,27 @@ func (c *Config) Validate() error {
 			p.add(path+".id", "duplicate model %q", m.ID)
 		}
 		modelIDs[m.ID] = true
-		if !providerNames[m.Provider] {
+		switch {
+		case m.Provider != "" && len(m.Deployments) > 1:
+			p.add(path, "set provider or deployments, not both")
+		case len(m.Deployments) == 0:
+			p.add(path+".provider", "is required (or deployments)")
+		case m.Provider != "" && !providerNames[m.Provider]:
 			p.add(path+".provider", "unknown provider %q", m.Provider)
+		case m.Provider == "":
+			seen := map[string]bool{}
+			for j, d := range m.Deployments {
+				dp := fmt.Sprintf("%s.deployments[%d]", path, j)
+				if !providerNames[d.Provider] {
+					p.add(dp+".provider", "unknown provider %q", d.Provider)
+				}
+				if seen[d.Provider+"\x00"+d.UpstreamModel] {
+					p.add(dp, "duplicate deployment %s/%s", d.Provider, d.UpstreamModel)
+				}
+				seen[d.Provider+"\x00"+d.UpstreamModel] = true
+			}
 		}
+		p.addAll(path+".pool", m.Pool.Validate())
 		if m.MaxOutputTokens < 1 || m.MaxOutputTokens > 1_000_000 {
 			p.add(path+".maxOutputTokens", "must be between 1 and 1000000")
 		}
@@ -387,14 +445,7 @@ func checkKnownFields(p *problems, n *yaml.Node, t reflect.Type, path string) {
 			return
 		}
 		fields := map[string]reflect.Type{}
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-			if name == "" || name == "-" {
-				continue
-			}
-			fields[name] = f.Type
-		}
+		yamlFields(t, fields)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k := n.Content[i]
 			sub := k.Value
@@ -415,5 +466,26 @@ func checkKnownFields(p *problems, n *yaml.Node, t reflect.Type, path string) {
 		for i, c := range n.Content {
 			checkKnownFields(p, c, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
 		}
+	}
+}
+
+// yamlFields maps the YAML keys of struct t to their types, descending
+// into `yaml:",inline"` fields as the decoder does.
+func yamlFields(t reflect.Type, into map[string]reflect.Type) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		ft := f.Type
+		for ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		if name == "" && strings.Contains(opts, "inline") && ft.Kind() == reflect.Struct {
+			yamlFields(ft, into)
+			continue
+		}
+		if name == "" || name == "-" {
+			continue
+		}
+		into[name] = f.Type
 	}
 }
