@@ -1,14 +1,17 @@
 package gateway
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/moonborn/edge/policy"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -26,10 +29,17 @@ type AdminOptions struct {
 	Ready []ReadyCheck
 	// Pools feed GET /admin/upstreams.
 	Pools []*providers.Pool
+	// Usage answers GET /admin/workspaces/{id}/usage?from=&to=; nil: 404.
+	Usage UsageReader
 	// Metrics serves /metrics; nil: 404.
 	Metrics fasthttp.RequestHandler
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+}
+
+// UsageReader sums a workspace's recorded usage over [from, to).
+type UsageReader interface {
+	Usage(ctx context.Context, workspace string, from, to time.Time) (policy.UsageSummary, error)
 }
 
 // AdminHandler serves the admin listener: /healthz (alive), /readyz (every
@@ -92,7 +102,34 @@ func AdminHandler(o AdminOptions) fasthttp.RequestHandler {
 				ctx.SetBody(b)
 				return
 			}
+			if ws, ok := strings.CutPrefix(path, "/admin/workspaces/"); ok && o.Usage != nil {
+				if ws, ok = strings.CutSuffix(ws, "/usage"); ok && ws != "" && !strings.Contains(ws, "/") {
+					serveUsage(ctx, o, ws)
+					return
+				}
+			}
 		}
 		writeError(ctx, &apiError{status: http.StatusNotFound, code: codeNotFound, message: "no route for " + path})
 	}
+}
+
+// serveUsage answers the usage totals of one workspace, by model and by
+// persona, from the ledger.
+func serveUsage(ctx *fasthttp.RequestCtx, o AdminOptions, workspace string) {
+	args := ctx.QueryArgs()
+	from, to, err := policy.ParseUsageRange(string(args.Peek("from")), string(args.Peek("to")), o.Now())
+	if err != nil {
+		writeError(ctx, validationError("from/to", err.Error()))
+		return
+	}
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sum, err := o.Usage.Usage(c, workspace, from, to)
+	if err != nil {
+		writeError(ctx, &apiError{status: http.StatusServiceUnavailable, code: codeUpstreamUnavailable,
+			message: "usage store unavailable", retryAfter: time.Second})
+		return
+	}
+	b, _ := json.Marshal(sum)
+	ctx.SetBody(b)
 }

@@ -39,7 +39,11 @@ type exchange struct {
 	stream    bool
 	// deployment names who answered, when the provider says (a Pool).
 	deployment string
-	discarded  atomic.Int32 // discarded attempts recorded so far
+	// admitted holds the limiter's reservation once admitted; settled
+	// exactly once, with the real usage, when the request is recorded.
+	decision  policy.Decision
+	admitted  bool
+	discarded atomic.Int32 // discarded attempts recorded so far
 }
 
 // DiscardedUsage implements providers.UsageObserver: an attempt that
@@ -117,51 +121,83 @@ func (s *Server) prepare(ctx *fasthttp.RequestCtx, start time.Time) (*exchange, 
 	if err := s.resolveModel(x, p, &body); err != nil {
 		return x, err
 	}
-	return x, nil
+	return x, s.admit(ctx, x)
+}
+
+// admit reserves the request's worst case (estimated input plus the
+// output cap) against the caller's buckets and quota, and sets the
+// X-RateLimit-* headers every later reply carries.
+func (s *Server) admit(ctx *fasthttp.RequestCtx, x *exchange) error {
+	if s.opts.Limiter == nil {
+		return nil
+	}
+	reserve := providers.EstimateInputTokens(&x.req) + int64(x.req.MaxOutputTokens)
+	d, err := s.opts.Limiter.Admit(context.Background(),
+		policy.LimitKey{Workspace: x.principal.Workspace, CredentialID: x.principal.CredentialID}, reserve, x.start)
+	if err != nil {
+		if errors.Is(err, policy.ErrLimiterUnavailable) {
+			return &apiError{status: http.StatusServiceUnavailable, code: codeUpstreamUnavailable,
+				message: "rate limiter unavailable; retry later", retryAfter: time.Second}
+		}
+		return err
+	}
+	var buf [32]byte
+	for i := range policy.RateLimitHeaders {
+		if name, v := d.AppendHeader(buf[:0], i); name != "" {
+			ctx.Response.Header.SetBytesV(name, v)
+		}
+	}
+	if !d.Allowed {
+		msg := "rate limit exceeded"
+		if d.Reason.Code() == codeQuotaExceeded {
+			msg = "monthly quota exhausted"
+		}
+		return &apiError{status: http.StatusTooManyRequests, code: d.Reason.Code(), message: msg, retryAfter: d.RetryAfter}
+	}
+	x.decision, x.admitted = d, true
+	return nil
 }
 
 // resolveModel picks the model and fills the upstream request: explicit
 // values, then the persona's defaults, then the model's.
 func (s *Server) resolveModel(x *exchange, p *persona.Persona, body *chatRequest) *apiError {
-	modelID := p.DefaultModel
-	if body.ModelID != nil {
-		modelID = *body.ModelID
-	}
-	m, ok := s.models[modelID]
-	if !ok {
-		if body.ModelID == nil {
-			return validationError("modelId", "the persona's default model "+strconv.Quote(modelID)+" is not served; name a model")
+	var m *Model
+	if body.HasModelID {
+		m = s.models[string(body.ModelID)] // no allocation: the conversion is only a map key
+		if m == nil {
+			return validationError("modelId", "unknown model "+strconv.Quote(string(body.ModelID)))
 		}
-		return validationError("modelId", "unknown model "+strconv.Quote(modelID))
-	}
-	if len(p.AllowedModels) > 0 && body.ModelID != nil && !contains(p.AllowedModels, modelID) {
-		return validationError("modelId", "model "+strconv.Quote(modelID)+" is not allowed for this persona")
+		if len(p.AllowedModels) > 0 && !contains(p.AllowedModels, m.ID) {
+			return validationError("modelId", "model "+strconv.Quote(m.ID)+" is not allowed for this persona")
+		}
+	} else if m = s.models[p.DefaultModel]; m == nil {
+		return validationError("modelId", "the persona's default model "+strconv.Quote(p.DefaultModel)+" is not served; name a model")
 	}
 	x.model = m
-	x.stream = body.Stream != nil && *body.Stream
+	x.stream = body.Stream
 
 	req := &x.req
 	req.Observer = x
 	req.Model = m.UpstreamModel
-	req.UserText = *body.UserText
+	req.UserText = body.UserText
 	req.System = p.SystemPrompt
-	if d := body.MemoryDigest; d != nil && *d != "" {
-		req.System = p.SystemPrompt + memoryDigestOpen + *d + memoryDigestClose
+	if d := body.MemoryDigest; d != "" {
+		req.System = p.SystemPrompt + memoryDigestOpen + d + memoryDigestClose
 	}
 	switch {
-	case body.Temperature != nil:
-		req.Temperature, req.HasTemperature = *body.Temperature, true
+	case body.HasTemperature:
+		req.Temperature, req.HasTemperature = body.Temperature, true
 	case p.Temperature != nil:
 		req.Temperature, req.HasTemperature = *p.Temperature, true
 	case m.Temperature != nil:
 		req.Temperature, req.HasTemperature = *m.Temperature, true
 	}
 	switch {
-	case body.MaxOutputTokens != nil:
-		if *body.MaxOutputTokens > float64(m.MaxOutputTokens) {
+	case body.HasMaxOutputTokens:
+		if body.MaxOutputTokens > float64(m.MaxOutputTokens) {
 			return validationError("maxOutputTokens", "must be at most "+strconv.Itoa(m.MaxOutputTokens)+" for model "+m.ID)
 		}
-		req.MaxOutputTokens = int(*body.MaxOutputTokens)
+		req.MaxOutputTokens = int(body.MaxOutputTokens)
 	case p.MaxOutputTokens > 0:
 		req.MaxOutputTokens = min(p.MaxOutputTokens, m.MaxOutputTokens)
 	default:
@@ -240,6 +276,13 @@ func (s *Server) record(x *exchange, u providers.Usage, status int, code string,
 }
 
 func (s *Server) recordCost(x *exchange, u providers.Usage, cost int64, status int, code string, end time.Time) {
+	if x.admitted {
+		x.admitted = false
+		if err := s.opts.Limiter.Settle(context.Background(), x.decision.Reservation,
+			u.InputTokens+u.OutputTokens, cost, end); err != nil {
+			s.log.Warn("limiter settle failed", "request_id", x.requestID, "err", err.Error())
+		}
+	}
 	s.opts.Ledger.Record(s.usageRecord(x, u, cost, status, code, end))
 }
 

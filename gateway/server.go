@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/fasthttp/router"
@@ -31,6 +32,14 @@ type Authenticator interface {
 // PersonaResolver finds a persona visible to a workspace.
 type PersonaResolver interface {
 	Resolve(ctx context.Context, workspace, id string, now time.Time) (*persona.Persona, error)
+}
+
+// Limiter admits requests against rate limits and quotas and settles
+// them with their real usage. policy.LocalLimiter and policy.RedisLimiter
+// implement it.
+type Limiter interface {
+	Admit(ctx context.Context, key policy.LimitKey, reserveTokens int64, now time.Time) (policy.Decision, error)
+	Settle(ctx context.Context, r policy.Reservation, actualTokens, costUsdMicros int64, now time.Time) error
 }
 
 // Model is one public model id and how it is served.
@@ -62,6 +71,8 @@ type Options struct {
 	Models map[string]*Model
 	// Ledger receives one usage record per authenticated request. Required.
 	Ledger policy.Ledger
+	// Limiter enforces rate limits and quotas; nil admits everything.
+	Limiter Limiter
 	// Log receives errors and lifecycle lines; nil discards.
 	Log *slog.Logger
 	// MaxBodyBytes is the largest request body; 0 means 1 MiB. Bodies
@@ -234,7 +245,33 @@ func writeError(ctx *fasthttp.RequestCtx, e *apiError) {
 
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.srv.Serve(ln)
+	return s.srv.Serve(patientListener{Listener: ln, log: s.log})
+}
+
+// patientListener keeps accepting through resource exhaustion: when the
+// process runs out of file descriptors (EMFILE/ENFILE) Accept waits and
+// tries again, as net/http does, instead of failing the server and
+// dropping every open stream with it.
+type patientListener struct {
+	net.Listener
+	log *slog.Logger
+}
+
+func (l patientListener) Accept() (net.Conn, error) {
+	var delay time.Duration
+	for {
+		c, err := l.Listener.Accept()
+		if err == nil || !(errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ENOBUFS)) {
+			return c, err
+		}
+		if delay == 0 {
+			delay = 5 * time.Millisecond
+			l.log.Warn("accept: out of file descriptors; retrying", "err", err.Error())
+		} else if delay *= 2; delay > time.Second {
+			delay = time.Second
+		}
+		time.Sleep(delay)
+	}
 }
 
 // Shutdown stops accepting, lets in-flight requests and streams finish

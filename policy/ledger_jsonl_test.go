@@ -215,7 +215,7 @@ func TestNewJSONLLedgerErrors(t *testing.T) {
 func TestLedgerConfigDefaults(t *testing.T) {
 	var c LedgerConfig
 	c.SetDefaults()
-	if c.Path != "data/usage.jsonl" || c.QueueSize != 10_000 || c.FlushInterval != 200*time.Millisecond {
+	if c.Driver != LedgerDriverSQLite || c.Path != "data/usage.db" || c.QueueSize != 10_000 || c.FlushInterval != 200*time.Millisecond {
 		t.Fatalf("defaults = %+v", c)
 	}
 	if err := c.Validate(); err != nil {

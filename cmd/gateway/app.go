@@ -9,6 +9,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/valyala/fasthttp"
 
 	"github.com/moonborn/edge/gateway"
@@ -31,9 +32,10 @@ type app struct {
 	log      *slog.Logger
 	gw       *gateway.Server
 	admin    *fasthttp.Server
-	ledger   policy.Ledger
+	ledger   policy.UsageLedger
 	resolver *persona.Resolver
 	pools    []*providers.Pool
+	limiter  limiter
 
 	// PublicAddr and AdminAddr are the bound addresses once serving.
 	PublicAddr, AdminAddr string
@@ -166,13 +168,20 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 		resolver.Close()
 		return nil, err
 	}
-	ledger, err := policy.NewJSONLLedger(cfg.Ledger, log)
+	ledger, err := policy.OpenLedger(context.Background(), cfg.Ledger, log)
 	if err != nil {
 		resolver.Close()
 		return nil, fmt.Errorf("ledger: %w", err)
 	}
+	limiter, err := newLimiter(cfg.Limits, log)
+	if err != nil {
+		_ = ledger.Close()
+		resolver.Close()
+		return nil, fmt.Errorf("limits: %w", err)
+	}
 	s := cfg.Server
 	gw, err := gateway.New(gateway.Options{
+		Limiter:            limiter,
 		Auth:               auth,
 		Personas:           resolver,
 		Models:             models,
@@ -190,13 +199,14 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 		resolver.Close()
 		return nil, err
 	}
-	a := &app{cfg: cfg, log: log, gw: gw, ledger: ledger, resolver: resolver, pools: pools}
+	a := &app{cfg: cfg, log: log, gw: gw, ledger: ledger, resolver: resolver, pools: pools, limiter: limiter}
 	if s.AdminListen != "off" {
 		a.admin = &fasthttp.Server{
 			Handler: gateway.AdminHandler(gateway.AdminOptions{
 				Token: s.AdminToken,
 				Pools: pools,
-				Ready: []gateway.ReadyCheck{a.upstreamsReady},
+				Usage: ledger,
+				Ready: []gateway.ReadyCheck{a.upstreamsReady, a.limiterReady},
 			}),
 			NoDefaultServerHeader: true,
 			ReadTimeout:           10 * time.Second,
@@ -254,7 +264,35 @@ func (a *app) serve(ctx context.Context, ready func(*app)) error {
 	return serveErr
 }
 
+// limiter is what the app keeps of either limiter backend.
+type limiter interface {
+	gateway.Limiter
+	Close() error
+}
+
+func newLimiter(cfg policy.LimitsConfig, log *slog.Logger) (limiter, error) {
+	if cfg.Backend == "redis" {
+		// go-redis logs dial failures through a process-wide logger of its
+		// own; send them to ours (the limiter logs outages once per change).
+		redis.SetLogger(redisLogger{log})
+		return policy.NewRedisLimiter(cfg, log)
+	}
+	return policy.NewLocalLimiter(cfg)
+}
+
+// limiterReady fails while the Redis limiter cannot reach Redis (the
+// gateway then answers per limits.onRedisDown).
+func (a *app) limiterReady() error {
+	if rl, ok := a.limiter.(*policy.RedisLimiter); ok && rl.Stats().Down {
+		return errors.New("redis (limits) unreachable")
+	}
+	return nil
+}
+
 func (a *app) close() {
+	if err := a.limiter.Close(); err != nil {
+		a.log.Warn("limiter close", "err", err.Error())
+	}
 	if err := a.ledger.Close(); err != nil {
 		a.log.Error("ledger close", "err", err.Error())
 	}
@@ -278,4 +316,12 @@ func (a *app) upstreamsReady() error {
 		}
 	}
 	return nil
+}
+
+// redisLogger adapts go-redis's logger to slog at debug level: outages are
+// already reported by the limiter, once per change of state.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.Debug(fmt.Sprintf(format, v...), "component", "redis")
 }

@@ -31,6 +31,9 @@ type Config struct {
 	Providers []ProviderConfig    `yaml:"providers"`
 	Models    []ModelConfig       `yaml:"models"`
 	Ledger    policy.LedgerConfig `yaml:"ledger"`
+	// Limits are the token buckets and monthly quotas per workspace and
+	// API key, kept in this process or in Redis for a fleet.
+	Limits policy.LimitsConfig `yaml:"limits"`
 	// RetryBudget bounds retries, failovers and hedges across all models
 	// so an outage cannot multiply upstream load.
 	RetryBudget providers.RetryBudgetConfig `yaml:"retryBudget"`
@@ -144,6 +147,7 @@ func (c *Config) SetDefaults() {
 	c.Auth.SetDefaults()
 	c.Personas.SetDefaults()
 	c.Ledger.SetDefaults()
+	c.Limits.SetDefaults()
 	for i := range c.Providers {
 		p := &c.Providers[i]
 		if p.Mock != nil {
@@ -238,6 +242,7 @@ func (c *Config) Validate() error {
 	p.addAll("personas", c.Personas.Validate())
 	p.addAll("ledger", c.Ledger.Validate())
 	p.addAll("retryBudget", c.RetryBudget.Validate())
+	p.addAll("limits", c.Limits.Validate())
 
 	providerNames := map[string]bool{}
 	for i, pc := range c.Providers {

@@ -113,6 +113,7 @@ models:
   - {id: an-1, provider: an, upstreamModel: claude-test, inputPricePerMTok: 3, outputPricePerMTok: 15, maxOutputTokens: 1000}
   - {id: dead-1, provider: dead, maxOutputTokens: 1000}
 ledger:
+  driver: jsonl
   path: %[8]s
   flushInterval: 10ms
 `, server, hashOf(keyDemo), hashOf(keyOther), hashOf(keyRevoked), jwtSecret, upAddr, deadAddr,

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,11 +20,7 @@ import (
 // the ledger and exits 0.
 func TestGracefulShutdown(t *testing.T) {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "gateway")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := gatewayBinary(t)
 	cfg := fmt.Sprintf(`
 server: {listen: "127.0.0.1:0", adminListen: "127.0.0.1:0", shutdownTimeout: 10s}
 log: {level: info}
@@ -33,33 +30,13 @@ personas:
   items: [{id: psn_demo, workspace: wsp_demo, name: D, systemPrompt: S, defaultModel: slow}]
 providers: [{name: mock, type: mock, mock: {outputTokens: 10, tokenDelay: 100ms}}]
 models: [{id: slow, provider: mock, inputPricePerMTok: 1, outputPricePerMTok: 2}]
-ledger: {path: %s}
+ledger: {driver: jsonl, path: %s}
 `, hashOf(keyDemo), filepath.Join(dir, "usage.jsonl"))
 	cfgPath := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-config", cfgPath)
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	logs := bufio.NewScanner(stderr)
-	var addr string
-	for addr == "" && logs.Scan() {
-		var line map[string]any
-		if json.Unmarshal(logs.Bytes(), &line) == nil && line["msg"] == "gateway listening" {
-			addr = line["addr"].(string)
-		}
-	}
-	if addr == "" {
-		t.Fatal("gateway never logged its address")
-	}
-	go func() {
-		for logs.Scan() { // keep draining so the child never blocks on stderr
-		}
-	}()
+	cmd, addr, _ := startProcess(t, bin, cfgPath)
 	g := &gw{t: t, base: "http://" + addr}
 	_, sr := g.openStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true}`)
 	if ev, err := sr.next(); err != nil || ev.name != "delta" {
@@ -106,4 +83,58 @@ ledger: {path: %s}
 	if lines := strings.Count(string(data), "\n"); lines != 1 || !strings.Contains(string(data), `"status":200`) {
 		t.Fatalf("ledger after shutdown: %q", data)
 	}
+}
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// gatewayBinary builds cmd/gateway once per test run.
+func gatewayBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "moonborn-gw-")
+		if buildErr != nil {
+			return
+		}
+		out, err := exec.Command("go", "build", "-o", filepath.Join(buildDir, "gateway"), ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("%v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("build: %v", buildErr)
+	}
+	return filepath.Join(buildDir, "gateway")
+}
+
+// startProcess runs the gateway binary on cfgPath (log level info, ports
+// 0) and returns once it logged its addresses. The process is killed when
+// the test ends if it is still running.
+func startProcess(t *testing.T, bin, cfgPath string) (cmd *exec.Cmd, addr, admin string) {
+	t.Helper()
+	cmd = exec.Command(bin, "-config", cfgPath)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	logs := bufio.NewScanner(stderr)
+	for addr == "" && logs.Scan() {
+		var line map[string]any
+		if json.Unmarshal(logs.Bytes(), &line) == nil && line["msg"] == "gateway listening" {
+			addr, _ = line["addr"].(string)
+			admin, _ = line["admin_addr"].(string)
+		}
+	}
+	if addr == "" {
+		t.Fatal("gateway never logged its address")
+	}
+	go func() {
+		for logs.Scan() { // keep draining so the child never blocks on stderr
+		}
+	}()
+	return cmd, addr, admin
 }

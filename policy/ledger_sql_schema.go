@@ -1,0 +1,211 @@
+package policy
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// sqlDialect is what differs between SQLite and PostgreSQL; the schema,
+// the statements and the code around them are shared.
+type sqlDialect struct {
+	name string
+	// timeType is the column type of usage_records.at: TIMESTAMPTZ on
+	// PostgreSQL (readable, microseconds), INTEGER Unix nanoseconds on
+	// SQLite (which has no time type).
+	timeType string
+	// timeArg converts a time to the at column's parameter.
+	timeArg func(time.Time) any
+	// placeholder appends the n-th (1-based) parameter marker.
+	placeholder func(b []byte, n int) []byte
+	// lockMigrations runs first in the migration transaction so that
+	// gateways starting together migrate one after the other. SQLite
+	// needs none: the transaction is BEGIN IMMEDIATE (the DSN's
+	// _txlock), which already excludes other writers.
+	lockMigrations string
+}
+
+// migrationLockKey is the PostgreSQL advisory lock every gateway takes
+// while migrating: the first 8 bytes of "moonbornledger" read as a
+// big-endian integer, a fixed value other applications are unlikely to use.
+const migrationLockKey = 0x6d6f6f6e626f726e
+
+var (
+	sqliteDialect = sqlDialect{
+		name:     LedgerDriverSQLite,
+		timeType: "INTEGER",
+		timeArg:  func(t time.Time) any { return t.UnixNano() },
+		placeholder: func(b []byte, _ int) []byte {
+			return append(b, '?')
+		},
+	}
+	postgresDialect = sqlDialect{
+		name:     LedgerDriverPostgres,
+		timeType: "TIMESTAMPTZ",
+		timeArg:  func(t time.Time) any { return t.UTC() },
+		placeholder: func(b []byte, n int) []byte {
+			return strconv.AppendInt(append(b, '$'), int64(n), 10)
+		},
+		lockMigrations: "SELECT pg_advisory_xact_lock(" + strconv.FormatInt(migrationLockKey, 10) + ")",
+	}
+)
+
+// migrations are applied in order, each once, recorded in
+// schema_migrations. Append new versions; never edit an applied one.
+// {{time}} is the dialect's time column type.
+var migrations = []struct {
+	version int64
+	stmts   []string
+}{
+	{1, []string{
+		`CREATE TABLE IF NOT EXISTS usage_records (
+			request_id      TEXT PRIMARY KEY,
+			at              {{time}} NOT NULL,
+			workspace       TEXT NOT NULL,
+			credential_id   TEXT NOT NULL,
+			persona         TEXT NOT NULL,
+			model           TEXT NOT NULL,
+			provider        TEXT NOT NULL,
+			stream          BOOLEAN NOT NULL,
+			input_tokens    BIGINT NOT NULL,
+			output_tokens   BIGINT NOT NULL,
+			estimated       BOOLEAN NOT NULL,
+			cost_usd_micros BIGINT NOT NULL,
+			latency_ms      BIGINT NOT NULL,
+			status          INTEGER NOT NULL,
+			error_code      TEXT NOT NULL
+		)`,
+		`CREATE INDEX IF NOT EXISTS usage_records_workspace_at ON usage_records (workspace, at)`,
+	}},
+}
+
+// ErrLedgerSchemaTooNew means the database was migrated by a newer
+// gateway; this one refuses to write into a schema it does not know.
+var ErrLedgerSchemaTooNew = errors.New("usage ledger: database schema is newer than this gateway")
+
+// migrate brings the schema to the latest version in one transaction. It
+// is idempotent, and on PostgreSQL safe when several gateways start at
+// once: the advisory lock makes them take turns, and each one after the
+// first finds nothing to do.
+func migrate(ctx context.Context, db *sql.DB, d sqlDialect) (err error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migrate: begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	if d.lockMigrations != "" {
+		if _, err := tx.ExecContext(ctx, d.lockMigrations); err != nil {
+			return fmt.Errorf("migrate: lock: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    BIGINT PRIMARY KEY,
+		applied_at BIGINT NOT NULL
+	)`); err != nil {
+		return fmt.Errorf("migrate: schema_migrations: %w", err)
+	}
+	var current int64
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return fmt.Errorf("migrate: read version: %w", err)
+	}
+	latest := migrations[len(migrations)-1].version
+	if current > latest {
+		return fmt.Errorf("%w (database version %d, gateway knows %d)", ErrLedgerSchemaTooNew, current, latest)
+	}
+	for _, m := range migrations {
+		if m.version <= current {
+			continue
+		}
+		for _, s := range m.stmts {
+			if _, err := tx.ExecContext(ctx, strings.ReplaceAll(s, "{{time}}", d.timeType)); err != nil {
+				return fmt.Errorf("migrate: version %d: %w", m.version, err)
+			}
+		}
+		ins := `INSERT INTO schema_migrations (version, applied_at) VALUES ` + string(d.appendRow(nil, 1, 2))
+		if _, err := tx.ExecContext(ctx, ins, m.version, time.Now().Unix()); err != nil {
+			return fmt.Errorf("migrate: record version %d: %w", m.version, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migrate: commit: %w", err)
+	}
+	return nil
+}
+
+// usageColumns is the insert column list; usageArgs must match it.
+const usageColumns = "request_id, at, workspace, credential_id, persona, model, provider, stream, " +
+	"input_tokens, output_tokens, estimated, cost_usd_micros, latency_ms, status, error_code"
+
+const usageColumnCount = 15
+
+// maxRowsPerInsert keeps one statement's parameters (15 per row) well
+// below SQLite's 32766 and PostgreSQL's 65535.
+const maxRowsPerInsert = 500
+
+// insertSQL is the idempotent multi-row insert for n rows: a request id
+// already stored is skipped, so redelivering a batch never duplicates.
+func (d sqlDialect) insertSQL(n int) string {
+	b := make([]byte, 0, 128+n*usageColumnCount*5)
+	b = append(b, "INSERT INTO usage_records ("+usageColumns+") VALUES "...)
+	for i := range n {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = d.appendRow(b, i*usageColumnCount+1, usageColumnCount)
+	}
+	b = append(b, " ON CONFLICT (request_id) DO NOTHING"...)
+	return string(b)
+}
+
+// appendRow appends "(p, p+1, ...)" with n parameter markers from the
+// first-th.
+func (d sqlDialect) appendRow(b []byte, first, n int) []byte {
+	b = append(b, '(')
+	for i := range n {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = d.placeholder(b, first+i)
+	}
+	return append(b, ')')
+}
+
+// appendUsageArgs appends r's values in usageColumns order. Text is made
+// valid UTF-8 without NUL bytes, which PostgreSQL rejects: a record the
+// store cannot take would otherwise sit in the spool forever.
+func (d sqlDialect) appendUsageArgs(args []any, r *UsageRecord) []any {
+	return append(args,
+		storableText(r.RequestID), d.timeArg(r.Time), storableText(r.Workspace),
+		storableText(r.CredentialID), storableText(r.Persona), storableText(r.Model),
+		storableText(r.Provider), r.Stream, r.InputTokens, r.OutputTokens, r.Estimated,
+		r.CostUsdMicros, r.LatencyMs, int64(r.Status), storableText(r.ErrorCode))
+}
+
+// storableText replaces invalid UTF-8 and NUL bytes with U+FFFD, as the
+// spool's JSON encoding does for invalid UTF-8.
+func storableText(s string) string {
+	if utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
+
+// usageSQL sums one workspace's rows in [from, to) per (model, persona);
+// the (workspace, at) index serves the WHERE. The casts keep PostgreSQL's
+// SUM(BIGINT), a NUMERIC, scannable into int64.
+func (d sqlDialect) usageSQL() string {
+	p := func(n int) string { return string(d.placeholder(nil, n)) }
+	return `SELECT model, persona, COUNT(*), CAST(SUM(input_tokens) AS BIGINT),
+		CAST(SUM(output_tokens) AS BIGINT), CAST(SUM(cost_usd_micros) AS BIGINT)
+		FROM usage_records WHERE workspace = ` + p(1) + ` AND at >= ` + p(2) + ` AND at < ` + p(3) + `
+		GROUP BY model, persona`
+}
