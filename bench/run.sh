@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# bench/run.sh — reproduce the bench/README.md figures on one machine.
+#
+#   bench/run.sh table            # every figure of the results table (JSON + text in $MB_BENCH_DIR)
+#   bench/run.sh scenario NAME    # one bench/scenarios/NAME.json against a fresh gateway + mock
+#   bench/run.sh up               # just start mockllm + gateway (Ctrl-C stops them)
+#
+# Layout (DESIGN.md): the gateway is pinned to core 0 (taskset -c 0, so Go
+# sets GOMAXPROCS=1), the mock and the load generator share core 1. Binaries
+# are built once into $MB_BENCH_DIR/bin. Env: MB_BENCH_DIR (default
+# /tmp/moonborn-bench), HOLD_STREAMS (default 10000), DUR (default 10s),
+# NO_BUILD=1 (reuse the binaries in $MB_BENCH_DIR/bin).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+export MB_BENCH_DIR=${MB_BENCH_DIR:-/tmp/moonborn-bench}
+BIN=$MB_BENCH_DIR/bin
+OUT=$MB_BENCH_DIR/results
+DUR=${DUR:-10s}
+HOLD_STREAMS=${HOLD_STREAMS:-10000}
+GW=http://127.0.0.1:18080
+MOCK=http://127.0.0.1:18081
+mkdir -p "$BIN" "$OUT"
+
+GW_CORE=0 LOAD_CORE=1
+if [ "$(nproc)" -lt 2 ]; then GW_CORE=0 LOAD_CORE=0; fi
+
+build() {
+  [ -n "${NO_BUILD:-}" ] && return 0 # NO_BUILD=1: use the binaries already in $BIN
+  (cd "$ROOT" && go build -o "$BIN/gateway" ./cmd/gateway && go build -o "$BIN/mockllm" ./cmd/mockllm && go build -o "$BIN/bench" ./cmd/bench)
+}
+
+PIDS=()
+cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not up" >&2; return 1; }
+
+# Streams: each open stream holds a bench socket, two gateway sockets and a
+# mock socket, so raise the soft fd limit as far as the hard limit allows.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+start_mock() { # port [flags]
+  local port=$1; shift
+  taskset -c $LOAD_CORE "$BIN/mockllm" -listen 127.0.0.1:"$port" "$@" >"$MB_BENCH_DIR/mock-$port.log" 2>&1 &
+  MOCK_PID=${MOCK_PID:-$!}; PIDS+=($!); wait_port "$port"
+}
+start_gateway() { # config
+  taskset -c $GW_CORE "$BIN/gateway" -config "$1" >"$MB_BENCH_DIR/gateway.log" 2>&1 &
+  GW_PID=$!; PIDS+=($GW_PID); wait_port 18080
+}
+bench() { taskset -c $LOAD_CORE "$BIN/bench" -url $GW -direct $MOCK/v1 -mock-control $MOCK -mock-pid "$MOCK_PID" "$@"; }
+stop_gateway() { kill "$GW_PID" 2>/dev/null || echo "gateway $GW_PID had exited (see $MB_BENCH_DIR/gateway.log)" >&2; wait "$GW_PID" 2>/dev/null || true; }
+mock_config() { curl -sf -X PUT -H 'Content-Type: application/json' -d "$1" $MOCK/_mock/config >/dev/null; }
+
+header() {
+  echo "date: $(date -u +%FT%TZ)  $(go version)  cores: $(nproc)  load: $(cut -d' ' -f1-3 /proc/loadavg)  fd limit: $(ulimit -n)"
+}
+
+case "${1:-table}" in
+up)
+  build; start_mock 18081; start_gateway "$ROOT/bench/scenarios/gateway.yaml"
+  echo "mockllm $MOCK (pid ${PIDS[0]}), gateway $GW (pid $GW_PID); Ctrl-C to stop"; wait ;;
+scenario)
+  name=${2:?scenario name}; sc="$ROOT/bench/scenarios/$name.json"
+  cfg=$(sed -n 's/.*"gatewayConfig": *"\([^"]*\)".*/\1/p' "$sc"); cfg=${cfg:-gateway.yaml}
+  build; start_mock 18081
+  if [ "$name" = mixed-workspaces ]; then start_mock 18082; fi
+  start_gateway "$ROOT/bench/scenarios/$cfg"
+  header
+  bench -scenario "$sc" -gateway-pid "$GW_PID" -json -plot "$OUT/$name.html" >"$OUT/$name.json"
+  echo "JSON: $OUT/$name.json  plot: $OUT/$name.html" ;;
+table)
+  # Each figure is taken REPS times (default 3), each time on a fresh
+  # gateway, so one overloaded run cannot leave its heap or backlog to the
+  # next; the README reports the median run and the spread.
+  build; start_mock 18081
+  header | tee "$OUT/env.txt"
+  # Bench self-check: direct only at 5,000 req/s; its own CPU is in benchCPU.
+  bench -target direct -rate 5000 -d "$DUR" -max-tokens 20 -json >"$OUT/direct-5000.json"
+  for rep in $(seq "${REPS:-3}"); do
+    for fig in 500 2000 stream-500 5000; do
+      start_gateway "$ROOT/bench/scenarios/gateway.yaml"
+      case $fig in
+      stream-500) args=(-stream -rate 500) ;;
+      *) args=(-rate "$fig") ;;
+      esac
+      bench -compare "${args[@]}" -d "$DUR" -max-tokens 20 -gateway-pid "$GW_PID" -json -plot "$OUT/$fig-$rep.html" >"$OUT/$fig-$rep.json"
+      stop_gateway
+    done
+  done
+  # RSS per open stream, in a fresh gateway warmed briefly: the mock sends
+  # one token, then waits a minute.
+  start_gateway "$ROOT/bench/scenarios/gateway.yaml"
+  bench -target gateway -rate 500 -d 2s -warmup 0 -quiet >/dev/null 2>&1
+  mock_config '{"outputTokens":20,"tokenDelay":"60s"}'
+  bench -hold "$HOLD_STREAMS" -hold-for 3s -timeout 60s -gateway-pid "$GW_PID" -json >"$OUT/hold.json" || true
+  mock_config '{"outputTokens":20}'
+  echo "results in $OUT" ;;
+*) echo "usage: $0 table | scenario NAME | up" >&2; exit 2 ;;
+esac
