@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 
 	"github.com/moonborn/edge/gateway/persona"
@@ -16,7 +17,7 @@ import (
 
 // benchServer is a Server with the in-process mock provider, a real
 // authenticator and a real persona resolver, and a ledger that discards.
-func benchServer(b *testing.B) *Server {
+func benchServer(b *testing.B, withMetrics bool) *Server {
 	b.Helper()
 	auth, err := policy.NewAuthenticator(policy.AuthConfig{APIKeys: []policy.APIKeyConfig{
 		{ID: "k", Workspace: "w", SHA256: policy.HashKey("key")}}})
@@ -33,9 +34,13 @@ func benchServer(b *testing.B) *Server {
 	b.Cleanup(res.Close)
 	in, _ := policy.ParsePrice("0.15")
 	out, _ := policy.ParsePrice("0.6")
-	s, err := New(Options{Auth: auth, Personas: res, Ledger: discardLedger{},
-		Models: map[string]*Model{"m": {ID: "m", ProviderName: "mock", Provider: mock.New("mock", mock.Config{OutputTokens: 20}),
-			UpstreamModel: "m", InputPrice: in, OutputPrice: out, MaxOutputTokens: 100}}})
+	models := map[string]*Model{"m": {ID: "m", ProviderName: "mock", Provider: mock.New("mock", mock.Config{OutputTokens: 20}),
+		UpstreamModel: "m", InputPrice: in, OutputPrice: out, MaxOutputTokens: 100}}
+	var m *Metrics
+	if withMetrics {
+		m = NewMetrics(prometheus.NewRegistry(), models)
+	}
+	s, err := New(Options{Auth: auth, Personas: res, Ledger: discardLedger{}, Models: models, Metrics: m})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -59,8 +64,8 @@ func (nullConn) RemoteAddr() net.Addr             { return benchAddr }
 
 var benchAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
 
-func benchHandler(b *testing.B, body string, stream bool) {
-	s := benchServer(b)
+func benchHandler(b *testing.B, body string, stream, withMetrics bool) {
+	s := benchServer(b, withMetrics)
 	h := s.Handler()
 	var req fasthttp.Request
 	req.Header.SetMethod("POST")
@@ -89,10 +94,21 @@ func benchHandler(b *testing.B, body string, stream bool) {
 // BenchmarkChat measures the handler end to end with the in-process mock:
 // auth, decode, persona cache hit, provider, reply, usage record.
 func BenchmarkChat(b *testing.B) {
-	benchHandler(b, `{"userText":"Hello there, how are you today?"}`, false)
+	benchHandler(b, `{"userText":"Hello there, how are you today?"}`, false, true)
+}
+
+// BenchmarkChatNoMetrics is BenchmarkChat without instrumentation, to
+// price the metrics.
+func BenchmarkChatNoMetrics(b *testing.B) {
+	benchHandler(b, `{"userText":"Hello there, how are you today?"}`, false, false)
 }
 
 // BenchmarkChatStream is the same with stream: true and a 20-delta relay.
 func BenchmarkChatStream(b *testing.B) {
-	benchHandler(b, `{"userText":"Hello there, how are you today?","stream":true}`, true)
+	benchHandler(b, `{"userText":"Hello there, how are you today?","stream":true}`, true, true)
+}
+
+// BenchmarkChatStreamNoMetrics prices the stream instrumentation.
+func BenchmarkChatStreamNoMetrics(b *testing.B) {
+	benchHandler(b, `{"userText":"Hello there, how are you today?","stream":true}`, true, false)
 }

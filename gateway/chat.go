@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -41,9 +42,12 @@ type exchange struct {
 	deployment string
 	// admitted holds the limiter's reservation once admitted; settled
 	// exactly once, with the real usage, when the request is recorded.
-	decision  policy.Decision
-	admitted  bool
-	discarded atomic.Int32 // discarded attempts recorded so far
+	decision policy.Decision
+	admitted bool
+	// upstreamWait is the time spent blocked on the upstream, for the
+	// overhead metric.
+	upstreamWait time.Duration
+	discarded    atomic.Int32 // discarded attempts recorded so far
 }
 
 // DiscardedUsage implements providers.UsageObserver: an attempt that
@@ -67,13 +71,17 @@ func (x *exchange) DiscardedUsage(deployment string, u providers.Usage) {
 // about validation rules or which personas exist.
 func (s *Server) serveChat(ctx *fasthttp.RequestCtx) {
 	start := s.now()
+	s.opts.Metrics.started()
 	x, err := s.prepare(ctx, start)
 	if err != nil {
 		ae := toAPIError(err)
 		writeError(ctx, ae)
-		if x != nil { // authenticated: the workspace sees the refusal in its usage
-			s.record(x, providers.Usage{}, ae.status, ae.code, s.now())
+		if x == nil { // unauthenticated: no workspace to record against
+			x = &exchange{start: start, requestID: string(ctx.Response.Header.Peek("X-Request-Id"))}
+			s.finish(x, providers.Usage{}, 0, ae.status, ae.code, s.now(), false)
+			return
 		}
+		s.record(x, providers.Usage{}, ae.status, ae.code, s.now())
 		return
 	}
 	if x.stream {
@@ -136,6 +144,7 @@ func (s *Server) admit(ctx *fasthttp.RequestCtx, x *exchange) error {
 		policy.LimitKey{Workspace: x.principal.Workspace, CredentialID: x.principal.CredentialID}, reserve, x.start)
 	if err != nil {
 		if errors.Is(err, policy.ErrLimiterUnavailable) {
+			s.opts.Metrics.rejected("limiter_unavailable")
 			return &apiError{status: http.StatusServiceUnavailable, code: codeUpstreamUnavailable,
 				message: "rate limiter unavailable; retry later", retryAfter: time.Second}
 		}
@@ -148,6 +157,7 @@ func (s *Server) admit(ctx *fasthttp.RequestCtx, x *exchange) error {
 		}
 	}
 	if !d.Allowed {
+		s.opts.Metrics.rejected(d.Reason.String())
 		msg := "rate limit exceeded"
 		if d.Reason.Code() == codeQuotaExceeded {
 			msg = "monthly quota exhausted"
@@ -227,8 +237,10 @@ func bearerToken(h []byte) ([]byte, bool) {
 
 // complete serves a non-streaming request.
 func (s *Server) complete(ctx *fasthttp.RequestCtx, x *exchange) {
+	callStart := s.now()
 	res, err := x.model.Provider.Complete(&x.req)
 	end := s.now()
+	x.upstreamWait = end.Sub(callStart)
 	x.deployment = res.Deployment
 	if err != nil {
 		ae := toAPIError(err)
@@ -276,6 +288,21 @@ func (s *Server) record(x *exchange, u providers.Usage, status int, code string,
 }
 
 func (s *Server) recordCost(x *exchange, u providers.Usage, cost int64, status int, code string, end time.Time) {
+	s.finish(x, u, cost, status, code, end, true)
+}
+
+// finish is the one place a chat request ends: limiter settlement, the
+// ledger (for authenticated callers), metrics and the access log.
+func (s *Server) finish(x *exchange, u providers.Usage, cost int64, status int, code string, end time.Time, authenticated bool) {
+	total := end.Sub(x.start)
+	s.opts.Metrics.answered(routeChat, status, code)
+	s.opts.Metrics.finished(x, total, u.InputTokens, u.OutputTokens, cost)
+	if s.opts.AccessLog {
+		s.accessLog(x, u, cost, status, code, total)
+	}
+	if !authenticated {
+		return
+	}
 	if x.admitted {
 		x.admitted = false
 		if err := s.opts.Limiter.Settle(context.Background(), x.decision.Reservation,
@@ -322,8 +349,10 @@ func (s *Server) logUpstream(x *exchange, err error) {
 // delta arrives, so every earlier failure is an ordinary JSON error. Once
 // a delta is in hand the relay takes ownership of the upstream stream.
 func (s *Server) startStream(ctx *fasthttp.RequestCtx, x *exchange) {
+	callStart := s.now()
 	st, err := x.model.Provider.Stream(&x.req)
 	if err != nil {
+		x.upstreamWait = s.now().Sub(callStart)
 		ae := toAPIError(err)
 		s.logUpstream(x, err)
 		writeError(ctx, ae)
@@ -331,6 +360,7 @@ func (s *Server) startStream(ctx *fasthttp.RequestCtx, x *exchange) {
 		return
 	}
 	first, err := st.Next()
+	x.upstreamWait = s.now().Sub(callStart)
 	if err != nil && err != io.EOF {
 		u := st.Usage()
 		st.Close()
@@ -361,4 +391,35 @@ func (s *Server) startStream(ctx *fasthttp.RequestCtx, x *exchange) {
 
 func costOf(m *Model, u providers.Usage) int64 {
 	return policy.Cost(u.InputTokens, u.OutputTokens, m.InputPrice, m.OutputPrice)
+}
+
+// accessLog writes the request's access line. Credentials never appear:
+// the credential id is the key's configured id or the JWT subject.
+func (s *Server) accessLog(x *exchange, u providers.Usage, cost int64, status int, code string, total time.Duration) {
+	if !s.log.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
+	model, deployment := "", x.deployment
+	if x.model != nil {
+		model = x.model.ID
+		if deployment == "" {
+			deployment = x.model.ProviderName
+		}
+	}
+	s.log.LogAttrs(context.Background(), slog.LevelInfo, "request",
+		slog.String("request_id", x.requestID),
+		slog.String("workspace", x.principal.Workspace),
+		slog.String("credential", x.principal.CredentialID),
+		slog.String("persona", x.personaID),
+		slog.String("model", model),
+		slog.String("deployment", deployment),
+		slog.Bool("stream", x.stream),
+		slog.Int("status", status),
+		slog.String("code", code),
+		slog.Int64("input_tokens", u.InputTokens),
+		slog.Int64("output_tokens", u.OutputTokens),
+		slog.Int64("cost_usd_micros", cost),
+		slog.Int64("latency_ms", total.Milliseconds()),
+		slog.Int64("overhead_us", (total-x.upstreamWait).Microseconds()),
+	)
 }

@@ -1,83 +1,141 @@
 package gateway
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
 	"math"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/moonborn/edge/providers"
 )
 
-// chatRequest is the decoded body of POST /v1/personas/{id}/chat. Pointer
-// fields are nil when absent or null ("null means absent", API.md).
+// chatRequest is the decoded body of POST /v1/personas/{id}/chat. A Has*
+// flag is false when the field was absent or null ("null means absent",
+// API.md). ModelID aliases the request body: use it before the handler
+// returns.
 type chatRequest struct {
-	UserText        *string  `json:"userText"`
-	ModelID         *string  `json:"modelId"`
-	Temperature     *float64 `json:"temperature"`
-	MaxOutputTokens *float64 `json:"maxOutputTokens"`
-	MemoryDigest    *string  `json:"memoryDigest"`
-	Stream          *bool    `json:"stream"`
-}
-
-// jsonType names the JSON type a body field must have, for 422 messages.
-func jsonType(field string) string {
-	switch field {
-	case "userText", "modelId", "memoryDigest":
-		return "a string"
-	case "temperature", "maxOutputTokens":
-		return "a number"
-	case "stream":
-		return "a boolean"
-	}
-	return ""
+	UserText           string
+	HasUserText        bool
+	ModelID            []byte
+	HasModelID         bool
+	Temperature        float64
+	HasTemperature     bool
+	MaxOutputTokens    float64
+	HasMaxOutputTokens bool
+	MemoryDigest       string
+	Stream             bool
 }
 
 // decodeChatRequest parses and checks the body on its own terms (shape,
 // types, ranges that need no persona or model). Every failure is a 422
-// naming the field and the rule.
+// naming the field and the rule. It walks the body in place with the
+// allocation-free JSON iterator, which accepts exactly what encoding/json
+// accepts; unknown fields are validated and ignored.
 func decodeChatRequest(body []byte) (chatRequest, *apiError) {
 	var req chatRequest
-	trimmed := bytes.TrimSpace(body)
-	if len(trimmed) == 0 || trimmed[0] != '{' {
+	if !providers.JSONIsObject(body) {
 		return req, validationError("body", "must be a JSON object")
 	}
 	if !utf8.Valid(body) {
 		return req, validationError("body", "must be valid UTF-8")
 	}
-	if err := json.Unmarshal(body, &req); err != nil {
-		var te *json.UnmarshalTypeError
-		var se *json.SyntaxError
+	obj, err := providers.NewJSONObject(body)
+	if err != nil {
+		return req, validationError("body", "malformed JSON")
+	}
+	var typeErr *apiError // the first wrong type; syntax errors win over it
+	for key, v, ok := obj.Member(); ok; key, v, ok = obj.Member() {
+		if providers.JSONIsNull(v) {
+			continue
+		}
 		switch {
-		case errors.As(err, &te) && te.Field != "":
-			field := te.Field
-			if i := strings.LastIndexByte(field, '.'); i >= 0 {
-				field = field[i+1:]
+		case providers.JSONKeyIs(key, "userText"):
+			s, ok := jsonText(v)
+			if !ok {
+				typeErr = firstErr(typeErr, "userText", "must be a string")
+				continue
 			}
-			if want := jsonType(field); want != "" {
-				return req, validationError(field, "must be "+want)
+			req.UserText, req.HasUserText = string(s), true
+		case providers.JSONKeyIs(key, "modelId"):
+			s, ok := jsonText(v)
+			if !ok {
+				typeErr = firstErr(typeErr, "modelId", "must be a string")
+				continue
 			}
-			return req, validationError(field, "has the wrong type")
-		case errors.As(err, &se):
-			return req, validationError("body", "malformed JSON: "+se.Error())
-		default:
-			return req, validationError("body", "malformed JSON")
+			req.ModelID, req.HasModelID = s, true
+		case providers.JSONKeyIs(key, "memoryDigest"):
+			s, ok := jsonText(v)
+			if !ok {
+				typeErr = firstErr(typeErr, "memoryDigest", "must be a string")
+				continue
+			}
+			req.MemoryDigest = string(s)
+		case providers.JSONKeyIs(key, "temperature"):
+			f, err := jsonNumber(v)
+			if err != nil {
+				typeErr = firstErr(typeErr, "temperature", "must be a number")
+				continue
+			}
+			req.Temperature, req.HasTemperature = f, true
+		case providers.JSONKeyIs(key, "maxOutputTokens"):
+			f, err := jsonNumber(v)
+			if err != nil {
+				typeErr = firstErr(typeErr, "maxOutputTokens", "must be a number")
+				continue
+			}
+			req.MaxOutputTokens, req.HasMaxOutputTokens = f, true
+		case providers.JSONKeyIs(key, "stream"):
+			switch string(v) {
+			case "true":
+				req.Stream = true
+			case "false":
+				req.Stream = false
+			default:
+				typeErr = firstErr(typeErr, "stream", "must be a boolean")
+			}
 		}
 	}
-	if req.UserText == nil {
+	if obj.Err() != nil {
+		return req, validationError("body", "malformed JSON")
+	}
+	if typeErr != nil {
+		return req, typeErr
+	}
+	if !req.HasUserText {
 		return req, validationError("userText", "is required")
 	}
-	if strings.TrimSpace(*req.UserText) == "" {
+	if strings.TrimSpace(req.UserText) == "" {
 		return req, validationError("userText", "must not be empty")
 	}
-	if req.ModelID != nil && *req.ModelID == "" {
+	if req.HasModelID && len(req.ModelID) == 0 {
 		return req, validationError("modelId", "must not be empty")
 	}
-	if t := req.Temperature; t != nil && (*t < 0 || *t > 2 || math.IsNaN(*t)) {
+	if t := req.Temperature; req.HasTemperature && (t < 0 || t > 2 || math.IsNaN(t)) {
 		return req, validationError("temperature", "must be between 0 and 2")
 	}
-	if m := req.MaxOutputTokens; m != nil && (*m < 1 || *m != math.Trunc(*m)) {
+	if m := req.MaxOutputTokens; req.HasMaxOutputTokens && (m < 1 || m != math.Trunc(m)) {
 		return req, validationError("maxOutputTokens", "must be a whole number of at least 1")
 	}
 	return req, nil
+}
+
+// jsonText decodes a string value; ok is false for any other JSON type.
+// The result aliases v when v holds no escapes.
+func jsonText(v []byte) ([]byte, bool) {
+	if len(v) == 0 || v[0] != '"' {
+		return nil, false
+	}
+	s, err := providers.JSONString(nil, v)
+	return s, err == nil
+}
+
+// jsonNumber reads a number value; strings holding digits are not numbers.
+func jsonNumber(v []byte) (float64, error) {
+	return providers.JSONFloat(v)
+}
+
+func firstErr(prev *apiError, field, rule string) *apiError {
+	if prev != nil {
+		return prev
+	}
+	return validationError(field, rule)
 }

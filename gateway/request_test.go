@@ -77,14 +77,22 @@ func FuzzDecodeChatRequest(f *testing.F) {
 		if !json.Valid(body) || !utf8.Valid(body) {
 			t.Fatalf("accepted invalid JSON %q", body)
 		}
-		if req.UserText == nil || strings.TrimSpace(*req.UserText) == "" {
+		if !req.HasUserText || strings.TrimSpace(req.UserText) == "" {
 			t.Fatal("accepted without userText")
 		}
-		if tp := req.Temperature; tp != nil && (*tp < 0 || *tp > 2) {
-			t.Fatalf("accepted temperature %v", *tp)
+		if tp := req.Temperature; req.HasTemperature && (tp < 0 || tp > 2) {
+			t.Fatalf("accepted temperature %v", tp)
 		}
-		if m := req.MaxOutputTokens; m != nil && (*m < 1 || float64(int64(*m)) != *m) {
-			t.Fatalf("accepted maxOutputTokens %v", *m)
+		if m := req.MaxOutputTokens; req.HasMaxOutputTokens && (m < 1 || float64(int64(m)) != m) {
+			t.Fatalf("accepted maxOutputTokens %v", m)
+		}
+		// What encoding/json reads from an accepted body must agree.
+		var ref struct {
+			UserText *string `json:"userText"`
+			Stream   *bool   `json:"stream"`
+		}
+		if err := json.Unmarshal(body, &ref); err == nil && ref.UserText != nil && *ref.UserText != req.UserText && !hasCaseVariantKeys(body) {
+			t.Fatalf("userText %q, encoding/json read %q", req.UserText, *ref.UserText)
 		}
 	})
 }
@@ -127,4 +135,11 @@ func TestRequestIDsUnique(t *testing.T) {
 		}
 		seen[id] = true
 	}
+}
+
+// hasCaseVariantKeys reports whether a body spells a known key in another
+// case: encoding/json matches those, the API does not.
+func hasCaseVariantKeys(body []byte) bool {
+	lower := strings.ToLower(string(body))
+	return strings.Count(lower, `"usertext"`) != strings.Count(string(body), `"userText"`)
 }

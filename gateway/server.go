@@ -73,6 +73,10 @@ type Options struct {
 	Ledger policy.Ledger
 	// Limiter enforces rate limits and quotas; nil admits everything.
 	Limiter Limiter
+	// Metrics records request metrics; nil records none.
+	Metrics *Metrics
+	// AccessLog writes one log line per chat request at Info level.
+	AccessLog bool
 	// Log receives errors and lifecycle lines; nil discards.
 	Log *slog.Logger
 	// MaxBodyBytes is the largest request body; 0 means 1 MiB. Bodies
@@ -184,16 +188,19 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 	r.HandleOPTIONS = false
 	r.POST("/v1/personas/{id}/chat", s.serveChat)
 	r.NotFound = func(ctx *fasthttp.RequestCtx) {
+		s.opts.Metrics.answered(routeOther, http.StatusNotFound, codeNotFound)
 		writeError(ctx, &apiError{status: http.StatusNotFound, code: codeNotFound,
 			message: "no route for " + string(ctx.Method()) + " " + string(ctx.Path())})
 	}
 	r.MethodNotAllowed = func(ctx *fasthttp.RequestCtx) {
+		s.opts.Metrics.answered(routeChat, http.StatusMethodNotAllowed, codeMethodNotAllowed)
 		ctx.Response.Header.Set("Allow", "POST")
 		writeError(ctx, &apiError{status: http.StatusMethodNotAllowed, code: codeMethodNotAllowed,
 			message: "method " + string(ctx.Method()) + " not allowed; use POST"})
 	}
 	r.PanicHandler = func(ctx *fasthttp.RequestCtx, v any) {
 		s.log.Error("handler panic", "panic", fmt.Sprint(v), "request_id", string(ctx.Response.Header.Peek("X-Request-Id")))
+		s.opts.Metrics.answered(routeChat, http.StatusInternalServerError, codeInternal)
 		ctx.Response.ResetBody()
 		writeError(ctx, &apiError{status: http.StatusInternalServerError, code: codeInternal, message: "internal error"})
 	}
@@ -219,6 +226,7 @@ func (s *Server) setRequestID(ctx *fasthttp.RequestCtx) {
 func (s *Server) serveParseError(ctx *fasthttp.RequestCtx, err error) {
 	s.setRequestID(ctx)
 	var small *fasthttp.ErrSmallBuffer
+	defer func() { s.opts.Metrics.answered(routeOther, ctx.Response.StatusCode(), "") }()
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		writeError(ctx, &apiError{status: http.StatusRequestEntityTooLarge, code: codePayloadTooLarge,

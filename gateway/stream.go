@@ -72,15 +72,24 @@ func (r *relay) run(w *bufio.Writer) {
 	r.w = w
 	r.ping = time.AfterFunc(r.s.opts.PingInterval, r.heartbeat)
 	r.mu.Unlock()
+	m := r.s.opts.Metrics
+	m.streamOpened()
+	defer m.streamClosed()
 
 	var err error
 	if !r.emptyOK {
 		err = r.writeDelta(r.first)
+		last := time.Now()
+		m.firstToken(last.Sub(r.x.start))
 		for err == nil {
 			var d []byte
 			d, err = r.st.Next()
+			now := time.Now()
+			r.x.upstreamWait += now.Sub(last)
 			if err == nil {
 				err = r.writeDelta(d)
+				m.tokenGap(now.Sub(last))
+				last = now
 			}
 		}
 	} else {

@@ -7,10 +7,15 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"github.com/moonborn/edge/gateway"
 	"github.com/moonborn/edge/gateway/persona"
@@ -36,6 +41,9 @@ type app struct {
 	resolver *persona.Resolver
 	pools    []*providers.Pool
 	limiter  limiter
+	// ledgerErrs is the ledger's write-error count at the last readiness
+	// check: new errors since then make the gateway unready.
+	ledgerErrs atomic.Uint64
 
 	// PublicAddr and AdminAddr are the bound addresses once serving.
 	PublicAddr, AdminAddr string
@@ -180,8 +188,18 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 		return nil, fmt.Errorf("limits: %w", err)
 	}
 	s := cfg.Server
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := gateway.NewMetrics(reg, models)
+	coll := &gateway.Collectors{Pools: pools, Personas: resolver, Ledger: ledger}
+	if rl, ok := limiter.(*policy.RedisLimiter); ok {
+		coll.RedisUp = func() bool { return !rl.Stats().Down }
+	}
+	reg.MustRegister(coll)
 	gw, err := gateway.New(gateway.Options{
 		Limiter:            limiter,
+		Metrics:            metrics,
+		AccessLog:          cfg.Log.accessLog(),
 		Auth:               auth,
 		Personas:           resolver,
 		Models:             models,
@@ -203,10 +221,11 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 	if s.AdminListen != "off" {
 		a.admin = &fasthttp.Server{
 			Handler: gateway.AdminHandler(gateway.AdminOptions{
-				Token: s.AdminToken,
-				Pools: pools,
-				Usage: ledger,
-				Ready: []gateway.ReadyCheck{a.upstreamsReady, a.limiterReady},
+				Token:   s.AdminToken,
+				Pools:   pools,
+				Usage:   ledger,
+				Ready:   []gateway.ReadyCheck{a.upstreamsReady, a.limiterReady, a.ledgerReady},
+				Metrics: fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})),
 			}),
 			NoDefaultServerHeader: true,
 			ReadTimeout:           10 * time.Second,
@@ -285,6 +304,17 @@ func newLimiter(cfg policy.LimitsConfig, log *slog.Logger) (limiter, error) {
 func (a *app) limiterReady() error {
 	if rl, ok := a.limiter.(*policy.RedisLimiter); ok && rl.Stats().Down {
 		return errors.New("redis (limits) unreachable")
+	}
+	return nil
+}
+
+// ledgerReady fails while usage records are being lost (store and spool
+// both refusing writes): serving on would leave requests unrecorded.
+func (a *app) ledgerReady() error {
+	st := a.ledger.Stats()
+	if st.WriteErrors > a.ledgerErrs.Load() {
+		a.ledgerErrs.Store(st.WriteErrors)
+		return errors.New("usage ledger is failing to write records")
 	}
 	return nil
 }

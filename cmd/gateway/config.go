@@ -70,7 +70,13 @@ type ServerConfig struct {
 type LogConfig struct {
 	// Level is debug, info, warn or error; default info.
 	Level string `yaml:"level"`
+	// Access writes one line per chat request at info level (request id,
+	// workspace, persona, model, deployment, status, tokens, cost,
+	// latency, overhead); default true.
+	Access *bool `yaml:"access"`
 }
+
+func (l LogConfig) accessLog() bool { return l.Access == nil || *l.Access }
 
 // ProviderConfig is one upstream. Exactly the block named by Type is used.
 type ProviderConfig struct {
