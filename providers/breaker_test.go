@@ -219,3 +219,11 @@ func TestBreakerHalfOpenProbes(t *testing.T) {
 		t.Fatalf("after both probes state = %s, want closed", got)
 	}
 }
+
+// retryAfterOf is the retry-after hint in err, as finish reads it.
+func retryAfterOf(err error) time.Duration {
+	if ue := upstreamErrorOf(err); ue != nil {
+		return ue.RetryAfter
+	}
+	return 0
+}

@@ -33,6 +33,7 @@ type hedgeAttempt struct {
 	d     *Deployment
 	done  func(error)
 	slot  int
+	hedge bool // started by the hedge timer, not as the first try or a retry
 	st    Stream
 	first []byte
 	err   error
@@ -44,7 +45,8 @@ func (p *Pool) streamHedged(req *Request, now time.Time) (Stream, error) {
 	var tried uint64
 	var lastErr error
 	launched, running := 0, 0
-	launch := func(now time.Time) (*Deployment, bool) {
+	var prev *Deployment // the deployment of the latest attempt
+	launch := func(now time.Time, hedge bool) (*Deployment, bool) {
 		d, done, err := p.acquire(now, tried)
 		if d == nil {
 			if lastErr == nil {
@@ -52,14 +54,21 @@ func (p *Pool) streamHedged(req *Request, now time.Time) (Stream, error) {
 			}
 			return nil, false
 		}
+		switch {
+		case hedge:
+			p.counts.hedges.Add(1)
+		case prev != nil:
+			p.counts.countRetry(prev, d)
+		}
+		prev = d
 		tried |= 1 << d.index
-		a := &hedgeAttempt{d: d, done: done, slot: launched}
+		a := &hedgeAttempt{d: d, done: done, slot: launched, hedge: hedge}
 		launched++
 		running++
 		go p.runAttempt(race, a, d.request(req), now)
 		return d, true
 	}
-	d, ok := launch(now)
+	d, ok := launch(now, false)
 	if !ok {
 		return nil, lastErr
 	}
@@ -69,6 +78,9 @@ func (p *Pool) streamHedged(req *Request, now time.Time) (Stream, error) {
 		select {
 		case a := <-race.events:
 			if a.err == nil || a.err == io.EOF {
+				if a.hedge {
+					p.counts.hedgesWon.Add(1)
+				}
 				race.abortLosers(a.slot)
 				return newPoolStream(p, a.d, a.done, a.st, a.first, a.err), nil
 			}
@@ -81,7 +93,7 @@ func (p *Pool) streamHedged(req *Request, now time.Time) (Stream, error) {
 			if !retryable(a.err) || launched >= p.cfg.MaxAttempts || !p.budget.TryRetry(now) {
 				return nil, lastErr
 			}
-			d, ok := launch(now)
+			d, ok := launch(now, false)
 			if !ok {
 				return nil, lastErr
 			}
@@ -91,7 +103,7 @@ func (p *Pool) streamHedged(req *Request, now time.Time) (Stream, error) {
 			if launched >= p.cfg.MaxAttempts || !p.budget.TryRetry(now) {
 				continue
 			}
-			if d, ok := launch(now); ok {
+			if d, ok := launch(now, true); ok {
 				timer.Reset(p.hedgeDelay(d))
 			}
 		}
@@ -146,6 +158,9 @@ func (p *Pool) runAttempt(race *hedgeRace, a *hedgeAttempt, r *Request, start ti
 	}
 	if ok {
 		err = nil // it answered; losing the race is not its fault
+	}
+	if a.hedge && decided {
+		p.counts.hedgesLost.Add(1)
 	}
 	a.d.finish(a.done, err, p.now())
 	if !decided {

@@ -38,6 +38,7 @@ type Pool struct {
 	cfg    PoolConfig
 	budget *RetryBudget
 	now    func() time.Time
+	counts poolCounters
 }
 
 var _ Provider = (*Pool)(nil)
@@ -111,9 +112,11 @@ func (p *Pool) Deployments() []*Deployment { return p.deps }
 // budget is spent. It returns the last attempt's error.
 func (p *Pool) Complete(req *Request) (Result, error) {
 	now := p.now()
+	p.counts.requests.Add(1)
 	p.budget.Request(now)
 	var tried uint64
 	var lastErr error
+	var prev *Deployment
 	for attempt := 0; attempt < p.cfg.MaxAttempts; attempt++ {
 		if attempt > 0 && !p.budget.TryRetry(now) {
 			break
@@ -125,6 +128,10 @@ func (p *Pool) Complete(req *Request) (Result, error) {
 			}
 			break
 		}
+		if prev != nil {
+			p.counts.countRetry(prev, d)
+		}
+		prev = d
 		tried |= 1 << d.index
 		res, err := d.provider.Complete(d.request(req))
 		end := p.now()
@@ -154,12 +161,14 @@ func (p *Pool) Complete(req *Request) (Result, error) {
 // the stream's outcome to the deployment's breaker.
 func (p *Pool) Stream(req *Request) (Stream, error) {
 	now := p.now()
+	p.counts.requests.Add(1)
 	p.budget.Request(now)
 	if p.cfg.Hedge.Enabled && p.cfg.MaxAttempts > 1 {
 		return p.streamHedged(req, now)
 	}
 	var tried uint64
 	var lastErr error
+	var prev *Deployment
 	for attempt := 0; attempt < p.cfg.MaxAttempts; attempt++ {
 		if attempt > 0 && !p.budget.TryRetry(now) {
 			break
@@ -171,6 +180,10 @@ func (p *Pool) Stream(req *Request) (Stream, error) {
 			}
 			break
 		}
+		if prev != nil {
+			p.counts.countRetry(prev, d)
+		}
+		prev = d
 		tried |= 1 << d.index
 		st, first, err := p.openStream(d, d.request(req), now)
 		if err == nil || err == io.EOF {
@@ -234,6 +247,7 @@ func (p *Pool) acquire(now time.Time, tried uint64) (*Deployment, func(error), e
 		d := p.deps[i]
 		if done, ok := d.br.allow(now); ok {
 			d.inFlight.Add(1)
+			d.counts.attempts.Add(1)
 			return d, done, nil
 		}
 		eligible &^= 1 << i // half-open with its probes taken, or just tripped
@@ -262,17 +276,46 @@ func (p *Pool) unavailable(now time.Time) *UpstreamError {
 	}
 }
 
-// PoolSnapshot is a pool in the health view.
+// PoolSnapshot is a pool in the health view. The counts are cumulative
+// since the pool was built (export them as counters).
 type PoolSnapshot struct {
 	Model       string               `json:"model"`
 	Strategy    string               `json:"strategy"`
 	Deployments []DeploymentSnapshot `json:"deployments"`
+	// Requests counts calls to Complete and Stream, each one request
+	// however many attempts it took.
+	Requests int64 `json:"requests"`
+	// Retries counts attempts started because the request's previous
+	// attempt failed (hedges are not retries); Failovers the retries that
+	// went to a different deployment than that previous attempt.
+	Retries   int64 `json:"retries"`
+	Failovers int64 `json:"failovers"`
+	// HedgesStarted counts hedge attempts: started while the request's
+	// earlier attempts were still waiting for their first token.
+	// HedgesWon counts those whose stream was handed to the caller;
+	// HedgesLost those that ended (aborted, or answered too late and
+	// discarded) because another attempt won. The rest failed on their
+	// own (see the deployments' Failures) or are still running.
+	HedgesStarted int64 `json:"hedgesStarted"`
+	HedgesWon     int64 `json:"hedgesWon"`
+	HedgesLost    int64 `json:"hedgesLost"`
 }
 
 // Snapshot reports every deployment's breaker state, in-flight count,
-// recent error rate and latency at now, for the admin health view.
+// recent error rate and latency at now, for the admin health view, and
+// the pool's and deployments' cumulative counters for metrics.
 func (p *Pool) Snapshot(now time.Time) PoolSnapshot {
-	s := PoolSnapshot{Model: p.model, Strategy: p.cfg.Strategy, Deployments: make([]DeploymentSnapshot, len(p.deps))}
+	s := PoolSnapshot{
+		Model:         p.model,
+		Strategy:      p.cfg.Strategy,
+		Deployments:   make([]DeploymentSnapshot, len(p.deps)),
+		HedgesWon:     p.counts.hedgesWon.Load(),
+		HedgesLost:    p.counts.hedgesLost.Load(),
+		HedgesStarted: p.counts.hedges.Load(),
+		Failovers:     p.counts.failovers.Load(),
+		Retries:       p.counts.retries.Load(),
+		Requests:      p.counts.requests.Load(),
+	}
 	for i, d := range p.deps {
 		s.Deployments[i] = d.snapshot(now)
 	}

@@ -47,6 +47,7 @@ type Deployment struct {
 	br          *breaker
 
 	inFlight atomic.Int64
+	counts   deploymentCounters
 	// latency is the EWMA (float64 bits, ns) of successful attempts'
 	// latency: the whole reply for Complete, the first token for Stream.
 	latency atomic.Uint64
@@ -145,9 +146,14 @@ func (d *Deployment) observeTTFT(ttft time.Duration) {
 func (d *Deployment) finish(done func(error), err error, now time.Time) {
 	o := classify(err)
 	var retryAfter time.Duration
-	if o == outcomeFailure {
-		retryAfter = retryAfterOf(err)
+	var ue *UpstreamError
+	if o != outcomeSuccess {
+		ue = upstreamErrorOf(err)
 	}
+	if o == outcomeFailure && ue != nil {
+		retryAfter = ue.RetryAfter
+	}
+	d.counts.count(o, err, ue)
 	d.br.report(done, o, retryAfter, now)
 	if o != outcomeExcluded {
 		var ok, bad int64 = 1, 0
@@ -161,14 +167,14 @@ func (d *Deployment) finish(done func(error), err error, now time.Time) {
 	d.inFlight.Add(-1)
 }
 
-// retryAfterOf is the upstream's retry-after hint carried by err, 0 if
-// none. (A helper so the success path does not allocate for errors.As.)
-func retryAfterOf(err error) time.Duration {
+// upstreamErrorOf is the *UpstreamError in err, nil if none. (A helper
+// so the success path does not allocate for errors.As.)
+func upstreamErrorOf(err error) *UpstreamError {
 	var ue *UpstreamError
 	if errors.As(err, &ue) {
-		return ue.RetryAfter
+		return ue
 	}
-	return 0
+	return nil
 }
 
 // DeploymentSnapshot is one deployment in the health view.
@@ -191,6 +197,14 @@ type DeploymentSnapshot struct {
 	P95TTFTMs float64 `json:"p95TtftMs"`
 	Weight    int     `json:"weight"`
 	Priority  int     `json:"priority"`
+	// Attempts counts every attempt admitted to this deployment since the
+	// pool was built; each ends as one of Successes, Failures (by the
+	// kind of error) or Excluded (by reason), or is still in flight.
+	// Cumulative: export them as counters.
+	Attempts  int64          `json:"attempts"`
+	Successes int64          `json:"successes"`
+	Failures  FailureCounts  `json:"failures"`
+	Excluded  ExcludedCounts `json:"excluded"`
 }
 
 func (d *Deployment) snapshot(now time.Time) DeploymentSnapshot {
@@ -207,6 +221,11 @@ func (d *Deployment) snapshot(now time.Time) DeploymentSnapshot {
 		P95TTFTMs: float64(p95) / 1e6,
 		Weight:    d.weight,
 		Priority:  d.priority,
+		// Attempts is read last, so it never trails the outcomes.
+		Successes: d.counts.successes.Load(),
+		Failures:  d.counts.failureCounts(),
+		Excluded:  d.counts.excludedCounts(),
+		Attempts:  d.counts.attempts.Load(),
 	}
 	if s.Requests > 0 {
 		s.ErrorRate = float64(bad) / float64(s.Requests)

@@ -133,8 +133,14 @@ func TestPrimary500sAllRequestsSucceedOnSecondary(t *testing.T) {
 	if got := secondary.srv.Stats().Requests; got != 40 {
 		t.Errorf("secondary saw %d requests, want 40", got)
 	}
-	if d := deployment(t, pool, "primary"); d.Breaker != "open" || d.ErrorRate != 1 {
-		t.Errorf("primary snapshot = %+v, want open with error rate 1", d)
+	if d := deployment(t, pool, "primary"); d.Breaker != "open" || d.ErrorRate != 1 || d.Attempts != 5 || d.Failures.Status != 5 {
+		t.Errorf("primary snapshot = %+v, want open with error rate 1 and 5 status failures", d)
+	}
+	if d := deployment(t, pool, "secondary"); d.Attempts != 40 || d.Successes != 40 {
+		t.Errorf("secondary snapshot = %+v, want 40 successful attempts", d)
+	}
+	if s := pool.Snapshot(time.Now()); s.Requests != 40 || s.Retries != 5 || s.Failovers != 5 {
+		t.Errorf("pool counts requests %d retries %d failovers %d, want 40, 5, 5", s.Requests, s.Retries, s.Failovers)
 	}
 }
 
@@ -320,6 +326,12 @@ func TestHedgeWinsOverSlowFirstToken(t *testing.T) {
 	if got := secondary.srv.Stats().StreamsCompleted; got != 1 {
 		t.Errorf("secondary completed %d streams, want 1", got)
 	}
+	if s := pool.Snapshot(time.Now()); s.HedgesStarted != 1 || s.HedgesWon != 1 || s.HedgesLost != 0 || s.Retries != 0 {
+		t.Errorf("pool counts hedges %d won %d lost %d retries %d, want 1, 1, 0, 0", s.HedgesStarted, s.HedgesWon, s.HedgesLost, s.Retries)
+	}
+	eventually(t, "the primary's aborted attempt to be counted", func() bool {
+		return deployment(t, pool, "primary").Excluded.Aborted == 1
+	})
 }
 
 func TestRetryBudgetHoldsUnderFullOutage(t *testing.T) {

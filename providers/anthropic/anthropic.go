@@ -3,10 +3,8 @@
 package anthropic
 
 import (
-	"encoding/json"
 	"math"
 	"strconv"
-	"strings"
 
 	"github.com/moonborn/edge/providers"
 	"github.com/valyala/fasthttp"
@@ -94,41 +92,4 @@ func appendRequestBody(dst []byte, r *providers.Request, stream bool) []byte {
 		dst = append(dst, `,"stream":false}`...)
 	}
 	return dst
-}
-
-// message is the part of a Messages API reply the gateway reads.
-type message struct {
-	Content []struct {
-		Type string `json:"type"`
-		Text string `json:"text"`
-	} `json:"content"`
-	Usage *struct {
-		InputTokens              int64 `json:"input_tokens"`
-		OutputTokens             int64 `json:"output_tokens"`
-		CacheCreationInputTokens int64 `json:"cache_creation_input_tokens"`
-		CacheReadInputTokens     int64 `json:"cache_read_input_tokens"`
-	} `json:"usage"`
-}
-
-func (p *Provider) decodeMessage(body []byte, res *providers.Result) error {
-	var m message
-	if err := json.Unmarshal(body, &m); err != nil {
-		// The decoder's message can quote reply bytes: keep it out.
-		return providers.Errorf(p.name, providers.KindProtocol, "reply is not a message")
-	}
-	if m.Usage == nil {
-		return providers.Errorf(p.name, providers.KindProtocol, "reply has no usage")
-	}
-	var sb strings.Builder
-	for _, b := range m.Content {
-		if b.Type == "text" {
-			sb.WriteString(b.Text)
-		}
-	}
-	res.Content = sb.String()
-	res.Usage = providers.Usage{
-		InputTokens:  m.Usage.InputTokens + m.Usage.CacheCreationInputTokens + m.Usage.CacheReadInputTokens,
-		OutputTokens: m.Usage.OutputTokens,
-	}
-	return nil
 }

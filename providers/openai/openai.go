@@ -3,7 +3,6 @@
 package openai
 
 import (
-	"encoding/json"
 	"math"
 	"strconv"
 
@@ -100,41 +99,4 @@ func appendRequestBody(dst []byte, maxTokensField string, r *providers.Request, 
 		dst = append(dst, `,"stream":false}`...)
 	}
 	return dst
-}
-
-// completion is the part of a chat completion reply the gateway reads.
-type completion struct {
-	Choices []struct {
-		Message struct {
-			Content *string `json:"content"`
-		} `json:"message"`
-	} `json:"choices"`
-	Usage *struct {
-		PromptTokens     int64 `json:"prompt_tokens"`
-		CompletionTokens int64 `json:"completion_tokens"`
-	} `json:"usage"`
-}
-
-func (p *Provider) decodeCompletion(body []byte, r *providers.Request, res *providers.Result) error {
-	var c completion
-	if err := json.Unmarshal(body, &c); err != nil {
-		// The decoder's message can quote reply bytes: keep it out.
-		return providers.Errorf(p.name, providers.KindProtocol, "reply is not a chat completion")
-	}
-	if len(c.Choices) == 0 {
-		return providers.Errorf(p.name, providers.KindProtocol, "reply has no choices")
-	}
-	if c.Choices[0].Message.Content != nil {
-		res.Content = *c.Choices[0].Message.Content
-	}
-	if c.Usage != nil {
-		res.Usage = providers.Usage{InputTokens: c.Usage.PromptTokens, OutputTokens: c.Usage.CompletionTokens}
-	} else {
-		res.Usage = providers.Usage{
-			InputTokens:  providers.EstimateInputTokens(r),
-			OutputTokens: providers.EstimateTokens(res.Content),
-			Estimated:    true,
-		}
-	}
-	return nil
 }

@@ -1,0 +1,187 @@
+package openai
+
+import "github.com/moonborn/edge/providers"
+
+// completion is what a chat completion reply carries for the gateway,
+// read in place from the reply body with the allocation-free JSON walk.
+// It reproduces what encoding/json would leave in
+//
+//	struct {
+//		Choices []struct{ Message struct{ Content *string } }
+//		Usage   *struct{ PromptTokens, CompletionTokens int64 }
+//	}
+//
+// including its quirks, which the fuzz test holds it to: keys match
+// case-insensitively, a later duplicate key decodes into what the earlier
+// one left (so a second "choices" array merges into the first's
+// elements), null clears a slice or pointer and leaves anything else as
+// it was, and a value of the wrong type anywhere in those fields is an
+// error.
+type completion struct {
+	choices    int    // len(Choices)
+	content    []byte // raw string literal of choices[0].message.content; nil when nil
+	usage      bool   // Usage != nil
+	prompt     int64
+	completion int64
+}
+
+// parseCompletion reads body into c; an error means encoding/json would
+// have failed too.
+func parseCompletion(body []byte, c *completion) error {
+	*c = completion{}
+	if providers.JSONIsNull(body) {
+		return nil
+	}
+	it, err := providers.NewJSONObject(body)
+	if err != nil {
+		return err
+	}
+	for key, val, ok := it.Member(); ok; key, val, ok = it.Member() {
+		switch {
+		case providers.JSONKeyFold(key, "choices"):
+			err = c.parseChoices(val)
+		case providers.JSONKeyFold(key, "usage"):
+			err = c.parseUsage(val)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return it.Err() // the walk validated every value it passed
+}
+
+func (c *completion) parseChoices(val []byte) error {
+	if providers.JSONIsNull(val) {
+		c.choices, c.content = 0, nil
+		return nil
+	}
+	arr, err := providers.NewJSONArray(val)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for el, ok := arr.Element(); ok; el, ok = arr.Element() {
+		if n == 0 && c.choices == 0 {
+			c.content = nil // a fresh element: the slice was empty
+		}
+		var dst *[]byte
+		if n == 0 {
+			dst = &c.content // later elements are only type-checked
+		}
+		if err := parseChoice(el, dst); err != nil {
+			return err
+		}
+		n++
+	}
+	if err := arr.Err(); err != nil {
+		return err
+	}
+	c.choices = n
+	if n == 0 {
+		c.content = nil
+	}
+	return nil
+}
+
+// parseChoice reads one choice's message.content into *content (a raw
+// literal, nil for null) when content is not nil, and checks types.
+func parseChoice(val []byte, content *[]byte) error {
+	if providers.JSONIsNull(val) {
+		return nil
+	}
+	obj, err := providers.NewJSONObject(val)
+	if err != nil {
+		return err
+	}
+	for key, v, ok := obj.Member(); ok; key, v, ok = obj.Member() {
+		if !providers.JSONKeyFold(key, "message") || providers.JSONIsNull(v) {
+			continue
+		}
+		msg, err := providers.NewJSONObject(v)
+		if err != nil {
+			return err
+		}
+		for k, mv, ok := msg.Member(); ok; k, mv, ok = msg.Member() {
+			if !providers.JSONKeyFold(k, "content") {
+				continue
+			}
+			var raw []byte
+			if !providers.JSONIsNull(mv) {
+				if mv[0] != '"' {
+					return providers.ErrJSONSyntax
+				}
+				raw = mv
+			}
+			if content != nil {
+				*content = raw
+			}
+		}
+		if err := msg.Err(); err != nil {
+			return err
+		}
+	}
+	return obj.Err()
+}
+
+func (c *completion) parseUsage(val []byte) error {
+	if providers.JSONIsNull(val) {
+		c.usage, c.prompt, c.completion = false, 0, 0
+		return nil
+	}
+	obj, err := providers.NewJSONObject(val)
+	if err != nil {
+		return err
+	}
+	if !c.usage {
+		c.usage, c.prompt, c.completion = true, 0, 0
+	}
+	for key, v, ok := obj.Member(); ok; key, v, ok = obj.Member() {
+		var dst *int64
+		switch {
+		case providers.JSONKeyFold(key, "prompt_tokens"):
+			dst = &c.prompt
+		case providers.JSONKeyFold(key, "completion_tokens"):
+			dst = &c.completion
+		default:
+			continue
+		}
+		if providers.JSONIsNull(v) {
+			continue // null leaves an int as it was
+		}
+		n, err := providers.JSONInt(v)
+		if err != nil {
+			return err
+		}
+		*dst = n
+	}
+	return obj.Err()
+}
+
+func (p *Provider) decodeCompletion(body []byte, r *providers.Request, res *providers.Result) error {
+	var c completion
+	if err := parseCompletion(body, &c); err != nil {
+		// Never quote reply bytes in the error.
+		return providers.Errorf(p.name, providers.KindProtocol, "reply is not a chat completion")
+	}
+	if c.choices == 0 {
+		return providers.Errorf(p.name, providers.KindProtocol, "reply has no choices")
+	}
+	if c.content != nil {
+		var buf [1024]byte
+		text, err := providers.JSONString(buf[:0], c.content)
+		if err != nil {
+			return providers.Errorf(p.name, providers.KindProtocol, "reply is not a chat completion")
+		}
+		res.Content = string(text)
+	}
+	if c.usage {
+		res.Usage = providers.Usage{InputTokens: c.prompt, OutputTokens: c.completion}
+	} else {
+		res.Usage = providers.Usage{
+			InputTokens:  providers.EstimateInputTokens(r),
+			OutputTokens: providers.EstimateTokens(res.Content),
+			Estimated:    true,
+		}
+	}
+	return nil
+}
