@@ -157,7 +157,7 @@ func (s *Server) admit(ctx *fasthttp.RequestCtx, x *exchange) error {
 		}
 	}
 	if !d.Allowed {
-		s.opts.Metrics.rejected(d.Reason.String())
+		s.opts.Metrics.rejected(reasonLabel(d.Reason))
 		msg := "rate limit exceeded"
 		if d.Reason.Code() == codeQuotaExceeded {
 			msg = "monthly quota exhausted"
@@ -374,19 +374,25 @@ func (s *Server) startStream(ctx *fasthttp.RequestCtx, x *exchange) {
 		x.deployment = sv.Deployment()
 	}
 	r := newRelay(s, x, st, first, err == io.EOF)
-	// The server-wide WriteTimeout would cut a long stream; the relay
-	// moves this deadline forward before every write instead.
-	_ = ctx.SetWriteDeadline(s.now().Add(s.opts.StreamWriteTimeout))
-	r.conn = ctx.Conn()
 	ctx.SetStatusCode(http.StatusOK)
 	ctx.Response.Header.SetContentType("text/event-stream")
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.Response.Header.Set("X-Accel-Buffering", "no")
+	ctx.Response.Header.SetContentLength(-1) // chunked
+	// The connection is handed to the relay and closed after the stream:
+	// say so, so clients do not try to reuse it.
+	ctx.Response.Header.SetConnectionClose()
+	r.head = append(r.head, ctx.Response.Header.Header()...)
 	s.mu.Lock()
 	s.streams[r] = struct{}{}
 	s.relays.Add(1)
 	s.mu.Unlock()
-	ctx.SetBodyStreamWriter(r.run)
+	// The relay writes the response itself on the hijacked connection:
+	// one goroutine per stream and one write per event, instead of
+	// fasthttp's stream writer, which adds a goroutine and an in-memory
+	// pipe that copies every event twice more.
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(r.run)
 }
 
 func costOf(m *Model, u providers.Usage) int64 {
@@ -422,4 +428,19 @@ func (s *Server) accessLog(x *exchange, u providers.Usage, cost int64, status in
 		slog.Int64("latency_ms", total.Milliseconds()),
 		slog.Int64("overhead_us", (total-x.upstreamWait).Microseconds()),
 	)
+}
+
+// reasonLabel names a refusal reason for the rejections metric.
+func reasonLabel(r policy.Reason) string {
+	switch r {
+	case policy.ReasonRequests:
+		return "requests"
+	case policy.ReasonTokens:
+		return "tokens"
+	case policy.ReasonQuotaCost:
+		return "quota_cost"
+	case policy.ReasonQuotaTokens:
+		return "quota_tokens"
+	}
+	return "other"
 }

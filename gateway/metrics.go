@@ -235,6 +235,11 @@ type Collectors struct {
 var (
 	descBreaker  = prometheus.NewDesc("moonborn_upstream_breaker_state", "Circuit breaker state per deployment: 0 closed, 1 half-open, 2 open.", []string{"model", "deployment"}, nil)
 	descUpInFl   = prometheus.NewDesc("moonborn_upstream_in_flight", "Attempts in flight per deployment.", []string{"model", "deployment"}, nil)
+	descAttempts = prometheus.NewDesc("moonborn_upstream_attempts_total", "Upstream attempts per deployment by outcome (success, failure, excluded: caller-caused, cancelled, saturated).", []string{"model", "deployment", "outcome"}, nil)
+	descFailures = prometheus.NewDesc("moonborn_upstream_failures_total", "Upstream failures per deployment by kind (status, connect, timeout, truncated, protocol, other).", []string{"model", "deployment", "kind"}, nil)
+	descRetries  = prometheus.NewDesc("moonborn_upstream_retries_total", "Attempts started because the previous attempt of the request failed.", []string{"model"}, nil)
+	descFailover = prometheus.NewDesc("moonborn_upstream_failovers_total", "Retries that moved to another deployment.", []string{"model"}, nil)
+	descHedges   = prometheus.NewDesc("moonborn_upstream_hedges_total", "Hedged attempts by result (started, won, lost).", []string{"model", "result"}, nil)
 	descCacheReq = prometheus.NewDesc("moonborn_persona_cache_requests_total", "Persona lookups by result (hit, miss, negative_hit).", []string{"result"}, nil)
 	descOrigin   = prometheus.NewDesc("moonborn_persona_origin_calls_total", "Calls made to the persona source.", nil, nil)
 	descOriginE  = prometheus.NewDesc("moonborn_persona_origin_errors_total", "Persona source calls that failed (not found excluded).", nil, nil)
@@ -253,7 +258,7 @@ var (
 
 // Describe implements prometheus.Collector.
 func (c *Collectors) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBreaker, descUpInFl, descCacheReq, descOrigin, descOriginE, descStale,
+	for _, d := range []*prometheus.Desc{descBreaker, descUpInFl, descAttempts, descFailures, descRetries, descFailover, descHedges, descCacheReq, descOrigin, descOriginE, descStale,
 		descLQueue, descLWritten, descLBatches, descLBatchS, descLWErr, descLSErr, descLSpool, descLRedel, descLFull, descRedisUp} {
 		ch <- d
 	}
@@ -274,7 +279,23 @@ func (c *Collectors) Collect(ch chan<- prometheus.Metric) {
 			}
 			ch <- prometheus.MustNewConstMetric(descBreaker, prometheus.GaugeValue, state, snap.Model, d.Name)
 			ch <- prometheus.MustNewConstMetric(descUpInFl, prometheus.GaugeValue, float64(d.InFlight), snap.Model, d.Name)
+			f, e := d.Failures, d.Excluded
+			failed := f.Status + f.Connect + f.Timeout + f.Truncated + f.Protocol + f.Other
+			counter(ch, descAttempts, d.Successes, snap.Model, d.Name, "success")
+			counter(ch, descAttempts, failed, snap.Model, d.Name, "failure")
+			counter(ch, descAttempts, e.Aborted+e.Saturated+e.Unavailable+e.ClientStatus, snap.Model, d.Name, "excluded")
+			for _, k := range []struct {
+				kind string
+				n    int64
+			}{{"status", f.Status}, {"connect", f.Connect}, {"timeout", f.Timeout}, {"truncated", f.Truncated}, {"protocol", f.Protocol}, {"other", f.Other}} {
+				counter(ch, descFailures, k.n, snap.Model, d.Name, k.kind)
+			}
 		}
+		counter(ch, descRetries, snap.Retries, snap.Model)
+		counter(ch, descFailover, snap.Failovers, snap.Model)
+		counter(ch, descHedges, snap.HedgesStarted, snap.Model, "started")
+		counter(ch, descHedges, snap.HedgesWon, snap.Model, "won")
+		counter(ch, descHedges, snap.HedgesLost, snap.Model, "lost")
 	}
 	if c.Personas != nil {
 		st := c.Personas.Stats()
@@ -304,4 +325,8 @@ func (c *Collectors) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descRedisUp, prometheus.GaugeValue, up)
 	}
+}
+
+func counter[N int64 | uint64](ch chan<- prometheus.Metric, d *prometheus.Desc, n N, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(n), labels...)
 }

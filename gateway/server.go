@@ -288,21 +288,26 @@ func (l patientListener) Accept() (net.Conn, error) {
 // It does not close the Ledger; the caller does, after Shutdown.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.srv.ShutdownWithContext(ctx)
-	if err != nil {
-		s.mu.Lock()
-		for r := range s.streams {
-			r.shutdown()
-		}
-		s.mu.Unlock()
-	}
+	// Streams run on hijacked connections the server no longer counts:
+	// wait for them separately, until the same deadline.
 	done := make(chan struct{})
 	go func() { s.relays.Wait(); close(done) }()
+	select {
+	case <-done:
+		return err
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	for r := range s.streams {
+		r.shutdown()
+	}
+	s.mu.Unlock()
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		s.log.Warn("streams still open after shutdown abort")
 	}
-	return err
+	return ctx.Err()
 }
 
 // fasthttpLogger routes fasthttp's own messages into slog.

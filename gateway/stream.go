@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -23,8 +22,9 @@ const statusClientClosed = 499
 // relay copies one upstream stream to one client as API.md's SSE events.
 //
 // Ownership: the relay owns the upstream Stream from newRelay on. run, on
-// fasthttp's stream-writer goroutine, is the only caller of Next and
-// Close; it records usage exactly once when the stream ends, whatever
+// the hijacked connection's goroutine, is the only caller of Next and
+// Close; it writes the response head and every event as one HTTP chunk
+// each, and records usage exactly once when the stream ends, whatever
 // ended it. The ping timer and Shutdown reach in only through mu (to
 // write a heartbeat) and Stream.Abort (safe from any goroutine).
 type relay struct {
@@ -32,11 +32,11 @@ type relay struct {
 	x       *exchange
 	st      providers.Stream
 	first   []byte
-	emptyOK bool // the upstream finished cleanly before any delta
-	conn    net.Conn
+	emptyOK bool   // the upstream finished cleanly before any delta
+	head    []byte // the response status line and headers, not yet sent
 
-	mu       sync.Mutex // guards w, finished and writes to the client
-	w        *bufio.Writer
+	mu       sync.Mutex // guards conn, finished and writes to the client
+	conn     net.Conn
 	finished bool
 	gone     bool // a write failed: the client left
 	stopping bool // Shutdown aborted the stream
@@ -55,11 +55,44 @@ var (
 	deltaPrefix = []byte("event: delta\ndata: {\"type\":\"delta\",\"content\":")
 	donePrefix  = []byte("event: done\ndata: {\"type\":\"done\"")
 	errorPrefix = []byte("event: error\ndata: {\"type\":\"error\",\"error\":{\"code\":")
-	pingEvent   = []byte(": ping\n\n")
+	pingChunk   = []byte("8\r\n: ping\n\n\r\n")
+	lastChunk   = []byte("0\r\n\r\n")
 )
 
-// run is the body stream writer. It must not touch the RequestCtx.
-func (r *relay) run(w *bufio.Writer) {
+// chunkRoom is what beginChunk reserves for the chunk-size line: up to 8
+// hex digits and CRLF.
+const chunkRoom = 10
+
+// beginChunk starts an HTTP chunk in buf, leaving room for its size line.
+func beginChunk(buf []byte) []byte {
+	return append(buf[:0], "0000000000"[:chunkRoom]...)
+}
+
+// endChunk writes the size line of the chunk begun at buf[0] and appends
+// its CRLF; it returns the bytes to send (the size line is right-aligned
+// in the reserved room, so the slice starts where it begins).
+func endChunk(buf []byte) []byte {
+	n := len(buf) - chunkRoom
+	var size [8]byte
+	i := len(size)
+	for {
+		i--
+		size[i] = hexDigits[n&0xf]
+		n >>= 4
+		if n == 0 {
+			break
+		}
+	}
+	start := chunkRoom - 2 - (len(size) - i)
+	copy(buf[start:], size[i:])
+	buf[chunkRoom-2], buf[chunkRoom-1] = '\r', '\n'
+	buf = append(buf, '\r', '\n')
+	return buf[start:]
+}
+
+// run is the hijack handler: it owns the connection until it returns
+// (fasthttp then closes it). It must not touch the RequestCtx.
+func (r *relay) run(c net.Conn) {
 	defer r.s.relays.Done()
 	defer func() {
 		if v := recover(); v != nil {
@@ -69,7 +102,7 @@ func (r *relay) run(w *bufio.Writer) {
 		}
 	}()
 	r.mu.Lock()
-	r.w = w
+	r.conn = c
 	r.ping = time.AfterFunc(r.s.opts.PingInterval, r.heartbeat)
 	r.mu.Unlock()
 	m := r.s.opts.Metrics
@@ -100,9 +133,9 @@ func (r *relay) run(w *bufio.Writer) {
 	switch {
 	case err == io.EOF:
 		cost := costOf(r.x.model, usage)
-		r.buf = append(r.buf[:0], donePrefix...)
+		r.buf = append(beginChunk(r.buf), donePrefix...)
 		r.buf = appendUsageFields(r.buf, usage, cost, r.x.model.ID, end.Sub(r.x.start).Milliseconds())
-		r.buf = append(r.buf, "}\n\n"...)
+		r.buf = append(endChunk(append(r.buf, "}\n\n"...)), lastChunk...)
 		if werr := r.write(r.buf); werr != nil {
 			r.finish(usage, statusClientClosed, "client_closed")
 			return
@@ -117,38 +150,40 @@ func (r *relay) run(w *bufio.Writer) {
 		} else {
 			r.s.logUpstream(r.x, err)
 		}
-		r.buf = append(r.buf[:0], errorPrefix...)
+		r.buf = append(beginChunk(r.buf), errorPrefix...)
 		r.buf = providers.AppendJSONString(r.buf, ae.code)
 		r.buf = append(r.buf, `,"message":`...)
 		r.buf = providers.AppendJSONString(r.buf, ae.message)
-		r.buf = append(r.buf, "}}\n\n"...)
+		r.buf = append(endChunk(append(r.buf, "}}\n\n"...)), lastChunk...)
 		_ = r.write(r.buf)
 		r.finish(usage, http.StatusOK, ae.code)
 	}
 }
 
-// writeDelta sends one delta event and flushes it on its own.
+// writeDelta sends one delta event as one chunk in one write; the first
+// carries the response head with it.
 func (r *relay) writeDelta(d []byte) error {
-	r.buf = append(r.buf[:0], deltaPrefix...)
+	r.buf = append(beginChunk(r.buf), deltaPrefix...)
 	r.buf = providers.AppendJSONString(r.buf, d)
-	r.buf = append(r.buf, "}\n\n"...)
-	return r.write(r.buf)
+	ev := endChunk(append(r.buf, "}\n\n"...))
+	return r.write(ev)
 }
 
-// write sends one whole event and flushes, under mu so a heartbeat never
-// interleaves, moving the write deadline forward first.
+// write sends whole events, under mu so a heartbeat never interleaves,
+// moving the write deadline forward first. The response head goes out
+// with the first write.
 func (r *relay) write(ev []byte) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.gone {
 		return errClientGone
 	}
-	_ = r.conn.SetWriteDeadline(time.Now().Add(r.s.opts.StreamWriteTimeout))
-	if _, err := r.w.Write(ev); err != nil {
-		r.gone = true
-		return errClientGone
+	if r.head != nil {
+		ev = append(r.head, ev...)
+		r.head = nil
 	}
-	if err := r.w.Flush(); err != nil {
+	_ = r.conn.SetWriteDeadline(time.Now().Add(r.s.opts.StreamWriteTimeout))
+	if _, err := r.conn.Write(ev); err != nil {
 		r.gone = true
 		return errClientGone
 	}
@@ -164,12 +199,11 @@ func (r *relay) heartbeat() {
 	if r.finished || r.gone {
 		return
 	}
-	_ = r.conn.SetWriteDeadline(time.Now().Add(r.s.opts.StreamWriteTimeout))
-	_, err := r.w.Write(pingEvent)
-	if err == nil {
-		err = r.w.Flush()
+	if r.head != nil {
+		return // nothing sent yet: the first event is about to go
 	}
-	if err != nil {
+	_ = r.conn.SetWriteDeadline(time.Now().Add(r.s.opts.StreamWriteTimeout))
+	if _, err := r.conn.Write(pingChunk); err != nil {
 		r.gone = true
 		r.st.Abort()
 		return
