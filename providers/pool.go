@@ -114,42 +114,19 @@ func (p *Pool) Complete(req *Request) (Result, error) {
 	now := p.now()
 	p.counts.requests.Add(1)
 	p.budget.Request(now)
-	var tried uint64
-	var lastErr error
-	var prev *Deployment
-	for attempt := 0; attempt < p.cfg.MaxAttempts; attempt++ {
-		if attempt > 0 && !p.budget.TryRetry(now) {
-			break
+	var res Result
+	err := p.failover(req, now, func(d *Deployment, r *Request, done func(error), start time.Time) error {
+		var err error
+		if res, err = d.provider.Complete(r); err != nil {
+			return err
 		}
-		d, done, err := p.acquire(now, tried)
-		if d == nil {
-			if lastErr == nil {
-				lastErr = err
-			}
-			break
-		}
-		if prev != nil {
-			p.counts.countRetry(prev, d)
-		}
-		prev = d
-		tried |= 1 << d.index
-		res, err := d.provider.Complete(d.request(req))
 		end := p.now()
-		if err == nil {
-			d.observe(end.Sub(now))
-		}
-		d.finish(done, err, end)
-		if err == nil {
-			res.Deployment = d.name
-			return res, nil
-		}
-		lastErr = err
-		if !retryable(err) {
-			break
-		}
-		now = end
-	}
-	return Result{}, lastErr
+		d.observe(end.Sub(start))
+		d.finish(done, nil, end)
+		res.Deployment = d.name
+		return nil
+	})
+	return res, err
 }
 
 // Stream starts req and returns once a deployment produced its first
@@ -166,6 +143,25 @@ func (p *Pool) Stream(req *Request) (Stream, error) {
 	if p.cfg.Hedge.Enabled && p.cfg.MaxAttempts > 1 {
 		return p.streamHedged(req, now)
 	}
+	var out Stream
+	err := p.failover(req, now, func(d *Deployment, r *Request, done func(error), start time.Time) error {
+		st, first, err := p.openStream(d, r, start)
+		if err != nil && err != io.EOF {
+			return err
+		}
+		out = newPoolStream(p, d, done, st, first, err)
+		return nil
+	})
+	return out, err
+}
+
+// failover makes attempts on healthy deployments, preferring ones not yet
+// tried, until try succeeds, an error is not worth retrying, MaxAttempts
+// is reached or the retry budget is spent, and returns the last error (nil
+// once try succeeded). try gets the deployment's own request and the
+// breaker's done: on success try owns done; on failure failover reports
+// the error to the breaker.
+func (p *Pool) failover(req *Request, now time.Time, try func(d *Deployment, r *Request, done func(error), start time.Time) error) error {
 	var tried uint64
 	var lastErr error
 	var prev *Deployment
@@ -185,9 +181,8 @@ func (p *Pool) Stream(req *Request) (Stream, error) {
 		}
 		prev = d
 		tried |= 1 << d.index
-		st, first, err := p.openStream(d, d.request(req), now)
-		if err == nil || err == io.EOF {
-			return newPoolStream(p, d, done, st, first, err), nil
+		if err = try(d, d.request(req), done, now); err == nil {
+			return nil
 		}
 		now = p.now()
 		d.finish(done, err, now)
@@ -196,7 +191,7 @@ func (p *Pool) Stream(req *Request) (Stream, error) {
 			break
 		}
 	}
-	return nil, lastErr
+	return lastErr
 }
 
 // openStream starts r on d and reads to the first delta. On success (err
