@@ -212,7 +212,10 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 }
 
 // setRequestID echoes a sane caller id or makes one, on every reply.
+// It also keeps header names as written (X-RateLimit-*, as OpenAI's
+// clients spell them) instead of fasthttp's X-Ratelimit-*.
 func (s *Server) setRequestID(ctx *fasthttp.RequestCtx) {
+	ctx.Response.Header.DisableNormalizing()
 	if id := ctx.Request.Header.Peek("X-Request-Id"); saneRequestID(id) {
 		ctx.Response.Header.SetBytesV("X-Request-Id", id)
 		return

@@ -1,0 +1,47 @@
+package main
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestRateLimitHeadersAndRefusal: every reply carries the X-RateLimit-*
+// headers of API.md, spelled as OpenAI's clients read them; an empty
+// bucket answers 429 rate_limited with Retry-After and Remaining 0.
+func TestRateLimitHeadersAndRefusal(t *testing.T) {
+	text := strings.Replace(testConfig(t, nil, ""), "ledger:\n", `limits:
+  default: {requestsPerMinute: 60, requestBurst: 2, tokensPerMinute: 100000}
+ledger:
+`, 1)
+	g := startGateway(t, text)
+	for i := 0; i < 2; i++ {
+		r := g.chat(keyDemo, "psn_demo", `{"userText":"hi"}`)
+		decodeOK(t, r)
+		for _, h := range []string{"X-RateLimit-Limit-Requests", "X-RateLimit-Remaining-Requests", "X-RateLimit-Reset-Requests",
+			"X-RateLimit-Limit-Tokens", "X-RateLimit-Remaining-Tokens", "X-RateLimit-Reset-Tokens"} {
+			if r.header.Get(h) == "" {
+				t.Fatalf("reply %d lacks %s: %v", i, h, r.header)
+			}
+		}
+		if got := r.header.Get("X-RateLimit-Remaining-Requests"); got != strconv.Itoa(1-i) {
+			t.Fatalf("reply %d: remaining requests %q", i, got)
+		}
+	}
+	r := g.chat(keyDemo, "psn_demo", `{"userText":"hi"}`)
+	e := decodeErr(t, r)
+	if r.status != 429 || e.Error.Code != "rate_limited" {
+		t.Fatalf("third request: %d %s", r.status, r.body)
+	}
+	if ra, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || ra < 1 || ra > 2 {
+		t.Fatalf("Retry-After %q", r.header.Get("Retry-After"))
+	}
+	if r.header.Get("X-RateLimit-Remaining-Requests") != "0" || r.header.Get("X-RateLimit-Reset-Requests") == "" {
+		t.Fatalf("429 headers %v", r.header)
+	}
+	// A stream's reply carries them too.
+	resp, _ := g.openStream(keyOther, "psn_other", `{"userText":"hi","stream":true}`)
+	if resp.StatusCode != 200 || resp.Header.Get("X-RateLimit-Limit-Requests") != "2" { // the bucket size
+		t.Fatalf("stream: %d %v", resp.StatusCode, resp.Header)
+	}
+}
