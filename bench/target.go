@@ -194,13 +194,7 @@ func (t *Target) Do(v int, due time.Time, deadline time.Time, gaps func(time.Dur
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI(vr.URL)
-	req.Header.SetMethod(fasthttp.MethodPost)
-	req.Header.SetContentTypeBytes(contentJSON)
-	if vr.Auth != "" {
-		req.Header.Set("Authorization", vr.Auth)
-	}
-	req.SetBodyRaw(vr.Body)
+	vr.fill(req)
 	var o Outcome
 	err := t.client.DoDeadline(req, resp, deadline)
 	if err != nil {
@@ -315,13 +309,7 @@ func (t *Target) holdOne(v int, deadline time.Time, release <-chan struct{}, fir
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI(vr.URL)
-	req.Header.SetMethod(fasthttp.MethodPost)
-	req.Header.SetContentTypeBytes(contentJSON)
-	if vr.Auth != "" {
-		req.Header.Set("Authorization", vr.Auth)
-	}
-	req.SetBodyRaw(vr.Body)
+	vr.fill(req)
 	if err := t.client.DoDeadline(req, resp, deadline); err != nil {
 		first(transportCode(err))
 		return
@@ -353,4 +341,15 @@ func (t *Target) holdOne(v int, deadline time.Time, release <-chan struct{}, fir
 	} else {
 		_ = resp.CloseBodyStream()
 	}
+}
+
+// fill makes req the variant's POST.
+func (vr *Variant) fill(req *fasthttp.Request) {
+	req.SetRequestURI(vr.URL)
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.Header.SetContentTypeBytes(contentJSON)
+	if vr.Auth != "" {
+		req.Header.Set("Authorization", vr.Auth)
+	}
+	req.SetBodyRaw(vr.Body)
 }
