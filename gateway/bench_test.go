@@ -105,32 +105,30 @@ func benchStream(b *testing.B, withMetrics bool) {
 	req := []byte(fmt.Sprintf("POST /v1/personas/psn_x/chat HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer key\r\n"+
 		"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body))
 	buf := make([]byte, 64<<10)
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
 	b.ReportAllocs()
-	for b.Loop() {
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			b.Fatal(err)
-		}
+	for b.Loop() { // one keep-alive connection, stream after stream
 		if _, err := c.Write(req); err != nil {
 			b.Fatal(err)
 		}
 		n := 0
-		for {
+		for !bytes.HasSuffix(buf[:n], []byte("0\r\n\r\n")) {
 			m, err := c.Read(buf[n:])
 			n += m
 			if err != nil {
-				break
+				b.Fatalf("after %q: %v", buf[:n], err)
 			}
 		}
-		c.Close()
-		if !bytes.HasSuffix(buf[:n], []byte("0\r\n\r\n")) || !bytes.Contains(buf[:n], []byte("event: done")) {
+		if !bytes.Contains(buf[:n], []byte("event: done")) {
 			b.Fatalf("stream: %q", buf[:n])
 		}
 	}
 }
 
-// BenchmarkChat measures the handler end to end with the in-process mock:
-// auth, decode, persona cache hit, provider, reply, usage record.
 func BenchmarkChat(b *testing.B) {
 	benchHandler(b, `{"userText":"Hello there, how are you today?"}`, true)
 }

@@ -379,9 +379,6 @@ func (s *Server) startStream(ctx *fasthttp.RequestCtx, x *exchange) {
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.Response.Header.Set("X-Accel-Buffering", "no")
 	ctx.Response.Header.SetContentLength(-1) // chunked
-	// The connection is handed to the relay and closed after the stream:
-	// say so, so clients do not try to reuse it.
-	ctx.Response.Header.SetConnectionClose()
 	r.head = append(r.head, ctx.Response.Header.Header()...)
 	s.mu.Lock()
 	s.streams[r] = struct{}{}
@@ -390,7 +387,8 @@ func (s *Server) startStream(ctx *fasthttp.RequestCtx, x *exchange) {
 	// The relay writes the response itself on the hijacked connection:
 	// one goroutine per stream and one write per event, instead of
 	// fasthttp's stream writer, which adds a goroutine and an in-memory
-	// pipe that copies every event twice more.
+	// pipe that copies every event twice more. After a complete stream
+	// the relay serves the connection's next requests (keep-alive).
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(r.run)
 }

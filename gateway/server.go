@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -108,6 +109,8 @@ type Server struct {
 	srv    *fasthttp.Server
 	models map[string]*Model
 
+	stopping atomic.Bool // Shutdown began: streams close their connections
+
 	mu      sync.Mutex
 	streams map[*relay]struct{}
 	relays  sync.WaitGroup
@@ -168,7 +171,10 @@ func New(opts Options) (*Server, error) {
 		NoDefaultServerHeader: true,
 		NoDefaultContentType:  true,
 		CloseOnShutdown:       true,
-		Logger:                fasthttpLogger{log},
+		// Stream relays hijack their connection and, after a complete
+		// stream, serve its next requests themselves (ServeConn).
+		KeepHijackedConns: true,
+		Logger:            fasthttpLogger{log},
 	}
 	return s, nil
 }
@@ -290,6 +296,7 @@ func (l patientListener) Accept() (net.Conn, error) {
 // error event and its usage recorded) and waits for them to wind up.
 // It does not close the Ledger; the caller does, after Shutdown.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopping.Store(true)
 	err := s.srv.ShutdownWithContext(ctx)
 	// Streams run on hijacked connections the server no longer counts:
 	// wait for them separately, until the same deadline.

@@ -90,9 +90,21 @@ func endChunk(buf []byte) []byte {
 	return buf[start:]
 }
 
-// run is the hijack handler: it owns the connection until it returns
-// (fasthttp then closes it). It must not touch the RequestCtx.
+// run is the hijack handler: it owns the connection. A stream that ended
+// with its whole response written leaves the connection reusable, so run
+// goes on serving its next requests (keep-alive, as for any reply);
+// otherwise it closes it. It must not touch the RequestCtx.
 func (r *relay) run(c net.Conn) {
+	if r.relay(c) && !r.s.stopping.Load() {
+		_ = r.s.srv.ServeConn(c) // closes c when the client is done
+		return
+	}
+	_ = c.Close()
+}
+
+// relay streams the response on c and reports whether all of it, the
+// last chunk included, was written.
+func (r *relay) relay(c net.Conn) (complete bool) {
 	defer r.s.relays.Done()
 	defer func() {
 		if v := recover(); v != nil {
@@ -138,9 +150,10 @@ func (r *relay) run(c net.Conn) {
 		r.buf = append(endChunk(append(r.buf, "}\n\n"...)), lastChunk...)
 		if werr := r.write(r.buf); werr != nil {
 			r.finish(usage, statusClientClosed, "client_closed")
-			return
+			return false
 		}
 		r.finish(usage, http.StatusOK, "")
+		return true
 	case r.clientGone():
 		r.finish(usage, statusClientClosed, "client_closed")
 	default:
@@ -155,9 +168,10 @@ func (r *relay) run(c net.Conn) {
 		r.buf = append(r.buf, `,"message":`...)
 		r.buf = providers.AppendJSONString(r.buf, ae.message)
 		r.buf = append(endChunk(append(r.buf, "}}\n\n"...)), lastChunk...)
-		_ = r.write(r.buf)
+		complete = r.write(r.buf) == nil
 		r.finish(usage, http.StatusOK, ae.code)
 	}
+	return complete
 }
 
 // writeDelta sends one delta event as one chunk in one write; the first

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bufio"
+	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -211,5 +215,34 @@ func TestLedgerRecordsEveryRequest(t *testing.T) {
 	}
 	if last := recs[20]; last["status"].(float64) != 422 || last["errorCode"] != "validation_error" {
 		t.Fatalf("refusal record %v", last)
+	}
+}
+
+// TestStreamKeepsConnection: after a complete stream the same connection
+// serves the next request (HTTP/1.1 keep-alive), stream or not.
+func TestStreamKeepsConnection(t *testing.T) {
+	g := startGateway(t, testConfig(t, nil, ""))
+	conn, err := net.Dial("tcp", g.app.PublicAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	for i, body := range []string{`{"userText":"hi","stream":true}`, `{"userText":"hi","stream":true}`, `{"userText":"hi"}`} {
+		fmt.Fprintf(conn, "POST /v1/personas/psn_demo/chat HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s",
+			keyDemo, len(body), body)
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d on the kept connection: %v", i, err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || resp.Close {
+			t.Fatalf("request %d: %d close=%v %v", i, resp.StatusCode, resp.Close, err)
+		}
+		if strings.Contains(body, "stream") != strings.Contains(string(b), "event: done") {
+			t.Fatalf("request %d body %q", i, b)
+		}
 	}
 }
