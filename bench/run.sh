@@ -9,7 +9,9 @@
 # sets GOMAXPROCS=1), the mock and the load generator share core 1. Binaries
 # are built once into $MB_BENCH_DIR/bin. Env: MB_BENCH_DIR (default
 # /tmp/moonborn-bench), HOLD_STREAMS (default 10000), DUR (default 10s),
-# NO_BUILD=1 (reuse the binaries in $MB_BENCH_DIR/bin).
+# REPS (default 3), FIGS (default "500 2000 2000-noaccess stream-500 5000"),
+# NO_HOLD=1 (skip the open-streams figure), NO_BUILD=1 (reuse the binaries
+# in $MB_BENCH_DIR/bin).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -76,19 +78,26 @@ table)
   # next; the README reports the median run and the spread.
   build; start_mock 18081
   header | tee "$OUT/env.txt"
+  # The same config with the per-request access line off, to price it
+  # (figure 2000-noaccess): gateway.yaml keeps the defaults (info, access on).
+  sed 's/^  level: info$/  level: info\n  access: false/' "$ROOT/bench/scenarios/gateway.yaml" >"$MB_BENCH_DIR/gateway-noaccess.yaml"
+  grep -q '^  access: false$' "$MB_BENCH_DIR/gateway-noaccess.yaml" || { echo "could not derive gateway-noaccess.yaml" >&2; exit 1; }
   # Bench self-check: direct only at 5,000 req/s; its own CPU is in benchCPU.
   bench -target direct -rate 5000 -d "$DUR" -max-tokens 20 -json >"$OUT/direct-5000.json"
   for rep in $(seq "${REPS:-3}"); do
-    for fig in 500 2000 stream-500 5000; do
-      start_gateway "$ROOT/bench/scenarios/gateway.yaml"
+    for fig in ${FIGS:-500 2000 2000-noaccess stream-500 5000}; do
+      cfg="$ROOT/bench/scenarios/gateway.yaml"
       case $fig in
       stream-500) args=(-stream -rate 500) ;;
+      2000-noaccess) args=(-rate 2000) cfg="$MB_BENCH_DIR/gateway-noaccess.yaml" ;;
       *) args=(-rate "$fig") ;;
       esac
+      start_gateway "$cfg"
       bench -compare "${args[@]}" -d "$DUR" -max-tokens 20 -gateway-pid "$GW_PID" -json -plot "$OUT/$fig-$rep.html" >"$OUT/$fig-$rep.json"
       stop_gateway
     done
   done
+  [ -n "${NO_HOLD:-}" ] && { echo "results in $OUT"; exit 0; }
   # RSS per open stream, in a fresh gateway warmed briefly: the mock sends
   # one token, then waits a minute.
   start_gateway "$ROOT/bench/scenarios/gateway.yaml"
