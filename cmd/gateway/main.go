@@ -66,7 +66,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintf(stdout, "config %s is valid\n", *configPath)
 		return 0
 	}
-	log := newLogger(stderr, cfg.Log.Level)
+	logs := newLogBuffer(stderr)
+	defer logs.Close()
+	log := newLogger(logs, cfg.Log.Level)
 	a, err := newApp(cfg, log)
 	if err != nil {
 		log.Error("start failed", "err", err.Error())
