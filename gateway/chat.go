@@ -78,10 +78,10 @@ func (s *Server) serveChat(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, ae)
 		if x == nil { // unauthenticated: no workspace to record against
 			x = &exchange{start: start, requestID: string(ctx.Response.Header.Peek("X-Request-Id"))}
-			s.finish(x, providers.Usage{}, 0, ae.status, ae.code, s.now(), false)
+			s.finish(x, providers.Usage{}, ae.status, ae.code, s.now())
 			return
 		}
-		s.record(x, providers.Usage{}, ae.status, ae.code, s.now())
+		s.finish(x, providers.Usage{}, ae.status, ae.code, s.now())
 		return
 	}
 	if x.stream {
@@ -246,7 +246,7 @@ func (s *Server) complete(ctx *fasthttp.RequestCtx, x *exchange) {
 		ae := toAPIError(err)
 		s.logUpstream(x, err)
 		writeError(ctx, ae)
-		s.record(x, providers.Usage{}, ae.status, ae.code, end)
+		s.finish(x, providers.Usage{}, ae.status, ae.code, end)
 		return
 	}
 	cost := costOf(x.model, res.Usage)
@@ -260,7 +260,7 @@ func (s *Server) complete(ctx *fasthttp.RequestCtx, x *exchange) {
 	buf = appendUsageFields(buf, res.Usage, cost, x.model.ID, latency)
 	buf = append(buf, '}')
 	ctx.Response.SetBodyRaw(buf)
-	s.recordCost(x, res.Usage, cost, http.StatusOK, "", end)
+	s.finish(x, res.Usage, http.StatusOK, "", end)
 }
 
 // appendUsageFields appends the fields shared by the 200 body and the
@@ -278,29 +278,21 @@ func appendUsageFields(dst []byte, u providers.Usage, cost int64, model string, 
 	return strconv.AppendInt(dst, latencyMs, 10)
 }
 
-// record writes the usage record of a finished request, computing cost.
-func (s *Server) record(x *exchange, u providers.Usage, status int, code string, end time.Time) {
+// finish is the one place a chat request ends, whatever ended it: metrics,
+// the access log and, for an authenticated caller (one with a workspace),
+// limiter settlement and the ledger. Called exactly once per request.
+func (s *Server) finish(x *exchange, u providers.Usage, status int, code string, end time.Time) {
 	var cost int64
 	if x.model != nil {
 		cost = costOf(x.model, u)
 	}
-	s.recordCost(x, u, cost, status, code, end)
-}
-
-func (s *Server) recordCost(x *exchange, u providers.Usage, cost int64, status int, code string, end time.Time) {
-	s.finish(x, u, cost, status, code, end, true)
-}
-
-// finish is the one place a chat request ends: limiter settlement, the
-// ledger (for authenticated callers), metrics and the access log.
-func (s *Server) finish(x *exchange, u providers.Usage, cost int64, status int, code string, end time.Time, authenticated bool) {
 	total := end.Sub(x.start)
 	s.opts.Metrics.answered(routeChat, status, code)
 	s.opts.Metrics.finished(x, total, u.InputTokens, u.OutputTokens, cost)
 	if s.opts.AccessLog {
 		s.accessLog(x, u, cost, status, code, total)
 	}
-	if !authenticated {
+	if x.principal.Workspace == "" {
 		return
 	}
 	if x.admitted {
@@ -356,7 +348,7 @@ func (s *Server) startStream(ctx *fasthttp.RequestCtx, x *exchange) {
 		ae := toAPIError(err)
 		s.logUpstream(x, err)
 		writeError(ctx, ae)
-		s.record(x, providers.Usage{}, ae.status, ae.code, s.now())
+		s.finish(x, providers.Usage{}, ae.status, ae.code, s.now())
 		return
 	}
 	first, err := st.Next()
@@ -367,7 +359,7 @@ func (s *Server) startStream(ctx *fasthttp.RequestCtx, x *exchange) {
 		ae := toAPIError(err)
 		s.logUpstream(x, err)
 		writeError(ctx, ae)
-		s.record(x, u, ae.status, ae.code, s.now())
+		s.finish(x, u, ae.status, ae.code, s.now())
 		return
 	}
 	if sv, ok := st.(providers.Served); ok {

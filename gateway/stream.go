@@ -255,7 +255,7 @@ func (r *relay) finish(u providers.Usage, status int, code string) {
 	}
 	r.mu.Unlock()
 	r.st.Close()
-	r.s.recordCost(r.x, u, costOf(r.x.model, u), status, code, r.s.now())
+	r.s.finish(r.x, u, status, code, r.s.now())
 	r.s.mu.Lock()
 	delete(r.s.streams, r)
 	r.s.mu.Unlock()
