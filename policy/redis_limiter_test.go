@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -199,95 +198,6 @@ func TestRedisLimiterKeys(t *testing.T) {
 	}
 }
 
-// redisCutProxy forwards a loopback port to Redis and can be cut and restored,
-// so a test can take Redis away from one limiter without touching the
-// machine's server.
-type redisCutProxy struct {
-	t      testing.TB
-	addr   string
-	target string
-	mu     sync.Mutex
-	ln     net.Listener
-	conns  map[net.Conn]struct{}
-	wg     sync.WaitGroup
-}
-
-func newRedisCutProxy(t testing.TB, target string) *redisCutProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &redisCutProxy{t: t, addr: ln.Addr().String(), target: target, conns: map[net.Conn]struct{}{}}
-	p.serve(ln)
-	t.Cleanup(func() { p.cut(); p.wg.Wait() })
-	return p
-}
-
-func (p *redisCutProxy) serve(ln net.Listener) {
-	p.mu.Lock()
-	p.ln = ln
-	p.mu.Unlock()
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.Dial("tcp", p.target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			if !p.track(c, u) {
-				return
-			}
-			p.wg.Add(2)
-			go func() { defer p.wg.Done(); io.Copy(u, c); u.Close() }()
-			go func() { defer p.wg.Done(); io.Copy(c, u); c.Close() }()
-		}
-	}()
-}
-
-func (p *redisCutProxy) track(cs ...net.Conn) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln == nil {
-		for _, c := range cs {
-			c.Close()
-		}
-		return false
-	}
-	for _, c := range cs {
-		p.conns[c] = struct{}{}
-	}
-	return true
-}
-
-// cut closes the listener and every connection: Redis is "down".
-func (p *redisCutProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for c := range p.conns {
-		c.Close()
-		delete(p.conns, c)
-	}
-}
-
-// restore listens on the same port again.
-func (p *redisCutProxy) restore() {
-	ln, err := net.Listen("tcp", p.addr)
-	if err != nil {
-		p.t.Fatalf("relisten on %s: %v", p.addr, err)
-	}
-	p.serve(ln)
-}
-
 // limiterLogBuffer is a log sink safe for concurrent writes.
 type limiterLogBuffer struct {
 	mu sync.Mutex
@@ -317,11 +227,11 @@ func TestRedisLimiterOutage(t *testing.T) {
 	for _, mode := range []string{FailClosed, FailOpen} {
 		t.Run(mode, func(t *testing.T) {
 			prefix := testPrefix(t, addr)
-			proxy := newRedisCutProxy(t, addr)
+			proxy := startProxy(t, addr) // ledger_sql_test.go
 			var logs limiterLogBuffer
 			cfg := cfg
 			cfg.Backend, cfg.OnRedisDown = BackendRedis, mode
-			cfg.Redis = RedisConfig{Addr: proxy.addr, KeyPrefix: prefix, Timeout: 2 * time.Second, DialTimeout: 2 * time.Second, DownBackoff: time.Second}
+			cfg.Redis = RedisConfig{Addr: proxy.ln.Addr().String(), KeyPrefix: prefix, Timeout: 2 * time.Second, DialTimeout: 2 * time.Second, DownBackoff: time.Second}
 			l, err := NewRedisLimiter(cfg, slog.New(slog.NewJSONHandler(&logs, nil)))
 			if err != nil {
 				t.Fatal(err)
