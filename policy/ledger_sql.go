@@ -20,8 +20,9 @@ import (
 // PostgreSQL (a fleet), in the table usage_records keyed by request id.
 //
 // Record hands the record to a bounded queue read by one writer goroutine,
-// which commits batches of up to BatchSize records, as soon as the queue
-// drains or every FlushInterval while it does not. Inserts are idempotent
+// which commits a batch when BatchSize records are waiting and otherwise
+// every FlushInterval (one commit, hence one fsync, per interval rather
+// than per request). Inserts are idempotent
 // (a stored request id is skipped), so any batch may be written twice.
 // When a batch cannot be committed (store down, WriteTimeout passed) it
 // is appended to the spool file and fsynced, the store is marked down,
@@ -34,8 +35,8 @@ import (
 //
 // Crash window: a kill -9 loses the records accepted by Record but neither
 // committed nor fsynced into the spool: those in the queue and the batch
-// being written. The writer empties the queue whenever it can keep up, so
-// in steady state that is the records of at most the last FlushInterval;
+// being written. While the writer keeps up, that is the records of at
+// most the last FlushInterval;
 // it can grow to QueueSize+BatchSize records only while the store is
 // slower than the traffic (which WaitedFull shows). Committed rows
 // survive (SQLite runs with synchronous=FULL), and so does the spool.
