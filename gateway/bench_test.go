@@ -18,9 +18,15 @@ import (
 	"github.com/moonborn/edge/providers/mock"
 )
 
-// benchServer is a Server with the in-process mock provider, a real
-// authenticator and a real persona resolver, and a ledger that discards.
-func benchServer(b *testing.B, withMetrics bool) *Server {
+// benchServer is a Server with the in-process mock provider (20 tokens,
+// no delay), a real authenticator and a real persona resolver, and a
+// ledger that discards.
+func benchServer(b testing.TB, withMetrics bool) *Server {
+	return mockServer(b, withMetrics, mock.Config{OutputTokens: 20})
+}
+
+// mockServer is benchServer with the mock provider configured by mc.
+func mockServer(b testing.TB, withMetrics bool, mc mock.Config) *Server {
 	b.Helper()
 	auth, err := policy.NewAuthenticator(policy.AuthConfig{APIKeys: []policy.APIKeyConfig{
 		{ID: "k", Workspace: "w", SHA256: policy.HashKey("key")}}})
@@ -37,7 +43,7 @@ func benchServer(b *testing.B, withMetrics bool) *Server {
 	b.Cleanup(res.Close)
 	in, _ := policy.ParsePrice("0.15")
 	out, _ := policy.ParsePrice("0.6")
-	models := map[string]*Model{"m": {ID: "m", ProviderName: "mock", Provider: mock.New("mock", mock.Config{OutputTokens: 20}),
+	models := map[string]*Model{"m": {ID: "m", ProviderName: "mock", Provider: mock.New("mock", mc),
 		UpstreamModel: "m", InputPrice: in, OutputPrice: out, MaxOutputTokens: 100}}
 	var m *Metrics
 	if withMetrics {

@@ -33,17 +33,28 @@ type relay struct {
 	st      providers.Stream
 	first   []byte
 	emptyOK bool   // the upstream finished cleanly before any delta
-	head    []byte // the response status line and headers, not yet sent
+	head    []byte // the response status line and headers, built by serveChat
 
 	mu       sync.Mutex // guards conn, finished and writes to the client
 	conn     net.Conn
 	finished bool
+	headSent bool // the first write went out
 	gone     bool // a write failed: the client left
 	stopping bool // Shutdown aborted the stream
 	ping     *time.Timer
 
 	buf []byte // event scratch, reused per event
+	// out holds whole chunks not yet written, the response head first.
+	// With coalesce (the stream is a providers.WaitNotifier) it is
+	// written when the stream is about to wait for the upstream or holds
+	// maxCoalesced bytes; without, after every event.
+	out      []byte
+	coalesce bool
 }
+
+// maxCoalesced bounds the bytes the relay holds back while events keep
+// arriving without a wait: a burst still leaves in a few large writes.
+const maxCoalesced = 16 << 10
 
 func newRelay(s *Server, x *exchange, st providers.Stream, first []byte, eof bool) *relay {
 	r := &relay{s: s, x: x, st: st, emptyOK: eof, buf: make([]byte, 0, 512)}
@@ -117,6 +128,15 @@ func (r *relay) relay(c net.Conn) (complete bool) {
 	r.conn = c
 	r.ping = time.AfterFunc(r.s.opts.PingInterval, r.heartbeat)
 	r.mu.Unlock()
+	r.out, r.head = r.head, nil
+	if w, ok := r.st.(providers.WaitNotifier); ok {
+		// Flush right before every wait for the upstream: events that
+		// arrived together go out in one write, and none waits on the
+		// network. A failed flush means the client left, so the wait is
+		// abandoned and the upstream cut without waiting for its next
+		// event.
+		r.coalesce = w.NotifyWait(func() bool { return r.flush() == nil && !r.clientGone() })
+	}
 	m := r.s.opts.Metrics
 	m.streamOpened()
 	defer m.streamClosed()
@@ -148,7 +168,7 @@ func (r *relay) relay(c net.Conn) (complete bool) {
 		r.buf = append(beginChunk(r.buf), donePrefix...)
 		r.buf = appendUsageFields(r.buf, usage, cost, r.x.model.ID, end.Sub(r.x.start).Milliseconds())
 		r.buf = append(endChunk(append(r.buf, "}\n\n"...)), lastChunk...)
-		if werr := r.write(r.buf); werr != nil {
+		if werr := r.emit(r.buf, true); werr != nil {
 			r.finish(usage, statusClientClosed, "client_closed")
 			return false
 		}
@@ -168,36 +188,50 @@ func (r *relay) relay(c net.Conn) (complete bool) {
 		r.buf = append(r.buf, `,"message":`...)
 		r.buf = providers.AppendJSONString(r.buf, ae.message)
 		r.buf = append(endChunk(append(r.buf, "}}\n\n"...)), lastChunk...)
-		complete = r.write(r.buf) == nil
+		complete = r.emit(r.buf, true) == nil
 		r.finish(usage, http.StatusOK, ae.code)
 	}
 	return complete
 }
 
-// writeDelta sends one delta event as one chunk in one write; the first
-// carries the response head with it.
+// writeDelta queues one delta event as one chunk.
 func (r *relay) writeDelta(d []byte) error {
 	r.buf = append(beginChunk(r.buf), deltaPrefix...)
 	r.buf = providers.AppendJSONString(r.buf, d)
-	ev := endChunk(append(r.buf, "}\n\n"...))
-	return r.write(ev)
+	return r.emit(endChunk(append(r.buf, "}\n\n"...)), false)
 }
 
-// write sends whole events, under mu so a heartbeat never interleaves,
-// moving the write deadline forward first. The response head goes out
-// with the first write.
-func (r *relay) write(ev []byte) error {
+// emit queues whole chunks and writes the queue unless the relay is
+// coalescing, the queue is small and the stream goes on (last is false).
+func (r *relay) emit(chunks []byte, last bool) error {
+	r.out = append(r.out, chunks...)
+	if r.coalesce && !last && len(r.out) < maxCoalesced {
+		return nil
+	}
+	return r.flush()
+}
+
+// flush writes the queued chunks, if any.
+func (r *relay) flush() error {
+	if len(r.out) == 0 {
+		return nil
+	}
+	err := r.write(r.out)
+	r.out = r.out[:0]
+	return err
+}
+
+// write sends whole chunks, under mu so a heartbeat never interleaves,
+// moving the write deadline forward first.
+func (r *relay) write(b []byte) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.gone {
 		return errClientGone
 	}
-	if r.head != nil {
-		ev = append(r.head, ev...)
-		r.head = nil
-	}
 	_ = r.conn.SetWriteDeadline(time.Now().Add(r.s.opts.StreamWriteTimeout))
-	if _, err := r.conn.Write(ev); err != nil {
+	r.headSent = true
+	if _, err := r.conn.Write(b); err != nil {
 		r.gone = true
 		return errClientGone
 	}
@@ -213,7 +247,7 @@ func (r *relay) heartbeat() {
 	if r.finished || r.gone {
 		return
 	}
-	if r.head != nil {
+	if !r.headSent {
 		return // nothing sent yet: the first event is about to go
 	}
 	_ = r.conn.SetWriteDeadline(time.Now().Add(r.s.opts.StreamWriteTimeout))

@@ -364,6 +364,12 @@ func (s *poolStream) Deployment() string { return s.d.name }
 // Abort implements Stream.
 func (s *poolStream) Abort() { s.st.Abort() }
 
+// NotifyWait implements WaitNotifier when the deployment's stream does.
+func (s *poolStream) NotifyWait(f func() bool) bool {
+	w, ok := s.st.(WaitNotifier)
+	return ok && w.NotifyWait(f)
+}
+
 // Close implements Stream: a stream the owner left before its end
 // without an error (the caller stopped reading) counts as a success for
 // the breaker; ErrAborted is excluded.

@@ -107,6 +107,20 @@ type Stream interface {
 	Close()
 }
 
+// WaitNotifier is implemented by streams that can tell their owner when
+// Next is about to wait for the upstream. The gateway's relay uses it to
+// write out the events it has collected in one write right before that
+// wait, instead of one write per event: events that arrived together
+// leave together, and none is held back while the gateway waits.
+type WaitNotifier interface {
+	// NotifyWait registers f, called on the owner's goroutine whenever
+	// Next is about to wait for the network (or a timer). If f returns
+	// false the wait is abandoned and Next fails: the owner's reader is
+	// gone. nil unregisters. It reports whether notifications will come;
+	// when it returns false the owner must not hold events back.
+	NotifyWait(f func() bool) bool
+}
+
 // ErrAborted is returned by Stream.Next after Stream.Abort.
 var ErrAborted = errors.New("stream aborted")
 

@@ -231,6 +231,7 @@ type SSEBody struct {
 	rd    *SSEReader
 	timer *time.Timer
 	state atomic.Uint32
+	conn  *upstreamConn // set while a NotifyWait hook is registered on it
 
 	started bool // a text delta was delivered: the idle deadline applies
 	ended   bool // the protocol's end marker was read
@@ -302,6 +303,22 @@ func (b *SSEBody) Delivered() {
 	}
 }
 
+// NotifyWait implements WaitNotifier: f runs before each read from the
+// upstream connection, which is where Next may block (bytes already
+// buffered are parsed without a read). It reports false when the reply
+// did not come on one of this client's connections.
+func (b *SSEBody) NotifyWait(f func() bool) bool {
+	a, ok := b.resp.LocalAddr().(*upstreamConnAddr)
+	if !ok || b.closed {
+		return false
+	}
+	if b.conn = a.conn; f == nil {
+		b.conn = nil
+	}
+	a.conn.beforeRead = f
+	return true
+}
+
 // Finish records that the protocol's end marker was read, so Close may
 // return the connection to the pool.
 func (b *SSEBody) Finish() { b.ended = true }
@@ -332,6 +349,12 @@ func (b *SSEBody) Close() {
 		return
 	}
 	b.closed = true
+	if b.conn != nil {
+		// The connection may go back to the pool below: the owner's hook
+		// must not follow it to the next request.
+		b.conn.beforeRead = nil
+		b.conn = nil
+	}
 	cause := errSSEUnfinished
 	if b.err == io.EOF && b.state.Load() == bodyLive {
 		cause = nil // the body ended cleanly: the connection is reusable
@@ -466,6 +489,21 @@ func (e *upstreamDialError) Unwrap() error { return e.err }
 type upstreamConn struct {
 	net.Conn
 	local upstreamConnAddr
+	// beforeRead is the NotifyWait hook of the stream reading this
+	// connection. Only that stream's owner goroutine sets it and reads
+	// from the connection, so it needs no lock.
+	beforeRead func() bool
+}
+
+// errWaitAbandoned fails a read whose NotifyWait hook said the reader left.
+var errWaitAbandoned = errors.New("stream reader left")
+
+// Read calls the registered hook before every read of the connection.
+func (c *upstreamConn) Read(p []byte) (int, error) {
+	if c.beforeRead != nil && !c.beforeRead() {
+		return 0, errWaitAbandoned
+	}
+	return c.Conn.Read(p)
 }
 
 type upstreamConnAddr struct {

@@ -118,6 +118,7 @@ type stream struct {
 	timer     *time.Timer
 	abort     chan struct{}
 	abortOnce sync.Once
+	onWait    func() bool
 }
 
 // Next waits TimeToFirstToken before the first delta and TokenDelay before
@@ -137,6 +138,9 @@ func (s *stream) Next() ([]byte, error) {
 		d = s.ttft
 	}
 	if d > 0 {
+		if s.onWait != nil && !s.onWait() {
+			return nil, providers.ErrAborted
+		}
 		if s.timer == nil {
 			s.timer = time.NewTimer(d)
 		} else {
@@ -162,6 +166,13 @@ func (s *stream) Usage() providers.Usage {
 // Abort wakes a blocked Next, which returns providers.ErrAborted.
 func (s *stream) Abort() {
 	s.abortOnce.Do(func() { close(s.abort) })
+}
+
+// NotifyWait implements providers.WaitNotifier: the mock waits only on
+// its delay timer.
+func (s *stream) NotifyWait(f func() bool) bool {
+	s.onWait = f
+	return true
 }
 
 // Close releases the stream's timer.

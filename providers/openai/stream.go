@@ -73,6 +73,9 @@ func (s *stream) Usage() providers.Usage {
 // Abort interrupts the stream from any goroutine.
 func (s *stream) Abort() { s.body.Abort() }
 
+// NotifyWait implements providers.WaitNotifier.
+func (s *stream) NotifyWait(f func() bool) bool { return s.body.NotifyWait(f) }
+
 // Close releases the upstream reply; the connection is reused only when
 // [DONE] was read.
 func (s *stream) Close() { s.body.Close() }

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/moonborn/edge/providers"
 )
 
 // hasDuplicateKeys reports whether any object in data repeats a key;
@@ -292,5 +294,61 @@ func BenchmarkParseChunk(b *testing.B) {
 		if err := parseChunk(data, &c); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// NotifyWait's hook runs right before the stream would wait on the
+// upstream, and a false answer abandons that wait at once instead of
+// waiting for the next event (or the idle timeout).
+func TestNotifyWaitAbandonsWait(t *testing.T) {
+	// Headers, the role chunk and one delta, then silence: the stream is
+	// open but the next event never comes.
+	resp := chunkedSSE(roleChunk, deltaChunk("Hi"))
+	resp = resp[:len(resp)-len("0\r\n\r\n")]
+	s, err := newProvider(t, testConfig(rawUpstream(t, resp))).Stream(&baseReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if d, err := s.Next(); err != nil || string(d) != "Hi" {
+		t.Fatalf("first Next = %q, %v", d, err)
+	}
+	calls := 0
+	if !s.(providers.WaitNotifier).NotifyWait(func() bool { calls++; return false }) {
+		t.Fatal("NotifyWait not supported on an HTTP stream")
+	}
+	_, err = s.Next()
+	var ue *providers.UpstreamError
+	if calls != 1 || !errors.As(err, &ue) || ue.Kind == providers.KindTimeout {
+		t.Fatalf("after the hook said stop: %d calls, err %v; want 1 call and a non-timeout failure", calls, err)
+	}
+}
+
+// Close unregisters the hook: the connection goes back to the pool, and
+// the next request's reads must not call the previous stream's owner.
+func TestNotifyWaitEndsWithStream(t *testing.T) {
+	p := newProvider(t, testConfig(rawUpstream(t, chunkedSSE(streamEvents(3)...))))
+	calls := 0
+	for i := range 2 {
+		s, err := p.Stream(&baseReq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 && !s.(providers.WaitNotifier).NotifyWait(func() bool { calls++; return true }) {
+			t.Fatal("NotifyWait not supported")
+		}
+		for err == nil {
+			_, err = s.Next()
+		}
+		if err != io.EOF {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+		s.Close()
+		if i == 0 {
+			calls = 0
+		}
+	}
+	if calls != 0 {
+		t.Fatalf("the first stream's hook ran %d times during the second", calls)
 	}
 }

@@ -1,0 +1,123 @@
+package gateway
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/moonborn/edge/providers/mock"
+)
+
+// writeCounter is a listener whose connections count their writes, so a
+// test sees how the relay split a stream into writes.
+type writeCounter struct {
+	net.Listener
+	mu    sync.Mutex
+	conns []*countingConn
+}
+
+type countingConn struct {
+	net.Conn
+	writes atomic.Int64
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+func (l *writeCounter) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	cc := &countingConn{Conn: c}
+	l.mu.Lock()
+	l.conns = append(l.conns, cc)
+	l.mu.Unlock()
+	return cc, nil
+}
+
+func (l *writeCounter) writes() (n int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range l.conns {
+		n += c.writes.Load()
+	}
+	return n
+}
+
+// streamOnce serves s on a counting loopback listener, reads one whole
+// stream over real HTTP and returns its body and the server's writes.
+func streamOnce(t *testing.T, s *Server) (string, int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wc := &writeCounter{Listener: ln}
+	go func() { _ = s.Serve(wc) }()
+	tr := &http.Transport{}
+	t.Cleanup(func() { tr.CloseIdleConnections(); _ = s.Shutdown(context.Background()) })
+	req, _ := http.NewRequest("POST", "http://"+ln.Addr().String()+"/v1/personas/psn_x/chat",
+		strings.NewReader(`{"userText":"Hello there","stream":true}`))
+	req.Header.Set("Authorization", "Bearer key")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("status %d, err %v: %s", resp.StatusCode, err, body)
+	}
+	return string(body), wc.writes()
+}
+
+// Events that are ready together leave in one write: a zero-delay
+// upstream's whole answer, head included, is one write, not one per event.
+func TestRelayCoalescesReadyEvents(t *testing.T) {
+	body, writes := streamOnce(t, mockServer(t, false, mock.Config{OutputTokens: 20}))
+	if n := strings.Count(body, "event: delta"); n != 20 || !strings.Contains(body, "event: done") {
+		t.Fatalf("want 20 deltas and done, got %d: %s", n, body)
+	}
+	if writes != 1 {
+		t.Errorf("zero-delay stream took %d writes, want 1", writes)
+	}
+}
+
+// No event is held while the relay waits for the upstream: with a pause
+// before every token each delta leaves on its own, before the wait (the
+// last one with done).
+func TestRelayFlushesBeforeWaiting(t *testing.T) {
+	const tokens = 8
+	body, writes := streamOnce(t, mockServer(t, false, mock.Config{OutputTokens: tokens, TokenDelay: 5 * time.Millisecond}))
+	if n := strings.Count(body, "event: delta"); n != tokens {
+		t.Fatalf("want %d deltas, got %d: %s", tokens, n, body)
+	}
+	if writes != tokens {
+		t.Errorf("%d-token paced stream took %d writes, want %d", tokens, writes, tokens)
+	}
+}
+
+// Bursts are bounded: a long zero-delay answer goes out in writes of about
+// maxCoalesced bytes, never as one unbounded buffer.
+func TestRelayBoundsCoalescedWrites(t *testing.T) {
+	const tokens = 4000
+	s := mockServer(t, false, mock.Config{OutputTokens: tokens})
+	s.opts.Models["m"].MaxOutputTokens = tokens
+	body, writes := streamOnce(t, s)
+	if n := strings.Count(body, "event: delta"); n != tokens {
+		t.Fatalf("want %d deltas, got %d", tokens, n)
+	}
+	if min := int64(len(body) / maxCoalesced); writes < min {
+		t.Errorf("%d bytes in %d writes: more than %d bytes held back", len(body), writes, maxCoalesced)
+	}
+}
