@@ -380,9 +380,10 @@ func (s *Server) startStream(ctx *fasthttp.RequestCtx, x *exchange) {
 	// one goroutine per stream and one write per event, instead of
 	// fasthttp's stream writer, which adds a goroutine and an in-memory
 	// pipe that copies every event twice more. After a complete stream
-	// the relay serves the connection's next requests (keep-alive).
+	// the relay serves the connection's next requests (keep-alive). It
+	// runs on a reused worker goroutine (see relayWorkers).
 	ctx.HijackSetNoResponse(true)
-	ctx.Hijack(r.run)
+	ctx.Hijack(r.hijacked)
 }
 
 func costOf(m *Model, u providers.Usage) int64 {

@@ -114,6 +114,7 @@ type Server struct {
 	mu      sync.Mutex
 	streams map[*relay]struct{}
 	relays  sync.WaitGroup
+	workers *relayWorkers
 }
 
 // New checks opts and builds a Server.
@@ -159,6 +160,7 @@ func New(opts Options) (*Server, error) {
 		ids:     newRequestIDs(),
 		models:  opts.Models,
 		streams: make(map[*relay]struct{}),
+		workers: newRelayWorkers(),
 	}
 	s.srv = &fasthttp.Server{
 		Handler:               s.Handler(),
@@ -301,7 +303,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// Streams run on hijacked connections the server no longer counts:
 	// wait for them separately, until the same deadline.
 	done := make(chan struct{})
-	go func() { s.relays.Wait(); close(done) }()
+	go func() { s.relays.Wait(); s.workers.stop(); close(done) }()
 	select {
 	case <-done:
 		return err

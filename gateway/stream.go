@@ -101,7 +101,10 @@ func endChunk(buf []byte) []byte {
 	return buf[start:]
 }
 
-// run is the hijack handler: it owns the connection. A stream that ended
+// hijacked is the hijack handler: it passes the connection to a worker.
+func (r *relay) hijacked(c net.Conn) { r.s.workers.run(r, c) }
+
+// run owns the hijacked connection. A stream that ended
 // with its whole response written leaves the connection reusable, so run
 // goes on serving its next requests (keep-alive, as for any reply);
 // otherwise it closes it. It must not touch the RequestCtx.

@@ -121,3 +121,39 @@ func TestRelayBoundsCoalescedWrites(t *testing.T) {
 		t.Errorf("%d bytes in %d writes: more than %d bytes held back", len(body), writes, maxCoalesced)
 	}
 }
+
+// Streams reuse relay workers: one after another, each on its own
+// connection, they all run on the first worker instead of a fresh
+// goroutine (and a fresh stack to grow) each.
+func TestRelayWorkersAreReused(t *testing.T) {
+	s := mockServer(t, false, mock.Config{OutputTokens: 5})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.Serve(ln) }()
+	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	for i := range 5 {
+		req, _ := http.NewRequest("POST", "http://"+ln.Addr().String()+"/v1/personas/psn_x/chat",
+			strings.NewReader(`{"userText":"Hello there","stream":true}`))
+		req.Header.Set("Authorization", "Bearer key")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if !strings.Contains(string(body), "event: done") {
+			t.Fatalf("stream %d: %s", i, body)
+		}
+		// The client closed the connection: the worker comes back idle.
+		deadline := time.Now().Add(5 * time.Second)
+		for s.workers.idle.Load() != 1 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if n := s.workers.started.Load(); n != 1 {
+		t.Fatalf("5 sequential streams started %d relay workers, want 1", n)
+	}
+}
