@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -110,10 +111,72 @@ func (r *relay) hijacked(c net.Conn) { r.s.workers.run(r, c) }
 // otherwise it closes it. It must not touch the RequestCtx.
 func (r *relay) run(c net.Conn) {
 	if r.relay(c) && !r.s.stopping.Load() {
-		_ = r.s.srv.ServeConn(c) // closes c when the client is done
-		return
+		if next, err := unwrapHijacked(c); err == nil {
+			_ = r.s.srv.ServeConn(next) // closes next when the client is done
+			return
+		}
 	}
 	_ = c.Close()
+}
+
+// unwrapHijacked returns the connection under fasthttp's hijack wrapper,
+// preceded by the bytes the wrapper had buffered (a pipelined request;
+// usually none). Serving the wrapper itself would wrap it again at the
+// connection's next stream: one more layer, and one more buffered reader
+// on every read and write, per stream on a keep-alive connection.
+//
+// The buffered bytes are drained with the read deadline already passed:
+// a read then returns what is buffered or fails at once, and never
+// consumes new bytes from the network, which stay for the next request.
+func unwrapHijacked(c net.Conn) (net.Conn, error) {
+	u, ok := c.(interface{ UnsafeConn() net.Conn })
+	if !ok {
+		return c, nil
+	}
+	inner := u.UnsafeConn()
+	if err := inner.SetReadDeadline(time.Unix(1, 0)); err != nil {
+		return nil, err
+	}
+	var pending []byte
+	var scratch [512]byte
+	for {
+		n, err := c.Read(scratch[:])
+		pending = append(pending, scratch[:n]...)
+		if err != nil {
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				return nil, err // the client closed or broke the connection
+			}
+			break
+		}
+	}
+	if err := inner.SetReadDeadline(time.Time{}); err != nil {
+		return nil, err
+	}
+	if pc, ok := inner.(*prefixConn); ok {
+		// Unwrapped before: what it still holds came after the bytes the
+		// wrapper buffered from it.
+		pending = append(pending, pc.prefix...)
+		inner = pc.Conn
+	}
+	if len(pending) == 0 {
+		return inner, nil
+	}
+	return &prefixConn{Conn: inner, prefix: pending}, nil
+}
+
+// prefixConn is a connection whose first reads return prefix.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
 }
 
 // relay streams the response on c and reports whether all of it, the

@@ -1,10 +1,12 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -155,5 +157,128 @@ func TestRelayWorkersAreReused(t *testing.T) {
 	}
 	if n := s.workers.started.Load(); n != 1 {
 		t.Fatalf("5 sequential streams started %d relay workers, want 1", n)
+	}
+}
+
+// fakeHijack stands for fasthttp's hijack wrapper: reads go through a
+// buffered reader, UnsafeConn gives the connection under it.
+type fakeHijack struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *fakeHijack) Read(p []byte) (int, error) { return c.r.Read(p) }
+func (c *fakeHijack) UnsafeConn() net.Conn       { return c.Conn }
+
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
+// After a stream the bare connection is served again, behind the bytes
+// the hijack wrapper had buffered, in order, and without consuming what
+// is still in the socket.
+func TestUnwrapHijacked(t *testing.T) {
+	client, server := tcpPair(t)
+	if _, err := client.Write([]byte("abcdef")); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(server)
+	if _, err := br.Peek(6); err != nil { // "abcdef" buffered in the wrapper
+		t.Fatal(err)
+	}
+	first := &fakeHijack{Conn: server, r: br}
+	if _, err := client.Write([]byte("ghi")); err != nil {
+		t.Fatal(err)
+	}
+	next, err := unwrapHijacked(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, ok := next.(*prefixConn)
+	if !ok || pc.Conn != server || string(pc.prefix) != "abcdef" {
+		t.Fatalf("unwrapped to %T %+v, want the server conn behind abcdef", next, next)
+	}
+	// The next stream's wrapper buffered part of the prefix; unwrapping
+	// again must not nest: same bare connection, bytes still in order.
+	br2 := bufio.NewReaderSize(next, 16)
+	if b, err := br2.Peek(2); err != nil || string(b) != "ab" {
+		t.Fatalf("peek %q %v", b, err)
+	}
+	if _, err := br2.Discard(1); err != nil {
+		t.Fatal(err)
+	}
+	again, err := unwrapHijacked(&fakeHijack{Conn: next, r: br2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pc, ok := again.(*prefixConn); !ok || pc.Conn != server {
+		t.Fatalf("second unwrap gave %T, want a prefixConn on the server conn", again)
+	}
+	got := make([]byte, 8)
+	if _, err := io.ReadFull(again, got); err != nil || string(got) != "bcdefghi" {
+		t.Fatalf("read %q, %v; want bcdefghi", got, err)
+	}
+}
+
+// Pipelined stream requests, then many more on the same keep-alive
+// connection: every stream complete, in order.
+func TestStreamsPipelinedOnOneConnection(t *testing.T) {
+	s := mockServer(t, false, mock.Config{OutputTokens: 3})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.Serve(ln) }()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); _ = s.Shutdown(context.Background()) })
+	req := func(id string) string {
+		body := `{"userText":"Hello there","stream":true}`
+		return "POST /v1/personas/psn_x/chat HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer key\r\nX-Request-Id: " + id +
+			"\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+	}
+	br := bufio.NewReader(c)
+	readStream := func(id string) {
+		t.Helper()
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("stream %s: %v", id, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil || resp.Header.Get("X-Request-Id") != id || strings.Count(string(body), "event: delta") != 3 ||
+			!strings.Contains(string(body), "event: done") {
+			t.Fatalf("stream %s: id %q, err %v: %s", id, resp.Header.Get("X-Request-Id"), err, body)
+		}
+	}
+	if _, err := c.Write([]byte(req("p1") + req("p2"))); err != nil {
+		t.Fatal(err)
+	}
+	readStream("p1")
+	readStream("p2")
+	for i := range 100 {
+		id := "s" + strconv.Itoa(i)
+		if _, err := c.Write([]byte(req(id))); err != nil {
+			t.Fatal(err)
+		}
+		readStream(id)
 	}
 }
