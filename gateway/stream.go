@@ -110,20 +110,29 @@ func (r *relay) hijacked(c net.Conn) { r.s.workers.run(r, c) }
 // goes on serving its next requests (keep-alive, as for any reply);
 // otherwise it closes it. It must not touch the RequestCtx.
 func (r *relay) run(c net.Conn) {
-	if r.relay(c) && !r.s.stopping.Load() {
-		if next, err := unwrapHijacked(c); err == nil {
-			_ = r.s.srv.ServeConn(next) // closes next when the client is done
-			return
-		}
+	// The relay never reads from the client, so it can drop fasthttp's
+	// wrapper (and its read buffer) before streaming, not after.
+	bare, err := unwrapHijacked(c)
+	if err != nil {
+		// The client already closed its side: relay anyway (a half-close
+		// still reads), then close.
+		r.relay(c)
+		_ = c.Close()
+		return
 	}
-	_ = c.Close()
+	if r.relay(bare) && !r.s.stopping.Load() {
+		_ = r.s.srv.ServeConn(bare) // closes bare when the client is done
+		return
+	}
+	_ = bare.Close()
 }
 
 // unwrapHijacked returns the connection under fasthttp's hijack wrapper,
 // preceded by the bytes the wrapper had buffered (a pipelined request;
-// usually none). Serving the wrapper itself would wrap it again at the
-// connection's next stream: one more layer, and one more buffered reader
-// on every read and write, per stream on a keep-alive connection.
+// usually none). Serving the wrapper itself after the stream would wrap
+// it again at the connection's next stream: one more layer, and one more
+// buffered reader on every read and write, per stream on a keep-alive
+// connection; and an open stream need not hold the wrapper's buffer.
 //
 // The buffered bytes are drained with the read deadline already passed:
 // a read then returns what is buffered or fails at once, and never
