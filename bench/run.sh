@@ -9,7 +9,7 @@
 # sets GOMAXPROCS=1), the mock and the load generator share core 1. Binaries
 # are built once into $MB_BENCH_DIR/bin. Env: MB_BENCH_DIR (default
 # /tmp/moonborn-bench), HOLD_STREAMS (default 10000), DUR (default 10s),
-# REPS (default 3), FIGS (default "500 2000 2000-noaccess stream-500 5000"),
+# REPS (default 3), FIGS (default "500 2000 2000-noaccess floor-2000 stream-500 5000"),
 # NO_HOLD=1 (skip the open-streams figure), NO_BUILD=1 (reuse the binaries
 # in $MB_BENCH_DIR/bin).
 set -euo pipefail
@@ -29,7 +29,7 @@ if [ "$(nproc)" -lt 2 ]; then GW_CORE=0 LOAD_CORE=0; fi
 
 build() {
   [ -n "${NO_BUILD:-}" ] && return 0 # NO_BUILD=1: use the binaries already in $BIN
-  (cd "$ROOT" && go build -o "$BIN/gateway" ./cmd/gateway && go build -o "$BIN/mockllm" ./cmd/mockllm && go build -o "$BIN/bench" ./cmd/bench)
+  (cd "$ROOT" && go build -o "$BIN/gateway" ./cmd/gateway && go build -o "$BIN/mockllm" ./cmd/mockllm && go build -o "$BIN/bench" ./cmd/bench && go build -o "$BIN/floorproxy" ./bench/floorproxy)
 }
 
 PIDS=()
@@ -52,6 +52,12 @@ start_gateway() { # config
   GW_PID=$!; PIDS+=($GW_PID); wait_port 18080
 }
 bench() { taskset -c $LOAD_CORE "$BIN/bench" -url $GW -direct $MOCK/v1 -mock-control $MOCK -mock-pid "$MOCK_PID" "$@"; }
+# The floor (figure floor-2000): bench/floorproxy, a do-nothing fasthttp
+# proxy to the same mock, in the gateway's place (core 0, port 18080).
+start_floor() {
+  taskset -c $GW_CORE "$BIN/floorproxy" -listen 127.0.0.1:18080 -upstream $MOCK/v1/chat/completions >"$MB_BENCH_DIR/floor.log" 2>&1 &
+  GW_PID=$!; PIDS+=($GW_PID); wait_port 18080
+}
 stop_gateway() { kill "$GW_PID" 2>/dev/null || echo "gateway $GW_PID had exited (see $MB_BENCH_DIR/gateway.log)" >&2; wait "$GW_PID" 2>/dev/null || true; }
 mock_config() { curl -sf -X PUT -H 'Content-Type: application/json' -d "$1" $MOCK/_mock/config >/dev/null; }
 
@@ -85,14 +91,15 @@ table)
   # Bench self-check: direct only at 5,000 req/s; its own CPU is in benchCPU.
   bench -target direct -rate 5000 -d "$DUR" -max-tokens 20 -json >"$OUT/direct-5000.json"
   for rep in $(seq "${REPS:-3}"); do
-    for fig in ${FIGS:-500 2000 2000-noaccess stream-500 5000}; do
+    for fig in ${FIGS:-500 2000 2000-noaccess floor-2000 stream-500 5000}; do
       cfg="$ROOT/bench/scenarios/gateway.yaml"
       case $fig in
       stream-500) args=(-stream -rate 500) ;;
       2000-noaccess) args=(-rate 2000) cfg="$MB_BENCH_DIR/gateway-noaccess.yaml" ;;
+      floor-2000) args=(-rate 2000) cfg=floor ;;
       *) args=(-rate "$fig") ;;
       esac
-      start_gateway "$cfg"
+      if [ "$cfg" = floor ]; then start_floor; else start_gateway "$cfg"; fi
       bench -compare "${args[@]}" -d "$DUR" -max-tokens 20 -gateway-pid "$GW_PID" -json -plot "$OUT/$fig-$rep.html" >"$OUT/$fig-$rep.json"
       stop_gateway
     done
