@@ -47,8 +47,11 @@ type Summary struct {
 	GapUs        *Quantiles `json:"interTokenGapUs,omitempty"`
 	TokensPerSec *Quantiles `json:"tokensPerSec,omitempty"`
 	SendLagUs    Quantiles  `json:"sendLagUs"`
-	latency      *Hist
-	ttft         *Hist
+	// ServiceUs is send → last byte (LatencyUs without the send lag).
+	ServiceUs     Quantiles  `json:"serviceUs"`
+	ServiceTTFTUs *Quantiles `json:"serviceTtftUs,omitempty"`
+	latency       *Hist
+	ttft          *Hist
 }
 
 // Summarise turns stats into a Summary; active is the time the target
@@ -57,7 +60,8 @@ func Summarise(s *Stats, active time.Duration) Summary {
 	sent, ok, failed, inc, tok := s.Counts()
 	sm := Summary{Target: s.Name, Requests: sent, OK: ok, Failed: failed, Incomplete: inc, Tokens: tok,
 		Errors: s.Errors(), LatencyUs: quantilesOf(s.Latency, 1e3), SendLagUs: quantilesOf(s.SendLag, 1e3),
-		latency: s.Latency, ttft: s.TTFT}
+		ServiceUs: quantilesOf(s.Service, 1e3),
+		latency:   s.Latency, ttft: s.TTFT}
 	if active > 0 {
 		sm.RatePerSec = float64(sent) / active.Seconds()
 	}
@@ -68,15 +72,19 @@ func Summarise(s *Stats, active time.Duration) Summary {
 	if s.TTFT.Count() > 0 {
 		a, b, c := quantilesOf(s.TTFT, 1e3), quantilesOf(s.Gap, 1e3), quantilesOf(s.TokPerSec, 1e3)
 		sm.TTFTUs, sm.GapUs, sm.TokensPerSec = &a, &b, &c
+		d := quantilesOf(s.ServiceTTFT, 1e3)
+		sm.ServiceTTFTUs = &d
 	}
 	return sm
 }
 
 // Added is gateway minus direct at each percentile, µs, for latency and
-// (streams) time to first token.
+// (streams) time to first token, from the due time and from the send.
 type Added struct {
-	LatencyUs Quantiles  `json:"latencyUs"`
-	TTFTUs    *Quantiles `json:"ttftUs,omitempty"`
+	LatencyUs     Quantiles  `json:"latencyUs"`
+	TTFTUs        *Quantiles `json:"ttftUs,omitempty"`
+	ServiceUs     Quantiles  `json:"serviceUs"`
+	ServiceTTFTUs *Quantiles `json:"serviceTtftUs,omitempty"`
 }
 
 func diff(a, b Quantiles) Quantiles {
@@ -86,10 +94,14 @@ func diff(a, b Quantiles) Quantiles {
 
 // Compare returns gw − direct.
 func Compare(gw, direct Summary) Added {
-	a := Added{LatencyUs: diff(gw.LatencyUs, direct.LatencyUs)}
+	a := Added{LatencyUs: diff(gw.LatencyUs, direct.LatencyUs), ServiceUs: diff(gw.ServiceUs, direct.ServiceUs)}
 	if gw.TTFTUs != nil && direct.TTFTUs != nil {
 		d := diff(*gw.TTFTUs, *direct.TTFTUs)
 		a.TTFTUs = &d
+	}
+	if gw.ServiceTTFTUs != nil && direct.ServiceTTFTUs != nil {
+		d := diff(*gw.ServiceTTFTUs, *direct.ServiceTTFTUs)
+		a.ServiceTTFTUs = &d
 	}
 	return a
 }
@@ -230,6 +242,10 @@ func (r *Report) WriteText(w io.Writer) {
 		}
 		fmt.Fprintf(w, "  send lag    p50 %s  p99 %s  max %s (bench lateness vs schedule)\n",
 			fmtUs(s.SendLagUs.P50), fmtUs(s.SendLagUs.P99), fmtUs(s.SendLagUs.Max))
+		fmt.Fprintf(w, "  service     %s (from the send)\n", qLine(s.ServiceUs, fmtUs))
+		if s.ServiceTTFTUs != nil {
+			fmt.Fprintf(w, "  svc 1st tok %s (from the send)\n", qLine(*s.ServiceTTFTUs, fmtUs))
+		}
 	}
 	if r.Added != nil {
 		sign := func(v float64) string {
@@ -242,6 +258,10 @@ func (r *Report) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "  latency     %s\n", qLine(r.Added.LatencyUs, sign))
 		if r.Added.TTFTUs != nil {
 			fmt.Fprintf(w, "  first token %s\n", qLine(*r.Added.TTFTUs, sign))
+		}
+		fmt.Fprintf(w, "  service     %s (from the send)\n", qLine(r.Added.ServiceUs, sign))
+		if r.Added.ServiceTTFTUs != nil {
+			fmt.Fprintf(w, "  svc 1st tok %s (from the send)\n", qLine(*r.Added.ServiceTTFTUs, sign))
 		}
 	}
 	for _, g := range []*ProcFigures{r.Gateway, r.Mock} {

@@ -27,6 +27,14 @@ type Stats struct {
 	// SendLag is how late the bench launched requests against their due
 	// time: large values mean the bench itself, not the target, is behind.
 	SendLag *Hist
+	// Service is send → last byte (successful requests): Latency without
+	// the bench's own lateness. The two sides of a comparison can see
+	// different send lag (on a shared core, the bench is late more often
+	// when the mock runs beside it), which Latency's difference would
+	// count as the gateway's.
+	Service *Hist
+	// ServiceTTFT is send → first delta (streams).
+	ServiceTTFT *Hist
 
 	sent, ok, failed, incomplete, tokens atomic.Uint64
 	mu                                   sync.Mutex
@@ -36,7 +44,7 @@ type Stats struct {
 // NewStats returns empty stats named name.
 func NewStats(name string) *Stats {
 	return &Stats{Name: name, Latency: NewHist(), ErrLatency: NewHist(), TTFT: NewHist(), Gap: NewHist(),
-		TokPerSec: NewHist(), SendLag: NewHist(), errors: map[string]uint64{}}
+		TokPerSec: NewHist(), SendLag: NewHist(), Service: NewHist(), ServiceTTFT: NewHist(), errors: map[string]uint64{}}
 }
 
 // Add records one outcome.
@@ -45,10 +53,12 @@ func (s *Stats) Add(o *Outcome) {
 	s.tokens.Add(uint64(o.Tokens))
 	if o.FirstToken > 0 {
 		s.TTFT.RecordDuration(o.FirstToken)
+		s.ServiceTTFT.RecordDuration(o.FirstToken - o.Sent)
 	}
 	if o.OK() {
 		s.ok.Add(1)
 		s.Latency.RecordDuration(o.Done)
+		s.Service.RecordDuration(o.Done - o.Sent)
 		if o.Tokens > 1 && o.Done > o.FirstToken {
 			s.TokPerSec.Record(int64(float64(o.Tokens-1) * 1e12 / float64(o.Done-o.FirstToken)))
 		}
@@ -154,8 +164,10 @@ func Run(cfg Config, targets []*Target, clk Clock, stop <-chan struct{}) ([]*Sta
 	one := func(i int, due time.Time) {
 		ti := pick(due)
 		t, st := targets[ti], stats[ti]
-		st.SendLag.RecordDuration(time.Since(due))
+		lag := time.Since(due)
+		st.SendLag.RecordDuration(lag)
 		o := t.Do(i, due, due.Add(cfg.Timeout), st.Gap.RecordDuration)
+		o.Sent = lag
 		if o.Code != "" && len(t.Variants) > 1 {
 			if l := t.Variants[i%len(t.Variants)].Label; l != "" {
 				o.Code = l + " " + o.Code

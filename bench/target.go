@@ -176,6 +176,9 @@ type Outcome struct {
 	Code string
 	// Done is the time the last byte arrived (or the error happened).
 	Done time.Duration
+	// Sent is when the request was launched; Done and FirstToken minus
+	// Sent are the target's service time, without the bench's lateness.
+	Sent time.Duration
 	// FirstToken is the first delta's arrival (streams; 0 when none).
 	FirstToken time.Duration
 	Tokens     int
