@@ -377,7 +377,7 @@ func (s *Server) startStream(ctx *fasthttp.RequestCtx, x *exchange) {
 	s.relays.Add(1)
 	s.mu.Unlock()
 	// The relay writes the response itself on the hijacked connection:
-	// one goroutine per stream and one write per event, instead of
+	// one goroutine per stream and a write per burst of events, instead of
 	// fasthttp's stream writer, which adds a goroutine and an in-memory
 	// pipe that copies every event twice more. After a complete stream
 	// the relay serves the connection's next requests (keep-alive). It
