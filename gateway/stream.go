@@ -316,22 +316,33 @@ func (r *relay) write(b []byte) error {
 
 // heartbeat runs on the timer's goroutine after a silence. A failed ping
 // means the client left: abort the upstream so it stops generating.
+//
+// Abort is called after mu is released: it waits for a read of the
+// upstream in progress to return, and that read may be inside the relay's
+// NotifyWait flush, waiting for mu.
 func (r *relay) heartbeat() {
+	if r.writePing() {
+		r.st.Abort()
+	}
+}
+
+// writePing writes one ping under mu and reports whether the client is gone.
+func (r *relay) writePing() (gone bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.finished || r.gone {
-		return
+		return false
 	}
 	if !r.headSent {
-		return // nothing sent yet: the first event is about to go
+		return false // nothing sent yet: the first event is about to go
 	}
 	_ = r.conn.SetWriteDeadline(time.Now().Add(r.s.opts.StreamWriteTimeout))
 	if _, err := r.conn.Write(pingChunk); err != nil {
 		r.gone = true
-		r.st.Abort()
-		return
+		return true
 	}
 	r.ping.Reset(r.s.opts.PingInterval)
+	return false
 }
 
 func (r *relay) clientGone() bool {
