@@ -9,7 +9,7 @@
 # sets GOMAXPROCS=1), the mock and the load generator share core 1. Binaries
 # are built once into $MB_BENCH_DIR/bin. Env: MB_BENCH_DIR (default
 # /tmp/moonborn-bench), HOLD_STREAMS (default 10000), DUR (default 10s),
-# REPS (default 3), FIGS (default "500 2000 2000-noaccess floor-2000 stream-500 5000"),
+# REPS (default 3), FIGS (default "500 2000 2000-noaccess 2000-sqlite floor-2000 stream-500 5000"),
 # NO_HOLD=1 (skip the open-streams figure), NO_BUILD=1 (reuse the binaries
 # in $MB_BENCH_DIR/bin).
 set -euo pipefail
@@ -88,14 +88,19 @@ table)
   # (figure 2000-noaccess): gateway.yaml keeps the defaults (info, access on).
   sed 's/^  level: info$/  level: info\n  access: false/' "$ROOT/bench/scenarios/gateway.yaml" >"$MB_BENCH_DIR/gateway-noaccess.yaml"
   grep -q '^  access: false$' "$MB_BENCH_DIR/gateway-noaccess.yaml" || { echo "could not derive gateway-noaccess.yaml" >&2; exit 1; }
+  # And with the default ledger store, SQLite (figure 2000-sqlite).
+  sed "s#^  driver: jsonl\$#  driver: sqlite#; s#^  path: .*usage.jsonl\$#  path: $MB_BENCH_DIR/usage.db\n  spoolPath: $MB_BENCH_DIR/usage-spool.jsonl#" \
+    "$ROOT/bench/scenarios/gateway.yaml" >"$MB_BENCH_DIR/gateway-sqlite.yaml"
+  grep -q '^  driver: sqlite$' "$MB_BENCH_DIR/gateway-sqlite.yaml" || { echo "could not derive gateway-sqlite.yaml" >&2; exit 1; }
   # Bench self-check: direct only at 5,000 req/s; its own CPU is in benchCPU.
   bench -target direct -rate 5000 -d "$DUR" -max-tokens 20 -json >"$OUT/direct-5000.json"
   for rep in $(seq "${REPS:-3}"); do
-    for fig in ${FIGS:-500 2000 2000-noaccess floor-2000 stream-500 5000}; do
+    for fig in ${FIGS:-500 2000 2000-noaccess 2000-sqlite floor-2000 stream-500 5000}; do
       cfg="$ROOT/bench/scenarios/gateway.yaml"
       case $fig in
       stream-500) args=(-stream -rate 500) ;;
       2000-noaccess) args=(-rate 2000) cfg="$MB_BENCH_DIR/gateway-noaccess.yaml" ;;
+      2000-sqlite) args=(-rate 2000) cfg="$MB_BENCH_DIR/gateway-sqlite.yaml"; rm -f "$MB_BENCH_DIR"/usage.db* ;;
       floor-2000) args=(-rate 2000) cfg=floor ;;
       *) args=(-rate "$fig") ;;
       esac
