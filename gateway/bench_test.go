@@ -150,3 +150,41 @@ func BenchmarkChatStream(b *testing.B) { benchStream(b, true) }
 
 // BenchmarkChatStreamNoMetrics prices the stream instrumentation.
 func BenchmarkChatStreamNoMetrics(b *testing.B) { benchStream(b, false) }
+
+// sseWriterRelay is a relay writing to a connection that discards, as
+// the relay's SSE writer sees it mid-stream.
+func sseWriterRelay(tb testing.TB) *relay {
+	s := benchServer(tb, false)
+	r := newRelay(s, &exchange{}, nil, nil, false)
+	r.conn = nullConn{}
+	r.headSent = true
+	r.ping = time.NewTimer(time.Hour)
+	tb.Cleanup(func() { r.ping.Stop() })
+	return r
+}
+
+// Writing a delta event (encode, chunk, write) allocates nothing.
+func TestWriteDeltaAllocs(t *testing.T) {
+	r := sseWriterRelay(t)
+	d := []byte(`Hello "world" \ 1`)
+	if n := testing.AllocsPerRun(1000, func() {
+		if err := r.writeDelta(d); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Fatalf("%.1f allocations per delta written, want 0", n)
+	}
+}
+
+// BenchmarkSSEWriter is the relay's per-delta cost: JSON-escape the text,
+// frame the event as an HTTP chunk, write it.
+func BenchmarkSSEWriter(b *testing.B) {
+	r := sseWriterRelay(b)
+	d := []byte(" the quick brown fox")
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := r.writeDelta(d); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
