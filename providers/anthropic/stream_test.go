@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/moonborn/edge/providers"
 )
 
 // hasDuplicateKeys reports whether any object in data repeats a key;
@@ -298,5 +300,29 @@ func BenchmarkParseEvent(b *testing.B) {
 		if err := parseEvent(data, &e); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// The stream passes NotifyWait through: its hook runs before the wait for
+// the next event, and a false answer abandons that wait at once.
+func TestNotifyWaitAbandonsWait(t *testing.T) {
+	resp := chunkedSSE(msgStart, blockStart, textDelta("Hi"))
+	resp = resp[:len(resp)-len("0\r\n\r\n")] // then silence, the stream still open
+	s, err := newProvider(t, testConfig(rawUpstream(t, resp))).Stream(&baseReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if d, err := s.Next(); err != nil || string(d) != "Hi" {
+		t.Fatalf("first Next = %q, %v", d, err)
+	}
+	calls := 0
+	if !s.(providers.WaitNotifier).NotifyWait(func() bool { calls++; return false }) {
+		t.Fatal("NotifyWait not supported on an HTTP stream")
+	}
+	_, err = s.Next()
+	var ue *providers.UpstreamError
+	if calls != 1 || !errors.As(err, &ue) || ue.Kind == providers.KindTimeout {
+		t.Fatalf("after the hook said stop: %d calls, err %v; want 1 call and a non-timeout failure", calls, err)
 	}
 }
