@@ -72,7 +72,7 @@ type SQLLedger struct {
 	// Owned by the writer goroutine.
 	batch []UsageRecord
 	args  []any
-	// insertFull caches the statement for maxRowsPerInsert rows.
+	// insertFull caches the statement for the dialect's rowsPerInsert rows.
 	insertFull string
 }
 
@@ -191,7 +191,7 @@ func newSQLLedger(ctx context.Context, cfg LedgerConfig, log *slog.Logger, db *s
 		stop:          make(chan struct{}),
 		redeliverDone: make(chan struct{}),
 		batch:         make([]UsageRecord, 0, cfg.BatchSize),
-		insertFull:    d.insertSQL(maxRowsPerInsert),
+		insertFull:    d.insertSQL(d.rowsPerInsert),
 	}
 	if n := sp.pending.Load(); n > 0 {
 		log.Info("usage ledger: spool holds records from an earlier run, delivering", "path", cfg.SpoolPath, "records", n)
@@ -338,7 +338,8 @@ func (l *SQLLedger) observe(d time.Duration) {
 }
 
 // insert commits recs in one transaction, in statements of at most
-// maxRowsPerInsert rows. Request ids already stored are skipped.
+// the dialect's rowsPerInsert rows, parking the dialect's yield between
+// them. Request ids already stored are skipped.
 // scratch is reused for the statement arguments.
 func (l *SQLLedger) insert(ctx context.Context, recs []UsageRecord, scratch *[]any) (err error) {
 	defer func() {
@@ -357,9 +358,9 @@ func (l *SQLLedger) insert(ctx context.Context, recs []UsageRecord, scratch *[]a
 		}
 	}()
 	for len(recs) > 0 {
-		n := min(len(recs), maxRowsPerInsert)
+		n := min(len(recs), l.dialect.rowsPerInsert)
 		stmt := l.insertFull
-		if n < maxRowsPerInsert {
+		if n < l.dialect.rowsPerInsert {
 			stmt = l.dialect.insertSQL(n)
 		}
 		args := (*scratch)[:0]
@@ -373,6 +374,9 @@ func (l *SQLLedger) insert(ctx context.Context, recs []UsageRecord, scratch *[]a
 			return err
 		}
 		recs = recs[n:]
+		if l.dialect.yield > 0 && len(recs) > 0 {
+			time.Sleep(l.dialect.yield)
+		}
 	}
 	return tx.Commit()
 }
