@@ -282,6 +282,11 @@ func (b *SSEBody) Next() (SSEEvent, error) {
 	default:
 		switch {
 		case b.err == io.EOF:
+		case errors.Is(b.err, errWaitAbandoned):
+			// The owner's reader left (its NotifyWait hook said so): the
+			// owner ended the stream, the upstream did nothing wrong, and
+			// breakers must not count it.
+			b.err = ErrAborted
 		case errors.Is(b.err, ErrSSEEventTooLarge):
 			b.err = &UpstreamError{Kind: KindProtocol, Provider: b.h.name, Detail: "event too large", Err: b.err}
 		default:

@@ -317,10 +317,10 @@ func TestNotifyWaitAbandonsWait(t *testing.T) {
 	if !s.(providers.WaitNotifier).NotifyWait(func() bool { calls++; return false }) {
 		t.Fatal("NotifyWait not supported on an HTTP stream")
 	}
-	_, err = s.Next()
-	var ue *providers.UpstreamError
-	if calls != 1 || !errors.As(err, &ue) || ue.Kind == providers.KindTimeout {
-		t.Fatalf("after the hook said stop: %d calls, err %v; want 1 call and a non-timeout failure", calls, err)
+	// ErrAborted, not an upstream failure: the owner's reader left, and
+	// a breaker must not count that against the deployment.
+	if _, err = s.Next(); calls != 1 || !errors.Is(err, providers.ErrAborted) {
+		t.Fatalf("after the hook said stop: %d calls, err %v; want 1 call and ErrAborted", calls, err)
 	}
 }
 
