@@ -332,7 +332,7 @@ type JSONLLedger struct {
 	line          []byte // scratch for one encoded record
 	flushInterval time.Duration
 	pending       uint64 // records in buf not yet flushed
-	needNewline   bool   // a failed write may have left a partial line
+	needNewline   bool   // a failed write or a crash may have left a partial line
 }
 
 // NewJSONLLedger opens (creating) cfg.Path for appending and starts the
@@ -356,7 +356,25 @@ func NewJSONLLedger(cfg LedgerConfig, log *slog.Logger) (*JSONLLedger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("usage ledger: %w", err)
 	}
-	return newJSONLLedger(cfg, log, f), nil
+	return newJSONLLedger(cfg, log, f, endsTorn(cfg.Path)), nil
+}
+
+// endsTorn reports whether the file at path ends inside a line: a
+// process killed mid-write left half a record, and the next record must
+// start on a line of its own rather than complete that one.
+func endsTorn(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || st.Size() == 0 {
+		return false
+	}
+	var last [1]byte
+	_, err = f.ReadAt(last[:], st.Size()-1)
+	return err == nil && last[0] != '\n'
 }
 
 // makeParentDir creates path's directory (mode 0700) if missing.
@@ -369,7 +387,7 @@ func makeParentDir(path string) error {
 	return nil
 }
 
-func newJSONLLedger(cfg LedgerConfig, log *slog.Logger, f ledgerFile) *JSONLLedger {
+func newJSONLLedger(cfg LedgerConfig, log *slog.Logger, f ledgerFile, torn bool) *JSONLLedger {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -381,6 +399,7 @@ func newJSONLLedger(cfg LedgerConfig, log *slog.Logger, f ledgerFile) *JSONLLedg
 		buf:           bufio.NewWriterSize(f, ledgerBufferSize),
 		line:          make([]byte, 0, 512),
 		flushInterval: cfg.FlushInterval,
+		needNewline:   torn,
 	}
 	l.q.init(cfg.QueueSize, log)
 	go l.run()
@@ -450,6 +469,11 @@ func (l *JSONLLedger) write(r *UsageRecord) {
 		return
 	}
 	l.line = line
+	if l.buf.Available() < len(line) && l.buf.Buffered() > 0 {
+		// Write whole lines only: a full buffer would otherwise go out
+		// ending mid-record, and a kill -9 then would tear a line.
+		l.flush()
+	}
 	if _, err := l.buf.Write(line); err != nil {
 		l.fail(err, 1)
 		return

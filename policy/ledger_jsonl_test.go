@@ -256,7 +256,7 @@ func TestJSONLLedgerWriteErrors(t *testing.T) {
 	f := &flakyFile{broken: true}
 	var logs bytes.Buffer
 	l := newJSONLLedger(LedgerConfig{Path: "flaky", QueueSize: 4, FlushInterval: time.Millisecond},
-		slog.New(slog.NewJSONHandler(&logs, nil)), f)
+		slog.New(slog.NewJSONHandler(&logs, nil)), f, false)
 
 	l.Record(testRecord(1))
 	waitFor(t, func() bool { return l.Stats().WriteErrors == 1 })
@@ -387,4 +387,67 @@ func FuzzAppendUsageJSON(f *testing.F) {
 			t.Fatalf("got  %s\nwant %s", got, want)
 		}
 	})
+}
+
+// lineFile records whether every write it got ended at a line's end.
+type lineFile struct {
+	mu      sync.Mutex
+	writes  int
+	partial int
+}
+
+func (f *lineFile) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.writes++
+	if len(p) == 0 || p[len(p)-1] != '\n' {
+		f.partial++
+	}
+	return len(p), nil
+}
+func (f *lineFile) Sync() error  { return nil }
+func (f *lineFile) Close() error { return nil }
+
+// The writer fills its buffer many times between two ticks at high
+// rates; each write still ends at a record's end, so a kill -9 between
+// two writes never leaves half a record.
+func TestJSONLLedgerWritesWholeLines(t *testing.T) {
+	f := &lineFile{}
+	l := newJSONLLedger(LedgerConfig{Path: "lines", QueueSize: 64, FlushInterval: time.Minute}, nil, f, false)
+	const n = 3000 // about 10 buffers' worth
+	for i := range n {
+		l.Record(testRecord(i))
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st := l.Stats(); st.Written != n {
+		t.Fatalf("written %d, want %d", st.Written, n)
+	}
+	if f.writes < 2 || f.partial != 0 {
+		t.Fatalf("%d writes, %d of them ending mid-line", f.writes, f.partial)
+	}
+}
+
+// A file left ending mid-line (a crash mid-write) gets the next record on
+// a line of its own, not glued to the torn one.
+func TestJSONLLedgerAfterTornTail(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "usage.jsonl")
+	if err := os.WriteFile(path, []byte("{\"requestId\":\"req_whole\"}\n{\"requestId\":\"req_to"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewJSONLLedger(LedgerConfig{Path: path, QueueSize: 4, FlushInterval: time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Record(testRecord(7))
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	var rec map[string]any
+	if len(lines) != 3 || json.Unmarshal([]byte(lines[2]), &rec) != nil || rec["requestId"] != testRecord(7).RequestID {
+		t.Fatalf("file after a torn tail:\n%s", data)
+	}
 }
