@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -374,11 +375,24 @@ func (l *SQLLedger) insert(ctx context.Context, recs []UsageRecord, scratch *[]a
 			return err
 		}
 		recs = recs[n:]
-		if l.dialect.yield > 0 && len(recs) > 0 {
+		if len(recs) > 0 && l.shouldYield(ctx) {
 			time.Sleep(l.dialect.yield)
 		}
 	}
 	return tx.Commit()
+}
+
+// shouldYield reports whether to park between two statements of a batch
+// (see sqlDialect.yield): only for an in-process engine, only when the
+// process has one P (with more, requests run on the others), not while
+// records pile up in the queue (then the writer catches up first), and
+// never past half of the batch's WriteTimeout.
+func (l *SQLLedger) shouldYield(ctx context.Context) bool {
+	if l.dialect.yield <= 0 || runtime.GOMAXPROCS(0) != 1 || len(l.q.ch) >= l.batchSize {
+		return false
+	}
+	dl, ok := ctx.Deadline()
+	return !ok || time.Until(dl) > l.writeTimeout/2
 }
 
 // redeliverLoop offers the spool to the store at start and then every

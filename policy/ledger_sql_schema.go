@@ -39,8 +39,8 @@ type sqlDialect struct {
 	// to run, and a yielding goroutine, or one whose timer has already
 	// fired, is picked again first. Parking long enough for the core
 	// to go idle lets the scheduler poll and serve those requests
-	// between statements. PostgreSQL's statements wait on the network
-	// anyway.
+	// between statements (SQLLedger.shouldYield says when). PostgreSQL's
+	// statements wait on the network anyway.
 	yield time.Duration
 }
 

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -668,5 +669,42 @@ func waitLong(t *testing.T, cond func() bool) {
 			t.Fatal("condition not reached within 30s")
 		}
 		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// The SQLite writer gives the core back between statements only when it
+// helps requests and costs nothing that matters: on one P, with time left
+// in the batch's budget, and while it keeps up with the queue.
+func TestSQLiteWriterYields(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	l := &SQLLedger{dialect: sqliteDialect, batchSize: 4, writeTimeout: time.Second}
+	l.q.init(16, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if !l.shouldYield(ctx) {
+		t.Error("one P, idle queue, budget left: should yield")
+	}
+	near, cancelNear := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancelNear()
+	if l.shouldYield(near) {
+		t.Error("less than half the write budget left: should not yield")
+	}
+	for range 4 {
+		l.q.ch <- UsageRecord{}
+	}
+	if l.shouldYield(ctx) {
+		t.Error("a batch's worth queued: should catch up, not yield")
+	}
+	for range 4 {
+		<-l.q.ch
+	}
+	l.dialect = postgresDialect
+	if l.shouldYield(ctx) {
+		t.Error("postgres waits on the network: no yield")
+	}
+	l.dialect = sqliteDialect
+	runtime.GOMAXPROCS(2)
+	if l.shouldYield(ctx) {
+		t.Error("two Ps: requests run on the other, no yield")
 	}
 }
