@@ -309,11 +309,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return err
 	case <-ctx.Done():
 	}
+	// Abort outside s.mu: each relay's finish takes it to unregister.
 	s.mu.Lock()
+	open := make([]*relay, 0, len(s.streams))
 	for r := range s.streams {
-		r.shutdown()
+		open = append(open, r)
 	}
 	s.mu.Unlock()
+	for _, r := range open {
+		r.shutdown()
+	}
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moonborn/edge/providers"
@@ -39,9 +40,9 @@ type relay struct {
 	mu       sync.Mutex // guards conn, finished and writes to the client
 	conn     net.Conn
 	finished bool
-	headSent bool // the first write went out
-	gone     bool // a write failed: the client left
-	stopping bool // Shutdown aborted the stream
+	headSent bool        // the first write went out
+	gone     bool        // a write failed: the client left
+	stopping atomic.Bool // Shutdown aborted the stream
 	ping     *time.Timer
 
 	buf []byte // event scratch, reused per event
@@ -253,7 +254,7 @@ func (r *relay) relay(c net.Conn) (complete bool) {
 		r.finish(usage, statusClientClosed, "client_closed")
 	default:
 		ae := toAPIError(err)
-		if r.isStopping() {
+		if r.stopping.Load() {
 			ae = &apiError{code: codeUpstreamUnavailable, message: "gateway shutting down"}
 		} else {
 			r.s.logUpstream(r.x, err)
@@ -351,17 +352,10 @@ func (r *relay) clientGone() bool {
 	return r.gone
 }
 
-func (r *relay) isStopping() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.stopping
-}
-
-// shutdown aborts the stream because the server is stopping.
+// shutdown aborts the stream because the server is stopping. It takes no
+// lock: the relay may hold mu for a while, writing to a slow client.
 func (r *relay) shutdown() {
-	r.mu.Lock()
-	r.stopping = true
-	r.mu.Unlock()
+	r.stopping.Store(true)
 	r.st.Abort()
 }
 

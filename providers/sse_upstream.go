@@ -204,15 +204,17 @@ func (h *UpstreamHTTP) Stream(req *fasthttp.Request) (*SSEBody, error) {
 	// fasthttp left the first-token deadline armed on the connection; from
 	// here the stream's timer governs, so lift it or it would cut every
 	// stream longer than FirstTokenTimeout.
+	var raw *upstreamConn
 	if a, ok := resp.LocalAddr().(*upstreamConnAddr); ok {
-		_ = a.conn.Conn.SetReadDeadline(time.Time{})
+		raw = a.conn
+		_ = raw.Conn.SetReadDeadline(time.Time{})
 	}
 	rd, _ := h.readers.Get().(*SSEReader)
 	if rd == nil {
 		rd = &SSEReader{}
 	}
 	rd.Reset(body, h.opts.MaxEventBytes)
-	b := &SSEBody{h: h, req: req, resp: resp, body: body, rd: rd}
+	b := &SSEBody{h: h, req: req, resp: resp, body: body, rd: rd, raw: raw}
 	b.timer = time.AfterFunc(h.opts.FirstTokenTimeout-time.Since(start), b.expire)
 	return b, nil
 }
@@ -232,6 +234,16 @@ type SSEBody struct {
 	timer *time.Timer
 	state atomic.Uint32
 	conn  *upstreamConn // set while a NotifyWait hook is registered on it
+
+	// rawMu guards raw and released: Abort and the deadline timer close
+	// the connection itself, which unblocks a read at once, instead of
+	// calling the body's CloseWithError, which waits for a read in
+	// progress to return (and the owner may be inside its NotifyWait
+	// hook, writing to a slow client). released is set before the
+	// connection can go back to the pool, after which it is not ours.
+	rawMu    sync.Mutex
+	raw      *upstreamConn
+	released bool
 
 	started bool // a text delta was delivered: the idle deadline applies
 	ended   bool // the protocol's end marker was read
@@ -336,14 +348,32 @@ func (b *SSEBody) Aborted() bool { return b.state.Load() == bodyAborted }
 // and after Close.
 func (b *SSEBody) Abort() {
 	if b.state.CompareAndSwap(bodyLive, bodyAborted) {
-		_ = b.body.CloseWithError(ErrAborted)
+		b.interrupt(ErrAborted)
 	}
 }
 
 func (b *SSEBody) expire() {
 	if b.state.CompareAndSwap(bodyLive, bodyExpired) {
-		_ = b.body.CloseWithError(errSSEExpired)
+		b.interrupt(errSSEExpired)
 	}
+}
+
+// interrupt cuts the upstream connection from any goroutine without
+// waiting for the owner: the owner's read fails, and its Close releases
+// the rest (the connection is then discarded, never pooled).
+func (b *SSEBody) interrupt(cause error) {
+	b.rawMu.Lock()
+	if b.released {
+		b.rawMu.Unlock()
+		return
+	}
+	if b.raw != nil {
+		_ = b.raw.Conn.Close()
+		b.rawMu.Unlock()
+		return
+	}
+	b.rawMu.Unlock()
+	_ = b.body.CloseWithError(cause) // a connection not dialed by us
 }
 
 // Close releases the reply and request. After Finish it reads the rest of
@@ -370,6 +400,12 @@ func (b *SSEBody) Close() {
 		}
 	}
 	b.timer.Stop()
+	b.rawMu.Lock()
+	b.released = true // from here the connection may serve another request
+	b.rawMu.Unlock()
+	if cause == nil && b.state.Load() != bodyLive {
+		cause = errSSEUnfinished // cut by Abort or the timer meanwhile
+	}
 	_ = b.body.CloseWithError(cause)
 	b.rd.Reset(nil, 0)
 	b.h.readers.Put(b.rd)

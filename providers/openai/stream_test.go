@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moonborn/edge/providers"
 )
@@ -350,5 +351,38 @@ func TestNotifyWaitEndsWithStream(t *testing.T) {
 	}
 	if calls != 0 {
 		t.Fatalf("the first stream's hook ran %d times during the second", calls)
+	}
+}
+
+// Abort does not wait for the owner: with the owner blocked inside its
+// NotifyWait hook (a slow client), Abort still cuts the upstream at once,
+// and the owner's Next then ends with ErrAborted.
+func TestAbortDoesNotWaitForTheOwner(t *testing.T) {
+	resp := chunkedSSE(roleChunk, deltaChunk("Hi"))
+	resp = resp[:len(resp)-len("0\r\n\r\n")]
+	s, err := newProvider(t, testConfig(rawUpstream(t, resp))).Stream(&baseReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Next(); err != nil {
+		t.Fatal(err)
+	}
+	inHook, release := make(chan struct{}), make(chan struct{})
+	s.(providers.WaitNotifier).NotifyWait(func() bool { close(inHook); <-release; return true })
+	next := make(chan error, 1)
+	go func() { _, err := s.Next(); next <- err }()
+	<-inHook
+	aborted := make(chan struct{})
+	go func() { s.Abort(); close(aborted) }()
+	select {
+	case <-aborted:
+	case <-time.After(5 * time.Second):
+		close(release)
+		t.Fatal("Abort waited for the owner's hook")
+	}
+	close(release)
+	if err := <-next; !errors.Is(err, providers.ErrAborted) {
+		t.Fatalf("Next after Abort: %v, want ErrAborted", err)
 	}
 }
