@@ -325,14 +325,13 @@ func (b *SSEBody) Delivered() {
 // buffered are parsed without a read). It reports false when the reply
 // did not come on one of this client's connections.
 func (b *SSEBody) NotifyWait(f func() bool) bool {
-	a, ok := b.resp.LocalAddr().(*upstreamConnAddr)
-	if !ok || b.closed {
+	if b.raw == nil || b.closed {
 		return false
 	}
-	if b.conn = a.conn; f == nil {
+	if b.conn = b.raw; f == nil {
 		b.conn = nil
 	}
-	a.conn.beforeRead = f
+	b.raw.beforeRead = f
 	return true
 }
 
