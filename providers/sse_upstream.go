@@ -233,7 +233,6 @@ type SSEBody struct {
 	rd    *SSEReader
 	timer *time.Timer
 	state atomic.Uint32
-	conn  *upstreamConn // set while a NotifyWait hook is registered on it
 
 	// rawMu guards raw and released: Abort and the deadline timer close
 	// the connection itself, which unblocks a read at once, instead of
@@ -328,9 +327,6 @@ func (b *SSEBody) NotifyWait(f func() bool) bool {
 	if b.raw == nil || b.closed {
 		return false
 	}
-	if b.conn = b.raw; f == nil {
-		b.conn = nil
-	}
 	b.raw.beforeRead = f
 	return true
 }
@@ -383,11 +379,10 @@ func (b *SSEBody) Close() {
 		return
 	}
 	b.closed = true
-	if b.conn != nil {
+	if b.raw != nil {
 		// The connection may go back to the pool below: the owner's hook
 		// must not follow it to the next request.
-		b.conn.beforeRead = nil
-		b.conn = nil
+		b.raw.beforeRead = nil
 	}
 	cause := errSSEUnfinished
 	if b.err == io.EOF && b.state.Load() == bodyLive {
