@@ -113,7 +113,7 @@ func (r *relay) hijacked(c net.Conn) { r.s.workers.run(r, c) }
 func (r *relay) run(c net.Conn) {
 	// The relay never reads from the client, so it can drop fasthttp's
 	// wrapper (and its read buffer) before streaming, not after.
-	bare, err := unwrapHijacked(c)
+	bare, err := unwrapHijacked(c, r.buf[:cap(r.buf)])
 	if err != nil {
 		// The client already closed its side: relay anyway (a half-close
 		// still reads), then close.
@@ -138,7 +138,10 @@ func (r *relay) run(c net.Conn) {
 // The buffered bytes are drained with the read deadline already passed:
 // a read then returns what is buffered or fails at once, and never
 // consumes new bytes from the network, which stay for the next request.
-func unwrapHijacked(c net.Conn) (net.Conn, error) {
+//
+// scratch is any free buffer to read through; the relay lends its event
+// scratch, which is idle until the stream starts.
+func unwrapHijacked(c net.Conn, scratch []byte) (net.Conn, error) {
 	u, ok := c.(interface{ UnsafeConn() net.Conn })
 	if !ok {
 		return c, nil
@@ -148,9 +151,8 @@ func unwrapHijacked(c net.Conn) (net.Conn, error) {
 		return nil, err
 	}
 	var pending []byte
-	var scratch [512]byte
 	for {
-		n, err := c.Read(scratch[:])
+		n, err := c.Read(scratch)
 		pending = append(pending, scratch[:n]...)
 		if err != nil {
 			if !errors.Is(err, os.ErrDeadlineExceeded) {

@@ -206,7 +206,7 @@ func TestUnwrapHijacked(t *testing.T) {
 	if _, err := client.Write([]byte("ghi")); err != nil {
 		t.Fatal(err)
 	}
-	next, err := unwrapHijacked(first)
+	next, err := unwrapHijacked(first, make([]byte, 512))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +223,7 @@ func TestUnwrapHijacked(t *testing.T) {
 	if _, err := br2.Discard(1); err != nil {
 		t.Fatal(err)
 	}
-	again, err := unwrapHijacked(&fakeHijack{Conn: next, r: br2})
+	again, err := unwrapHijacked(&fakeHijack{Conn: next, r: br2}, make([]byte, 512))
 	if err != nil {
 		t.Fatal(err)
 	}
