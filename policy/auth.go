@@ -254,7 +254,7 @@ func (a *Authenticator) authenticateAPIKey(key []byte, now time.Time) (Principal
 	k, ok := a.apiKeys[sum]
 	if !ok && a.keys != nil {
 		// Managed keys: an in-memory lookup too, never a database call.
-		if p, err, found := a.keys.authenticate(&sum, now); found {
+		if p, found, err := a.keys.authenticate(&sum, now); found {
 			return p, err
 		}
 	}

@@ -84,7 +84,7 @@ func (j *JWKS) Close() {
 // Len is the number of keys in the current set.
 func (j *JWKS) Len() int { return len(*j.keys.Load()) }
 
-// Fetches and Failures count fetch attempts and failed ones.
+// Fetches returns the fetch attempts made and how many failed.
 func (j *JWKS) Fetches() (attempts, failures uint64) { return j.fetches.Load(), j.failures.Load() }
 
 func (j *JWKS) loop() {

@@ -169,7 +169,6 @@ type KeyStore struct {
 	prefix  string
 	every   time.Duration
 	log     *slog.Logger
-	now     func() time.Time
 
 	// shards index keys by hash; the hash's first byte picks the shard,
 	// so lookups spread over independent locks.
@@ -209,7 +208,7 @@ func OpenKeyStore(ctx context.Context, ledger LedgerConfig, cfg KeyStoreConfig, 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	ks := &KeyStore{prefix: cfg.Prefix, every: cfg.SyncInterval, log: log, now: time.Now,
+	ks := &KeyStore{prefix: cfg.Prefix, every: cfg.SyncInterval, log: log,
 		wake: make(chan struct{}, 1), stop: make(chan struct{})}
 	for i := range ks.shards {
 		ks.shards[i].m = make(map[[sha256.Size]byte]*StoredKey)
@@ -276,7 +275,9 @@ func (ks *KeyStore) Revision() int64 { return ks.seen.Load() }
 
 // KeyStoreStats are the store's counters.
 type KeyStoreStats struct {
-	Keys, Revision      int64
+	// Keys held and the highest revision applied.
+	Keys, Revision int64
+	// Syncs are the change reads done; SyncFailures those that failed.
 	Syncs, SyncFailures uint64
 }
 
@@ -294,21 +295,21 @@ func (ks *KeyStore) lookup(sum *[sha256.Size]byte) *StoredKey {
 	return k
 }
 
-// Authenticate resolves a key's hash at now: the principal of an active
-// key, errKeyDisabled or errKeyExpired for a known inactive one, ok false
-// for a hash the store does not hold.
-func (ks *KeyStore) authenticate(sum *[sha256.Size]byte, now time.Time) (Principal, error, bool) {
+// authenticate resolves a key's hash at now: the principal of an active
+// key, errKeyDisabled or errKeyExpired for a known inactive one, found
+// false for a hash the store does not hold.
+func (ks *KeyStore) authenticate(sum *[sha256.Size]byte, now time.Time) (p Principal, found bool, err error) {
 	k := ks.lookup(sum)
 	if k == nil {
-		return Principal{}, nil, false
+		return Principal{}, false, nil
 	}
 	switch {
 	case k.RevokedAt != nil:
-		return Principal{}, errKeyDisabled, true
+		return Principal{}, true, errKeyDisabled
 	case k.ExpiresAt != nil && !now.Before(*k.ExpiresAt):
-		return Principal{}, errKeyExpired, true
+		return Principal{}, true, errKeyExpired
 	}
-	return Principal{Workspace: k.Workspace, CredentialID: k.ID, Kind: KindAPIKey, Limits: k.Limits}, nil, true
+	return Principal{Workspace: k.Workspace, CredentialID: k.ID, Kind: KindAPIKey, Limits: k.Limits}, true, nil
 }
 
 // apply puts rows into the index; rows older than what the index holds

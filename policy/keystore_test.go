@@ -149,13 +149,13 @@ func TestKeyStoreSyncsWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256([]byte(secret))
-	if _, _, found := b.authenticate(&sum, testNow); found {
+	if _, found, _ := b.authenticate(&sum, testNow); found {
 		t.Fatal("b saw the key before syncing") // its loop waits 5s
 	}
 	if err := b.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err, found := b.authenticate(&sum, testNow); !found || err != nil {
+	if _, found, err := b.authenticate(&sum, testNow); !found || err != nil {
 		t.Fatalf("b after sync: %v %v", found, err)
 	}
 	if b.Revision() != a.Revision() || b.Len() != 1 {
