@@ -97,6 +97,31 @@ func serveControl(ctx *fasthttp.RequestCtx, o *AdminOptions, path string) bool {
 		}
 		return true
 	}
+	if path == "/admin/keys" {
+		// The same collection addressed by ?workspace= (GET) or a
+		// "workspace" field (POST), for clients that prefer one URL.
+		switch method {
+		case "GET":
+			ws := string(ctx.QueryArgs().Peek("workspace"))
+			if ws == "" {
+				writeError(ctx, validationError("workspace", "query parameter required"))
+				return true
+			}
+			c, cancel := context.WithTimeout(context.Background(), keyTimeout)
+			defer cancel()
+			keys, err := o.Keys.List(c, ws)
+			if err != nil {
+				writeKeyError(ctx, err)
+				return true
+			}
+			writeJSON(ctx, http.StatusOK, map[string]any{"keys": keys})
+		case "POST":
+			createKey(ctx, o, "")
+		default:
+			allow(ctx, method, "GET, POST")
+		}
+		return true
+	}
 	rest, ok := strings.CutPrefix(path, "/admin/keys/")
 	if !ok || rest == "" {
 		return false
@@ -171,7 +196,9 @@ type withSecret struct {
 
 // createBody is POST /admin/workspaces/{id}/keys.
 type createBody struct {
-	Name string `json:"name"`
+	// Workspace is taken from the path; in POST /admin/keys, from here.
+	Workspace string `json:"workspace"`
+	Name      string `json:"name"`
 	// ExpiresAt (RFC 3339) or ExpiresIn (a Go duration), not both.
 	ExpiresAt *time.Time               `json:"expiresAt"`
 	ExpiresIn *string                  `json:"expiresIn"`
@@ -182,6 +209,13 @@ func createKey(ctx *fasthttp.RequestCtx, o *AdminOptions, ws string) {
 	var body createBody
 	if err := decodeStrict(ctx.Request.Body(), &body); err != nil {
 		writeError(ctx, validationError("body", err.Error()))
+		return
+	}
+	switch {
+	case ws == "":
+		ws = body.Workspace
+	case body.Workspace != "" && body.Workspace != ws:
+		writeError(ctx, validationError("workspace", "differs from the workspace in the path"))
 		return
 	}
 	now := o.Now()

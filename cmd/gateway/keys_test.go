@@ -345,6 +345,29 @@ ledger: {driver: sqlite, path: %s, spoolPath: %s}
 	if err := json.Unmarshal(r.body, &list); err != nil || len(list.Keys) != 2 {
 		t.Fatalf("list after restart: %s", r.body)
 	}
+
+	// The one-URL form: POST /admin/keys with the workspace in the body.
+	r = g2.admin("POST", "/admin/keys", `{"workspace":"wsp_demo","name":"three"}`)
+	var k3 createdKey
+	if r.status != 201 || json.Unmarshal(r.body, &k3) != nil || k3.Workspace != "wsp_demo" {
+		t.Fatalf("POST /admin/keys: %d %s", r.status, r.body)
+	}
+	if st, _ := chatStatus(g2, k3.Key); st != 200 {
+		t.Fatalf("key made through /admin/keys: %d", st)
+	}
+	r = g2.admin("GET", "/admin/keys?workspace=wsp_demo", "")
+	if err := json.Unmarshal(r.body, &list); err != nil || len(list.Keys) != 3 {
+		t.Fatalf("GET /admin/keys?workspace=: %s", r.body)
+	}
+	for _, c := range []struct{ method, path, body string }{
+		{"POST", "/admin/keys", `{"name":"no workspace"}`},
+		{"GET", "/admin/keys", ``},
+		{"POST", "/admin/workspaces/wsp_demo/keys", `{"workspace":"wsp_other"}`},
+	} {
+		if r := g2.admin(c.method, c.path, c.body); r.status != 422 {
+			t.Fatalf("%s %s %s: %d %s", c.method, c.path, c.body, r.status, r.body)
+		}
+	}
 }
 
 // startGatewayLogs is startGateway with the logs (debug level) in w.
