@@ -205,6 +205,7 @@ func NewAuthenticator(cfg AuthConfig) (*Authenticator, error) {
 func NewAuthenticatorWith(cfg AuthConfig, o AuthOptions) (*Authenticator, error) {
 	cfg.APIKeys = append([]APIKeyConfig(nil), cfg.APIKeys...)
 	cfg.JWT.Keys = append([]JWTKeyConfig(nil), cfg.JWT.Keys...)
+	cfg.JWT.Issuers = append([]JWTConfig(nil), cfg.JWT.Issuers...)
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("auth: %w", err)

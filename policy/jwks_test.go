@@ -222,3 +222,44 @@ func FuzzParseJWKS(f *testing.F) {
 		}
 	})
 }
+
+// TestJWKSReusedOnReload: an Authenticator built to replace another keeps
+// the JWKS sets whose settings did not change (their keys, without a
+// fetch) and closes only the others.
+func TestJWKSReusedOnReload(t *testing.T) {
+	s1, s2 := startJWKS(t), startJWKS(t)
+	rk := mustRSA(t)
+	s1.serve(rsaJWK("k", "RS256", rk))
+	s2.serve(rsaJWK("k2", "RS256", rk))
+	cfg := AuthConfig{JWT: JWTConfig{JWKSURL: s1.srv.URL}}
+	old, err := NewAuthenticatorWith(cfg, AuthOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := NewAuthenticatorWith(cfg, AuthOptions{Previous: old})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s1.hits.Load() != 1 || next.jwks[0] != old.jwks[0] {
+		t.Fatalf("unchanged set not reused: %d fetches", s1.hits.Load())
+	}
+	old.CloseUnshared(next)
+	if _, err := next.Authenticate([]byte(sign(t, jwt.SigningMethodRS256, rk, "k", goodClaims())), testNow); err != nil {
+		t.Fatalf("reused set: %v", err)
+	}
+	moved := AuthConfig{JWT: JWTConfig{JWKSURL: s2.srv.URL}}
+	third, err := NewAuthenticatorWith(moved, AuthOptions{Previous: next})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	if third.jwks[0] == next.jwks[0] || s2.hits.Load() != 1 {
+		t.Fatal("a changed URL reused the old set")
+	}
+	next.CloseUnshared(third)
+	select {
+	case <-next.jwks[0].done:
+	default:
+		t.Fatal("the replaced set's refresh still runs")
+	}
+}
