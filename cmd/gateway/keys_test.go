@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -407,4 +409,71 @@ func serveApp(t *testing.T, a *app, cfg *Config) *gw {
 	}
 	t.Cleanup(g.stop)
 	return g
+}
+
+// TestKeyStoreOutageAndConcurrentWrites: keys created concurrently on two
+// replicas all reach both, with one shared revision; while a replica's
+// database connection is cut it keeps authenticating the keys it has (no
+// per-request database call), its key API answers 503, and once the
+// database is back it catches up with the keys made elsewhere.
+func TestKeyStoreOutageAndConcurrentWrites(t *testing.T) {
+	dsn, _ := testPostgres(t)
+	redisAddr := testRedisAddr(t)
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := startProxy(t, u.Host)
+	u.Host = proxy.addr()
+	prefix := "moonborn-test:" + randomSuffix() + ":"
+	a := startGateway(t, strings.Replace(keyFleetConfig(t, u.String(), redisAddr, prefix), "flushInterval: 20ms", "flushInterval: 20ms, writeTimeout: 1s", 1))
+	b := startGateway(t, keyFleetConfig(t, dsn, redisAddr, prefix))
+
+	const each = 15
+	keys := make(chan createdKey, 2*each)
+	var wg sync.WaitGroup
+	for _, g := range []*gw{a, b} {
+		for range each {
+			wg.Add(1)
+			go func() { defer wg.Done(); keys <- g.createKey("wsp_demo", `{}`) }()
+		}
+	}
+	wg.Wait()
+	close(keys)
+	var all []createdKey
+	for k := range keys {
+		all = append(all, k)
+	}
+	syncedWith(t, a, b)
+	syncedWith(t, b, a)
+	if ra, rb := a.keyRevision(), b.keyRevision(); ra != rb || ra < 2*each {
+		t.Fatalf("revisions %v and %v after %d creates", ra, rb, 2*each)
+	}
+	for _, k := range all {
+		for _, g := range []*gw{a, b} {
+			if st, code := chatStatus(g, k.Key); st != 200 {
+				t.Fatalf("key %s: %d %s", k.ID, st, code)
+			}
+		}
+	}
+
+	proxy.cut()
+	if st, code := chatStatus(a, all[0].Key); st != 200 {
+		t.Fatalf("known key while the database is cut: %d %s", st, code)
+	}
+	if r := a.admin("POST", "/admin/workspaces/wsp_demo/keys", `{}`); r.status != 503 {
+		t.Fatalf("create while the database is cut: %d %s", r.status, r.body)
+	} else if e := decodeErr(t, r); e.Error.Code != "upstream_unavailable" {
+		t.Fatalf("code %s", e.Error.Code)
+	}
+	made := b.createKey("wsp_demo", `{}`)
+	if r := b.admin("DELETE", "/admin/keys/"+all[0].ID, ""); r.status != 200 {
+		t.Fatalf("revoke on b: %d", r.status)
+	}
+	proxy.restore()
+	within5s(t, "replica a catches up after the outage", func() bool {
+		s1, _ := chatStatus(a, made.Key)
+		s2, _ := chatStatus(a, all[0].Key)
+		return s1 == 200 && s2 == 401
+	})
 }
