@@ -504,7 +504,7 @@ func (ks *KeyStore) write(ctx context.Context, fn func(tx *sql.Tx, rev int64) (i
 	return ks.Get(ctx, id)
 }
 
-func (ks *KeyStore) insert(tx *sql.Tx, ctx context.Context, k *StoredKey, hash string, rev int64) error {
+func (ks *KeyStore) insert(ctx context.Context, tx *sql.Tx, k *StoredKey, hash string, rev int64) error {
 	lim, own := CredentialLimits{}, k.Limits != nil
 	if own {
 		lim = *k.Limits
@@ -570,7 +570,7 @@ func (ks *KeyStore) Create(ctx context.Context, nk NewKey, now time.Time) (*Stor
 	k := &StoredKey{ID: id, Workspace: nk.Workspace, Name: nk.Name, Prefix: secret[:len(ks.prefix)+keyShownChars],
 		CreatedAt: now.UTC().Truncate(time.Millisecond), ExpiresAt: nk.ExpiresAt, Limits: nk.Limits}
 	got, err := ks.write(ctx, func(tx *sql.Tx, rev int64) (string, error) {
-		return id, ks.insert(tx, ctx, k, HashKey(secret), rev)
+		return id, ks.insert(ctx, tx, k, HashKey(secret), rev)
 	})
 	if err != nil {
 		return nil, "", err
@@ -667,7 +667,7 @@ func (ks *KeyStore) Rotate(ctx context.Context, id string, grace time.Duration, 
 		}
 		nk := &StoredKey{ID: newID, Workspace: old.Workspace, Name: old.Name, Prefix: secret[:len(ks.prefix)+keyShownChars],
 			CreatedAt: now.UTC().Truncate(time.Millisecond), ExpiresAt: old.ExpiresAt, Limits: old.Limits}
-		if err := ks.insert(tx, ctx, nk, HashKey(secret), rev); err != nil {
+		if err := ks.insert(ctx, tx, nk, HashKey(secret), rev); err != nil {
 			return "", err
 		}
 		end := now.Add(grace).UnixMilli()

@@ -1,9 +1,6 @@
 package policy
 
-import (
-	"errors"
-	"fmt"
-)
+import "errors"
 
 // CredentialLimits are the limits a managed API key carries itself: its
 // own request and token buckets (checked with the workspace's, in place
@@ -30,6 +27,3 @@ func (c *CredentialLimits) Validate() error {
 	checkRange("limits.monthlyTokens", c.MonthlyTokens, &errs)
 	return errors.Join(errs...)
 }
-
-// limitsError wraps a validation problem of a key's limits.
-func limitsError(err error) error { return fmt.Errorf("%w: %w", ErrInvalidKey, err) }
