@@ -98,6 +98,12 @@ type Options struct {
 	// PingInterval is the silence after which a stream gets ": ping";
 	// 0 means 15s.
 	PingInterval time.Duration
+	// RequestTimeout bounds a non-streaming request's upstream work,
+	// across all its attempts (504 when it passes); 0 means 120s.
+	RequestTimeout time.Duration
+	// MaxStreamDuration bounds a stream from its upstream call to its
+	// last event (an error event when it passes); 0 means 30m.
+	MaxStreamDuration time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -119,6 +125,7 @@ type Server struct {
 	streams map[*relay]struct{}
 	relays  sync.WaitGroup
 	workers *relayWorkers
+	gone    *goneWatcher
 }
 
 // New checks opts and builds a Server.
@@ -140,6 +147,8 @@ func New(opts Options) (*Server, error) {
 	setDefault(&opts.IdleTimeout, 120*time.Second)
 	setDefault(&opts.StreamWriteTimeout, 30*time.Second)
 	setDefault(&opts.PingInterval, 15*time.Second)
+	setDefault(&opts.RequestTimeout, 120*time.Second)
+	setDefault(&opts.MaxStreamDuration, 30*time.Minute)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -154,6 +163,7 @@ func New(opts Options) (*Server, error) {
 		ids:     newRequestIDs(),
 		streams: make(map[*relay]struct{}),
 		workers: newRelayWorkers(),
+		gone:    newGoneWatcher(),
 	}
 	_ = s.SetState(first) // checked above
 	s.srv = &fasthttp.Server{
@@ -297,7 +307,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// Streams run on hijacked connections the server no longer counts:
 	// wait for them separately, until the same deadline.
 	done := make(chan struct{})
-	go func() { s.relays.Wait(); s.workers.stop(); close(done) }()
+	go func() { s.relays.Wait(); s.workers.stop(); s.gone.stop(); close(done) }()
 	select {
 	case <-done:
 		return err

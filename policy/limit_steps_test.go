@@ -205,65 +205,6 @@ func TestRedisLimiterSteps(t *testing.T) {
 	})
 }
 
-func TestDecisionHeaders(t *testing.T) {
-	d := Decision{
-		Requests: LimitStatus{Limit: 60, Remaining: 59, Reset: time.Second},
-		Tokens:   LimitStatus{Limit: 150000, Remaining: 149000, Reset: 6*time.Minute + 20*time.Millisecond},
-	}
-	headers := func(d *Decision) []string {
-		var got []string
-		var buf [32]byte
-		for i := range RateLimitHeaders {
-			if name, v := d.AppendHeader(buf[:0], i); name != "" {
-				got = append(got, name+": "+string(v))
-			}
-		}
-		return got
-	}
-	want := []string{
-		"X-RateLimit-Limit-Requests: 60", "X-RateLimit-Remaining-Requests: 59", "X-RateLimit-Reset-Requests: 1s",
-		"X-RateLimit-Limit-Tokens: 150000", "X-RateLimit-Remaining-Tokens: 149000", "X-RateLimit-Reset-Tokens: 6m0.02s",
-	}
-	if got := headers(&d); strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("headers:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
-	d.Tokens = LimitStatus{}
-	if got := headers(&d); len(got) != 3 {
-		t.Errorf("unlimited tokens still sent headers: %v", got)
-	}
-	var sink [RateLimitHeaders][32]byte
-	allocs := testing.AllocsPerRun(100, func() {
-		var buf [32]byte
-		for i := range RateLimitHeaders {
-			if name, v := d.AppendHeader(buf[:0], i); name != "" {
-				copy(sink[i][:], v)
-			}
-		}
-	})
-	if allocs != 0 {
-		t.Errorf("AppendHeader allocates %v times", allocs)
-	}
-
-	for _, tc := range []struct {
-		d    Decision
-		want int64
-	}{
-		{Decision{Allowed: true}, 0},
-		{Decision{RetryAfter: time.Millisecond}, 1},
-		{Decision{RetryAfter: time.Second}, 1},
-		{Decision{RetryAfter: 1001 * time.Millisecond}, 2},
-		{Decision{RetryAfter: 0}, 1},
-	} {
-		if got := tc.d.RetryAfterSeconds(); got != tc.want {
-			t.Errorf("RetryAfterSeconds(%v) = %d, want %d", tc.d.RetryAfter, got, tc.want)
-		}
-	}
-	if ReasonRequests.Code() != "rate_limited" || ReasonTokens.Code() != "rate_limited" ||
-		ReasonQuotaCost.Code() != "quota_exceeded" || ReasonQuotaTokens.Code() != "quota_exceeded" || ReasonNone.Code() != "" {
-		t.Error("Reason.Code mapping")
-	}
-}
-
 func TestAppendDuration(t *testing.T) {
 	for _, ms := range []int64{0, 1, 20, 999, 1000, 1001, 1500, 1020, 59999, 60000, 61000, 360000, 3599999, 3600000, 86400000 * 40} {
 		d := time.Duration(ms) * time.Millisecond

@@ -325,6 +325,8 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 		IdleTimeout:        s.IdleTimeout,
 		StreamWriteTimeout: s.StreamWriteTimeout,
 		PingInterval:       s.PingInterval,
+		RequestTimeout:     s.RequestTimeout,
+		MaxStreamDuration:  s.MaxStreamDuration,
 	})
 	if err != nil {
 		closeAuth()
