@@ -64,12 +64,15 @@ type Model struct {
 
 // Options configure a Server. Zero values are noted per field.
 type Options struct {
-	// Auth authenticates callers. Required.
+	// Auth authenticates callers: the first State's. Required.
 	Auth Authenticator
-	// Personas resolves persona ids. Required.
+	// Personas resolves persona ids: the first State's. Required.
 	Personas PersonaResolver
-	// Models maps public model ids. Required, non-empty.
+	// Models maps public model ids: the first State's. Required,
+	// non-empty.
 	Models map[string]*Model
+	// Version names the first State's configuration. Optional.
+	Version string
 	// Ledger receives one usage record per authenticated request. Required.
 	Ledger policy.Ledger
 	// Limiter enforces rate limits and quotas; nil admits everything.
@@ -108,12 +111,13 @@ type Options struct {
 // Server serves the public API. Build it with New; it is safe for
 // concurrent use.
 type Server struct {
-	opts   Options
-	log    *slog.Logger
-	now    func() time.Time
-	ids    *requestIDs
-	srv    *fasthttp.Server
-	models map[string]*Model
+	opts Options
+	log  *slog.Logger
+	now  func() time.Time
+	ids  *requestIDs
+	srv  *fasthttp.Server
+	// state is what requests run on; each loads it once (see State).
+	state atomic.Pointer[State]
 
 	stopping atomic.Bool // Shutdown began: streams close their connections
 
@@ -126,23 +130,13 @@ type Server struct {
 
 // New checks opts and builds a Server.
 func New(opts Options) (*Server, error) {
+	first := State{Auth: opts.Auth, Personas: opts.Personas, Models: opts.Models, Version: opts.Version}
 	var errs []error
-	if opts.Auth == nil {
-		errs = append(errs, errors.New("gateway: Auth is required"))
-	}
-	if opts.Personas == nil {
-		errs = append(errs, errors.New("gateway: Personas is required"))
-	}
-	if len(opts.Models) == 0 {
-		errs = append(errs, errors.New("gateway: at least one model is required"))
+	if err := first.check(); err != nil {
+		errs = append(errs, err)
 	}
 	if opts.Ledger == nil {
 		errs = append(errs, errors.New("gateway: Ledger is required"))
-	}
-	for id, m := range opts.Models {
-		if m == nil || m.Provider == nil || m.MaxOutputTokens < 1 {
-			errs = append(errs, fmt.Errorf("gateway: model %q needs a provider and MaxOutputTokens ≥ 1", id))
-		}
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -167,11 +161,11 @@ func New(opts Options) (*Server, error) {
 		log:     log,
 		now:     opts.Now,
 		ids:     newRequestIDs(),
-		models:  opts.Models,
 		streams: make(map[*relay]struct{}),
 		workers: newRelayWorkers(),
 		gone:    newGoneWatcher(),
 	}
+	_ = s.SetState(first) // checked above
 	s.srv = &fasthttp.Server{
 		Handler:               s.Handler(),
 		ErrorHandler:          s.serveParseError,

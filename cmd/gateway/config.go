@@ -254,6 +254,9 @@ func (c *Config) Validate() error {
 		p.add("log.level", "must be one of debug, info, warn, error")
 	}
 	p.addAll("auth", c.Auth.Validate())
+	if ks := c.Auth.KeyStore.Enabled; ks != nil && *ks && c.Ledger.Driver != policy.LedgerDriverSQLite && c.Ledger.Driver != policy.LedgerDriverPostgres {
+		p.add("auth.keyStore.enabled", "needs ledger.driver sqlite or postgres (the keys live in the ledger's database)")
+	}
 	p.addAll("personas", c.Personas.Validate())
 	p.addAll("ledger", c.Ledger.Validate())
 	p.addAll("retryBudget", c.RetryBudget.Validate())

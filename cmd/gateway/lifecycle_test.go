@@ -359,7 +359,7 @@ func TestHedgedTrafficRace(t *testing.T) {
 		t.Error(e)
 	}
 	var hedges int64
-	for _, p := range g.app.pools {
+	for _, p := range g.app.currentPools() {
 		if p.Model() == "hedged-1" {
 			hedges = p.Snapshot(time.Now()).HedgesStarted
 		}

@@ -74,6 +74,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		log.Error("start failed", "err", err.Error())
 		return 1
 	}
+	// SIGHUP and POST /admin/reload read the file again, flags on top.
+	a.configFile(*configPath, func(c *Config) {
+		if *listen != "" {
+			c.Server.Listen = *listen
+		}
+		if *adminListen != "" {
+			c.Server.AdminListen = *adminListen
+		}
+	})
 	if err := a.serve(ctx, ready); err != nil {
 		log.Error("serve failed", "err", err.Error())
 		return 1

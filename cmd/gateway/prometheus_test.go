@@ -386,6 +386,7 @@ var documentedLabels = map[string]map[string][]string{
 	"moonborn_upstream_hedges_total":        {"result": {"started", "won", "lost"}},
 	"moonborn_persona_cache_requests_total": {"result": {"hit", "miss", "negative_hit"}},
 	"moonborn_limit_rejections_total":       {"reason": {"requests", "tokens", "quota_cost", "quota_tokens", "limiter_unavailable"}},
+	"moonborn_config_reloads_total":         {"result": {"ok", "error"}},
 }
 
 var (
