@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"sync/atomic"
@@ -49,7 +48,9 @@ type app struct {
 	PublicAddr, AdminAddr string
 }
 
-func newLogger(w io.Writer, level string) *slog.Logger {
+// newLogger is the process's only way to a logger, and it writes only
+// through the redactor.
+func newLogger(w *redactor, level string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
@@ -228,6 +229,8 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 				Metrics: fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})),
 			}),
 			NoDefaultServerHeader: true,
+			Logger:                adminLogger{log},
+			SecureErrorLogMessage: true,
 			ReadTimeout:           10 * time.Second,
 			WriteTimeout:          10 * time.Second,
 		}
@@ -346,6 +349,14 @@ func (a *app) upstreamsReady() error {
 		}
 	}
 	return nil
+}
+
+// adminLogger routes the admin server's fasthttp messages into slog (and
+// so through the redactor) rather than to fasthttp's default, stderr.
+type adminLogger struct{ log *slog.Logger }
+
+func (l adminLogger) Printf(format string, v ...any) {
+	l.log.Debug(fmt.Sprintf(format, v...), "component", "fasthttp-admin")
 }
 
 // redisLogger adapts go-redis's logger to slog at debug level: outages are

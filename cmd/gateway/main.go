@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	stdlog "log"
 	"os"
 	"os/signal"
 	"strings"
@@ -21,6 +22,9 @@ import (
 )
 
 func main() {
+	// Anything a library writes through the standard log package goes
+	// through the redactor too.
+	stdlog.SetOutput(newRedactor(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, nil))
@@ -56,9 +60,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cfg.Validate()
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "gateway: invalid config %s:\n", *configPath)
+		// A type error can quote the value it could not read: a secret.
+		out := newRedactor(stderr, nil)
+		fmt.Fprintf(out, "gateway: invalid config %s:\n", *configPath)
 		for _, line := range strings.Split(err.Error(), "\n") {
-			fmt.Fprintf(stderr, "  %s\n", line)
+			fmt.Fprintf(out, "  %s\n", line)
 		}
 		return 1
 	}
@@ -68,7 +74,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	logs := newLogBuffer(stderr)
 	defer logs.Close()
-	log := newLogger(logs, cfg.Log.Level)
+	log := newLogger(newRedactor(logs, cfg.secrets()), cfg.Log.Level)
 	a, err := newApp(cfg, log)
 	if err != nil {
 		log.Error("start failed", "err", err.Error())
