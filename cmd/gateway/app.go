@@ -191,6 +191,7 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 	s := cfg.Server
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	readBuildInfo().register(reg)
 	metrics := gateway.NewMetrics(reg, models)
 	coll := &gateway.Collectors{Pools: pools, Personas: resolver, Ledger: ledger}
 	if rl, ok := limiter.(*policy.RedisLimiter); ok {

@@ -1,13 +1,19 @@
 // Command gateway serves the persona chat API in front of LLM providers.
 //
-//	gateway [-config config.yaml] [-listen ADDR] [-admin-listen ADDR]
-//	gateway -check-config [-config config.yaml]
+//	gateway [-config FILE] [-listen ADDR] [-admin-listen ADDR]
+//	gateway -check-config [-config FILE]
+//	gateway -print-default-config
+//	gateway -version
 //	gateway hash-key [KEY]      (reads the key from stdin when omitted)
+//
+// Without -config it runs the default config built into the binary (the
+// repository's config.yaml): the mock provider, the demo key, no network.
 package main
 
 import (
 	"bufio"
 	"context"
+	_ "embed"
 	"errors"
 	"flag"
 	"fmt"
@@ -20,6 +26,23 @@ import (
 
 	"github.com/moonborn/edge/policy"
 )
+
+// defaultConfig is config.yaml, built in so that the binary runs from any
+// directory without one. A test keeps it identical to the repository's.
+//
+//go:embed default-config.yaml
+var defaultConfig []byte
+
+const usageText = `Usage:
+  gateway [-config FILE] [-listen ADDR] [-admin-listen ADDR]
+  gateway -check-config [-config FILE]
+  gateway -print-default-config
+  gateway -version
+  gateway hash-key [KEY]
+
+Without -config the gateway runs its built-in default config (print it
+with -print-default-config). Flags:
+`
 
 func main() {
 	// Anything a library writes through the standard log package goes
@@ -38,18 +61,42 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configPath := fs.String("config", "config.yaml", "path to the config file")
+	configPath := fs.String("config", "", "config file (default: the built-in default config)")
 	listen := fs.String("listen", "", "public API address (overrides server.listen)")
 	adminListen := fs.String("admin-listen", "", `admin address (overrides server.adminListen; "off" disables)`)
-	checkOnly := fs.Bool("check-config", false, "validate the config and exit")
+	checkOnly := fs.Bool("check-config", false, "report every problem of the config and exit (1 if any)")
+	printDefault := fs.Bool("print-default-config", false, "write the built-in default config to stdout and exit")
+	version := fs.Bool("version", false, "print the version and build and exit")
+	usage := func(w io.Writer) {
+		fs.SetOutput(w)
+		fmt.Fprint(w, usageText)
+		fs.PrintDefaults()
+	}
+	fs.Usage = func() {} // printed below, to stdout when asked for
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage(stdout)
+			return 0
+		}
+		usage(stderr)
 		return 2
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "gateway: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
-	cfg, err := LoadConfig(*configPath)
+	switch {
+	case *version:
+		fmt.Fprintln(stdout, readBuildInfo())
+		return 0
+	case *printDefault:
+		_, _ = stdout.Write(defaultConfig)
+		return 0
+	}
+	cfg, err := loadConfig(*configPath)
+	if *configPath == "" {
+		*configPath = "(built-in default)"
+	}
 	if err == nil {
 		if *listen != "" {
 			cfg.Server.Listen = *listen
@@ -85,6 +132,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 1
 	}
 	return 0
+}
+
+// loadConfig reads path, or the built-in default when path is empty.
+func loadConfig(path string) (*Config, error) {
+	if path == "" {
+		return ParseConfig(defaultConfig)
+	}
+	return LoadConfig(path)
 }
 
 // hashKey prints the SHA-256 hash to put in auth.apiKeys[].sha256. Reading

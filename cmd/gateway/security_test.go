@@ -33,18 +33,34 @@ const (
 	adminSecret    = "admin-token-Z1x2c3v4b5"
 )
 
+// proc is a running gateway binary.
+type proc struct {
+	cmd         *exec.Cmd
+	addr, admin string
+	logs        *syncBuffer // every byte of its stderr
+	exited      chan struct{}
+}
+
 // startLoggedProcess runs the gateway binary on cfgPath and keeps every
-// byte of its stderr in logs.
-func startLoggedProcess(t *testing.T, cfgPath string) (cmd *exec.Cmd, addr, admin string, logs *syncBuffer) {
+// byte of its stderr.
+func startLoggedProcess(t *testing.T, cfgPath string) (cmd *proc, addr, admin string, logs *syncBuffer) {
 	t.Helper()
-	cmd = exec.Command(gatewayBinary(t), "-config", cfgPath)
+	p := startBinary(t, "-config", cfgPath)
+	return p, p.addr, p.admin, p.logs
+}
+
+// startBinary runs the gateway binary with args and returns once it
+// logged its addresses.
+func startBinary(t *testing.T, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(gatewayBinary(t), args...)
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	logs = &syncBuffer{}
+	logs := &syncBuffer{}
 	found := make(chan [2]string, 1)
 	go func() {
 		br := bufio.NewReader(pr)
@@ -64,25 +80,26 @@ func startLoggedProcess(t *testing.T, cfgPath string) (cmd *exec.Cmd, addr, admi
 			}
 		}
 	}()
-	go func() { _ = cmd.Wait(); pw.Close() }()
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); pw.Close(); close(exited) }()
 	select {
 	case a := <-found:
-		return cmd, a[0], a[1], logs
+		return &proc{cmd: cmd, addr: a[0], admin: a[1], logs: logs, exited: exited}
+	case <-exited:
+		t.Fatalf("gateway exited; stderr:\n%s", logs.String())
 	case <-time.After(20 * time.Second):
 		t.Fatalf("gateway never logged its address; stderr:\n%s", logs.String())
 	}
-	return
+	return nil
 }
 
 // stopProcess sends SIGTERM and waits for the exit.
-func stopProcess(t *testing.T, cmd *exec.Cmd) {
+func stopProcess(t *testing.T, p *proc) {
 	t.Helper()
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	deadline := time.Now().Add(20 * time.Second)
-	for cmd.ProcessState == nil && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if cmd.ProcessState == nil {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(20 * time.Second):
 		t.Fatal("gateway did not exit after SIGTERM")
 	}
 }
@@ -420,7 +437,7 @@ func TestOversizedBodyGets413(t *testing.T) {
 	buf := make([]byte, 256<<10)
 	_, _ = zeros{}.Read(buf)
 	const limit = 1 << 20
-	sizes := []int64{limit*5/2, 64 * limit}
+	sizes := []int64{limit * 5 / 2, 64 * limit}
 	curl, err := exec.LookPath("curl")
 	if err != nil {
 		t.Fatal("curl is needed: apt-get install curl")
@@ -472,7 +489,7 @@ func TestOversizedBodyGets413(t *testing.T) {
 			}
 		}
 	}
-	before := rssKiB(t, cmd.Process.Pid)
+	before := rssKiB(t, cmd.cmd.Process.Pid)
 	peak := before
 	for _, c := range clients {
 		for _, size := range sizes {
@@ -487,10 +504,10 @@ func TestOversizedBodyGets413(t *testing.T) {
 					t.FailNow()
 				}
 			}
-			peak = max(peak, rssKiB(t, cmd.Process.Pid))
+			peak = max(peak, rssKiB(t, cmd.cmd.Process.Pid))
 		}
 	}
-	after := rssKiB(t, cmd.Process.Pid)
+	after := rssKiB(t, cmd.cmd.Process.Pid)
 	t.Logf("gateway RSS: %d KiB after warm-up, %d KiB peak, %d KiB after %d oversized requests", before, peak, after, 50*len(sizes)*len(clients))
 	if peak > before+16<<10 {
 		t.Errorf("RSS grew from %d KiB to %d KiB", before, peak)
