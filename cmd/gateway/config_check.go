@@ -119,6 +119,9 @@ func checkNode(p *problems, n *yaml.Node, t reflect.Type, path string, lines map
 	}
 	at := func(format string, args ...any) {
 		p.add(path, "%s (line %d)", fmt.Sprintf(format, args...), n.Line)
+		// Reported: decode the rest as if the value were absent, so one
+		// bad value neither stops the decoder nor hides what follows.
+		*n = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
 	}
 	if reflect.PointerTo(t).Implements(unmarshalerTy) {
 		if err := n.Decode(reflect.New(t).Interface()); err != nil {

@@ -19,10 +19,13 @@ import (
 	"fmt"
 	"io"
 	stdlog "log"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/moonborn/edge/policy"
 )
@@ -38,6 +41,7 @@ const usageText = `Usage:
   gateway -check-config [-config FILE]
   gateway -print-default-config
   gateway -version
+  gateway -healthcheck [-config FILE] [-admin-listen ADDR]
   gateway hash-key [KEY]
 
 Without -config the gateway runs its built-in default config (print it
@@ -67,6 +71,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	checkOnly := fs.Bool("check-config", false, "report every problem of the config and exit (1 if any)")
 	printDefault := fs.Bool("print-default-config", false, "write the built-in default config to stdout and exit")
 	version := fs.Bool("version", false, "print the version and build and exit")
+	healthcheck := fs.Bool("healthcheck", false, "ask the admin listener's /healthz of a running gateway (same config and flags); exit 0 if healthy (for Docker HEALTHCHECK)")
 	usage := func(w io.Writer) {
 		fs.SetOutput(w)
 		fmt.Fprint(w, usageText)
@@ -115,6 +120,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		return 1
 	}
+	if *healthcheck {
+		return checkHealth(cfg.Server.AdminListen, stderr)
+	}
 	if *checkOnly {
 		fmt.Fprintf(stdout, "config %s is valid\n", *configPath)
 		return 0
@@ -129,6 +137,31 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	if err := a.serve(ctx, ready); err != nil {
 		log.Error("serve failed", "err", err.Error())
+		return 1
+	}
+	return 0
+}
+
+// checkHealth asks a running gateway's admin listener for /healthz. It
+// exists because the distroless image has no curl for a HEALTHCHECK.
+func checkHealth(adminListen string, stderr io.Writer) int {
+	host, port, err := net.SplitHostPort(adminListen)
+	if adminListen == "off" || err != nil {
+		fmt.Fprintln(stderr, "gateway -healthcheck: the admin listener is off")
+		return 1
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	c := &http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get("http://" + net.JoinHostPort(host, port) + "/healthz")
+	if err != nil {
+		fmt.Fprintf(stderr, "gateway -healthcheck: %v\n", err)
+		return 1
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(stderr, "gateway -healthcheck: /healthz answered %d\n", resp.StatusCode)
 		return 1
 	}
 	return 0

@@ -53,7 +53,14 @@ func startLoggedProcess(t *testing.T, cfgPath string) (cmd *proc, addr, admin st
 // logged its addresses.
 func startBinary(t *testing.T, args ...string) *proc {
 	t.Helper()
+	return startBinaryIn(t, "", args...)
+}
+
+// startBinaryIn is startBinary in the working directory dir.
+func startBinaryIn(t *testing.T, dir string, args ...string) *proc {
+	t.Helper()
 	cmd := exec.Command(gatewayBinary(t), args...)
+	cmd.Dir = dir
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw
 	if err := cmd.Start(); err != nil {
