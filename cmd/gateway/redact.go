@@ -122,168 +122,188 @@ var credentialParams = []string{
 // key characters is a credential.
 var keyPrefixes = []string{"sk-", "sk_", "mb_", "pk_", "rk_", "ghp_", "xoxb-", "xoxp-", "xoxa-"}
 
-// redact appends line to out with credentials replaced by the mark.
+// redact appends line to out with credentials replaced by the mark. It
+// looks only at word starts whose first letter begins some pattern, and
+// copies everything else in runs.
+// redact appends line to out with credentials replaced by the mark. It
+// looks only at word starts whose first letter begins some pattern, and
+// copies everything else in runs.
 func redact(out, line []byte) []byte {
-	for i := 0; i < len(line); {
-		if !wordStart(line, i) {
-			out = append(out, line[i])
-			i++
+	last := 0 // line[last:i] is still to copy
+	for i := 0; i < len(line); i++ {
+		if !triggers[line[i]] || !wordStart(line, i) {
 			continue
 		}
-		if n := credentialAt(line, i); n > 0 {
-			// keep the name and separator, drop the value
-			out = append(out, line[i:i+n]...)
-			i += n
-			j := i
-			for j < len(line) && !endsHeader(line[j]) {
-				j++
+		keep, end := match(line, i)
+		if end < 0 {
+			for i+1 < len(line) && isWordByte(line[i+1]) {
+				i++ // no pattern starts inside a word
 			}
-			if j > i {
-				out = append(out, redactedMark...)
-			}
-			i = j
 			continue
 		}
-		if n := paramAt(line, i); n > 0 {
-			out = append(out, line[i:i+n]...)
-			i += n
-			j := i
-			for j < len(line) && !endsParam(line[j]) {
-				j++
-			}
-			if j > i {
-				out = append(out, redactedMark...)
-			}
-			i = j
-			continue
-		}
-		if n := schemeAt(line, i); n > 0 {
-			out = append(out, line[i:i+n]...)
-			i += n
-			j := i
-			for j < len(line) && isTokenByte(line[j]) {
-				j++
-			}
-			if j > i {
-				out = append(out, redactedMark...)
-			}
-			i = j
-			continue
-		}
-		if n := tokenShapeAt(line, i); n > 0 {
+		out = append(out, line[last:keep]...)
+		if end > keep {
 			out = append(out, redactedMark...)
-			i += n
-			continue
 		}
-		out = append(out, line[i])
-		i++
+		last, i = end, end-1
 	}
-	return out
+	return append(out, line[last:]...)
 }
 
-// wordStart reports whether a word starts at i. The letter of a JSON
-// escape (the n of \n) is not part of the word after it: a raw request
-// quoted in a log message has its header names right after \r\n.
-func wordStart(line []byte, i int) bool {
-	if !isWordByte(line[i]) || isEscapeLetter(line, i) {
-		return false
-	}
-	return i == 0 || !isWordByte(line[i-1]) || isEscapeLetter(line, i-1)
-}
-
-func isEscapeLetter(line []byte, i int) bool {
-	if i == 0 || line[i-1] != '\\' {
-		return false
-	}
-	switch line[i] {
-	case 'n', 'r', 't', 'b', 'f':
-		return true
-	}
-	return false
-}
-
-// credentialAt returns the length of "Name:" (with spaces and JSON quotes
-// around the colon) when a credential header name starts at i.
-func credentialAt(line []byte, i int) int {
-	for _, name := range credentialHeaders {
-		if !hasPrefixFold(line[i:], name) {
-			continue
-		}
-		j := i + len(name)
-		if j < len(line) && isWordByte(line[j]) {
-			continue
-		}
-		if j < len(line) && line[j] == '"' {
-			j++
-		}
-		for j < len(line) && line[j] == ' ' {
-			j++
-		}
-		if j >= len(line) || line[j] != ':' {
-			continue
-		}
-		j++
-		for j < len(line) && (line[j] == ' ' || line[j] == '"') {
-			j++
-		}
-		return j - i
-	}
-	return 0
-}
-
-// paramAt returns the length of "name=" when a credential parameter
-// starts at i.
-func paramAt(line []byte, i int) int {
-	for _, name := range credentialParams {
-		if hasPrefixFold(line[i:], name) && i+len(name) < len(line) && line[i+len(name)] == '=' {
-			return len(name) + 1
-		}
-	}
-	return 0
-}
-
-// schemeAt returns the length of "Bearer " or "Basic " at i.
-func schemeAt(line []byte, i int) int {
-	for _, s := range []string{"bearer ", "basic "} {
-		if hasPrefixFold(line[i:], s) {
-			n := len(s)
-			for i+n < len(line) && line[i+n] == ' ' {
-				n++
-			}
-			return n
-		}
-	}
-	return 0
-}
-
-// tokenShapeAt returns the length of a JWT- or key-shaped token at i.
-func tokenShapeAt(line []byte, i int) int {
+// match tries the patterns starting with line[i]'s letter. It returns
+// the end of what is kept (the name and separator of a header or
+// parameter) and the end of the credential, or end < 0 when nothing
+// matches.
+func match(line []byte, i int) (keep, end int) {
 	rest := line[i:]
-	if bytes.HasPrefix(rest, []byte("eyJ")) {
-		n, dots := 0, 0
-		for n < len(rest) && (isB64URL(rest[n]) || rest[n] == '.') {
-			if rest[n] == '.' {
-				dots++
+	for _, p := range byFirst[line[i]] {
+		switch p.kind {
+		case patHeader:
+			if n := credentialAt(rest, p.word); n > 0 {
+				j := i + n
+				for j < len(line) && !endsHeader(line[j]) {
+					j++
+				}
+				return i + n, j
 			}
-			n++
-		}
-		if dots >= 1 && n >= 16 {
-			return n
+		case patParam:
+			if hasPrefixFold(rest, p.word) && len(rest) > len(p.word) && rest[len(p.word)] == '=' {
+				j := i + len(p.word) + 1
+				for j < len(line) && !endsParam(line[j]) {
+					j++
+				}
+				return i + len(p.word) + 1, j
+			}
+		case patScheme:
+			if hasPrefixFold(rest, p.word) {
+				j := i + len(p.word)
+				for j < len(line) && line[j] == ' ' {
+					j++
+				}
+				k := j
+				for j < len(line) && isTokenByte(line[j]) {
+					j++
+				}
+				return k, j
+			}
+		case patKey:
+			if n := keyAt(rest, p.word); n > 0 {
+				return i, i + n
+			}
+		case patJWT:
+			if n := jwtAt(rest); n > 0 {
+				return i, i + n
+			}
 		}
 	}
-	for _, p := range keyPrefixes {
-		if !bytes.HasPrefix(rest, []byte(p)) {
-			continue
-		}
-		n := len(p)
-		for n < len(rest) && isKeyByte(rest[n]) {
-			n++
-		}
-		if n-len(p) >= 8 {
-			return n
+	return 0, -1
+}
+
+// The kinds of pattern.
+const (
+	patHeader = iota // Name: value (case-insensitive name)
+	patParam         // name=value (case-insensitive name)
+	patScheme        // Bearer token (case-insensitive scheme)
+	patKey           // sk-… (case-sensitive prefix)
+	patJWT           // eyJ….…
+)
+
+type pattern struct {
+	word string
+	kind int
+}
+
+// byFirst lists the patterns by their first byte, in both cases for the
+// case-insensitive ones. Built once, read only.
+var byFirst = func() (t [256][]pattern) {
+	add := func(w string, kind int, fold bool) {
+		t[w[0]] = append(t[w[0]], pattern{w, kind})
+		if c := w[0]; fold && 'a' <= c && c <= 'z' {
+			t[c-'a'+'A'] = append(t[c-'a'+'A'], pattern{w, kind})
 		}
 	}
-	return 0
+	for _, w := range credentialHeaders {
+		add(w, patHeader, true)
+	}
+	for _, w := range credentialParams {
+		add(w, patParam, true)
+	}
+	for _, w := range []string{"bearer ", "basic "} {
+		add(w, patScheme, true)
+	}
+	for _, w := range keyPrefixes {
+		add(w, patKey, false)
+	}
+	add("eyJ", patJWT, false)
+	return t
+}()
+
+// triggers marks the bytes some pattern starts with.
+var triggers = func() (t [256]bool) {
+	for c := range byFirst {
+		t[c] = len(byFirst[c]) > 0
+	}
+	return t
+}()
+
+// credentialAt returns the length of "name:" (with spaces and JSON quotes
+// around the colon) when rest starts with the credential header name.
+func credentialAt(rest []byte, name string) int {
+	if !hasPrefixFold(rest, name) {
+		return 0
+	}
+	j := len(name)
+	if j < len(rest) && isWordByte(rest[j]) {
+		return 0
+	}
+	if j < len(rest) && rest[j] == '"' {
+		j++
+	}
+	for j < len(rest) && rest[j] == ' ' {
+		j++
+	}
+	if j >= len(rest) || rest[j] != ':' {
+		return 0
+	}
+	j++
+	for j < len(rest) && (rest[j] == ' ' || rest[j] == '"') {
+		j++
+	}
+	return j
+}
+
+// keyAt returns the length of a key-shaped token: prefix and at least 8
+// more key characters.
+func keyAt(rest []byte, prefix string) int {
+	if len(rest) < len(prefix) || string(rest[:len(prefix)]) != prefix {
+		return 0
+	}
+	n := len(prefix)
+	for n < len(rest) && isKeyByte(rest[n]) {
+		n++
+	}
+	if n-len(prefix) < 8 {
+		return 0
+	}
+	return n
+}
+
+// jwtAt returns the length of a JWT-shaped token (eyJ…, dotted base64url).
+func jwtAt(rest []byte) int {
+	if len(rest) <= 3 || string(rest[:3]) != "eyJ" {
+		return 0
+	}
+	n, dots := 0, 0
+	for n < len(rest) && (isB64URL(rest[n]) || rest[n] == '.') {
+		if rest[n] == '.' {
+			dots++
+		}
+		n++
+	}
+	if dots < 1 || n < 16 {
+		return 0
+	}
+	return n
 }
 
 func hasPrefixFold(b []byte, lower string) bool {
@@ -429,4 +449,25 @@ func dsnPassword(dsn string) string {
 		}
 	}
 	return ""
+}
+
+// wordStart reports whether a word starts at i. The letter of a JSON
+// escape (the n of \n) is not part of the word after it: a raw request
+// quoted in a log message has its header names right after \r\n.
+func wordStart(line []byte, i int) bool {
+	if !isWordByte(line[i]) || isEscapeLetter(line, i) {
+		return false
+	}
+	return i == 0 || !isWordByte(line[i-1]) || isEscapeLetter(line, i-1)
+}
+
+func isEscapeLetter(line []byte, i int) bool {
+	if i == 0 || line[i-1] != '\\' {
+		return false
+	}
+	switch line[i] {
+	case 'n', 'r', 't', 'b', 'f':
+		return true
+	}
+	return false
 }

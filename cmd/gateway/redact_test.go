@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -113,4 +114,16 @@ func FuzzRedactor(f *testing.F) {
 			t.Fatalf("invalid JSON from %q: %q", b, out.Bytes())
 		}
 	})
+}
+
+// BenchmarkRedactorAccessLine: the redactor's cost on a typical access
+// line, paid once per request.
+func BenchmarkRedactorAccessLine(b *testing.B) {
+	line := []byte(`{"time":"2026-12-02T19:31:07.442522361Z","level":"INFO","msg":"access","request_id":"req_01JDZ8X3K4M5N6P7Q8R9S0T1U2","workspace":"wsp_demo","credential":"key_demo","persona":"psn_demo","model":"mock-1","deployment":"mock","stream":false,"status":200,"code":"","input_tokens":21,"output_tokens":20,"cost_usd_micros":15,"latency_ms":0,"overhead_us":38}` + "\n")
+	r := newRedactor(io.Discard, []string{"sk-upstream-key-0123456789", "admin-token-secret"})
+	b.ReportAllocs()
+	b.SetBytes(int64(len(line)))
+	for b.Loop() {
+		_, _ = r.Write(line)
+	}
 }
