@@ -62,7 +62,6 @@ func (s *Server) serveParseError(ctx *fasthttp.RequestCtx, err error) {
 	reason := unreadableReason(err)
 	s.opts.Metrics.unreadable(reason)
 	s.logLimited.log(s.log, s.now(), "unreadable request", "reason", reason, "remote", remoteIP(ctx))
-	var status int
 	switch reason {
 	case reasonBodyTooLarge:
 		writeError(ctx, &apiError{status: http.StatusRequestEntityTooLarge, code: codePayloadTooLarge,
@@ -78,8 +77,7 @@ func (s *Server) serveParseError(ctx *fasthttp.RequestCtx, err error) {
 	default:
 		writeError(ctx, validationError("request", "malformed HTTP request"))
 	}
-	status = ctx.Response.StatusCode()
-	s.opts.Metrics.answered(routeOther, status, "")
+	s.opts.Metrics.answered(routeOther, ctx.Response.StatusCode(), "")
 	ctx.SetConnectionClose()
 	if reason == reasonBodyTooLarge {
 		s.linger(ctx)
