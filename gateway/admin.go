@@ -30,6 +30,16 @@ type AdminOptions struct {
 	Ready []ReadyCheck
 	// Pools feed GET /admin/upstreams.
 	Pools []*providers.Pool
+	// CurrentPools, when set, is called instead of reading Pools (the
+	// pools change on a config reload).
+	CurrentPools func() []*providers.Pool
+	// Keys serves the key management API (/admin/workspaces/{id}/keys,
+	// /admin/keys/{id}[/rotate|/revoke]); nil: 404.
+	Keys KeyManager
+	// Reload serves POST /admin/reload; nil: 404.
+	Reload ReloadFunc
+	// Status serves GET /admin/status (any JSON value); nil: 404.
+	Status func() any
 	// Usage answers GET /admin/workspaces/{id}/usage?from=&to=; nil: 404.
 	Usage UsageReader
 	// Metrics serves /metrics; nil: 404.
@@ -95,6 +105,9 @@ func AdminHandler(o AdminOptions) fasthttp.RequestHandler {
 					message: "admin endpoints need the admin bearer token"})
 				return
 			}
+			if serveControl(ctx, &o, path) {
+				return
+			}
 			if !ctx.IsGet() {
 				ctx.Response.Header.Set("Allow", "GET")
 				writeError(ctx, &apiError{status: http.StatusMethodNotAllowed, code: codeMethodNotAllowed,
@@ -103,8 +116,12 @@ func AdminHandler(o AdminOptions) fasthttp.RequestHandler {
 			}
 			if path == "/admin/upstreams" {
 				now := o.Now()
-				out := make([]providers.PoolSnapshot, 0, len(o.Pools))
-				for _, p := range o.Pools {
+				pools := o.Pools
+				if o.CurrentPools != nil {
+					pools = o.CurrentPools()
+				}
+				out := make([]providers.PoolSnapshot, 0, len(pools))
+				for _, p := range pools {
 					out = append(out, p.Snapshot(now))
 				}
 				b, _ := json.Marshal(map[string]any{"models": out})

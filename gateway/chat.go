@@ -30,7 +30,9 @@ const (
 // Once the upstream call starts it is read-only, so DiscardedUsage may
 // read it from another goroutine.
 type exchange struct {
-	s         *Server
+	s *Server
+	// st is the State the request started on; it keeps it to the end.
+	st        *State
 	start     time.Time
 	requestID string
 	principal policy.Principal
@@ -48,6 +50,38 @@ type exchange struct {
 	// overhead metric.
 	upstreamWait time.Duration
 	discarded    atomic.Int32 // discarded attempts recorded so far
+
+	// ctx is the request's own context from the upstream call on, passed
+	// to every attempt: its deadline is server.requestTimeout
+	// (server.maxStreamDuration for a stream), and it is cancelled when
+	// the client leaves and when the request ends (finish). It is the one
+	// owner of the request's time: whoever ends it, every upstream
+	// connection of the request closes.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// gone is set by the client-gone watcher when the client closed or
+	// reset its connection; watch is that registration (0: none).
+	gone  atomic.Bool
+	watch uint64
+}
+
+// clientLeft runs on the client-gone watcher's goroutine.
+func (x *exchange) clientLeft() {
+	x.gone.Store(true)
+	x.cancel()
+}
+
+// beginUpstream gives the exchange its context and watches the client's
+// connection, which from here until finish nobody reads: fasthttp reads
+// the next request only after the handler returns, and a stream's relay
+// never reads.
+func (s *Server) beginUpstream(ctx *fasthttp.RequestCtx, x *exchange) {
+	limit := s.opts.RequestTimeout
+	if x.stream {
+		limit = s.opts.MaxStreamDuration
+	}
+	x.ctx, x.cancel = context.WithTimeout(context.Background(), limit)
+	x.watch = s.gone.watch(ctx.Conn(), x.clientLeft)
 }
 
 // DiscardedUsage implements providers.UsageObserver: an attempt that
@@ -59,9 +93,8 @@ func (x *exchange) DiscardedUsage(deployment string, u providers.Usage) {
 		return
 	}
 	n := x.discarded.Add(1)
-	r := x.s.usageRecord(x, u, costOf(x.model, u), 0, "discarded_attempt", x.s.now())
+	r := x.s.usageRecord(x, deployment, u, costOf(x.model, u), 0, "discarded_attempt", x.s.now())
 	r.RequestID = x.requestID + ".d" + strconv.Itoa(int(n))
-	r.Provider = deployment
 	x.s.opts.Ledger.Record(r)
 }
 
@@ -84,6 +117,7 @@ func (s *Server) serveChat(ctx *fasthttp.RequestCtx) {
 		s.finish(x, providers.Usage{}, ae.status, ae.code, s.now())
 		return
 	}
+	s.beginUpstream(ctx, x)
 	if x.stream {
 		s.startStream(ctx, x)
 		return
@@ -100,13 +134,15 @@ func (s *Server) prepare(ctx *fasthttp.RequestCtx, start time.Time) (*exchange, 
 		return nil, &apiError{status: http.StatusUnauthorized, code: codeUnauthenticated,
 			message: "missing or malformed Authorization header; expected Bearer token"}
 	}
-	principal, err := s.opts.Auth.Authenticate(token, start)
+	st := s.State()
+	principal, err := st.Auth.Authenticate(token, start)
 	if err != nil {
 		return nil, err
 	}
 	id, _ := ctx.UserValue("id").(string)
 	x := &exchange{
 		s:         s,
+		st:        st,
 		start:     start,
 		requestID: string(ctx.Response.Header.Peek("X-Request-Id")),
 		principal: principal,
@@ -119,7 +155,7 @@ func (s *Server) prepare(ctx *fasthttp.RequestCtx, start time.Time) (*exchange, 
 	if !persona.ValidID(id) {
 		return x, personaNotFound(id)
 	}
-	p, err := s.opts.Personas.Resolve(context.Background(), principal.Workspace, id, start)
+	p, err := st.Personas.Resolve(context.Background(), principal.Workspace, id, start)
 	if err != nil {
 		if errors.Is(err, persona.ErrNotFound) {
 			return x, personaNotFound(id)
@@ -141,28 +177,17 @@ func (s *Server) admit(ctx *fasthttp.RequestCtx, x *exchange) error {
 	}
 	reserve := providers.EstimateInputTokens(&x.req) + int64(x.req.MaxOutputTokens)
 	d, err := s.opts.Limiter.Admit(context.Background(),
-		policy.LimitKey{Workspace: x.principal.Workspace, CredentialID: x.principal.CredentialID}, reserve, x.start)
+		policy.LimitKey{Workspace: x.principal.Workspace, CredentialID: x.principal.CredentialID, Own: x.principal.Limits}, reserve, x.start)
 	if err != nil {
 		if errors.Is(err, policy.ErrLimiterUnavailable) {
 			s.opts.Metrics.rejected("limiter_unavailable")
-			return &apiError{status: http.StatusServiceUnavailable, code: codeUpstreamUnavailable,
-				message: "rate limiter unavailable; retry later", retryAfter: time.Second}
 		}
 		return err
 	}
-	var buf [32]byte
-	for i := range policy.RateLimitHeaders {
-		if name, v := d.AppendHeader(buf[:0], i); name != "" {
-			ctx.Response.Header.SetBytesV(name, v)
-		}
-	}
+	setRateLimitHeaders(&ctx.Response.Header, &d)
 	if !d.Allowed {
 		s.opts.Metrics.rejected(reasonLabel(d.Reason))
-		msg := "rate limit exceeded"
-		if d.Reason.Code() == codeQuotaExceeded {
-			msg = "monthly quota exhausted"
-		}
-		return &apiError{status: http.StatusTooManyRequests, code: d.Reason.Code(), message: msg, retryAfter: d.RetryAfter}
+		return refusal(&d)
 	}
 	x.decision, x.admitted = d, true
 	return nil
@@ -173,14 +198,14 @@ func (s *Server) admit(ctx *fasthttp.RequestCtx, x *exchange) error {
 func (s *Server) resolveModel(x *exchange, p *persona.Persona, body *chatRequest) *apiError {
 	var m *Model
 	if body.HasModelID {
-		m = s.models[string(body.ModelID)] // no allocation: the conversion is only a map key
+		m = x.st.Models[string(body.ModelID)] // no allocation: the conversion is only a map key
 		if m == nil {
 			return validationError("modelId", "unknown model "+strconv.Quote(string(body.ModelID)))
 		}
 		if len(p.AllowedModels) > 0 && !contains(p.AllowedModels, m.ID) {
 			return validationError("modelId", "model "+strconv.Quote(m.ID)+" is not allowed for this persona")
 		}
-	} else if m = s.models[p.DefaultModel]; m == nil {
+	} else if m = x.st.Models[p.DefaultModel]; m == nil {
 		return validationError("modelId", "the persona's default model "+strconv.Quote(p.DefaultModel)+" is not served; name a model")
 	}
 	x.model = m
@@ -238,15 +263,12 @@ func bearerToken(h []byte) ([]byte, bool) {
 // complete serves a non-streaming request.
 func (s *Server) complete(ctx *fasthttp.RequestCtx, x *exchange) {
 	callStart := s.now()
-	res, err := x.model.Provider.Complete(&x.req)
+	res, err := x.model.Provider.Complete(x.ctx, &x.req)
 	end := s.now()
 	x.upstreamWait = end.Sub(callStart)
 	x.deployment = res.Deployment
 	if err != nil {
-		ae := toAPIError(err)
-		s.logUpstream(x, err)
-		writeError(ctx, ae)
-		s.finish(x, providers.Usage{}, ae.status, ae.code, end)
+		s.fail(ctx, x, providers.Usage{}, err, end)
 		return
 	}
 	cost := costOf(x.model, res.Usage)
@@ -282,6 +304,12 @@ func appendUsageFields(dst []byte, u providers.Usage, cost int64, model string, 
 // the access log and, for an authenticated caller (one with a workspace),
 // limiter settlement and the ledger. Called exactly once per request.
 func (s *Server) finish(x *exchange, u providers.Usage, status int, code string, end time.Time) {
+	if x.cancel != nil {
+		// Unwatch before the connection can be closed or serve another
+		// request (see goneWatcher); cancel releases the context's timer.
+		s.gone.unwatch(x.watch)
+		x.cancel()
+	}
 	var cost int64
 	if x.model != nil {
 		cost = costOf(x.model, u)
@@ -302,11 +330,29 @@ func (s *Server) finish(x *exchange, u providers.Usage, status int, code string,
 			s.log.Warn("limiter settle failed", "request_id", x.requestID, "err", err.Error())
 		}
 	}
-	s.opts.Ledger.Record(s.usageRecord(x, u, cost, status, code, end))
+	s.opts.Ledger.Record(s.usageRecord(x, x.deployment, u, cost, status, code, end))
 }
 
-// usageRecord is the ledger line of a finished exchange.
-func (s *Server) usageRecord(x *exchange, u providers.Usage, cost int64, status int, code string, end time.Time) policy.UsageRecord {
+// fail ends an exchange that failed before anything was streamed: the
+// error reply (unless the client left, which is all it gets told), the
+// log line for upstream failures, and finish with the one mapping of err.
+func (s *Server) fail(ctx *fasthttp.RequestCtx, x *exchange, u providers.Usage, err error, end time.Time) {
+	if x.gone.Load() {
+		err = errClientGone
+	}
+	ae := toAPIError(err)
+	if ae.upstream {
+		s.logUpstream(x, err)
+	}
+	writeError(ctx, ae)
+	s.finish(x, u, ae.status, ae.code, end)
+}
+
+// usageRecord is the ledger line of an exchange answered by deployment
+// (empty: the model's provider). It reads only what is fixed once the
+// upstream call started, so a losing hedge's goroutine may call it while
+// the handler goes on.
+func (s *Server) usageRecord(x *exchange, deployment string, u providers.Usage, cost int64, status int, code string, end time.Time) policy.UsageRecord {
 	r := policy.UsageRecord{
 		RequestID:     x.requestID,
 		Time:          x.start,
@@ -325,8 +371,8 @@ func (s *Server) usageRecord(x *exchange, u providers.Usage, cost int64, status 
 	if x.model != nil {
 		r.Model = x.model.ID
 		r.Provider = x.model.ProviderName
-		if x.deployment != "" {
-			r.Provider = x.deployment
+		if deployment != "" {
+			r.Provider = deployment
 		}
 	}
 	return r
@@ -342,13 +388,10 @@ func (s *Server) logUpstream(x *exchange, err error) {
 // a delta is in hand the relay takes ownership of the upstream stream.
 func (s *Server) startStream(ctx *fasthttp.RequestCtx, x *exchange) {
 	callStart := s.now()
-	st, err := x.model.Provider.Stream(&x.req)
+	st, err := x.model.Provider.Stream(x.ctx, &x.req)
 	if err != nil {
 		x.upstreamWait = s.now().Sub(callStart)
-		ae := toAPIError(err)
-		s.logUpstream(x, err)
-		writeError(ctx, ae)
-		s.finish(x, providers.Usage{}, ae.status, ae.code, s.now())
+		s.fail(ctx, x, providers.Usage{}, err, s.now())
 		return
 	}
 	first, err := st.Next()
@@ -356,10 +399,7 @@ func (s *Server) startStream(ctx *fasthttp.RequestCtx, x *exchange) {
 	if err != nil && err != io.EOF {
 		u := st.Usage()
 		st.Close()
-		ae := toAPIError(err)
-		s.logUpstream(x, err)
-		writeError(ctx, ae)
-		s.finish(x, u, ae.status, ae.code, s.now())
+		s.fail(ctx, x, u, err, s.now())
 		return
 	}
 	if sv, ok := st.(providers.Served); ok {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -25,15 +26,34 @@ const (
 	codeUpstreamUnavailable = "upstream_unavailable"
 	codeUpstreamTimeout     = "upstream_timeout"
 	codeInternal            = "internal"
+	// codeClientClosed is ours, never sent: the ledger's and the access
+	// log's code for a request whose client left (status 499).
+	codeClientClosed = "client_closed"
+)
+
+// statusClientClosed is what a usage record says when the client left
+// before its answer ended (nginx's 499; the client itself saw nothing, or
+// a 200 stream cut short).
+const statusClientClosed = 499
+
+var (
+	// errClientGone marks a request whose client closed or reset its
+	// connection, or stopped accepting writes.
+	errClientGone = errors.New("client went away")
+	// errShuttingDown ends streams still open when Shutdown's deadline
+	// passed.
+	errShuttingDown = errors.New("gateway shutting down")
 )
 
 // apiError is a reply the client sees: status, stable code, human message
-// and, for 429 and 503, a retry hint.
+// and, for 429 and 503, a retry hint. upstream marks failures of the
+// upstream call, which are worth a log line.
 type apiError struct {
 	status     int
 	code       string
 	message    string
 	retryAfter time.Duration
+	upstream   bool
 }
 
 func (e *apiError) Error() string { return e.code + ": " + e.message }
@@ -46,29 +66,55 @@ func personaNotFound(id string) *apiError {
 	return &apiError{status: http.StatusNotFound, code: codePersonaNotFound, message: "persona " + id + " not found"}
 }
 
+// refusal is the 429 of a limiter decision that did not admit.
+func refusal(d *policy.Decision) *apiError {
+	code, msg := codeRateLimited, "rate limit exceeded"
+	switch d.Reason {
+	case policy.ReasonQuotaCost, policy.ReasonQuotaTokens:
+		code, msg = codeQuotaExceeded, "monthly quota exhausted"
+	}
+	return &apiError{status: http.StatusTooManyRequests, code: code, message: msg, retryAfter: d.RetryAfter}
+}
+
 // toAPIError is the one place where an error becomes an HTTP status, code
-// and message. Messages never carry upstream bodies or credentials: an
-// upstream's own error text can quote the key it was sent.
+// and message, for every reply path: JSON errors, a stream's error
+// event, the ledger's error code and the access log. Messages never carry
+// upstream bodies or credentials: an upstream's own error text can quote
+// the key it was sent.
 func toAPIError(err error) *apiError {
 	var ae *apiError
-	if errors.As(err, &ae) {
+	var ue *providers.UpstreamError
+	switch {
+	case errors.As(err, &ae):
 		return ae
-	}
-	if errors.Is(err, policy.ErrUnauthenticated) {
+	case errors.Is(err, errClientGone), errors.Is(err, providers.ErrAborted):
+		// Aborted attempts are ours: the request's owner cancelled them
+		// because its client left.
+		return &apiError{status: statusClientClosed, code: codeClientClosed, message: "client closed the connection"}
+	case errors.Is(err, errShuttingDown):
+		return &apiError{status: http.StatusServiceUnavailable, code: codeUpstreamUnavailable,
+			message: "gateway shutting down", retryAfter: time.Second}
+	case errors.Is(err, policy.ErrUnauthenticated):
 		return &apiError{status: http.StatusUnauthorized, code: codeUnauthenticated, message: err.Error()}
-	}
-	if errors.Is(err, persona.ErrUnavailable) {
+	case errors.Is(err, persona.ErrUnavailable):
 		return &apiError{status: http.StatusServiceUnavailable, code: codeUpstreamUnavailable,
 			message: "persona store unavailable", retryAfter: time.Second}
-	}
-	var ue *providers.UpstreamError
-	if errors.As(err, &ue) {
-		return upstreamAPIError(ue)
+	case errors.Is(err, policy.ErrLimiterUnavailable):
+		return &apiError{status: http.StatusServiceUnavailable, code: codeUpstreamUnavailable,
+			message: "rate limiter unavailable; retry later", retryAfter: time.Second}
+	case errors.As(err, &ue):
+		ae := upstreamAPIError(ue)
+		ae.upstream = true
+		return ae
 	}
 	return &apiError{status: http.StatusInternalServerError, code: codeInternal, message: "internal error"}
 }
 
 func upstreamAPIError(ue *providers.UpstreamError) *apiError {
+	if errors.Is(ue, context.DeadlineExceeded) {
+		return &apiError{status: http.StatusGatewayTimeout, code: codeUpstreamTimeout,
+			message: "the request exceeded its deadline"}
+	}
 	switch ue.Kind {
 	case providers.KindStatus:
 		if ue.Status == http.StatusTooManyRequests {

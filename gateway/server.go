@@ -64,12 +64,15 @@ type Model struct {
 
 // Options configure a Server. Zero values are noted per field.
 type Options struct {
-	// Auth authenticates callers. Required.
+	// Auth authenticates callers: the first State's. Required.
 	Auth Authenticator
-	// Personas resolves persona ids. Required.
+	// Personas resolves persona ids: the first State's. Required.
 	Personas PersonaResolver
-	// Models maps public model ids. Required, non-empty.
+	// Models maps public model ids: the first State's. Required,
+	// non-empty.
 	Models map[string]*Model
+	// Version names the first State's configuration. Optional.
+	Version string
 	// Ledger receives one usage record per authenticated request. Required.
 	Ledger policy.Ledger
 	// Limiter enforces rate limits and quotas; nil admits everything.
@@ -95,6 +98,12 @@ type Options struct {
 	// PingInterval is the silence after which a stream gets ": ping";
 	// 0 means 15s.
 	PingInterval time.Duration
+	// RequestTimeout bounds a non-streaming request's upstream work,
+	// across all its attempts (504 when it passes); 0 means 120s.
+	RequestTimeout time.Duration
+	// MaxStreamDuration bounds a stream from its upstream call to its
+	// last event (an error event when it passes); 0 means 30m.
+	MaxStreamDuration time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -102,12 +111,13 @@ type Options struct {
 // Server serves the public API. Build it with New; it is safe for
 // concurrent use.
 type Server struct {
-	opts   Options
-	log    *slog.Logger
-	now    func() time.Time
-	ids    *requestIDs
-	srv    *fasthttp.Server
-	models map[string]*Model
+	opts Options
+	log  *slog.Logger
+	now  func() time.Time
+	ids  *requestIDs
+	srv  *fasthttp.Server
+	// state is what requests run on; each loads it once (see State).
+	state atomic.Pointer[State]
 
 	stopping atomic.Bool // Shutdown began: streams close their connections
 
@@ -115,6 +125,7 @@ type Server struct {
 	streams map[*relay]struct{}
 	relays  sync.WaitGroup
 	workers *relayWorkers
+	gone    *goneWatcher
 
 	logLimited logLimiter // lines anonymous callers can cause
 	drainBufs  sync.Pool  // *[]byte for lingering closes after a 413
@@ -122,23 +133,13 @@ type Server struct {
 
 // New checks opts and builds a Server.
 func New(opts Options) (*Server, error) {
+	first := State{Auth: opts.Auth, Personas: opts.Personas, Models: opts.Models, Version: opts.Version}
 	var errs []error
-	if opts.Auth == nil {
-		errs = append(errs, errors.New("gateway: Auth is required"))
-	}
-	if opts.Personas == nil {
-		errs = append(errs, errors.New("gateway: Personas is required"))
-	}
-	if len(opts.Models) == 0 {
-		errs = append(errs, errors.New("gateway: at least one model is required"))
+	if err := first.check(); err != nil {
+		errs = append(errs, err)
 	}
 	if opts.Ledger == nil {
 		errs = append(errs, errors.New("gateway: Ledger is required"))
-	}
-	for id, m := range opts.Models {
-		if m == nil || m.Provider == nil || m.MaxOutputTokens < 1 {
-			errs = append(errs, fmt.Errorf("gateway: model %q needs a provider and MaxOutputTokens ≥ 1", id))
-		}
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -149,6 +150,8 @@ func New(opts Options) (*Server, error) {
 	setDefault(&opts.IdleTimeout, 120*time.Second)
 	setDefault(&opts.StreamWriteTimeout, 30*time.Second)
 	setDefault(&opts.PingInterval, 15*time.Second)
+	setDefault(&opts.RequestTimeout, 120*time.Second)
+	setDefault(&opts.MaxStreamDuration, 30*time.Minute)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -161,10 +164,11 @@ func New(opts Options) (*Server, error) {
 		log:     log,
 		now:     opts.Now,
 		ids:     newRequestIDs(),
-		models:  opts.Models,
 		streams: make(map[*relay]struct{}),
 		workers: newRelayWorkers(),
+		gone:    newGoneWatcher(),
 	}
+	_ = s.SetState(first) // checked above
 	s.drainBufs.New = func() any { b := make([]byte, 32<<10); return &b }
 	s.srv = &fasthttp.Server{
 		Handler:               s.Handler(),
@@ -292,7 +296,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// Streams run on hijacked connections the server no longer counts:
 	// wait for them separately, until the same deadline.
 	done := make(chan struct{})
-	go func() { s.relays.Wait(); s.workers.stop(); close(done) }()
+	go func() { s.relays.Wait(); s.workers.stop(); s.gone.stop(); close(done) }()
 	select {
 	case <-done:
 		return err

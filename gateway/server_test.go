@@ -19,8 +19,12 @@ import (
 // into a 500 in the API's shape, on both paths.
 type panicProvider struct{}
 
-func (panicProvider) Complete(*providers.Request) (providers.Result, error) { panic("bug") }
-func (panicProvider) Stream(*providers.Request) (providers.Stream, error)   { panic("bug") }
+func (panicProvider) Complete(context.Context, *providers.Request) (providers.Result, error) {
+	panic("bug")
+}
+func (panicProvider) Stream(context.Context, *providers.Request) (providers.Stream, error) {
+	panic("bug")
+}
 
 // memLedger keeps records for assertions.
 type memLedger struct {

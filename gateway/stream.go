@@ -14,13 +14,6 @@ import (
 	"github.com/moonborn/edge/providers"
 )
 
-// errClientGone marks a stream whose client stopped accepting writes.
-var errClientGone = errors.New("client went away")
-
-// statusClientClosed is what a usage record says when the client left
-// mid-stream (nginx's 499; the client itself saw a 200).
-const statusClientClosed = 499
-
 // relay copies one upstream stream to one client as API.md's SSE events.
 //
 // Ownership: the relay owns the upstream Stream from newRelay on. run, on
@@ -247,18 +240,19 @@ func (r *relay) relay(c net.Conn) (complete bool) {
 		r.buf = appendUsageFields(r.buf, usage, cost, r.x.model.ID, end.Sub(r.x.start).Milliseconds())
 		r.buf = append(endChunk(append(r.buf, "}\n\n"...)), lastChunk...)
 		if werr := r.emit(r.buf, true); werr != nil {
-			r.finish(usage, statusClientClosed, "client_closed")
+			r.finish(usage, statusClientClosed, codeClientClosed)
 			return false
 		}
 		r.finish(usage, http.StatusOK, "")
 		return true
 	case r.clientGone():
-		r.finish(usage, statusClientClosed, "client_closed")
+		r.finish(usage, statusClientClosed, codeClientClosed)
 	default:
-		ae := toAPIError(err)
 		if r.stopping.Load() {
-			ae = &apiError{code: codeUpstreamUnavailable, message: "gateway shutting down"}
-		} else {
+			err = errShuttingDown
+		}
+		ae := toAPIError(err)
+		if ae.upstream {
 			r.s.logUpstream(r.x, err)
 		}
 		r.buf = append(beginChunk(r.buf), errorPrefix...)
@@ -348,7 +342,12 @@ func (r *relay) writePing() (gone bool) {
 	return false
 }
 
+// clientGone reports whether the client left: a write failed, or the
+// client-gone watcher saw it close or reset its connection.
 func (r *relay) clientGone() bool {
+	if r.x.gone.Load() {
+		return true
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.gone

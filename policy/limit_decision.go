@@ -21,6 +21,9 @@ type LimitKey struct {
 	Workspace string
 	// CredentialID is Principal.CredentialID; per-key limits look it up.
 	CredentialID string
+	// Own is the credential's own limits (Principal.Limits, a managed
+	// key's); nil uses the configured ones.
+	Own *CredentialLimits
 }
 
 // Reason says why Admit refused a request.
@@ -43,18 +46,6 @@ const (
 	// quota_exceeded).
 	ReasonQuotaTokens
 )
-
-// Code is the API error code for the reason: "rate_limited",
-// "quota_exceeded", or "" for ReasonNone.
-func (r Reason) Code() string {
-	switch r {
-	case ReasonRequests, ReasonTokens:
-		return "rate_limited"
-	case ReasonQuotaCost, ReasonQuotaTokens:
-		return "quota_exceeded"
-	}
-	return ""
-}
 
 // String names the reason for logs and messages.
 func (r Reason) String() string {
@@ -104,68 +95,6 @@ type Decision struct {
 	Tokens   LimitStatus
 	// Reservation is what Settle needs. Zero when !Allowed.
 	Reservation Reservation
-}
-
-// RetryAfterSeconds is the Retry-After header value: RetryAfter rounded up
-// to whole seconds, at least 1 for a refusal, 0 when allowed.
-func (d *Decision) RetryAfterSeconds() int64 {
-	if d.Allowed {
-		return 0
-	}
-	s := int64((d.RetryAfter + time.Second - 1) / time.Second)
-	return max(s, 1)
-}
-
-// Header names of AppendHeader, OpenAI's spelling, in AppendHeader's order.
-const (
-	HeaderLimitRequests     = "X-RateLimit-Limit-Requests"
-	HeaderRemainingRequests = "X-RateLimit-Remaining-Requests"
-	HeaderResetRequests     = "X-RateLimit-Reset-Requests"
-	HeaderLimitTokens       = "X-RateLimit-Limit-Tokens"
-	HeaderRemainingTokens   = "X-RateLimit-Remaining-Tokens"
-	HeaderResetTokens       = "X-RateLimit-Reset-Tokens"
-)
-
-// RateLimitHeaders is the number of X-RateLimit-* headers AppendHeader
-// indexes.
-const RateLimitHeaders = 6
-
-// AppendHeader returns the i-th X-RateLimit-* header (0 <= i <
-// RateLimitHeaders), its value appended to dst; name is "" when that
-// dimension is unlimited and the header is to be omitted. A loop over i
-// with a stack buffer sets them all without allocating:
-//
-//	var buf [32]byte
-//	for i := range policy.RateLimitHeaders {
-//		if name, v := d.AppendHeader(buf[:0], i); name != "" {
-//			ctx.Response.Header.SetBytesV(name, v)
-//		}
-//	}
-//
-// Retry-After is not among them: see RetryAfterSeconds.
-func (d *Decision) AppendHeader(dst []byte, i int) (name string, value []byte) {
-	s := &d.Requests
-	if i >= 3 {
-		s = &d.Tokens
-	}
-	if s.Limit <= 0 {
-		return "", dst
-	}
-	switch i {
-	case 0:
-		return HeaderLimitRequests, strconv.AppendInt(dst, s.Limit, 10)
-	case 1:
-		return HeaderRemainingRequests, strconv.AppendInt(dst, s.Remaining, 10)
-	case 2:
-		return HeaderResetRequests, AppendDuration(dst, s.Reset)
-	case 3:
-		return HeaderLimitTokens, strconv.AppendInt(dst, s.Limit, 10)
-	case 4:
-		return HeaderRemainingTokens, strconv.AppendInt(dst, s.Remaining, 10)
-	case 5:
-		return HeaderResetTokens, AppendDuration(dst, s.Reset)
-	}
-	return "", dst
 }
 
 // AppendDuration appends d as time.Duration.String would print it, for

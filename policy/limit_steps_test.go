@@ -50,8 +50,13 @@ type step struct {
 	settle  int
 	actual  int64 // tokens, for settle
 	cost    int64 // µUSD, for settle
+	own     *CredentialLimits
 	want    string
 }
+
+// ownLimits are a managed key's own limits: one request a second, a 100
+// µUSD monthly budget.
+var ownLimits = &CredentialLimits{RateLimits: RateLimits{RequestsPerMinute: 60, RequestBurst: 1}, MonthlyBudgetUsdMicros: 100}
 
 // describe prints a decision compactly: "ok" or "429 <code>/<reason>
 // retry=<d>", then the header triples of limited dimensions.
@@ -134,6 +139,18 @@ var limiterStepCases = []struct {
 		{at: time.Minute, settle: 7, cost: 999, want: "settled"},
 		{at: time.Minute, ws: "w2", key: "a", want: "ok"},
 	}},
+	{"a managed key's own buckets and monthly budget", time.Date(2026, 1, 31, 23, 59, 0, 0, time.UTC), []step{
+		{ws: "w0", key: "m1", own: ownLimits, want: "ok req=0/1@1s"},
+		{ws: "w0", key: "m1", own: ownLimits, want: "429 request rate limit retry=1s req=0/1@1s"},
+		{settle: 1, actual: 10, cost: 100, want: "settled"},
+		{at: time.Second, ws: "w0", key: "m1", own: ownLimits, want: "429 monthly budget retry=59s req=1/1@0s"},
+		{at: time.Second, ws: "w0", key: "m2", want: "ok"}, // the workspace's other keys
+		{at: time.Minute, ws: "w0", key: "m1", own: ownLimits, want: "ok req=0/1@1s"},
+		// The workspace's budget is checked first.
+		{at: time.Minute, ws: "w2", key: "m3", own: ownLimits, want: "ok req=0/1@1s"},
+		{at: time.Minute, settle: 7, cost: 1000, want: "settled"},
+		{at: time.Minute + time.Second, ws: "w2", key: "m4", own: ownLimits, want: "429 monthly budget retry=671h59m59s req=1/1@0s"},
+	}},
 	{"monthly tokens", time.Date(2026, 12, 15, 12, 0, 0, 0, time.UTC), []step{
 		{ws: "w3", key: "a", reserve: 1000, want: "ok req=599/600@100ms"},
 		{settle: 1, actual: 499, want: "settled"},
@@ -158,7 +175,7 @@ func runLimiterSteps(t *testing.T, mk func(t *testing.T, cfg LimitsConfig) limit
 					}
 					continue
 				}
-				d, err := l.Admit(t.Context(), LimitKey{Workspace: s.ws, CredentialID: s.key}, s.reserve, now)
+				d, err := l.Admit(t.Context(), LimitKey{Workspace: s.ws, CredentialID: s.key, Own: s.own}, s.reserve, now)
 				if err != nil {
 					t.Fatalf("step %d: Admit: %v", i+1, err)
 				}
@@ -186,65 +203,6 @@ func TestRedisLimiterSteps(t *testing.T) {
 	runLimiterSteps(t, func(t *testing.T, cfg LimitsConfig) limiter {
 		return newTestRedisLimiter(t, cfg, addr, testPrefix(t, addr), FailClosed)
 	})
-}
-
-func TestDecisionHeaders(t *testing.T) {
-	d := Decision{
-		Requests: LimitStatus{Limit: 60, Remaining: 59, Reset: time.Second},
-		Tokens:   LimitStatus{Limit: 150000, Remaining: 149000, Reset: 6*time.Minute + 20*time.Millisecond},
-	}
-	headers := func(d *Decision) []string {
-		var got []string
-		var buf [32]byte
-		for i := range RateLimitHeaders {
-			if name, v := d.AppendHeader(buf[:0], i); name != "" {
-				got = append(got, name+": "+string(v))
-			}
-		}
-		return got
-	}
-	want := []string{
-		"X-RateLimit-Limit-Requests: 60", "X-RateLimit-Remaining-Requests: 59", "X-RateLimit-Reset-Requests: 1s",
-		"X-RateLimit-Limit-Tokens: 150000", "X-RateLimit-Remaining-Tokens: 149000", "X-RateLimit-Reset-Tokens: 6m0.02s",
-	}
-	if got := headers(&d); strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("headers:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
-	d.Tokens = LimitStatus{}
-	if got := headers(&d); len(got) != 3 {
-		t.Errorf("unlimited tokens still sent headers: %v", got)
-	}
-	var sink [RateLimitHeaders][32]byte
-	allocs := testing.AllocsPerRun(100, func() {
-		var buf [32]byte
-		for i := range RateLimitHeaders {
-			if name, v := d.AppendHeader(buf[:0], i); name != "" {
-				copy(sink[i][:], v)
-			}
-		}
-	})
-	if allocs != 0 {
-		t.Errorf("AppendHeader allocates %v times", allocs)
-	}
-
-	for _, tc := range []struct {
-		d    Decision
-		want int64
-	}{
-		{Decision{Allowed: true}, 0},
-		{Decision{RetryAfter: time.Millisecond}, 1},
-		{Decision{RetryAfter: time.Second}, 1},
-		{Decision{RetryAfter: 1001 * time.Millisecond}, 2},
-		{Decision{RetryAfter: 0}, 1},
-	} {
-		if got := tc.d.RetryAfterSeconds(); got != tc.want {
-			t.Errorf("RetryAfterSeconds(%v) = %d, want %d", tc.d.RetryAfter, got, tc.want)
-		}
-	}
-	if ReasonRequests.Code() != "rate_limited" || ReasonTokens.Code() != "rate_limited" ||
-		ReasonQuotaCost.Code() != "quota_exceeded" || ReasonQuotaTokens.Code() != "quota_exceeded" || ReasonNone.Code() != "" {
-		t.Error("Reason.Code mapping")
-	}
 }
 
 func TestAppendDuration(t *testing.T) {

@@ -141,7 +141,7 @@ func TestRedisLimiterQuotaAcrossReplicas(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d.Allowed || d.Reason != ReasonQuotaCost || d.RetryAfter != 59*time.Minute || d.RetryAfterSeconds() != 3540 {
+		if d.Allowed || d.Reason != ReasonQuotaCost || d.RetryAfter != 59*time.Minute {
 			t.Errorf("replica %s after the budget is spent: %s", name, describe(d))
 		}
 		d, err = l.Admit(t.Context(), key, 1, now.Add(time.Hour))

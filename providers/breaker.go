@@ -1,6 +1,7 @@
 package providers
 
 import (
+	"context"
 	"errors"
 	"io"
 	"sync/atomic"
@@ -27,15 +28,16 @@ var (
 )
 
 // classify decides how err, the end of one attempt, counts: nil and io.EOF
-// are successes; client aborts, saturation and caller-caused 4xx are
-// excluded; everything else the upstream did wrong is a failure. 401 and
+// are successes; client aborts, the request's own deadline (the caller's
+// budget, often spent by earlier attempts), saturation and caller-caused
+// 4xx are excluded; everything else the upstream did wrong is a failure. 401 and
 // 403 count as failures: they mean this deployment's key is wrong, and
 // another deployment may serve the request.
 func classify(err error) outcome {
 	if err == nil || err == io.EOF {
 		return outcomeSuccess
 	}
-	if errors.Is(err, ErrAborted) {
+	if errors.Is(err, ErrAborted) || errors.Is(err, context.DeadlineExceeded) {
 		return outcomeExcluded
 	}
 	var ue *UpstreamError

@@ -1,6 +1,7 @@
 package providers
 
 import (
+	"context"
 	"io"
 	"sync"
 	"time"
@@ -16,37 +17,47 @@ import (
 // reported to its breaker. Attempts that fail before the race is decided
 // report the failure on the channel so Stream can retry.
 //
-// Limitation: an attempt still inside Provider.Stream (reply headers not
-// yet received) has no Stream to abort; it is aborted the moment Stream
-// returns, and its provider's first-token timeout bounds that wait.
+// Each attempt runs under a context of its own, derived from the
+// request's, so a loser is cancelled the moment the winner is chosen
+// whatever it is doing — still waiting for its reply's headers included:
+// cancelling closes its upstream connection. The winner's context is
+// cancelled when its stream is closed. When the request's context ends,
+// every attempt fails at once and the race ends with that error.
 
 // hedgeRace is the shared state of one hedged request.
 type hedgeRace struct {
 	mu      sync.Mutex
 	decided bool
-	streams [10]Stream // open streams by attempt slot, for aborting losers
+	cancels [10]context.CancelFunc // attempt contexts by slot, for cancelling losers
 	events  chan *hedgeAttempt
 }
 
 // hedgeAttempt is one attempt of a hedged request.
 type hedgeAttempt struct {
-	d     *Deployment
-	done  func(error)
-	slot  int
-	hedge bool // started by the hedge timer, not as the first try or a retry
-	st    Stream
-	first []byte
-	err   error
+	d      *Deployment
+	done   func(error)
+	cancel context.CancelFunc
+	slot   int
+	hedge  bool // started by the hedge timer, not as the first try or a retry
+	st     Stream
+	first  []byte
+	err    error
 }
 
 // streamHedged is Stream with hedging: see Pool.Stream and HedgeConfig.
-func (p *Pool) streamHedged(req *Request, now time.Time) (Stream, error) {
+func (p *Pool) streamHedged(ctx context.Context, req *Request, now time.Time) (Stream, error) {
 	race := &hedgeRace{events: make(chan *hedgeAttempt, p.cfg.MaxAttempts)}
 	var tried uint64
 	var lastErr error
 	launched, running := 0, 0
 	var prev *Deployment // the deployment of the latest attempt
 	launch := func(now time.Time, hedge bool) (*Deployment, bool) {
+		if ctx.Err() != nil {
+			if lastErr == nil {
+				lastErr = ContextError(p.model, ctx)
+			}
+			return nil, false
+		}
 		d, done, err := p.acquire(now, tried)
 		if d == nil {
 			if lastErr == nil {
@@ -62,10 +73,14 @@ func (p *Pool) streamHedged(req *Request, now time.Time) (Stream, error) {
 		}
 		prev = d
 		tried |= 1 << d.index
-		a := &hedgeAttempt{d: d, done: done, slot: launched, hedge: hedge}
+		actx, cancel := context.WithCancel(ctx)
+		a := &hedgeAttempt{d: d, done: done, cancel: cancel, slot: launched, hedge: hedge}
+		race.mu.Lock()
+		race.cancels[a.slot] = cancel
+		race.mu.Unlock()
 		launched++
 		running++
-		go p.runAttempt(race, a, d.request(req), now)
+		go p.runAttempt(actx, race, a, d.request(req), now)
 		return d, true
 	}
 	d, ok := launch(now, false)
@@ -81,8 +96,10 @@ func (p *Pool) streamHedged(req *Request, now time.Time) (Stream, error) {
 				if a.hedge {
 					p.counts.hedgesWon.Add(1)
 				}
-				race.abortLosers(a.slot)
-				return newPoolStream(p, a.d, a.done, a.st, a.first, a.err), nil
+				race.cancelLosers(a.slot)
+				ps := newPoolStream(p, a.d, a.done, a.st, a.first, a.err)
+				ps.cancel = a.cancel
+				return ps, nil
 			}
 			running--
 			lastErr = a.err
@@ -122,17 +139,10 @@ func (p *Pool) hedgeDelay(d *Deployment) time.Duration {
 }
 
 // runAttempt is one attempt's goroutine; see the comment at the top.
-func (p *Pool) runAttempt(race *hedgeRace, a *hedgeAttempt, r *Request, start time.Time) {
-	st, err := a.d.provider.Stream(r)
+func (p *Pool) runAttempt(ctx context.Context, race *hedgeRace, a *hedgeAttempt, r *Request, start time.Time) {
+	st, err := a.d.provider.Stream(ctx, r)
 	var first []byte
 	if err == nil {
-		race.mu.Lock()
-		race.streams[a.slot] = st
-		lost := race.decided
-		race.mu.Unlock()
-		if lost {
-			st.Abort()
-		}
 		first, err = st.Next()
 	}
 	ok := err == nil || err == io.EOF
@@ -142,7 +152,7 @@ func (p *Pool) runAttempt(race *hedgeRace, a *hedgeAttempt, r *Request, start ti
 		race.decided = true
 	}
 	decided := race.decided
-	race.streams[a.slot] = nil // from here this goroutine (or the winner's owner) alone touches st
+	race.cancels[a.slot] = nil // from here this goroutine (or the winner's owner) alone cancels it
 	race.mu.Unlock()
 	if won {
 		a.d.observeTTFT(p.now().Sub(start))
@@ -150,10 +160,8 @@ func (p *Pool) runAttempt(race *hedgeRace, a *hedgeAttempt, r *Request, start ti
 		race.events <- a
 		return
 	}
+	a.cancel() // lost or failed: stop the generation now, if any
 	if st != nil {
-		if ok {
-			st.Abort() // a token came too late: stop the generation now
-		}
 		p.discard(a.d, r, st)
 	}
 	if ok {
@@ -169,13 +177,14 @@ func (p *Pool) runAttempt(race *hedgeRace, a *hedgeAttempt, r *Request, start ti
 	}
 }
 
-// abortLosers aborts every open stream but the winner's.
-func (r *hedgeRace) abortLosers(winner int) {
+// cancelLosers cancels every attempt still running but the winner: each
+// one's upstream connection is closed at once, reply headers or not.
+func (r *hedgeRace) cancelLosers(winner int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for i, st := range r.streams {
-		if i != winner && st != nil {
-			st.Abort()
+	for i, cancel := range r.cancels {
+		if i != winner && cancel != nil {
+			cancel()
 		}
 	}
 }

@@ -2,6 +2,7 @@ package providers
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -110,14 +111,14 @@ func (p *Pool) Deployments() []*Deployment { return p.deps }
 // Complete runs req on one deployment after another until one answers,
 // an error is not worth retrying, MaxAttempts is reached or the retry
 // budget is spent. It returns the last attempt's error.
-func (p *Pool) Complete(req *Request) (Result, error) {
+func (p *Pool) Complete(ctx context.Context, req *Request) (Result, error) {
 	now := p.now()
 	p.counts.requests.Add(1)
 	p.budget.Request(now)
 	var res Result
-	err := p.failover(req, now, func(d *Deployment, r *Request, done func(error), start time.Time) error {
+	err := p.failover(ctx, req, now, func(d *Deployment, r *Request, done func(error), start time.Time) error {
 		var err error
-		if res, err = d.provider.Complete(r); err != nil {
+		if res, err = d.provider.Complete(ctx, r); err != nil {
 			return err
 		}
 		end := p.now()
@@ -136,16 +137,16 @@ func (p *Pool) Complete(req *Request) (Result, error) {
 // its Next hands out the buffered first delta, then the upstream's; a
 // failure after that is returned by Next and never retried. Close reports
 // the stream's outcome to the deployment's breaker.
-func (p *Pool) Stream(req *Request) (Stream, error) {
+func (p *Pool) Stream(ctx context.Context, req *Request) (Stream, error) {
 	now := p.now()
 	p.counts.requests.Add(1)
 	p.budget.Request(now)
 	if p.cfg.Hedge.Enabled && p.cfg.MaxAttempts > 1 {
-		return p.streamHedged(req, now)
+		return p.streamHedged(ctx, req, now)
 	}
 	var out Stream
-	err := p.failover(req, now, func(d *Deployment, r *Request, done func(error), start time.Time) error {
-		st, first, err := p.openStream(d, r, start)
+	err := p.failover(ctx, req, now, func(d *Deployment, r *Request, done func(error), start time.Time) error {
+		st, first, err := p.openStream(ctx, d, r, start)
 		if err != nil && err != io.EOF {
 			return err
 		}
@@ -161,11 +162,17 @@ func (p *Pool) Stream(req *Request) (Stream, error) {
 // once try succeeded). try gets the deployment's own request and the
 // breaker's done: on success try owns done; on failure failover reports
 // the error to the breaker.
-func (p *Pool) failover(req *Request, now time.Time, try func(d *Deployment, r *Request, done func(error), start time.Time) error) error {
+//
+// Once ctx ended no attempt starts: the request's deadline bounds all of
+// its attempts together.
+func (p *Pool) failover(ctx context.Context, req *Request, now time.Time, try func(d *Deployment, r *Request, done func(error), start time.Time) error) error {
 	var tried uint64
 	var lastErr error
 	var prev *Deployment
 	for attempt := 0; attempt < p.cfg.MaxAttempts; attempt++ {
+		if ctx.Err() != nil {
+			return ContextError(p.model, ctx)
+		}
 		if attempt > 0 && !p.budget.TryRetry(now) {
 			break
 		}
@@ -197,8 +204,8 @@ func (p *Pool) failover(req *Request, now time.Time, try func(d *Deployment, r *
 // openStream starts r on d and reads to the first delta. On success (err
 // nil or io.EOF) the stream is returned open; on failure it is already
 // closed and its usage handed to OnDiscardedUsage.
-func (p *Pool) openStream(d *Deployment, r *Request, start time.Time) (Stream, []byte, error) {
-	st, err := d.provider.Stream(r)
+func (p *Pool) openStream(ctx context.Context, d *Deployment, r *Request, start time.Time) (Stream, []byte, error) {
+	st, err := d.provider.Stream(ctx, r)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -325,6 +332,7 @@ type poolStream struct {
 	p       *Pool
 	d       *Deployment
 	done    func(error)
+	cancel  context.CancelFunc // the attempt's own context (hedging); nil if none
 	st      Stream
 	first   []byte
 	pending bool  // first (or firstErr) not yet handed out
@@ -379,5 +387,8 @@ func (s *poolStream) Close() {
 	}
 	s.closed = true
 	s.st.Close()
+	if s.cancel != nil {
+		s.cancel()
+	}
 	s.d.finish(s.done, s.err, s.p.now())
 }

@@ -1,6 +1,7 @@
 package providers
 
 import (
+	"context"
 	"errors"
 	"io"
 	"testing"
@@ -16,12 +17,12 @@ type scripted struct {
 	models []string
 }
 
-func (s *scripted) Complete(r *Request) (Result, error) {
+func (s *scripted) Complete(_ context.Context, r *Request) (Result, error) {
 	s.models = append(s.models, r.Model)
 	return Result{Content: "ok"}, s.err
 }
 
-func (s *scripted) Stream(r *Request) (Stream, error) {
+func (s *scripted) Stream(_ context.Context, r *Request) (Stream, error) {
 	s.models = append(s.models, r.Model)
 	if s.err != nil {
 		return nil, s.err
@@ -59,7 +60,7 @@ func TestEmptyCleanStreamIsSuccess(t *testing.T) {
 	now := t0
 	up := &scripted{end: io.EOF}
 	p := fixedPool(t, PoolConfig{Breaker: BreakerConfig{ConsecutiveFailures: 1}}, &now, DeploymentSpec{Name: "a", Provider: up})
-	st, err := p.Stream(&Request{Model: "m"})
+	st, err := p.Stream(context.Background(), &Request{Model: "m"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,11 +82,11 @@ func TestUnavailableRetryAfterIsEarliestReopen(t *testing.T) {
 	p := fixedPool(t, cfg, &now,
 		DeploymentSpec{Name: "a", Provider: fail(30 * time.Second)},
 		DeploymentSpec{Name: "b", Provider: fail(0)})
-	if _, err := p.Complete(&Request{}); err == nil {
+	if _, err := p.Complete(context.Background(), &Request{}); err == nil {
 		t.Fatal("outage answered")
 	}
 	now = t0.Add(4 * time.Second)
-	_, err := p.Complete(&Request{})
+	_, err := p.Complete(context.Background(), &Request{})
 	var ue *UpstreamError
 	if !errors.As(err, &ue) || ue.Kind != KindUnavailable {
 		t.Fatalf("err = %v, want KindUnavailable", err)
@@ -105,16 +106,16 @@ func TestSaturatedDeploymentIsSkippedAndModelRewritten(t *testing.T) {
 	p := fixedPool(t, PoolConfig{}, &now,
 		DeploymentSpec{Name: "a", Provider: a, Model: "up-a", MaxInFlight: 1},
 		DeploymentSpec{Name: "b", Provider: b, Model: "up-b", Priority: 1})
-	st, err := p.Stream(&Request{Model: "public"})
+	st, err := p.Stream(context.Background(), &Request{Model: "public"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// a holds its one slot while the stream is open: the next request goes to b.
-	if _, err := p.Complete(&Request{Model: "public"}); err != nil {
+	if _, err := p.Complete(context.Background(), &Request{Model: "public"}); err != nil {
 		t.Fatal(err)
 	}
 	st.Close()
-	if _, err := p.Complete(&Request{Model: "public"}); err != nil {
+	if _, err := p.Complete(context.Background(), &Request{Model: "public"}); err != nil {
 		t.Fatal(err)
 	}
 	if len(a.models) != 2 || a.models[0] != "up-a" || len(b.models) != 1 || b.models[0] != "up-b" {
@@ -128,7 +129,7 @@ func TestCallerErrorIsNotRetried(t *testing.T) {
 	p := fixedPool(t, PoolConfig{Breaker: BreakerConfig{ConsecutiveFailures: 1}}, &now,
 		DeploymentSpec{Name: "a", Provider: a}, DeploymentSpec{Name: "b", Provider: b, Priority: 1})
 	for range 3 {
-		if _, err := p.Complete(&Request{}); kindOf(err) != KindStatus {
+		if _, err := p.Complete(context.Background(), &Request{}); kindOf(err) != KindStatus {
 			t.Fatalf("err = %v, want the 400", err)
 		}
 	}

@@ -1,6 +1,7 @@
 package providers
 
 import (
+	"context"
 	"errors"
 	"io"
 	"sync"
@@ -27,9 +28,11 @@ func (s *sequenced) next() error {
 	return err
 }
 
-func (s *sequenced) Complete(*Request) (Result, error) { return Result{Content: "ok"}, s.next() }
+func (s *sequenced) Complete(context.Context, *Request) (Result, error) {
+	return Result{Content: "ok"}, s.next()
+}
 
-func (s *sequenced) Stream(*Request) (Stream, error) {
+func (s *sequenced) Stream(context.Context, *Request) (Stream, error) {
 	if err := s.next(); err != nil {
 		return nil, err
 	}
@@ -151,7 +154,7 @@ func TestPoolCounters(t *testing.T) {
 			for range c.calls {
 				if c.stream {
 					var st Stream
-					if st, err = p.Stream(&Request{}); err == nil {
+					if st, err = p.Stream(context.Background(), &Request{}); err == nil {
 						for err == nil {
 							_, err = st.Next()
 						}
@@ -161,7 +164,7 @@ func TestPoolCounters(t *testing.T) {
 						}
 					}
 				} else {
-					_, err = p.Complete(&Request{})
+					_, err = p.Complete(context.Background(), &Request{})
 				}
 			}
 			if (err == nil) != c.want.complete {
@@ -186,20 +189,22 @@ func TestPoolCounters(t *testing.T) {
 }
 
 // gated is a Provider whose streams hold their first delta until release
-// is closed, and end with ErrAborted once aborted.
+// is closed, and end with ErrAborted once aborted or once their context
+// is cancelled, as the Provider contract asks.
 type gated struct {
 	release chan struct{}
 	started chan struct{} // receives one value per Stream call
 }
 
-func (g *gated) Complete(*Request) (Result, error) { return Result{}, nil }
+func (g *gated) Complete(context.Context, *Request) (Result, error) { return Result{}, nil }
 
-func (g *gated) Stream(*Request) (Stream, error) {
+func (g *gated) Stream(ctx context.Context, _ *Request) (Stream, error) {
 	g.started <- struct{}{}
-	return &gatedStream{release: g.release, abort: make(chan struct{})}, nil
+	return &gatedStream{ctx: ctx, release: g.release, abort: make(chan struct{})}, nil
 }
 
 type gatedStream struct {
+	ctx     context.Context
 	release chan struct{}
 	abort   chan struct{}
 	once    sync.Once
@@ -215,6 +220,8 @@ func (s *gatedStream) Next() ([]byte, error) {
 		s.sent = true
 		return []byte("x"), nil
 	case <-s.abort:
+		return nil, ErrAborted
+	case <-s.ctx.Done():
 		return nil, ErrAborted
 	}
 }
@@ -249,7 +256,7 @@ func TestHedgeCounters(t *testing.T) {
 					close(b.release)
 				}
 			}()
-			st, err := p.Stream(&Request{})
+			st, err := p.Stream(context.Background(), &Request{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -290,7 +297,7 @@ func TestCountersDoNotAllocate(t *testing.T) {
 	p := fixedPool(t, PoolConfig{}, &now, DeploymentSpec{Name: "a", Provider: &sequenced{}})
 	req := &Request{}
 	allocs := testing.AllocsPerRun(100, func() {
-		if _, err := p.Complete(req); err != nil {
+		if _, err := p.Complete(context.Background(), req); err != nil {
 			t.Fatal(err)
 		}
 	})

@@ -8,6 +8,7 @@
 package providers
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -72,15 +73,21 @@ type Served interface {
 
 // Provider is one upstream deployment speaking one wire protocol.
 // Implementations are safe for concurrent use.
+//
+// ctx is the request's: its cancellation (the client left, a hedge lost)
+// and its deadline end the call at once, whatever it is waiting for, and
+// close the upstream connection so the upstream stops generating. A call
+// whose ctx was cancelled returns ErrAborted; one whose deadline passed, an
+// *UpstreamError of KindTimeout (see ContextError).
 type Provider interface {
 	// Complete runs req without streaming and returns the whole answer.
-	// Errors are *UpstreamError (or wrap one).
-	Complete(req *Request) (Result, error)
+	// Errors are *UpstreamError (or wrap one), or ErrAborted.
+	Complete(ctx context.Context, req *Request) (Result, error)
 	// Stream starts req as a stream. It returns once the upstream accepted
 	// the request (status 200 and headers read); a refusal is returned as
 	// an error and no Stream exists. The caller owns the Stream and must
-	// Close it.
-	Stream(req *Request) (Stream, error)
+	// Close it. ctx governs the whole stream, not only its start.
+	Stream(ctx context.Context, req *Request) (Stream, error)
 }
 
 // Stream is one streamed completion in flight. Next and Close belong to a

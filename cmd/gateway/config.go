@@ -64,6 +64,12 @@ type ServerConfig struct {
 	// ShutdownTimeout is how long in-flight requests and streams may run
 	// on after SIGTERM/SIGINT; default 30s.
 	ShutdownTimeout time.Duration `yaml:"shutdownTimeout"`
+	// RequestTimeout bounds a non-streaming request's upstream work across
+	// all its attempts (504 when it passes); default 120s.
+	RequestTimeout time.Duration `yaml:"requestTimeout"`
+	// MaxStreamDuration bounds a stream from its upstream call to its
+	// last event (an error event when it passes); default 30m.
+	MaxStreamDuration time.Duration `yaml:"maxStreamDuration"`
 }
 
 // LogConfig sets logging.
@@ -147,6 +153,8 @@ func (c *Config) SetDefaults() {
 	defDur(&s.StreamWriteTimeout, 30*time.Second)
 	defDur(&s.PingInterval, 15*time.Second)
 	defDur(&s.ShutdownTimeout, 30*time.Second)
+	defDur(&s.RequestTimeout, 120*time.Second)
+	defDur(&s.MaxStreamDuration, 30*time.Minute)
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -234,6 +242,7 @@ func (c *Config) Validate() error {
 	for name, d := range map[string]time.Duration{
 		"readTimeout": s.ReadTimeout, "writeTimeout": s.WriteTimeout, "idleTimeout": s.IdleTimeout,
 		"streamWriteTimeout": s.StreamWriteTimeout, "pingInterval": s.PingInterval, "shutdownTimeout": s.ShutdownTimeout,
+		"requestTimeout": s.RequestTimeout, "maxStreamDuration": s.MaxStreamDuration,
 	} {
 		if d < 0 {
 			p.add("server."+name, "must not be negative")
@@ -245,6 +254,9 @@ func (c *Config) Validate() error {
 		p.add("log.level", "must be one of debug, info, warn, error")
 	}
 	p.addAll("auth", c.Auth.Validate())
+	if ks := c.Auth.KeyStore.Enabled; ks != nil && *ks && c.Ledger.Driver != policy.LedgerDriverSQLite && c.Ledger.Driver != policy.LedgerDriverPostgres {
+		p.add("auth.keyStore.enabled", "needs ledger.driver sqlite or postgres (the keys live in the ledger's database)")
+	}
 	p.addAll("personas", c.Personas.Validate())
 	p.addAll("ledger", c.Ledger.Validate())
 	p.addAll("retryBudget", c.RetryBudget.Validate())

@@ -99,8 +99,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 0
 	}
 	cfg, err := loadConfig(*configPath)
-	if *configPath == "" {
-		*configPath = "(built-in default)"
+	configName := *configPath
+	if configName == "" {
+		configName = "(built-in default)"
 	}
 	if err == nil {
 		if *listen != "" {
@@ -114,7 +115,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err != nil {
 		// A type error can quote the value it could not read: a secret.
 		out := newRedactor(stderr, nil)
-		fmt.Fprintf(out, "gateway: invalid config %s:\n", *configPath)
+		fmt.Fprintf(out, "gateway: invalid config %s:\n", configName)
 		for _, line := range strings.Split(err.Error(), "\n") {
 			fmt.Fprintf(out, "  %s\n", line)
 		}
@@ -124,7 +125,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return checkHealth(cfg.Server.AdminListen, stderr)
 	}
 	if *checkOnly {
-		fmt.Fprintf(stdout, "config %s is valid\n", *configPath)
+		fmt.Fprintf(stdout, "config %s is valid\n", configName)
 		return 0
 	}
 	logs := newLogBuffer(stderr)
@@ -135,6 +136,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		log.Error("start failed", "err", err.Error())
 		return 1
 	}
+	// SIGHUP and POST /admin/reload read the file again, flags on top.
+	a.configFile(*configPath, func(c *Config) {
+		if *listen != "" {
+			c.Server.Listen = *listen
+		}
+		if *adminListen != "" {
+			c.Server.AdminListen = *adminListen
+		}
+	})
 	if err := a.serve(ctx, ready); err != nil {
 		log.Error("serve failed", "err", err.Error())
 		return 1

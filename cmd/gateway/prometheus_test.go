@@ -387,6 +387,7 @@ var documentedLabels = map[string]map[string][]string{
 	"moonborn_persona_cache_requests_total": {"result": {"hit", "miss", "negative_hit"}},
 	"moonborn_limit_rejections_total":       {"reason": {"requests", "tokens", "quota_cost", "quota_tokens", "limiter_unavailable"}},
 	"moonborn_unreadable_requests_total":    {"reason": {"headers_too_large", "body_too_large", "timeout", "malformed_headers", "malformed_body", "malformed"}},
+	"moonborn_config_reloads_total":         {"result": {"ok", "error"}},
 }
 
 var (

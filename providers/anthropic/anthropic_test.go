@@ -1,6 +1,7 @@
 package anthropic
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -206,7 +207,7 @@ func TestComplete(t *testing.T) {
 				w.Header().Set("Content-Type", "application/json")
 				_, _ = io.WriteString(w, c.reply)
 			})
-			res, err := newProvider(t, testConfig(u.URL)).Complete(&c.req)
+			res, err := newProvider(t, testConfig(u.URL)).Complete(context.Background(), &c.req)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -265,7 +266,7 @@ func TestStream(t *testing.T) {
 					send(w, e)
 				}
 			})
-			s, err := newProvider(t, testConfig(u.URL)).Stream(&req)
+			s, err := newProvider(t, testConfig(u.URL)).Stream(context.Background(), &req)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -326,9 +327,9 @@ func TestStatusErrors(t *testing.T) {
 				p := newProvider(t, testConfig(u.URL))
 				var err error
 				if mode == "complete" {
-					_, err = p.Complete(&baseReq)
+					_, err = p.Complete(context.Background(), &baseReq)
 				} else {
-					_, err = p.Stream(&baseReq)
+					_, err = p.Stream(context.Background(), &baseReq)
 				}
 				ue := upstreamErr(err)
 				if ue == nil || ue.Kind != providers.KindStatus || ue.Status != c.status || ue.RetryAfter != c.wantRetry {
@@ -350,10 +351,10 @@ func TestConnectRefused(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	p := newProvider(t, testConfig("http://"+addr))
-	if _, err := p.Complete(&baseReq); kindOf(err) != providers.KindConnect {
+	if _, err := p.Complete(context.Background(), &baseReq); kindOf(err) != providers.KindConnect {
 		t.Fatalf("complete: %v", err)
 	}
-	if _, err := p.Stream(&baseReq); kindOf(err) != providers.KindConnect {
+	if _, err := p.Stream(context.Background(), &baseReq); kindOf(err) != providers.KindConnect {
 		t.Fatalf("stream: %v", err)
 	}
 }
@@ -393,10 +394,10 @@ func TestTimeouts(t *testing.T) {
 			start := time.Now()
 			var err error
 			if !c.stream {
-				_, err = p.Complete(&baseReq)
+				_, err = p.Complete(context.Background(), &baseReq)
 			} else {
 				var s providers.Stream
-				if s, err = p.Stream(&baseReq); err == nil {
+				if s, err = p.Stream(context.Background(), &baseReq); err == nil {
 					var text string
 					text, err = drain(s)
 					if text != c.deltas {
@@ -427,7 +428,7 @@ func TestAbort(t *testing.T) {
 		send(w, textDelta("first"))
 		u.waitGone(r)
 	})
-	s, err := newProvider(t, testConfig(u.URL)).Stream(&baseReq)
+	s, err := newProvider(t, testConfig(u.URL)).Stream(context.Background(), &baseReq)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -464,7 +465,7 @@ func TestConnectionReuseAfterStop(t *testing.T) {
 	})
 	p := newProvider(t, testConfig(u.URL))
 	for i := range 3 {
-		s, err := p.Stream(&baseReq)
+		s, err := p.Stream(context.Background(), &baseReq)
 		if err != nil {
 			t.Fatal(err)
 		}

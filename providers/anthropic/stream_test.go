@@ -3,6 +3,7 @@ package anthropic
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -241,7 +242,7 @@ func streamEvents(deltas int) []string {
 // stream's setup is not in the count.
 func TestDeltaAllocs(t *testing.T) {
 	url := rawUpstream(t, chunkedSSE(streamEvents(3000)...))
-	s, err := newProvider(t, testConfig(url)).Stream(&baseReq)
+	s, err := newProvider(t, testConfig(url)).Stream(context.Background(), &baseReq)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +271,7 @@ func BenchmarkStreamRelay(b *testing.B) {
 	b.ReportAllocs()
 	deltas := 0
 	for b.Loop() {
-		s, err := p.Stream(&baseReq)
+		s, err := p.Stream(context.Background(), &baseReq)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -308,7 +309,7 @@ func BenchmarkParseEvent(b *testing.B) {
 func TestNotifyWaitAbandonsWait(t *testing.T) {
 	resp := chunkedSSE(msgStart, blockStart, textDelta("Hi"))
 	resp = resp[:len(resp)-len("0\r\n\r\n")] // then silence, the stream still open
-	s, err := newProvider(t, testConfig(rawUpstream(t, resp))).Stream(&baseReq)
+	s, err := newProvider(t, testConfig(rawUpstream(t, resp))).Stream(context.Background(), &baseReq)
 	if err != nil {
 		t.Fatal(err)
 	}

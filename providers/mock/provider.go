@@ -1,6 +1,7 @@
 package mock
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -74,14 +75,21 @@ func New(name string, cfg Config) *Provider {
 func (p *Provider) Name() string { return p.name }
 
 // Complete waits as long as generating the answer would take
-// (TimeToFirstToken plus TokenDelay per further token) and returns it.
-// There is no way to interrupt it: the Provider interface carries no
-// context, so keep the delays short where Complete is used.
-func (p *Provider) Complete(req *providers.Request) (providers.Result, error) {
+// (TimeToFirstToken plus TokenDelay per further token) and returns it;
+// ctx's end interrupts the wait (see providers.ContextError).
+func (p *Provider) Complete(ctx context.Context, req *providers.Request) (providers.Result, error) {
 	seed, in := seedOfStrings(req.Model, req.System, req.UserText)
 	pl := newPlan(seed, p.cfg.OutputTokens, req.MaxOutputTokens)
 	if d := p.cfg.TimeToFirstToken + time.Duration(max(pl.n-1, 0))*p.cfg.TokenDelay; d > 0 {
-		time.Sleep(d)
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return providers.Result{}, providers.ContextError(p.name, ctx)
+		}
+	} else if ctx.Err() != nil {
+		return providers.Result{}, providers.ContextError(p.name, ctx)
 	}
 	var b strings.Builder
 	b.Grow(pl.n * 6)
@@ -94,22 +102,35 @@ func (p *Provider) Complete(req *providers.Request) (providers.Result, error) {
 	}, nil
 }
 
-// Stream starts the answer as a stream; it never refuses.
-func (p *Provider) Stream(req *providers.Request) (providers.Stream, error) {
+// Stream starts the answer as a stream; it refuses only a ctx that
+// already ended, and ctx's end later aborts it.
+func (p *Provider) Stream(ctx context.Context, req *providers.Request) (providers.Stream, error) {
+	if ctx.Err() != nil {
+		return nil, providers.ContextError(p.name, ctx)
+	}
 	seed, in := seedOfStrings(req.Model, req.System, req.UserText)
-	return &stream{
+	s := &stream{
+		name:  p.name,
+		ctx:   ctx,
 		plan:  newPlan(seed, p.cfg.OutputTokens, req.MaxOutputTokens),
 		in:    in,
 		ttft:  p.cfg.TimeToFirstToken,
 		delay: p.cfg.TokenDelay,
 		abort: make(chan struct{}),
-	}, nil
+	}
+	if ctx.Done() != nil {
+		s.stopCtx = context.AfterFunc(ctx, s.Abort)
+	}
+	return s, nil
 }
 
 // stream is one in-process answer in flight. Next, Usage and Close belong
 // to the owner goroutine; Abort closes the abort channel, which wakes a
 // sleeping Next at once.
 type stream struct {
+	name      string
+	ctx       context.Context
+	stopCtx   func() bool // unhooks ctx's cancellation; nil if ctx never ends
 	plan      plan
 	in        int64
 	i         int
@@ -127,7 +148,7 @@ type stream struct {
 func (s *stream) Next() ([]byte, error) {
 	select {
 	case <-s.abort:
-		return nil, providers.ErrAborted
+		return nil, s.abortErr()
 	default:
 	}
 	if s.i >= s.plan.n {
@@ -150,7 +171,7 @@ func (s *stream) Next() ([]byte, error) {
 		case <-s.timer.C:
 		case <-s.abort:
 			s.timer.Stop()
-			return nil, providers.ErrAborted
+			return nil, s.abortErr()
 		}
 	}
 	tok := s.plan.token(s.i)
@@ -175,8 +196,20 @@ func (s *stream) NotifyWait(f func() bool) bool {
 	return true
 }
 
-// Close releases the stream's timer.
+// abortErr is why an aborted stream ended: its request's deadline, or
+// an abort (its own or its request context's cancellation).
+func (s *stream) abortErr() error {
+	if s.ctx.Err() != nil {
+		return providers.ContextError(s.name, s.ctx)
+	}
+	return providers.ErrAborted
+}
+
+// Close releases the stream's timer and context hook.
 func (s *stream) Close() {
+	if s.stopCtx != nil {
+		s.stopCtx()
+	}
 	if s.timer != nil {
 		s.timer.Stop()
 	}

@@ -1,6 +1,7 @@
 package mock
 
 import (
+	"context"
 	"errors"
 	"io"
 	"strings"
@@ -59,15 +60,15 @@ func drain(t *testing.T, s providers.Stream) string {
 func TestProviderDeterministic(t *testing.T) {
 	p := New("mock-a", Config{})
 	req := &providers.Request{Model: "m", System: "You are terse.", UserText: "Say hi", MaxOutputTokens: 1000}
-	r1, err := p.Complete(req)
+	r1, err := p.Complete(context.Background(), req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r2, _ := p.Complete(req)
+	r2, _ := p.Complete(context.Background(), req)
 	if r1 != r2 {
 		t.Fatalf("Complete not deterministic: %+v vs %+v", r1, r2)
 	}
-	s, _ := p.Stream(req)
+	s, _ := p.Stream(context.Background(), req)
 	streamed := drain(t, s)
 	u := s.Usage()
 	s.Close()
@@ -78,7 +79,7 @@ func TestProviderDeterministic(t *testing.T) {
 	if u != want || r1.Usage != want {
 		t.Fatalf("usage stream %+v complete %+v, want %+v", u, r1.Usage, want)
 	}
-	other, _ := p.Complete(&providers.Request{Model: "m", System: "You are terse.", UserText: "Say bye", MaxOutputTokens: 1000})
+	other, _ := p.Complete(context.Background(), &providers.Request{Model: "m", System: "You are terse.", UserText: "Say bye", MaxOutputTokens: 1000})
 	if other.Content == r1.Content {
 		t.Fatal("different user text gave the same answer")
 	}
@@ -98,11 +99,11 @@ func TestProviderMaxOutputTokens(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			req := &providers.Request{Model: "m", UserText: "x", MaxOutputTokens: tc.max}
-			r, _ := p.Complete(req)
+			r, _ := p.Complete(context.Background(), req)
 			if r.Usage.OutputTokens != tc.want || CountTokens(r.Content) != tc.want {
 				t.Fatalf("complete: %d tokens (%q), want %d", r.Usage.OutputTokens, r.Content, tc.want)
 			}
-			s, _ := p.Stream(req)
+			s, _ := p.Stream(context.Background(), req)
 			defer s.Close()
 			drain(t, s)
 			if got := s.Usage(); got.OutputTokens != tc.want || got.Estimated {
@@ -123,7 +124,7 @@ func TestProviderAbortInterruptsDelay(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s, _ := New("mock", tc.cfg).Stream(&providers.Request{Model: "m", UserText: "x", MaxOutputTokens: 10})
+			s, _ := New("mock", tc.cfg).Stream(context.Background(), &providers.Request{Model: "m", UserText: "x", MaxOutputTokens: 10})
 			defer s.Close()
 			for range tc.skip {
 				if _, err := s.Next(); err != nil {
@@ -162,7 +163,7 @@ func TestStreamNextAllocs(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s, _ := New("mock", tc.cfg).Stream(&providers.Request{Model: "m", UserText: "x", MaxOutputTokens: maxOutputTokens})
+			s, _ := New("mock", tc.cfg).Stream(context.Background(), &providers.Request{Model: "m", UserText: "x", MaxOutputTokens: maxOutputTokens})
 			defer s.Close()
 			_, _ = s.Next() // first call may create the timer
 			_, _ = s.Next()
@@ -179,12 +180,12 @@ func TestStreamNextAllocs(t *testing.T) {
 
 func BenchmarkStreamNext(b *testing.B) {
 	b.ReportAllocs()
-	s, _ := New("mock", Config{OutputTokens: maxOutputTokens}).Stream(&providers.Request{Model: "m", UserText: "x"})
+	s, _ := New("mock", Config{OutputTokens: maxOutputTokens}).Stream(context.Background(), &providers.Request{Model: "m", UserText: "x"})
 	defer s.Close()
 	for i := 0; b.Loop(); i++ {
 		if _, err := s.Next(); err == io.EOF {
 			b.StopTimer()
-			s, _ = New("mock", Config{OutputTokens: maxOutputTokens}).Stream(&providers.Request{Model: "m", UserText: "x"})
+			s, _ = New("mock", Config{OutputTokens: maxOutputTokens}).Stream(context.Background(), &providers.Request{Model: "m", UserText: "x"})
 			b.StartTimer()
 		}
 	}

@@ -3,6 +3,7 @@ package mock
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -476,7 +477,7 @@ func TestStreamsMatchNonStream(t *testing.T) {
 func TestWireMatchesInProcessProvider(t *testing.T) {
 	_, addr := startServer(t, ServerConfig{OutputTokens: 12})
 	req := &providers.Request{Model: "same-model", System: "Be kind.", UserText: "Tell me a story.", MaxOutputTokens: 100}
-	want, _ := New("p", Config{OutputTokens: 12}).Complete(req)
+	want, _ := New("p", Config{OutputTokens: 12}).Complete(context.Background(), req)
 
 	var oa oaCompletion
 	strict(t, call(t, "POST", addr, "/v1/chat/completions",

@@ -1,6 +1,7 @@
 package openai
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"strconv"
@@ -23,7 +24,7 @@ func BenchmarkComplete(b *testing.B) {
 	p := newProvider(b, testConfig(rawUpstream(b, jsonResponse(benchReply))))
 	b.ReportAllocs()
 	for b.Loop() {
-		res, err := p.Complete(&baseReq)
+		res, err := p.Complete(context.Background(), &baseReq)
 		if err != nil || res.Usage.OutputTokens != 10 {
 			b.Fatal(res, err)
 		}

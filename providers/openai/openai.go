@@ -3,6 +3,7 @@
 package openai
 
 import (
+	"context"
 	"math"
 	"strconv"
 
@@ -39,17 +40,17 @@ func New(name string, cfg Config) (*Provider, error) {
 func (p *Provider) Name() string { return p.name }
 
 // Complete runs r without streaming.
-func (p *Provider) Complete(r *providers.Request) (providers.Result, error) {
+func (p *Provider) Complete(ctx context.Context, r *providers.Request) (providers.Result, error) {
 	var res providers.Result
-	err := p.http.Complete(p.newRequest(r, false), func(body []byte) error {
+	err := p.http.Complete(ctx, p.newRequest(r, false), func(body []byte) error {
 		return p.decodeCompletion(body, r, &res)
 	})
 	return res, err
 }
 
 // Stream starts r as a stream; see providers.Stream.
-func (p *Provider) Stream(r *providers.Request) (providers.Stream, error) {
-	body, err := p.http.Stream(p.newRequest(r, true))
+func (p *Provider) Stream(ctx context.Context, r *providers.Request) (providers.Stream, error) {
+	body, err := p.http.Stream(ctx, p.newRequest(r, true))
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package openai
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -225,7 +226,7 @@ func TestComplete(t *testing.T) {
 			})
 			cfg := testConfig(u.URL)
 			cfg.MaxTokensField = c.field
-			res, err := newProvider(t, cfg).Complete(&c.req)
+			res, err := newProvider(t, cfg).Complete(context.Background(), &c.req)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -278,7 +279,7 @@ func TestStream(t *testing.T) {
 					send(w, e)
 				}
 			})
-			s, err := newProvider(t, testConfig(u.URL)).Stream(&req)
+			s, err := newProvider(t, testConfig(u.URL)).Stream(context.Background(), &req)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -340,10 +341,10 @@ func TestStatusErrors(t *testing.T) {
 				p := newProvider(t, testConfig(u.URL))
 				var err error
 				if mode == "complete" {
-					_, err = p.Complete(&baseReq)
+					_, err = p.Complete(context.Background(), &baseReq)
 				} else {
 					var s providers.Stream
-					s, err = p.Stream(&baseReq)
+					s, err = p.Stream(context.Background(), &baseReq)
 					if s != nil {
 						t.Fatal("stream returned with an error status")
 					}
@@ -371,10 +372,10 @@ func TestConnectRefused(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	p := newProvider(t, testConfig("http://"+addr))
-	if _, err := p.Complete(&baseReq); kindOf(err) != providers.KindConnect {
+	if _, err := p.Complete(context.Background(), &baseReq); kindOf(err) != providers.KindConnect {
 		t.Fatalf("complete: %v", err)
 	}
-	if _, err := p.Stream(&baseReq); kindOf(err) != providers.KindConnect {
+	if _, err := p.Stream(context.Background(), &baseReq); kindOf(err) != providers.KindConnect {
 		t.Fatalf("stream: %v", err)
 	}
 }
@@ -416,10 +417,10 @@ func TestTimeouts(t *testing.T) {
 			start := time.Now()
 			var err error
 			if !c.stream {
-				_, err = p.Complete(&baseReq)
+				_, err = p.Complete(context.Background(), &baseReq)
 			} else {
 				var s providers.Stream
-				s, err = p.Stream(&baseReq)
+				s, err = p.Stream(context.Background(), &baseReq)
 				if err == nil {
 					var text string
 					text, err = drain(s)
@@ -460,7 +461,7 @@ func TestStreamOutlivesFirstTokenTimeout(t *testing.T) {
 	// The stream lasts 600ms, twice the first-token timeout; the gaps are
 	// 50ms, well within the idle timeout even on a loaded machine.
 	cfg.FirstTokenTimeout, cfg.IdleTimeout = 300*time.Millisecond, 300*time.Millisecond
-	s, err := newProvider(t, cfg).Stream(&baseReq)
+	s, err := newProvider(t, cfg).Stream(context.Background(), &baseReq)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -477,7 +478,7 @@ func TestAbort(t *testing.T) {
 		u.waitGone(r)
 	})
 	req := providers.Request{Model: "m", System: "abcd", UserText: "abcdefgh", MaxOutputTokens: 5}
-	s, err := newProvider(t, testConfig(u.URL)).Stream(&req)
+	s, err := newProvider(t, testConfig(u.URL)).Stream(context.Background(), &req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -516,7 +517,7 @@ func TestConnectionReuseAfterDone(t *testing.T) {
 	})
 	p := newProvider(t, testConfig(u.URL))
 	for i := range 3 {
-		s, err := p.Stream(&baseReq)
+		s, err := p.Stream(context.Background(), &baseReq)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -544,12 +545,12 @@ func TestSaturated(t *testing.T) {
 	cfg := testConfig(u.URL)
 	cfg.MaxConns = 1
 	p := newProvider(t, cfg)
-	s, err := p.Stream(&baseReq)
+	s, err := p.Stream(context.Background(), &baseReq)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, err := p.Stream(&baseReq); kindOf(err) != providers.KindSaturated {
+	if _, err := p.Stream(context.Background(), &baseReq); kindOf(err) != providers.KindSaturated {
 		t.Fatalf("second stream: %v, want saturated", err)
 	}
 }
@@ -559,7 +560,7 @@ func TestNotAnEventStream(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"choices":[]}`)
 	})
-	if _, err := newProvider(t, testConfig(u.URL)).Stream(&baseReq); kindOf(err) != providers.KindProtocol {
+	if _, err := newProvider(t, testConfig(u.URL)).Stream(context.Background(), &baseReq); kindOf(err) != providers.KindProtocol {
 		t.Fatalf("err = %v, want protocol", err)
 	}
 }

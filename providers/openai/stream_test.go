@@ -3,6 +3,7 @@ package openai
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -236,7 +237,7 @@ func streamEvents(deltas int) []string {
 // stream's setup is not in the count.
 func TestDeltaAllocs(t *testing.T) {
 	url := rawUpstream(t, chunkedSSE(streamEvents(3000)...))
-	s, err := newProvider(t, testConfig(url)).Stream(&baseReq)
+	s, err := newProvider(t, testConfig(url)).Stream(context.Background(), &baseReq)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +266,7 @@ func BenchmarkStreamRelay(b *testing.B) {
 	b.ReportAllocs()
 	deltas := 0
 	for b.Loop() {
-		s, err := p.Stream(&baseReq)
+		s, err := p.Stream(context.Background(), &baseReq)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -306,7 +307,7 @@ func TestNotifyWaitAbandonsWait(t *testing.T) {
 	// open but the next event never comes.
 	resp := chunkedSSE(roleChunk, deltaChunk("Hi"))
 	resp = resp[:len(resp)-len("0\r\n\r\n")]
-	s, err := newProvider(t, testConfig(rawUpstream(t, resp))).Stream(&baseReq)
+	s, err := newProvider(t, testConfig(rawUpstream(t, resp))).Stream(context.Background(), &baseReq)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +332,7 @@ func TestNotifyWaitEndsWithStream(t *testing.T) {
 	p := newProvider(t, testConfig(rawUpstream(t, chunkedSSE(streamEvents(3)...))))
 	calls := 0
 	for i := range 2 {
-		s, err := p.Stream(&baseReq)
+		s, err := p.Stream(context.Background(), &baseReq)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -360,7 +361,7 @@ func TestNotifyWaitEndsWithStream(t *testing.T) {
 func TestAbortDoesNotWaitForTheOwner(t *testing.T) {
 	resp := chunkedSSE(roleChunk, deltaChunk("Hi"))
 	resp = resp[:len(resp)-len("0\r\n\r\n")]
-	s, err := newProvider(t, testConfig(rawUpstream(t, resp))).Stream(&baseReq)
+	s, err := newProvider(t, testConfig(rawUpstream(t, resp))).Stream(context.Background(), &baseReq)
 	if err != nil {
 		t.Fatal(err)
 	}
