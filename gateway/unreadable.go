@@ -55,8 +55,9 @@ func unreadableReason(err error) string {
 
 // serveParseError answers requests fasthttp could not read, in the API's
 // error shape rather than fasthttp's plain text, counts them and logs a
-// short reason at a bounded rate. An oversized body's 413 is followed by
-// a lingering close (see linger) so that clients still writing read it.
+// short reason at a bounded rate. The reply is followed by a lingering
+// close (see linger) so that clients still writing (an oversized or
+// unparsable body, huge headers) read it rather than a reset.
 func (s *Server) serveParseError(ctx *fasthttp.RequestCtx, err error) {
 	s.setRequestID(ctx)
 	reason := unreadableReason(err)
@@ -79,7 +80,7 @@ func (s *Server) serveParseError(ctx *fasthttp.RequestCtx, err error) {
 	}
 	s.opts.Metrics.answered(routeOther, ctx.Response.StatusCode(), "")
 	ctx.SetConnectionClose()
-	if reason == reasonBodyTooLarge {
+	if reason != reasonTimeout { // a client past the read timeout gets no more of it
 		s.linger(ctx)
 	}
 }
@@ -91,7 +92,7 @@ func remoteIP(ctx *fasthttp.RequestCtx) string {
 	return ""
 }
 
-// linger sends the 413 now, half-closes the connection and reads what the
+// linger sends the reply now, half-closes the connection and reads what the
 // client still sends before fasthttp closes it. Closing a socket with
 // unread bytes makes the kernel answer with a reset, which destroys the
 // reply in the client's receive buffer before a client that writes its
