@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -60,7 +61,15 @@ func AdminHandler(o AdminOptions) fasthttp.RequestHandler {
 	}
 	tokenHash := sha256.Sum256([]byte(o.Token))
 	return func(ctx *fasthttp.RequestCtx) {
-		path := string(ctx.Path())
+		// Matched on the path as sent, not fasthttp's decoded and
+		// normalised one: a proxy rule in front keyed on the path must see
+		// what the gateway serves.
+		path := string(ctx.URI().PathOriginal())
+		if hasEncodedSeparator(path) {
+			writeError(ctx, &apiError{status: http.StatusBadRequest, code: codeValidation,
+				message: "path: encoded separators and dot segments are not allowed"})
+			return
+		}
 		if path == "/metrics" && o.Metrics != nil {
 			o.Metrics(ctx)
 			return
@@ -121,13 +130,38 @@ func AdminHandler(o AdminOptions) fasthttp.RequestHandler {
 			}
 			if ws, ok := strings.CutPrefix(path, "/admin/workspaces/"); ok && o.Usage != nil {
 				if ws, ok = strings.CutSuffix(ws, "/usage"); ok && ws != "" && !strings.Contains(ws, "/") {
-					serveUsage(ctx, o, ws)
-					return
+					if ws, err := url.PathUnescape(ws); err == nil {
+						serveUsage(ctx, o, ws)
+						return
+					}
 				}
 			}
 		}
 		writeError(ctx, &apiError{status: http.StatusNotFound, code: codeNotFound, message: "no route for " + path})
 	}
+}
+
+// hasEncodedSeparator reports a raw path that a decoding or normalising
+// hop would read as a different path: %2F or %5C (any case), a
+// backslash, or a . or .. segment, plain or encoded.
+func hasEncodedSeparator(path string) bool {
+	if strings.ContainsRune(path, '\\') {
+		return true
+	}
+	for i := 0; i+2 < len(path); i++ {
+		if path[i] == '%' {
+			switch strings.ToLower(path[i+1 : i+3]) {
+			case "2f", "5c", "2e", "00":
+				return true
+			}
+		}
+	}
+	for _, seg := range strings.Split(path, "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
 }
 
 // serveUsage answers the usage totals of one workspace, by model and by

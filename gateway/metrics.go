@@ -31,6 +31,7 @@ type Metrics struct {
 	tokens      *prometheus.CounterVec
 	cost        *prometheus.CounterVec
 	rejections  *prometheus.CounterVec
+	unreadables *prometheus.CounterVec
 
 	// Children resolved once: the common path does no label lookup.
 	ok           prometheus.Counter
@@ -93,8 +94,12 @@ func NewMetrics(reg prometheus.Registerer, models map[string]*Model) *Metrics {
 			Name: "moonborn_limit_rejections_total",
 			Help: "Requests refused by rate limits or quotas, by reason (requests, tokens, quota_cost, quota_tokens, limiter_unavailable).",
 		}, []string{"reason"}),
+		unreadables: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "moonborn_unreadable_requests_total",
+			Help: "Requests the server could not read, by reason (headers_too_large, body_too_large, timeout, malformed_headers, malformed_body, malformed).",
+		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.overhead, m.ttft, m.gap, m.inFlight, m.openStreams, m.tokens, m.cost, m.rejections)
+	reg.MustRegister(m.requests, m.duration, m.overhead, m.ttft, m.gap, m.inFlight, m.openStreams, m.tokens, m.cost, m.rejections, m.unreadables)
 	m.ok = m.requests.WithLabelValues(routeChat, "2xx", "")
 	for i, s := range []string{"false", "true"} {
 		m.dur[i] = m.duration.WithLabelValues(routeChat, s)
@@ -202,6 +207,12 @@ func (m *Metrics) started() {
 func (m *Metrics) rejected(reason string) {
 	if m != nil {
 		m.rejections.WithLabelValues(reason).Inc()
+	}
+}
+
+func (m *Metrics) unreadable(reason string) {
+	if m != nil {
+		m.unreadables.WithLabelValues(reason).Inc()
 	}
 }
 

@@ -126,6 +126,9 @@ type Server struct {
 	relays  sync.WaitGroup
 	workers *relayWorkers
 	gone    *goneWatcher
+
+	logLimited logLimiter // lines anonymous callers can cause
+	drainBufs  sync.Pool  // *[]byte for lingering closes after a 413
 }
 
 // New checks opts and builds a Server.
@@ -166,6 +169,7 @@ func New(opts Options) (*Server, error) {
 		gone:    newGoneWatcher(),
 	}
 	_ = s.SetState(first) // checked above
+	s.drainBufs.New = func() any { b := make([]byte, 32<<10); return &b }
 	s.srv = &fasthttp.Server{
 		Handler:               s.Handler(),
 		ErrorHandler:          s.serveParseError,
@@ -180,7 +184,11 @@ func New(opts Options) (*Server, error) {
 		// Stream relays hijack their connection and, after a complete
 		// stream, serve its next requests themselves (ServeConn).
 		KeepHijackedConns: true,
-		Logger:            fasthttpLogger{log},
+		Logger:            fasthttpLogger{s},
+		// Keep the raw request out of fasthttp's error texts (they quote
+		// its first bytes, Authorization included); they are not logged
+		// either (fasthttpLogger, serveParseError).
+		SecureErrorLogMessage: true,
 	}
 	return s, nil
 }
@@ -234,25 +242,6 @@ func (s *Server) setRequestID(ctx *fasthttp.RequestCtx) {
 	}
 	var buf [48]byte
 	ctx.Response.Header.SetBytesV("X-Request-Id", s.ids.appendNext(buf[:0]))
-}
-
-// serveParseError answers requests fasthttp could not read, in the API's
-// error shape rather than fasthttp's plain text.
-func (s *Server) serveParseError(ctx *fasthttp.RequestCtx, err error) {
-	s.setRequestID(ctx)
-	var small *fasthttp.ErrSmallBuffer
-	defer func() { s.opts.Metrics.answered(routeOther, ctx.Response.StatusCode(), "") }()
-	switch {
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		writeError(ctx, &apiError{status: http.StatusRequestEntityTooLarge, code: codePayloadTooLarge,
-			message: "request body exceeds " + strconv.Itoa(s.opts.MaxBodyBytes) + " bytes"})
-	case errors.As(err, &small):
-		writeError(ctx, &apiError{status: http.StatusRequestHeaderFieldsTooLarge, code: codePayloadTooLarge,
-			message: "request headers too large"})
-	default:
-		writeError(ctx, validationError("request", "malformed HTTP request"))
-	}
-	ctx.SetConnectionClose()
 }
 
 // writeError writes the API error shape with its status and headers.
@@ -329,11 +318,4 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.log.Warn("streams still open after shutdown abort")
 	}
 	return ctx.Err()
-}
-
-// fasthttpLogger routes fasthttp's own messages into slog.
-type fasthttpLogger struct{ log *slog.Logger }
-
-func (l fasthttpLogger) Printf(format string, args ...any) {
-	l.log.Warn(fmt.Sprintf(format, args...), "component", "fasthttp")
 }

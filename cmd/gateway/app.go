@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"reflect"
@@ -54,7 +53,9 @@ type app struct {
 	PublicAddr, AdminAddr string
 }
 
-func newLogger(w io.Writer, level string) *slog.Logger {
+// newLogger is the process's only way to a logger, and it writes only
+// through the redactor.
+func newLogger(w *redactor, level string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
@@ -301,6 +302,7 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 	s := cfg.Server
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	readBuildInfo().register(reg)
 	metrics := gateway.NewMetrics(reg, models)
 	a := &app{cfg: cfg, log: log, ledger: ledger, resolver: resolver, limiter: limiter, keys: keys}
 	a.ctl.init(cfg, auth, set, personaSrc, reg)
@@ -351,6 +353,8 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 		a.admin = &fasthttp.Server{
 			Handler:               gateway.AdminHandler(ao),
 			NoDefaultServerHeader: true,
+			Logger:                adminLogger{log},
+			SecureErrorLogMessage: true,
 			ReadTimeout:           10 * time.Second,
 			WriteTimeout:          10 * time.Second,
 		}
@@ -479,6 +483,14 @@ func (a *app) upstreamsReady() error {
 		}
 	}
 	return nil
+}
+
+// adminLogger routes the admin server's fasthttp messages into slog (and
+// so through the redactor) rather than to fasthttp's default, stderr.
+type adminLogger struct{ log *slog.Logger }
+
+func (l adminLogger) Printf(format string, v ...any) {
+	l.log.Debug(fmt.Sprintf(format, v...), "component", "fasthttp-admin")
 }
 
 // redisLogger adapts go-redis's logger to slog at debug level: outages are

@@ -63,7 +63,7 @@ ledger: {driver: jsonl, path: %s}
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := newApp(cfg, newLogger(os.Stderr, "error"))
+	a, err := newApp(cfg, newLogger(newRedactor(os.Stderr, cfg.secrets()), "error"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -379,7 +379,7 @@ func startGatewayLogs(t *testing.T, cfgText string, w io.Writer) *gw {
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	a, err := newApp(cfg, newLogger(w, "debug"))
+	a, err := newApp(cfg, newLogger(newRedactor(w, cfg.secrets()), "debug"))
 	if err != nil {
 		t.Fatalf("newApp: %v", err)
 	}

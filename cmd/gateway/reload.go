@@ -86,7 +86,10 @@ func (a *app) currentPools() []*providers.Pool { return *a.ctl.pools.Load() }
 // running config by the file's hash.
 func (a *app) configFile(path string, override func(*Config)) {
 	load := func() (*Config, []byte, error) {
-		data, err := os.ReadFile(path)
+		data, err := defaultConfig, error(nil)
+		if path != "" { // "": the built-in default, which cannot change
+			data, err = os.ReadFile(path)
+		}
 		if err != nil {
 			return nil, nil, err
 		}

@@ -99,7 +99,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs syncBuffer
-	a, err := newApp(cfg, newLogger(&logs, "info"))
+	a, err := newApp(cfg, newLogger(newRedactor(&logs, cfg.secrets()), "info"))
 	if err != nil {
 		t.Fatal(err)
 	}
