@@ -82,8 +82,7 @@ func AdminHandler(o AdminOptions) fasthttp.RequestHandler {
 		case "/readyz":
 			for _, c := range o.Ready {
 				if err := c(); err != nil {
-					writeError(ctx, &apiError{status: http.StatusServiceUnavailable, code: codeUpstreamUnavailable,
-						message: "not ready: " + err.Error(), retryAfter: time.Second})
+					writeError(ctx, unavailableError("not ready: "+err.Error()))
 					return
 				}
 			}
@@ -92,8 +91,7 @@ func AdminHandler(o AdminOptions) fasthttp.RequestHandler {
 		}
 		if len(path) >= 7 && path[:7] == "/admin/" {
 			if o.Token == "" {
-				writeError(ctx, &apiError{status: http.StatusNotFound, code: codeNotFound,
-					message: "admin API disabled: set server.adminToken"})
+				writeError(ctx, notFoundError("admin API disabled: set server.adminToken"))
 				return
 			}
 			// Compare hashes so the comparison takes the same time whatever
@@ -101,8 +99,7 @@ func AdminHandler(o AdminOptions) fasthttp.RequestHandler {
 			tok, _ := bearerToken(ctx.Request.Header.Peek("Authorization"))
 			got := sha256.Sum256(tok)
 			if subtle.ConstantTimeCompare(got[:], tokenHash[:]) != 1 {
-				writeError(ctx, &apiError{status: http.StatusUnauthorized, code: codeUnauthenticated,
-					message: "admin endpoints need the admin bearer token"})
+				writeError(ctx, unauthenticatedError("admin endpoints need the admin bearer token"))
 				return
 			}
 			if serveControl(ctx, &o, path) {
@@ -110,8 +107,7 @@ func AdminHandler(o AdminOptions) fasthttp.RequestHandler {
 			}
 			if !ctx.IsGet() {
 				ctx.Response.Header.Set("Allow", "GET")
-				writeError(ctx, &apiError{status: http.StatusMethodNotAllowed, code: codeMethodNotAllowed,
-					message: "use GET"})
+				writeError(ctx, methodNotAllowedError("use GET"))
 				return
 			}
 			if path == "/admin/upstreams" {
@@ -137,7 +133,7 @@ func AdminHandler(o AdminOptions) fasthttp.RequestHandler {
 				}
 			}
 		}
-		writeError(ctx, &apiError{status: http.StatusNotFound, code: codeNotFound, message: "no route for " + path})
+		writeError(ctx, notFoundError("no route for "+path))
 	}
 }
 
@@ -177,8 +173,7 @@ func serveUsage(ctx *fasthttp.RequestCtx, o AdminOptions, workspace string) {
 	defer cancel()
 	sum, err := o.Usage.Usage(c, workspace, from, to)
 	if err != nil {
-		writeError(ctx, &apiError{status: http.StatusServiceUnavailable, code: codeUpstreamUnavailable,
-			message: "usage store unavailable", retryAfter: time.Second})
+		writeError(ctx, unavailableError("usage store unavailable"))
 		return
 	}
 	b, _ := json.Marshal(sum)

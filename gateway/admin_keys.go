@@ -307,12 +307,11 @@ func replyKey(ctx *fasthttp.RequestCtx, k *policy.StoredKey, err error) {
 func writeKeyError(ctx *fasthttp.RequestCtx, err error) {
 	switch {
 	case errors.Is(err, policy.ErrKeyNotFound):
-		writeError(ctx, &apiError{status: http.StatusNotFound, code: codeNotFound, message: "no such API key"})
+		writeError(ctx, notFoundError("no such API key"))
 	case errors.Is(err, policy.ErrInvalidKey):
 		writeError(ctx, validationError("key", strings.TrimPrefix(err.Error(), policy.ErrInvalidKey.Error()+": ")))
 	default:
-		writeError(ctx, &apiError{status: http.StatusServiceUnavailable, code: codeUpstreamUnavailable,
-			message: "key store unavailable", retryAfter: time.Second})
+		writeError(ctx, unavailableError("key store unavailable"))
 	}
 }
 
@@ -324,14 +323,14 @@ func allow(ctx *fasthttp.RequestCtx, method, list string) bool {
 		}
 	}
 	ctx.Response.Header.Set("Allow", list)
-	writeError(ctx, &apiError{status: http.StatusMethodNotAllowed, code: codeMethodNotAllowed, message: "use " + list})
+	writeError(ctx, methodNotAllowedError("use "+list))
 	return false
 }
 
 func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		writeError(ctx, &apiError{status: http.StatusInternalServerError, code: codeInternal, message: "internal error"})
+		writeError(ctx, internalError())
 		return
 	}
 	ctx.SetStatusCode(status)

@@ -131,8 +131,7 @@ func (s *Server) serveChat(ctx *fasthttp.RequestCtx) {
 func (s *Server) prepare(ctx *fasthttp.RequestCtx, start time.Time) (*exchange, error) {
 	token, ok := bearerToken(ctx.Request.Header.Peek("Authorization"))
 	if !ok {
-		return nil, &apiError{status: http.StatusUnauthorized, code: codeUnauthenticated,
-			message: "missing or malformed Authorization header; expected Bearer token"}
+		return nil, unauthenticatedError("missing or malformed Authorization header; expected Bearer token")
 	}
 	st := s.State()
 	principal, err := st.Auth.Authenticate(token, start)

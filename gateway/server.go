@@ -209,20 +209,18 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 	r.POST("/v1/personas/{id}/chat", s.serveChat)
 	r.NotFound = func(ctx *fasthttp.RequestCtx) {
 		s.opts.Metrics.answered(routeOther, http.StatusNotFound, codeNotFound)
-		writeError(ctx, &apiError{status: http.StatusNotFound, code: codeNotFound,
-			message: "no route for " + string(ctx.Method()) + " " + string(ctx.Path())})
+		writeError(ctx, notFoundError("no route for "+string(ctx.Method())+" "+string(ctx.Path())))
 	}
 	r.MethodNotAllowed = func(ctx *fasthttp.RequestCtx) {
 		s.opts.Metrics.answered(routeChat, http.StatusMethodNotAllowed, codeMethodNotAllowed)
 		ctx.Response.Header.Set("Allow", "POST")
-		writeError(ctx, &apiError{status: http.StatusMethodNotAllowed, code: codeMethodNotAllowed,
-			message: "method " + string(ctx.Method()) + " not allowed; use POST"})
+		writeError(ctx, methodNotAllowedError("method "+string(ctx.Method())+" not allowed; use POST"))
 	}
 	r.PanicHandler = func(ctx *fasthttp.RequestCtx, v any) {
 		s.log.Error("handler panic", "panic", fmt.Sprint(v), "request_id", string(ctx.Response.Header.Peek("X-Request-Id")))
 		s.opts.Metrics.answered(routeChat, http.StatusInternalServerError, codeInternal)
 		ctx.Response.ResetBody()
-		writeError(ctx, &apiError{status: http.StatusInternalServerError, code: codeInternal, message: "internal error"})
+		writeError(ctx, internalError())
 	}
 	route := r.Handler
 	return func(ctx *fasthttp.RequestCtx) {
