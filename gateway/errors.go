@@ -138,12 +138,8 @@ func upstreamAPIError(ue *providers.UpstreamError) *apiError {
 	switch ue.Kind {
 	case providers.KindStatus:
 		if ue.Status == http.StatusTooManyRequests {
-			ra := ue.RetryAfter
-			if ra <= 0 {
-				ra = time.Second
-			}
 			return &apiError{status: http.StatusTooManyRequests, code: codeRateLimited,
-				message: "upstream provider is rate limiting; retry later", retryAfter: ra}
+				message: "upstream provider is rate limiting; retry later", retryAfter: retryHint(ue)}
 		}
 		return &apiError{status: http.StatusBadGateway, code: codeUpstreamError,
 			message: "upstream provider answered with status " + strconv.Itoa(ue.Status)}
@@ -151,32 +147,28 @@ func upstreamAPIError(ue *providers.UpstreamError) *apiError {
 		return &apiError{status: http.StatusGatewayTimeout, code: codeUpstreamTimeout,
 			message: "upstream provider timed out"}
 	case providers.KindUnavailable:
-		ra := ue.RetryAfter
-		if ra <= 0 {
-			ra = time.Second
-		}
 		return &apiError{status: http.StatusServiceUnavailable, code: codeUpstreamUnavailable,
-			message: "no upstream provider available for this model; retry later", retryAfter: ra}
+			message: "no upstream provider available for this model; retry later", retryAfter: retryHint(ue)}
 	case providers.KindSaturated:
-		ra := ue.RetryAfter
-		if ra <= 0 {
-			ra = time.Second
-		}
 		return &apiError{status: http.StatusServiceUnavailable, code: codeUpstreamUnavailable,
-			message: "upstream capacity for this model is exhausted (every connection busy and the queue full); retry later", retryAfter: ra}
+			message: "upstream capacity for this model is exhausted (every connection busy and the queue full); retry later", retryAfter: retryHint(ue)}
 	case providers.KindConnect:
-		ra := ue.RetryAfter
-		if ra <= 0 {
-			ra = time.Second
-		}
 		return &apiError{status: http.StatusServiceUnavailable, code: codeUpstreamUnavailable,
-			message: "no upstream provider available", retryAfter: ra}
+			message: "no upstream provider available", retryAfter: retryHint(ue)}
 	case providers.KindTruncated:
 		return &apiError{status: http.StatusBadGateway, code: codeUpstreamError,
 			message: "upstream stream ended early"}
 	}
 	return &apiError{status: http.StatusBadGateway, code: codeUpstreamError,
 		message: "upstream provider failed"}
+}
+
+// retryHint is the upstream's retry-after, else a second.
+func retryHint(ue *providers.UpstreamError) time.Duration {
+	if ue.RetryAfter > 0 {
+		return ue.RetryAfter
+	}
+	return time.Second
 }
 
 // appendErrorBody appends {"error":{"code":…,"message":…}}.

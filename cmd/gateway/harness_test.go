@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -131,26 +130,7 @@ func startGateway(t *testing.T, cfgText string) *gw {
 	if err != nil {
 		t.Fatalf("newApp: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	readyc := make(chan struct{})
-	done := make(chan error, 1)
-	go func() { done <- a.serve(ctx, func(*app) { close(readyc) }) }()
-	select {
-	case <-readyc:
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	}
-	g := &gw{t: t, app: a, base: "http://" + a.PublicAddr, ledger: cfg.Ledger.Path}
-	g.stop = func() {
-		g.once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("serve returned %v", err)
-			}
-		})
-	}
-	t.Cleanup(g.stop)
-	return g
+	return serveApp(t, a, cfg)
 }
 
 // reply is a finished HTTP exchange.
