@@ -9,7 +9,7 @@
 # sets GOMAXPROCS=1), the mock and the load generator share core 1. Binaries
 # are built once into $MB_BENCH_DIR/bin. Env: MB_BENCH_DIR (default
 # /tmp/moonborn-bench), HOLD_STREAMS (default 10000), DUR (default 10s),
-# REPS (default 3), FIGS (default "500 2000 2000-noaccess 2000-sqlite floor-2000 stream-500 5000"),
+# REPS (default 3), FIGS (default "500 2000 2000-noaccess 2000-sqlite floor-2000 stream-500 stream-paced 5000"),
 # NO_HOLD=1 (skip the open-streams figure), NO_BUILD=1 (reuse the binaries
 # in $MB_BENCH_DIR/bin).
 set -euo pipefail
@@ -95,10 +95,12 @@ table)
   # Bench self-check: direct only at 5,000 req/s; its own CPU is in benchCPU.
   bench -target direct -rate 5000 -d "$DUR" -max-tokens 20 -json >"$OUT/direct-5000.json"
   for rep in $(seq "${REPS:-3}"); do
-    for fig in ${FIGS:-500 2000 2000-noaccess 2000-sqlite floor-2000 stream-500 5000}; do
+    for fig in ${FIGS:-500 2000 2000-noaccess 2000-sqlite floor-2000 stream-500 stream-paced 5000}; do
       cfg="$ROOT/bench/scenarios/gateway.yaml"
       case $fig in
       stream-500) args=(-stream -rate 500) ;;
+      # Chunks 1 ms apart, as real models send them (issue 17's figure).
+      stream-paced) args=(-stream -rate 500); mock_config '{"outputTokens":20,"tokenDelay":"1ms"}' ;;
       2000-noaccess) args=(-rate 2000) cfg="$MB_BENCH_DIR/gateway-noaccess.yaml" ;;
       2000-sqlite) args=(-rate 2000) cfg="$MB_BENCH_DIR/gateway-sqlite.yaml"; rm -f "$MB_BENCH_DIR"/usage.db* ;;
       floor-2000) args=(-rate 2000) cfg=floor ;;
@@ -107,6 +109,7 @@ table)
       if [ "$cfg" = floor ]; then start_floor; else start_gateway "$cfg"; fi
       bench -compare "${args[@]}" -d "$DUR" -max-tokens 20 -gateway-pid "$GW_PID" -json -plot "$OUT/$fig-$rep.html" >"$OUT/$fig-$rep.json"
       stop_gateway
+      [ "$fig" = stream-paced ] && mock_config '{"outputTokens":20}' || true
     done
   done
   [ -n "${NO_HOLD:-}" ] && { echo "results in $OUT"; exit 0; }
