@@ -79,6 +79,10 @@ func NewPool(model string, deps []DeploymentSpec, cfg PoolConfig, budget *RetryB
 	}
 	p := &Pool{model: model, cfg: cfg, budget: budget, now: now}
 	for _, s := range deps {
+		br := newBreaker(s.Name, cfg.Breaker)
+		if s.Carry != nil {
+			br = s.Carry.br
+		}
 		p.deps = append(p.deps, &Deployment{
 			name:        s.Name,
 			provider:    s.Provider,
@@ -87,7 +91,7 @@ func NewPool(model string, deps []DeploymentSpec, cfg PoolConfig, budget *RetryB
 			priority:    s.Priority,
 			maxInFlight: int64(s.MaxInFlight),
 			maxConns:    int64(s.MaxConns),
-			br:          newBreaker(s.Name, cfg.Breaker),
+			br:          br,
 			window:      newWindow(cfg.Breaker.Window),
 		})
 	}

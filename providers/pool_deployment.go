@@ -35,6 +35,13 @@ type DeploymentSpec struct {
 	// the snapshot (attempts in flight beyond it wait for a connection).
 	// 0: unknown, no queue figure.
 	MaxConns int
+	// Carry, when set, is this deployment as an earlier pool had it (a
+	// config reload that changed the model's other deployments or its
+	// pool settings but not this one, nor its breaker settings): the new
+	// deployment shares its circuit breaker, so an open breaker stays open
+	// and attempts still running on the old pool report to the same one.
+	// Statistics start afresh. Nil: a new breaker.
+	Carry *Deployment
 }
 
 // Deployment is one member of a Pool: a provider with its breaker and
@@ -72,6 +79,13 @@ const (
 
 // Name is the deployment's name.
 func (d *Deployment) Name() string { return d.name }
+
+// Provider is the upstream client the deployment calls.
+func (d *Deployment) Provider() Provider { return d.provider }
+
+// Model is the upstream model name sent to the deployment ("" keeps the
+// request's).
+func (d *Deployment) Model() string { return d.model }
 
 // Weight is the deployment's weight (≥ 1).
 func (d *Deployment) Weight() int { return d.weight }

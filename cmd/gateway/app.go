@@ -162,8 +162,10 @@ func buildModelSet(cfg *Config, prev *modelSet) (*modelSet, error) {
 					return nil, err
 				}
 				conns, queue := connLimits(byName[d.Provider])
-				specs = append(specs, providers.DeploymentSpec{Name: deploymentName(mc, d), Provider: p, Model: d.UpstreamModel,
-					Weight: d.Weight, Priority: d.Priority, MaxInFlight: conns + queue, MaxConns: conns})
+				name := deploymentName(mc, d)
+				specs = append(specs, providers.DeploymentSpec{Name: name, Provider: p, Model: d.UpstreamModel,
+					Weight: d.Weight, Priority: d.Priority, MaxInFlight: conns + queue, MaxConns: conns,
+					Carry: prev.carry(mc.ID, name, p, d.UpstreamModel, mc.Pool.Breaker)})
 			}
 			var err error
 			pool, err = providers.NewPool(mc.ID, specs, mc.Pool, set.budget, time.Now)
@@ -186,6 +188,27 @@ func buildModelSet(cfg *Config, prev *modelSet) (*modelSet, error) {
 		}
 	}
 	return set, nil
+}
+
+// carry finds, in the set a reload replaces, the deployment of model id
+// named name when it is the same upstream (the same client, so the same
+// provider config, and the same upstream model) under the same breaker
+// settings, so the new pool keeps its breaker state. Nil when there is
+// none (or no previous set).
+func (prev *modelSet) carry(id, name string, p providers.Provider, upstreamModel string, br providers.BreakerConfig) *providers.Deployment {
+	if prev == nil {
+		return nil
+	}
+	b, ok := prev.byModel[id]
+	if !ok || !reflect.DeepEqual(b.pool.Breaker, br) {
+		return nil
+	}
+	for _, d := range b.p.Deployments() {
+		if d.Name() == name && d.Provider() == p && d.Model() == upstreamModel {
+			return d
+		}
+	}
+	return nil
 }
 
 // deploymentName is the provider's name, or provider/upstreamModel when

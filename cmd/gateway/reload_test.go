@@ -227,3 +227,71 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		t.Fatalf("GET /admin/reload: %d", r.status)
 	}
 }
+
+// TestReloadKeepsBreakerOfUnchangedDeployment: a reload that changes one
+// deployment of a model (so the model gets a new pool) keeps the breaker
+// state of the deployments it did not change: an open breaker stays open
+// instead of sending traffic to a failing upstream again.
+func TestReloadKeepsBreakerOfUnchangedDeployment(t *testing.T) {
+	bad := startUpstream(t, mock.ServerConfig{FailStatus: 500})
+	good := startUpstream(t, mock.ServerConfig{OutputTokens: 5})
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.yaml")
+	text := func(goodWeight int) string {
+		text := routingConfig(t, bad, good)
+		text = strings.Replace(text, "breaker: {consecutiveFailures: 3, openFor: 1s}", "breaker: {consecutiveFailures: 3, openFor: 60s}", 1)
+		return strings.Replace(text, "- {provider: b, upstreamModel: claude-b, priority: 1}",
+			fmt.Sprintf("- {provider: b, upstreamModel: claude-b, priority: 1, weight: %d}", goodWeight), 1)
+	}
+	writeFile(t, path, text(1))
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := newApp(cfg, newLogger(newRedactor(io.Discard, cfg.secrets()), "error"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := serveApp(t, a, cfg)
+	a.configFile(path, nil)
+	breakerOf := func(name string) string {
+		for _, p := range a.currentPools() {
+			if p.Model() == "ha-1" {
+				for _, d := range p.Snapshot(time.Now()).Deployments {
+					if d.Name == name {
+						return d.Breaker
+					}
+				}
+			}
+		}
+		return "missing"
+	}
+	for range 4 {
+		if r := g.chat(keyDemo, "psn_demo", `{"userText":"hi","modelId":"ha-1"}`); r.status != 200 {
+			t.Fatalf("failover to b: %d %s", r.status, r.body)
+		}
+	}
+	if s := breakerOf("a"); s != "open" {
+		t.Fatalf("a's breaker %s after 4 failures, want open", s)
+	}
+	before := a.currentPools()
+	writeFile(t, path, text(5)) // b changes, a does not
+	if _, err := a.reload("test"); err != nil {
+		t.Fatal(err)
+	}
+	if a.currentPools()[0] == before[0] {
+		t.Fatal("the model kept its pool: the test changes nothing")
+	}
+	if s := breakerOf("a"); s != "open" {
+		t.Errorf("a's breaker %s after the reload, want still open", s)
+	}
+	failures := bad.srv.Stats().Failures
+	for range 3 {
+		if r := g.chat(keyDemo, "psn_demo", `{"userText":"hi","modelId":"ha-1"}`); r.status != 200 {
+			t.Fatalf("after reload: %d %s", r.status, r.body)
+		}
+	}
+	if n := bad.srv.Stats().Failures; n != failures {
+		t.Errorf("the failing upstream got %d more requests after the reload", n-failures)
+	}
+}
