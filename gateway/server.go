@@ -205,6 +205,10 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 	r.RedirectFixedPath = false
 	r.HandleOPTIONS = false
 	r.POST("/v1/personas/{id}/chat", s.serveChat)
+	r.POST(routeOpenAIChat, s.serveOpenAIChat)
+	r.POST(routeAnthropicMs, s.serveAnthropicMessages)
+	r.GET(routeModels, s.serveModels)
+	r.GET("/v1/models/{model}", s.serveModel)
 	r.NotFound = func(ctx *fasthttp.RequestCtx) {
 		s.opts.Metrics.answered(routeOther, http.StatusNotFound, codeNotFound)
 		writeError(ctx, &apiError{status: http.StatusNotFound, code: codeNotFound,
