@@ -96,7 +96,7 @@ func (a *sdkAPI) appendAnthropicStart(dst []byte, x *exchange, st providers.Stre
 	u := st.Usage()
 	u.OutputTokens = min(u.OutputTokens, 1)
 	dst = appendAnthropicUsage(dst, u)
-	return append(dst, "}}\n\n"...)
+	return append(dst, "}}\n\nevent: ping\ndata: {\"type\":\"ping\"}\n\n"...)
 }
 
 func (a *sdkAPI) appendAnthropicDelta(dst []byte, x *exchange, st providers.Stream, d []byte) []byte {
