@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"time"
 )
@@ -16,6 +17,25 @@ import (
 // demoSystemPrompt is the demo persona's prompt, sent to direct targets so
 // the upstream sees the same messages as through the gateway.
 const demoSystemPrompt = "You are Moonborn's demo persona: concise, friendly and accurate."
+
+// versionLine names the build: module version, VCS revision and time.
+func versionLine() string {
+	v, rev, at := "(devel)", "unknown", ""
+	if info, ok := debug.ReadBuildInfo(); ok {
+		if info.Main.Version != "" {
+			v = info.Main.Version
+		}
+		for _, s := range info.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.time":
+				at = ", " + s.Value
+			}
+		}
+	}
+	return "moonborn bench " + v + " (revision " + rev + at + ") " + runtime.Version()
+}
 
 // Main is the bench command: it parses args, runs, writes the report to
 // stdout (text, or JSON with -json) and progress to stderr, and returns the
@@ -56,12 +76,17 @@ func Main(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int {
 		plot        = fs.String("plot", "", "write a self-contained HTML latency plot to this file")
 		quiet       = fs.Bool("quiet", false, "no progress lines")
 		allowRemote = fs.Bool("allow-remote", false, "allow non-loopback targets")
+		version     = fs.Bool("version", false, "print the version and exit")
 	)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
+	}
+	if *version {
+		fmt.Fprintln(stdout, versionLine())
+		return 0
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })

@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -29,6 +30,16 @@ type AdminOptions struct {
 	Ready []ReadyCheck
 	// Pools feed GET /admin/upstreams.
 	Pools []*providers.Pool
+	// CurrentPools, when set, is called instead of reading Pools (the
+	// pools change on a config reload).
+	CurrentPools func() []*providers.Pool
+	// Keys serves the key management API (/admin/workspaces/{id}/keys,
+	// /admin/keys/{id}[/rotate|/revoke]); nil: 404.
+	Keys KeyManager
+	// Reload serves POST /admin/reload; nil: 404.
+	Reload ReloadFunc
+	// Status serves GET /admin/status (any JSON value); nil: 404.
+	Status func() any
 	// Usage answers GET /admin/workspaces/{id}/usage?from=&to=; nil: 404.
 	Usage UsageReader
 	// Metrics serves /metrics; nil: 404.
@@ -50,7 +61,15 @@ func AdminHandler(o AdminOptions) fasthttp.RequestHandler {
 	}
 	tokenHash := sha256.Sum256([]byte(o.Token))
 	return func(ctx *fasthttp.RequestCtx) {
-		path := string(ctx.Path())
+		// Matched on the path as sent, not fasthttp's decoded and
+		// normalised one: a proxy rule in front keyed on the path must see
+		// what the gateway serves.
+		path := string(ctx.URI().PathOriginal())
+		if hasEncodedSeparator(path) {
+			writeError(ctx, &apiError{status: http.StatusBadRequest, code: codeValidation,
+				message: "path: encoded separators and dot segments are not allowed"})
+			return
+		}
 		if path == "/metrics" && o.Metrics != nil {
 			o.Metrics(ctx)
 			return
@@ -63,8 +82,7 @@ func AdminHandler(o AdminOptions) fasthttp.RequestHandler {
 		case "/readyz":
 			for _, c := range o.Ready {
 				if err := c(); err != nil {
-					writeError(ctx, &apiError{status: http.StatusServiceUnavailable, code: codeUpstreamUnavailable,
-						message: "not ready: " + err.Error(), retryAfter: time.Second})
+					writeError(ctx, unavailableError("not ready: "+err.Error()))
 					return
 				}
 			}
@@ -73,8 +91,7 @@ func AdminHandler(o AdminOptions) fasthttp.RequestHandler {
 		}
 		if len(path) >= 7 && path[:7] == "/admin/" {
 			if o.Token == "" {
-				writeError(ctx, &apiError{status: http.StatusNotFound, code: codeNotFound,
-					message: "admin API disabled: set server.adminToken"})
+				writeError(ctx, notFoundError("admin API disabled: set server.adminToken"))
 				return
 			}
 			// Compare hashes so the comparison takes the same time whatever
@@ -82,20 +99,25 @@ func AdminHandler(o AdminOptions) fasthttp.RequestHandler {
 			tok, _ := bearerToken(ctx.Request.Header.Peek("Authorization"))
 			got := sha256.Sum256(tok)
 			if subtle.ConstantTimeCompare(got[:], tokenHash[:]) != 1 {
-				writeError(ctx, &apiError{status: http.StatusUnauthorized, code: codeUnauthenticated,
-					message: "admin endpoints need the admin bearer token"})
+				writeError(ctx, unauthenticatedError("admin endpoints need the admin bearer token"))
+				return
+			}
+			if serveControl(ctx, &o, path) {
 				return
 			}
 			if !ctx.IsGet() {
 				ctx.Response.Header.Set("Allow", "GET")
-				writeError(ctx, &apiError{status: http.StatusMethodNotAllowed, code: codeMethodNotAllowed,
-					message: "use GET"})
+				writeError(ctx, methodNotAllowedError("use GET"))
 				return
 			}
 			if path == "/admin/upstreams" {
 				now := o.Now()
-				out := make([]providers.PoolSnapshot, 0, len(o.Pools))
-				for _, p := range o.Pools {
+				pools := o.Pools
+				if o.CurrentPools != nil {
+					pools = o.CurrentPools()
+				}
+				out := make([]providers.PoolSnapshot, 0, len(pools))
+				for _, p := range pools {
 					out = append(out, p.Snapshot(now))
 				}
 				b, _ := json.Marshal(map[string]any{"models": out})
@@ -104,13 +126,38 @@ func AdminHandler(o AdminOptions) fasthttp.RequestHandler {
 			}
 			if ws, ok := strings.CutPrefix(path, "/admin/workspaces/"); ok && o.Usage != nil {
 				if ws, ok = strings.CutSuffix(ws, "/usage"); ok && ws != "" && !strings.Contains(ws, "/") {
-					serveUsage(ctx, o, ws)
-					return
+					if ws, err := url.PathUnescape(ws); err == nil {
+						serveUsage(ctx, o, ws)
+						return
+					}
 				}
 			}
 		}
-		writeError(ctx, &apiError{status: http.StatusNotFound, code: codeNotFound, message: "no route for " + path})
+		writeError(ctx, notFoundError("no route for "+path))
 	}
+}
+
+// hasEncodedSeparator reports a raw path that a decoding or normalising
+// hop would read as a different path: %2F or %5C (any case), a
+// backslash, or a . or .. segment, plain or encoded.
+func hasEncodedSeparator(path string) bool {
+	if strings.ContainsRune(path, '\\') {
+		return true
+	}
+	for i := 0; i+2 < len(path); i++ {
+		if path[i] == '%' {
+			switch strings.ToLower(path[i+1 : i+3]) {
+			case "2f", "5c", "2e", "00":
+				return true
+			}
+		}
+	}
+	for _, seg := range strings.Split(path, "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
 }
 
 // serveUsage answers the usage totals of one workspace, by model and by
@@ -126,8 +173,7 @@ func serveUsage(ctx *fasthttp.RequestCtx, o AdminOptions, workspace string) {
 	defer cancel()
 	sum, err := o.Usage.Usage(c, workspace, from, to)
 	if err != nil {
-		writeError(ctx, &apiError{status: http.StatusServiceUnavailable, code: codeUpstreamUnavailable,
-			message: "usage store unavailable", retryAfter: time.Second})
+		writeError(ctx, unavailableError("usage store unavailable"))
 		return
 	}
 	b, _ := json.Marshal(sum)

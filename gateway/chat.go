@@ -30,7 +30,9 @@ const (
 // Once the upstream call starts it is read-only, so DiscardedUsage may
 // read it from another goroutine.
 type exchange struct {
-	s         *Server
+	s *Server
+	// st is the State the request started on; it keeps it to the end.
+	st        *State
 	start     time.Time
 	requestID string
 	principal policy.Principal
@@ -134,16 +136,17 @@ func (s *Server) serveChat(ctx *fasthttp.RequestCtx) {
 func (s *Server) prepare(ctx *fasthttp.RequestCtx, start time.Time) (*exchange, error) {
 	token, ok := bearerToken(ctx.Request.Header.Peek("Authorization"))
 	if !ok {
-		return nil, &apiError{status: http.StatusUnauthorized, code: codeUnauthenticated,
-			message: "missing or malformed Authorization header; expected Bearer token"}
+		return nil, unauthenticatedError("missing or malformed Authorization header; expected Bearer token")
 	}
-	principal, err := s.opts.Auth.Authenticate(token, start)
+	st := s.State()
+	principal, err := st.Auth.Authenticate(token, start)
 	if err != nil {
 		return nil, err
 	}
 	id, _ := ctx.UserValue("id").(string)
 	x := &exchange{
 		s:         s,
+		st:        st,
 		start:     start,
 		requestID: string(ctx.Response.Header.Peek("X-Request-Id")),
 		principal: principal,
@@ -156,7 +159,7 @@ func (s *Server) prepare(ctx *fasthttp.RequestCtx, start time.Time) (*exchange, 
 	if !persona.ValidID(id) {
 		return x, personaNotFound(id)
 	}
-	p, err := s.opts.Personas.Resolve(context.Background(), principal.Workspace, id, start)
+	p, err := st.Personas.Resolve(context.Background(), principal.Workspace, id, start)
 	if err != nil {
 		if errors.Is(err, persona.ErrNotFound) {
 			return x, personaNotFound(id)
@@ -178,7 +181,7 @@ func (s *Server) admit(ctx *fasthttp.RequestCtx, x *exchange) error {
 	}
 	reserve := providers.EstimateInputTokens(&x.req) + int64(x.req.MaxOutputTokens)
 	d, err := s.opts.Limiter.Admit(context.Background(),
-		policy.LimitKey{Workspace: x.principal.Workspace, CredentialID: x.principal.CredentialID}, reserve, x.start)
+		policy.LimitKey{Workspace: x.principal.Workspace, CredentialID: x.principal.CredentialID, Own: x.principal.Limits}, reserve, x.start)
 	if err != nil {
 		if errors.Is(err, policy.ErrLimiterUnavailable) {
 			s.opts.Metrics.rejected("limiter_unavailable")
@@ -199,14 +202,14 @@ func (s *Server) admit(ctx *fasthttp.RequestCtx, x *exchange) error {
 func (s *Server) resolveModel(x *exchange, p *persona.Persona, body *chatRequest) *apiError {
 	var m *Model
 	if body.HasModelID {
-		m = s.models[string(body.ModelID)] // no allocation: the conversion is only a map key
+		m = x.st.Models[string(body.ModelID)] // no allocation: the conversion is only a map key
 		if m == nil {
 			return validationError("modelId", "unknown model "+strconv.Quote(string(body.ModelID)))
 		}
 		if len(p.AllowedModels) > 0 && !contains(p.AllowedModels, m.ID) {
 			return validationError("modelId", "model "+strconv.Quote(m.ID)+" is not allowed for this persona")
 		}
-	} else if m = s.models[p.DefaultModel]; m == nil {
+	} else if m = x.st.Models[p.DefaultModel]; m == nil {
 		return validationError("modelId", "the persona's default model "+strconv.Quote(p.DefaultModel)+" is not served; name a model")
 	}
 	x.model = m

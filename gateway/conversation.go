@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math"
-	"net/http"
 	"strconv"
 	"strings"
 
@@ -33,12 +32,10 @@ type conversation struct {
 // default model; "persona/psn_x/model-id" picks one of its allowed models.
 const personaModelPrefix = "persona/"
 
-// badRequest is a 400 naming the field, for the SDK-compatible routes
-// (their SDKs raise BadRequestError for 400). It carries code
-// validation_error like the persona route's 422.
-func badRequest(field, rule string) *apiError {
-	return &apiError{status: http.StatusBadRequest, code: codeValidation, message: field + ": " + rule}
-}
+// badRequest is a validation error naming the field: the persona route's
+// 422, which the SDK routes answer as 400 (see sdkStatus), the status
+// their SDKs raise BadRequestError for.
+func badRequest(field, rule string) *apiError { return validationError(field, rule) }
 
 // resolveConversation applies the persona named by the model field (if
 // any) and the model, filling x.req: the persona's prompt first, then the
@@ -54,7 +51,7 @@ func (s *Server) resolveConversation(x *exchange, c *conversation) error {
 			return personaNotFound(id)
 		}
 		var err error
-		p, err = s.opts.Personas.Resolve(context.Background(), x.principal.Workspace, id, x.start)
+		p, err = x.st.Personas.Resolve(context.Background(), x.principal.Workspace, id, x.start)
 		if err != nil {
 			if errors.Is(err, persona.ErrNotFound) {
 				return personaNotFound(id)
@@ -66,10 +63,9 @@ func (s *Server) resolveConversation(x *exchange, c *conversation) error {
 			modelID = p.DefaultModel
 		}
 	}
-	m := s.models[modelID]
+	m := x.st.Models[modelID]
 	if m == nil {
-		return &apiError{status: http.StatusNotFound, code: codeNotFound,
-			message: "model: unknown model " + strconv.Quote(modelID)}
+		return notFoundError("model: unknown model " + strconv.Quote(modelID))
 	}
 	if p != nil && len(p.AllowedModels) > 0 && !contains(p.AllowedModels, m.ID) {
 		return badRequest("model", "model "+strconv.Quote(m.ID)+" is not allowed for this persona")

@@ -58,6 +58,29 @@ type apiError struct {
 
 func (e *apiError) Error() string { return e.code + ": " + e.message }
 
+// The replies built outside toAPIError, each in its one shape.
+
+func notFoundError(message string) *apiError {
+	return &apiError{status: http.StatusNotFound, code: codeNotFound, message: message}
+}
+
+func methodNotAllowedError(message string) *apiError {
+	return &apiError{status: http.StatusMethodNotAllowed, code: codeMethodNotAllowed, message: message}
+}
+
+func unauthenticatedError(message string) *apiError {
+	return &apiError{status: http.StatusUnauthorized, code: codeUnauthenticated, message: message}
+}
+
+func internalError() *apiError {
+	return &apiError{status: http.StatusInternalServerError, code: codeInternal, message: "internal error"}
+}
+
+// unavailableError is a 503 whose cause should pass within a second.
+func unavailableError(message string) *apiError {
+	return &apiError{status: http.StatusServiceUnavailable, code: codeUpstreamUnavailable, message: message, retryAfter: time.Second}
+}
+
 func validationError(field, rule string) *apiError {
 	return &apiError{status: http.StatusUnprocessableEntity, code: codeValidation, message: field + ": " + rule}
 }
@@ -92,22 +115,19 @@ func toAPIError(err error) *apiError {
 		// because its client left.
 		return &apiError{status: statusClientClosed, code: codeClientClosed, message: "client closed the connection"}
 	case errors.Is(err, errShuttingDown):
-		return &apiError{status: http.StatusServiceUnavailable, code: codeUpstreamUnavailable,
-			message: "gateway shutting down", retryAfter: time.Second}
+		return unavailableError("gateway shutting down")
 	case errors.Is(err, policy.ErrUnauthenticated):
-		return &apiError{status: http.StatusUnauthorized, code: codeUnauthenticated, message: err.Error()}
+		return unauthenticatedError(err.Error())
 	case errors.Is(err, persona.ErrUnavailable):
-		return &apiError{status: http.StatusServiceUnavailable, code: codeUpstreamUnavailable,
-			message: "persona store unavailable", retryAfter: time.Second}
+		return unavailableError("persona store unavailable")
 	case errors.Is(err, policy.ErrLimiterUnavailable):
-		return &apiError{status: http.StatusServiceUnavailable, code: codeUpstreamUnavailable,
-			message: "rate limiter unavailable; retry later", retryAfter: time.Second}
+		return unavailableError("rate limiter unavailable; retry later")
 	case errors.As(err, &ue):
 		ae := upstreamAPIError(ue)
 		ae.upstream = true
 		return ae
 	}
-	return &apiError{status: http.StatusInternalServerError, code: codeInternal, message: "internal error"}
+	return internalError()
 }
 
 func upstreamAPIError(ue *providers.UpstreamError) *apiError {

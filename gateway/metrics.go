@@ -31,6 +31,7 @@ type Metrics struct {
 	tokens      *prometheus.CounterVec
 	cost        *prometheus.CounterVec
 	rejections  *prometheus.CounterVec
+	unreadables *prometheus.CounterVec
 
 	// Children resolved once: the common path does no label lookup.
 	ok           prometheus.Counter
@@ -93,22 +94,35 @@ func NewMetrics(reg prometheus.Registerer, models map[string]*Model) *Metrics {
 			Name: "moonborn_limit_rejections_total",
 			Help: "Requests refused by rate limits or quotas, by reason (requests, tokens, quota_cost, quota_tokens, limiter_unavailable).",
 		}, []string{"reason"}),
+		unreadables: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "moonborn_unreadable_requests_total",
+			Help: "Requests the server could not read, by reason (headers_too_large, body_too_large, timeout, malformed_headers, malformed_body, malformed).",
+		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.overhead, m.ttft, m.gap, m.inFlight, m.openStreams, m.tokens, m.cost, m.rejections)
+	reg.MustRegister(m.requests, m.duration, m.overhead, m.ttft, m.gap, m.inFlight, m.openStreams, m.tokens, m.cost, m.rejections, m.unreadables)
 	m.ok = m.requests.WithLabelValues(routeChat, "2xx", "")
 	for i, s := range []string{"false", "true"} {
 		m.dur[i] = m.duration.WithLabelValues(routeChat, s)
 		m.over[i] = m.overhead.WithLabelValues(s)
 	}
-	m.modelMetrics = make(map[string]*modelMetrics, len(models))
+	m.modelMetrics = m.forModels(models)
+	return m
+}
+
+// forModels resolves the per-model children of models (a State's).
+func (m *Metrics) forModels(models map[string]*Model) map[string]*modelMetrics {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]*modelMetrics, len(models))
 	for id, mod := range models {
-		m.modelMetrics[id] = &modelMetrics{
+		out[id] = &modelMetrics{
 			in:   m.tokens.WithLabelValues(id, mod.ProviderName, "input"),
 			out:  m.tokens.WithLabelValues(id, mod.ProviderName, "output"),
 			cost: m.cost.WithLabelValues(id, mod.ProviderName),
 		}
 	}
-	return m
+	return out
 }
 
 // routeChat and routeOther are the route labels: the chat template, and
@@ -167,6 +181,9 @@ func (m *Metrics) finished(x *exchange, total time.Duration, in, out, cost int64
 		m.over[b2i(x.stream)].Observe(o.Seconds())
 	}
 	mm := m.modelMetrics[x.model.ID]
+	if x.st != nil {
+		mm = x.st.metrics[x.model.ID]
+	}
 	if mm == nil {
 		return
 	}
@@ -190,6 +207,12 @@ func (m *Metrics) started() {
 func (m *Metrics) rejected(reason string) {
 	if m != nil {
 		m.rejections.WithLabelValues(reason).Inc()
+	}
+}
+
+func (m *Metrics) unreadable(reason string) {
+	if m != nil {
+		m.unreadables.WithLabelValues(reason).Inc()
 	}
 }
 
@@ -224,9 +247,12 @@ type ledgerStats interface{ Stats() policy.LedgerStats }
 // cache, the ledger and the limiter keep themselves. Nil fields are
 // skipped.
 type Collectors struct {
-	Pools    []*providers.Pool
-	Personas *persona.Resolver
-	Ledger   ledgerStats
+	Pools []*providers.Pool
+	// CurrentPools, when set, is called instead of reading Pools (the
+	// pools change on a config reload).
+	CurrentPools func() []*providers.Pool
+	Personas     *persona.Resolver
+	Ledger       ledgerStats
 	// RedisUp reports whether the Redis limiter reaches Redis; nil when
 	// limits are local.
 	RedisUp func() bool
@@ -267,7 +293,11 @@ func (c *Collectors) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (c *Collectors) Collect(ch chan<- prometheus.Metric) {
 	now := time.Now()
-	for _, p := range c.Pools {
+	pools := c.Pools
+	if c.CurrentPools != nil {
+		pools = c.CurrentPools()
+	}
+	for _, p := range pools {
 		snap := p.Snapshot(now)
 		for _, d := range snap.Deployments {
 			state := 0.0

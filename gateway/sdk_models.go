@@ -18,8 +18,9 @@ func (s *Server) serveModels(ctx *fasthttp.RequestCtx) {
 	if !s.modelsAuth(ctx, kind) {
 		return
 	}
-	ids := make([]string, 0, len(s.models))
-	for id := range s.models {
+	models := s.State().Models
+	ids := make([]string, 0, len(models))
+	for id := range models {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
@@ -56,8 +57,8 @@ func (s *Server) serveModel(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	id, _ := ctx.UserValue("model").(string)
-	if s.models[id] == nil {
-		ae := &apiError{status: http.StatusNotFound, code: codeNotFound, message: "model: unknown model " + id}
+	if s.State().Models[id] == nil {
+		ae := notFoundError("model: unknown model " + id)
 		writeSDKError(ctx, kind, ae)
 		s.opts.Metrics.answered(routeModels, ae.status, ae.code)
 		return
@@ -81,10 +82,9 @@ func (s *Server) modelsAuth(ctx *fasthttp.RequestCtx, kind apiKind) bool {
 	}
 	var err error
 	if len(token) == 0 {
-		err = &apiError{status: http.StatusUnauthorized, code: codeUnauthenticated,
-			message: "missing credentials; send Authorization: Bearer <key> or x-api-key"}
+		err = unauthenticatedError("missing credentials; send Authorization: Bearer <key> or x-api-key")
 	} else {
-		_, err = s.opts.Auth.Authenticate(token, s.now())
+		_, err = s.State().Auth.Authenticate(token, s.now())
 	}
 	if err != nil {
 		ae := toAPIError(err)

@@ -78,10 +78,10 @@ func (s *Server) prepareSDK(ctx *fasthttp.RequestCtx, x *exchange, decode func([
 		}
 	}
 	if !ok {
-		return &apiError{status: http.StatusUnauthorized, code: codeUnauthenticated,
-			message: "missing credentials; send Authorization: Bearer <key> or x-api-key"}
+		return unauthenticatedError("missing credentials; send Authorization: Bearer <key> or x-api-key")
 	}
-	principal, err := s.opts.Auth.Authenticate(token, x.start)
+	x.st = s.State()
+	principal, err := x.st.Auth.Authenticate(token, x.start)
 	if err != nil {
 		return err
 	}

@@ -33,7 +33,7 @@ func TestDecodeOpenAIRequest(t *testing.T) {
 			got := ""
 			if ae != nil {
 				got = ae.message
-				if ae.status != 400 || ae.code != codeValidation {
+				if ae.status != 422 || ae.code != codeValidation { // 400 on the wire (sdkStatus)
 					t.Fatalf("status %d code %s", ae.status, ae.code)
 				}
 			}

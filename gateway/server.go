@@ -64,12 +64,15 @@ type Model struct {
 
 // Options configure a Server. Zero values are noted per field.
 type Options struct {
-	// Auth authenticates callers. Required.
+	// Auth authenticates callers: the first State's. Required.
 	Auth Authenticator
-	// Personas resolves persona ids. Required.
+	// Personas resolves persona ids: the first State's. Required.
 	Personas PersonaResolver
-	// Models maps public model ids. Required, non-empty.
+	// Models maps public model ids: the first State's. Required,
+	// non-empty.
 	Models map[string]*Model
+	// Version names the first State's configuration. Optional.
+	Version string
 	// Ledger receives one usage record per authenticated request. Required.
 	Ledger policy.Ledger
 	// Limiter enforces rate limits and quotas; nil admits everything.
@@ -108,12 +111,13 @@ type Options struct {
 // Server serves the public API. Build it with New; it is safe for
 // concurrent use.
 type Server struct {
-	opts   Options
-	log    *slog.Logger
-	now    func() time.Time
-	ids    *requestIDs
-	srv    *fasthttp.Server
-	models map[string]*Model
+	opts Options
+	log  *slog.Logger
+	now  func() time.Time
+	ids  *requestIDs
+	srv  *fasthttp.Server
+	// state is what requests run on; each loads it once (see State).
+	state atomic.Pointer[State]
 
 	stopping atomic.Bool // Shutdown began: streams close their connections
 
@@ -122,27 +126,20 @@ type Server struct {
 	relays  sync.WaitGroup
 	workers *relayWorkers
 	gone    *goneWatcher
+
+	logLimited logLimiter // lines anonymous callers can cause
+	drainBufs  sync.Pool  // *[]byte for lingering closes after a 413
 }
 
 // New checks opts and builds a Server.
 func New(opts Options) (*Server, error) {
+	first := State{Auth: opts.Auth, Personas: opts.Personas, Models: opts.Models, Version: opts.Version}
 	var errs []error
-	if opts.Auth == nil {
-		errs = append(errs, errors.New("gateway: Auth is required"))
-	}
-	if opts.Personas == nil {
-		errs = append(errs, errors.New("gateway: Personas is required"))
-	}
-	if len(opts.Models) == 0 {
-		errs = append(errs, errors.New("gateway: at least one model is required"))
+	if err := first.check(); err != nil {
+		errs = append(errs, err)
 	}
 	if opts.Ledger == nil {
 		errs = append(errs, errors.New("gateway: Ledger is required"))
-	}
-	for id, m := range opts.Models {
-		if m == nil || m.Provider == nil || m.MaxOutputTokens < 1 {
-			errs = append(errs, fmt.Errorf("gateway: model %q needs a provider and MaxOutputTokens ≥ 1", id))
-		}
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -167,11 +164,12 @@ func New(opts Options) (*Server, error) {
 		log:     log,
 		now:     opts.Now,
 		ids:     newRequestIDs(),
-		models:  opts.Models,
 		streams: make(map[*relay]struct{}),
 		workers: newRelayWorkers(),
 		gone:    newGoneWatcher(),
 	}
+	_ = s.SetState(first) // checked above
+	s.drainBufs.New = func() any { b := make([]byte, 32<<10); return &b }
 	s.srv = &fasthttp.Server{
 		Handler:               s.Handler(),
 		ErrorHandler:          s.serveParseError,
@@ -186,7 +184,11 @@ func New(opts Options) (*Server, error) {
 		// Stream relays hijack their connection and, after a complete
 		// stream, serve its next requests themselves (ServeConn).
 		KeepHijackedConns: true,
-		Logger:            fasthttpLogger{log},
+		Logger:            fasthttpLogger{s},
+		// Keep the raw request out of fasthttp's error texts (they quote
+		// its first bytes, Authorization included); they are not logged
+		// either (fasthttpLogger, serveParseError).
+		SecureErrorLogMessage: true,
 	}
 	return s, nil
 }
@@ -211,20 +213,18 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 	r.GET("/v1/models/{model}", s.serveModel)
 	r.NotFound = func(ctx *fasthttp.RequestCtx) {
 		s.opts.Metrics.answered(routeOther, http.StatusNotFound, codeNotFound)
-		writeError(ctx, &apiError{status: http.StatusNotFound, code: codeNotFound,
-			message: "no route for " + string(ctx.Method()) + " " + string(ctx.Path())})
+		writeError(ctx, notFoundError("no route for "+string(ctx.Method())+" "+string(ctx.Path())))
 	}
 	r.MethodNotAllowed = func(ctx *fasthttp.RequestCtx) {
 		s.opts.Metrics.answered(routeChat, http.StatusMethodNotAllowed, codeMethodNotAllowed)
 		ctx.Response.Header.Set("Allow", "POST")
-		writeError(ctx, &apiError{status: http.StatusMethodNotAllowed, code: codeMethodNotAllowed,
-			message: "method " + string(ctx.Method()) + " not allowed; use POST"})
+		writeError(ctx, methodNotAllowedError("method "+string(ctx.Method())+" not allowed; use POST"))
 	}
 	r.PanicHandler = func(ctx *fasthttp.RequestCtx, v any) {
 		s.log.Error("handler panic", "panic", fmt.Sprint(v), "request_id", string(ctx.Response.Header.Peek("X-Request-Id")))
 		s.opts.Metrics.answered(routeChat, http.StatusInternalServerError, codeInternal)
 		ctx.Response.ResetBody()
-		writeError(ctx, &apiError{status: http.StatusInternalServerError, code: codeInternal, message: "internal error"})
+		writeError(ctx, internalError())
 	}
 	route := r.Handler
 	return func(ctx *fasthttp.RequestCtx) {
@@ -244,25 +244,6 @@ func (s *Server) setRequestID(ctx *fasthttp.RequestCtx) {
 	}
 	var buf [48]byte
 	ctx.Response.Header.SetBytesV("X-Request-Id", s.ids.appendNext(buf[:0]))
-}
-
-// serveParseError answers requests fasthttp could not read, in the API's
-// error shape rather than fasthttp's plain text.
-func (s *Server) serveParseError(ctx *fasthttp.RequestCtx, err error) {
-	s.setRequestID(ctx)
-	var small *fasthttp.ErrSmallBuffer
-	defer func() { s.opts.Metrics.answered(routeOther, ctx.Response.StatusCode(), "") }()
-	switch {
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		writeError(ctx, &apiError{status: http.StatusRequestEntityTooLarge, code: codePayloadTooLarge,
-			message: "request body exceeds " + strconv.Itoa(s.opts.MaxBodyBytes) + " bytes"})
-	case errors.As(err, &small):
-		writeError(ctx, &apiError{status: http.StatusRequestHeaderFieldsTooLarge, code: codePayloadTooLarge,
-			message: "request headers too large"})
-	default:
-		writeError(ctx, validationError("request", "malformed HTTP request"))
-	}
-	ctx.SetConnectionClose()
 }
 
 // writeError writes the API error shape with its status and headers.
@@ -339,11 +320,4 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.log.Warn("streams still open after shutdown abort")
 	}
 	return ctx.Err()
-}
-
-// fasthttpLogger routes fasthttp's own messages into slog.
-type fasthttpLogger struct{ log *slog.Logger }
-
-func (l fasthttpLogger) Printf(format string, args ...any) {
-	l.log.Warn(fmt.Sprintf(format, args...), "component", "fasthttp")
 }

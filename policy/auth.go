@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -45,6 +46,7 @@ var (
 	errTokenTooLong     error = &AuthError{Reason: "token too long"}
 	errUnknownKey       error = &AuthError{Reason: "unknown API key"}
 	errKeyDisabled      error = &AuthError{Reason: "API key revoked"}
+	errKeyExpired       error = &AuthError{Reason: "API key expired"}
 	errJWTNotAccepted   error = &AuthError{Reason: "session tokens are not accepted"}
 	errMalformedToken   error = &AuthError{Reason: "malformed token"}
 	errKidRequired      error = &AuthError{Reason: "token has no key id (kid)"}
@@ -72,6 +74,9 @@ type AuthConfig struct {
 	// JWT verifies session tokens; no keys means session tokens are
 	// rejected.
 	JWT JWTConfig `yaml:"jwt"`
+	// KeyStore holds the API keys managed at run time through the admin
+	// API, in the ledger's database.
+	KeyStore KeyStoreConfig `yaml:"keyStore"`
 }
 
 // APIKeyConfig is one API key. The key itself is never stored: generate it
@@ -89,8 +94,11 @@ type APIKeyConfig struct {
 	Disabled bool `yaml:"disabled"`
 }
 
-// SetDefaults fills the defaults of the JWT section.
-func (c *AuthConfig) SetDefaults() { c.JWT.SetDefaults() }
+// SetDefaults fills the defaults of the JWT and key store sections.
+func (c *AuthConfig) SetDefaults() {
+	c.JWT.SetDefaults()
+	c.KeyStore.SetDefaults()
+}
 
 // Validate reports every problem at once, each prefixed with its path
 // relative to the auth section (`apiKeys[1].sha256: ...`,
@@ -100,8 +108,9 @@ func (c *AuthConfig) Validate() error {
 	var errs []error
 	c.validateAPIKeys(&errs)
 	c.JWT.validate("jwt.", &errs)
-	if len(c.APIKeys) == 0 && len(c.JWT.Keys) == 0 {
-		errs = append(errs, errors.New("apiKeys: at least one API key or jwt.keys entry is required"))
+	c.KeyStore.validate("keyStore.", &errs)
+	if len(c.APIKeys) == 0 && !c.JWT.configured() && (c.KeyStore.Enabled == nil || !*c.KeyStore.Enabled) {
+		errs = append(errs, errors.New("apiKeys: at least one API key, jwt.keys or jwt.jwksURL entry, or keyStore.enabled: true is required"))
 	}
 	return errors.Join(errs...)
 }
@@ -156,7 +165,24 @@ func HashKey(key string) string {
 // new one.
 type Authenticator struct {
 	apiKeys map[[sha256.Size]byte]*apiKey
-	jwt     *jwtVerifier // nil when no JWT keys are configured
+	jwt     []*jwtVerifier // one per issuer; empty when JWTs are not accepted
+	keys    *KeyStore      // nil without a key store
+	jwks    []*JWKS        // the JWKS sets the verifiers use, for Close
+}
+
+// AuthOptions are what an Authenticator uses beside its config.
+type AuthOptions struct {
+	// Keys, when set, is consulted for keys the config does not list.
+	Keys *KeyStore
+	// Previous is the Authenticator a reload replaces: its JWKS sets are
+	// reused for unchanged URLs (with their cached keys) instead of
+	// fetched again. The caller closes Previous's other sets with
+	// CloseUnshared.
+	Previous *Authenticator
+	// Log receives JWKS fetch problems; nil discards them.
+	Log *slog.Logger
+	// Now is the clock of the JWKS refresh schedule; nil means time.Now.
+	Now func() time.Time
 }
 
 type apiKey struct {
@@ -166,15 +192,25 @@ type apiKey struct {
 }
 
 // NewAuthenticator validates cfg (after applying defaults to a copy) and
-// builds the lookup tables and verification keys.
+// builds the lookup tables and verification keys, with no key store and
+// JWKS sets of its own.
 func NewAuthenticator(cfg AuthConfig) (*Authenticator, error) {
+	return NewAuthenticatorWith(cfg, AuthOptions{})
+}
+
+// NewAuthenticatorWith is NewAuthenticator with a key store and the
+// JWKS sets of the Authenticator it replaces. A JWKS URL that cannot be
+// fetched now is not an error: its set starts empty and is fetched again
+// on schedule and on the first unknown kid.
+func NewAuthenticatorWith(cfg AuthConfig, o AuthOptions) (*Authenticator, error) {
 	cfg.APIKeys = append([]APIKeyConfig(nil), cfg.APIKeys...)
 	cfg.JWT.Keys = append([]JWTKeyConfig(nil), cfg.JWT.Keys...)
+	cfg.JWT.Issuers = append([]JWTConfig(nil), cfg.JWT.Issuers...)
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
-	a := &Authenticator{apiKeys: make(map[[sha256.Size]byte]*apiKey, len(cfg.APIKeys))}
+	a := &Authenticator{apiKeys: make(map[[sha256.Size]byte]*apiKey, len(cfg.APIKeys)), keys: o.Keys}
 	for _, k := range cfg.APIKeys {
 		sum, _ := parseKeyHash(k.SHA256)
 		a.apiKeys[sum] = &apiKey{
@@ -183,12 +219,9 @@ func NewAuthenticator(cfg AuthConfig) (*Authenticator, error) {
 			disabled:  k.Disabled,
 		}
 	}
-	if len(cfg.JWT.Keys) > 0 {
-		v, err := newJWTVerifier(cfg.JWT)
-		if err != nil {
-			return nil, fmt.Errorf("auth: %w", err)
-		}
-		a.jwt = v
+	if err := a.buildJWT(cfg.JWT, o); err != nil {
+		a.Close()
+		return nil, fmt.Errorf("auth: %w", err)
 	}
 	return a, nil
 }
@@ -204,12 +237,12 @@ func (a *Authenticator) Authenticate(token []byte, now time.Time) (Principal, er
 	case len(token) > MaxTokenLen:
 		return Principal{}, errTokenTooLong
 	case bytes.Count(token, []byte(".")) == 2:
-		if a.jwt == nil {
+		if len(a.jwt) == 0 {
 			return Principal{}, errJWTNotAccepted
 		}
-		return a.jwt.verify(token, now)
+		return a.verifyJWT(token, now)
 	default:
-		return a.authenticateAPIKey(token)
+		return a.authenticateAPIKey(token, now)
 	}
 }
 
@@ -217,9 +250,15 @@ func (a *Authenticator) Authenticate(token []byte, now time.Time) (Principal, er
 // hash, which tells an attacker nothing about the key; the constant-time
 // compare afterwards makes the final decision independent of where bytes
 // differ.
-func (a *Authenticator) authenticateAPIKey(key []byte) (Principal, error) {
+func (a *Authenticator) authenticateAPIKey(key []byte, now time.Time) (Principal, error) {
 	sum := sha256.Sum256(key)
 	k, ok := a.apiKeys[sum]
+	if !ok && a.keys != nil {
+		// Managed keys: an in-memory lookup too, never a database call.
+		if p, found, err := a.keys.authenticate(&sum, now); found {
+			return p, err
+		}
+	}
 	if !ok || subtle.ConstantTimeCompare(k.sum[:], sum[:]) != 1 {
 		return Principal{}, errUnknownKey
 	}

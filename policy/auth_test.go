@@ -334,7 +334,7 @@ func TestAuthConfigValidate(t *testing.T) {
 	}{
 		{"valid", k.authCfg, nil},
 		{"valid publicKeyFile", AuthConfig{JWT: JWTConfig{Keys: []JWTKeyConfig{{Algorithm: "ES256", PublicKeyFile: pemFile}}}}, nil},
-		{"nothing configured", AuthConfig{}, []string{"apiKeys: at least one API key or jwt.keys entry is required"}},
+		{"nothing configured", AuthConfig{}, []string{"apiKeys: at least one API key, jwt.keys or jwt.jwksURL entry, or keyStore.enabled: true is required"}},
 		{"bad hash and duplicates", AuthConfig{APIKeys: []APIKeyConfig{
 			{ID: "a", Workspace: "w", SHA256: hash},
 			{ID: "a", Workspace: "", SHA256: "5f1b"},

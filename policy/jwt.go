@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -40,6 +42,39 @@ type JWTConfig struct {
 	RequireExp *bool `yaml:"requireExp"`
 	// Keys are the verification keys, each pinned to one algorithm.
 	Keys []JWTKeyConfig `yaml:"keys"`
+	// JWKSURL, when set, is the issuer's JSON Web Key Set (http or
+	// https), used beside Keys: fetched at start, again every JWKSRefresh
+	// and on a token whose kid it does not hold (at most once per
+	// JWKSMinInterval). Each JWK is pinned to the algorithm it declares
+	// (its "alg"; EC and OKP keys without one get the curve's). While
+	// the URL cannot be fetched, the last good set stays in use.
+	JWKSURL string `yaml:"jwksURL"`
+	// JWKSRefresh is the refresh schedule. Default 5m; at least 10s.
+	JWKSRefresh time.Duration `yaml:"jwksRefresh"`
+	// JWKSMinInterval is the least time between two fetches caused by
+	// unknown kids, so forged kids cannot make the gateway hammer the
+	// issuer. Default 30s; 1s to JWKSRefresh.
+	JWKSMinInterval time.Duration `yaml:"jwksMinInterval"`
+	// JWKSTimeout bounds one fetch. Default 5s.
+	JWKSTimeout time.Duration `yaml:"jwksTimeout"`
+	// Issuers are further token issuers, each a section of this shape
+	// (without issuers of its own) whose issuer is required and unique. A
+	// token is verified by the section whose issuer equals its iss, else
+	// by this top-level section when its issuer is empty.
+	Issuers []JWTConfig `yaml:"issuers"`
+}
+
+// configured reports whether any JWT can be verified.
+func (c *JWTConfig) configured() bool {
+	if len(c.Keys) > 0 || c.JWKSURL != "" {
+		return true
+	}
+	for i := range c.Issuers {
+		if c.Issuers[i].configured() {
+			return true
+		}
+	}
+	return false
 }
 
 // JWTKeyConfig is one verification key. The token's `kid` header selects
@@ -93,6 +128,18 @@ func (c *JWTConfig) SetDefaults() {
 		t := true
 		c.RequireExp = &t
 	}
+	if c.JWKSRefresh == 0 {
+		c.JWKSRefresh = 5 * time.Minute
+	}
+	if c.JWKSMinInterval == 0 {
+		c.JWKSMinInterval = 30 * time.Second
+	}
+	if c.JWKSTimeout == 0 {
+		c.JWKSTimeout = 5 * time.Second
+	}
+	for i := range c.Issuers {
+		c.Issuers[i].SetDefaults()
+	}
 }
 
 // Validate reports every problem at once with paths relative to the jwt
@@ -110,6 +157,39 @@ func (c *JWTConfig) validate(prefix string, errs *[]error) {
 	}
 	_, keyErrs := buildJWTKeys(c.Keys, prefix)
 	*errs = append(*errs, keyErrs...)
+	if c.JWKSURL != "" {
+		if u, err := url.Parse(c.JWKSURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			*errs = append(*errs, fmt.Errorf("%sjwksURL: must be an absolute http(s) URL", prefix))
+		}
+		if c.JWKSRefresh < 10*time.Second {
+			*errs = append(*errs, fmt.Errorf("%sjwksRefresh: must be at least 10s", prefix))
+		}
+		if c.JWKSMinInterval < time.Second || c.JWKSMinInterval > c.JWKSRefresh {
+			*errs = append(*errs, fmt.Errorf("%sjwksMinInterval: must be between 1s and jwksRefresh", prefix))
+		}
+		if c.JWKSTimeout <= 0 || c.JWKSTimeout > time.Minute {
+			*errs = append(*errs, fmt.Errorf("%sjwksTimeout: must be between 1ms and 1m", prefix))
+		}
+	}
+	seen := map[string]int{c.Issuer: -1}
+	for i := range c.Issuers {
+		is := &c.Issuers[i]
+		p := fmt.Sprintf("%sissuers[%d].", prefix, i)
+		if len(is.Issuers) > 0 {
+			*errs = append(*errs, fmt.Errorf("%sissuers: not allowed in an issuers entry", p))
+		}
+		if is.Issuer == "" {
+			*errs = append(*errs, fmt.Errorf("%sissuer: required", p))
+		} else if j, dup := seen[is.Issuer]; dup {
+			*errs = append(*errs, fmt.Errorf("%sissuer: duplicate of %q (%d)", p, is.Issuer, j))
+		} else {
+			seen[is.Issuer] = i
+		}
+		if len(is.Keys) == 0 && is.JWKSURL == "" {
+			*errs = append(*errs, fmt.Errorf("%skeys: set keys or jwksURL", p))
+		}
+		is.validate(p, errs)
+	}
 }
 
 // jwtKey is a parsed verification key with its own parser, which accepts
@@ -176,7 +256,12 @@ func parseJWTKey(k JWTKeyConfig) (*jwtKey, error) {
 			return nil, fmt.Errorf("%s: %w", field, err)
 		}
 	}
-	jk.parser = jwt.NewParser(jwt.WithValidMethods([]string{k.Algorithm}), jwt.WithoutClaimsValidation())
+	return pinKey(jk), nil
+}
+
+// pinKey gives jk its parser and keyfunc, which accept only jk.alg.
+func pinKey(jk *jwtKey) *jwtKey {
+	jk.parser = jwt.NewParser(jwt.WithValidMethods([]string{jk.alg}), jwt.WithoutClaimsValidation())
 	jk.keyfunc = func(t *jwt.Token) (any, error) {
 		// WithValidMethods already refused other algorithms; this check
 		// keeps the pin even if the parser options change.
@@ -185,7 +270,7 @@ func parseJWTKey(k JWTKeyConfig) (*jwtKey, error) {
 		}
 		return jk.key, nil
 	}
-	return jk, nil
+	return jk
 }
 
 func publicKeyPEM(k JWTKeyConfig) (data []byte, field string, err error) {
@@ -238,11 +323,108 @@ func parsePublicKey(alg string, pemData []byte) (any, error) {
 	}
 }
 
-// jwtVerifier holds the parsed keys and claim rules; immutable.
+// jwtVerifier holds one issuer's parsed keys and claim rules; immutable
+// (its JWKS set changes inside).
 type jwtVerifier struct {
+	issuer         string
 	keys           []*jwtKey
+	jwks           *JWKS // nil without jwksURL
 	workspaceClaim string
 	validatorOpts  []jwt.ParserOption
+}
+
+// buildJWT makes one verifier per issuer section, reusing the previous
+// Authenticator's JWKS sets for unchanged settings.
+func (a *Authenticator) buildJWT(c JWTConfig, o AuthOptions) error {
+	sections := append([]JWTConfig{c}, c.Issuers...)
+	for i := range sections {
+		sc := sections[i]
+		if len(sc.Keys) == 0 && sc.JWKSURL == "" {
+			continue
+		}
+		v, err := newJWTVerifier(sc)
+		if err != nil {
+			return err
+		}
+		if sc.JWKSURL != "" {
+			v.jwks = o.Previous.reuseJWKS(sc)
+			if v.jwks == nil {
+				v.jwks = NewJWKS(sc, o.Log, o.Now)
+			}
+			a.jwks = append(a.jwks, v.jwks)
+		}
+		a.jwt = append(a.jwt, v)
+	}
+	return nil
+}
+
+func (a *Authenticator) reuseJWKS(c JWTConfig) *JWKS {
+	if a == nil {
+		return nil
+	}
+	for _, j := range a.jwks {
+		if j.sameSettings(c) {
+			return j
+		}
+	}
+	return nil
+}
+
+// Close stops the refresh of the JWKS sets this Authenticator owns.
+func (a *Authenticator) Close() {
+	for _, j := range a.jwks {
+		j.Close()
+	}
+}
+
+// CloseUnshared stops the JWKS sets of a that next does not use: call it
+// on the Authenticator a reload replaced, once next serves.
+func (a *Authenticator) CloseUnshared(next *Authenticator) {
+	for _, j := range a.jwks {
+		if !slices.Contains(next.jwks, j) {
+			j.Close()
+		}
+	}
+}
+
+// verifyJWT picks the issuer's verifier: the only one, else the one whose
+// issuer equals the token's (unverified) iss, else the catch-all one.
+func (a *Authenticator) verifyJWT(token []byte, now time.Time) (Principal, error) {
+	if len(a.jwt) == 1 {
+		return a.jwt[0].verify(token, now)
+	}
+	iss := peekIssuer(token)
+	var fallback *jwtVerifier
+	for _, v := range a.jwt {
+		if v.issuer == iss && iss != "" {
+			return v.verify(token, now)
+		}
+		if v.issuer == "" {
+			fallback = v
+		}
+	}
+	if fallback == nil {
+		return Principal{}, errWrongIssuer
+	}
+	return fallback.verify(token, now)
+}
+
+// peekIssuer reads iss from the payload without verifying anything, only
+// to choose the verifier; the chosen one checks the token in full.
+func peekIssuer(token []byte) string {
+	first := bytes.IndexByte(token, '.')
+	rest := token[first+1:]
+	raw := rest[:bytes.IndexByte(rest, '.')]
+	b := make([]byte, base64.RawURLEncoding.DecodedLen(len(raw)))
+	n, err := base64.RawURLEncoding.Decode(b, raw)
+	if err != nil {
+		return ""
+	}
+	var c struct {
+		Iss string `json:"iss"`
+	}
+	_ = json.Unmarshal(b[:n], &c)
+	return c.Iss
 }
 
 func newJWTVerifier(c JWTConfig) (*jwtVerifier, error) {
@@ -260,7 +442,7 @@ func newJWTVerifier(c JWTConfig) (*jwtVerifier, error) {
 	if c.Audience != "" {
 		opts = append(opts, jwt.WithAudience(c.Audience))
 	}
-	return &jwtVerifier{keys: keys, workspaceClaim: c.WorkspaceClaim, validatorOpts: opts}, nil
+	return &jwtVerifier{issuer: c.Issuer, keys: keys, workspaceClaim: c.WorkspaceClaim, validatorOpts: opts}, nil
 }
 
 // jwtHeader is the part of the JOSE header we read before verification,
@@ -279,7 +461,7 @@ func (v *jwtVerifier) verify(token []byte, now time.Time) (Principal, error) {
 	if err != nil || json.Unmarshal(hb[:n], &h) != nil {
 		return Principal{}, errMalformedToken
 	}
-	key, err := v.pickKey(h.Kid)
+	key, err := v.pickKey(h.Kid, now)
 	if err != nil {
 		return Principal{}, err
 	}
@@ -314,15 +496,25 @@ func (v *jwtVerifier) verify(token []byte, now time.Time) (Principal, error) {
 	return Principal{Workspace: wsp, CredentialID: sub, Kind: KindJWT}, nil
 }
 
-func (v *jwtVerifier) pickKey(kid string) (*jwtKey, error) {
+func (v *jwtVerifier) pickKey(kid string, now time.Time) (*jwtKey, error) {
 	if kid == "" {
-		if len(v.keys) == 1 {
+		if len(v.keys) == 1 && v.jwks == nil {
 			return v.keys[0], nil
+		}
+		if len(v.keys) == 0 && v.jwks != nil {
+			if k := v.jwks.only(); k != nil {
+				return k, nil
+			}
 		}
 		return nil, errKidRequired
 	}
 	for _, k := range v.keys {
 		if k.id == kid {
+			return k, nil
+		}
+	}
+	if v.jwks != nil {
+		if k := v.jwks.key(kid, now); k != nil {
 			return k, nil
 		}
 	}

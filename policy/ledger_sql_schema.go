@@ -101,6 +101,29 @@ var migrations = []struct {
 		)`,
 		`CREATE INDEX IF NOT EXISTS usage_records_workspace_at ON usage_records (workspace, at)`,
 	}},
+	// The key store (keystore.go): managed API keys, only their hashes.
+	{2, []string{
+		`CREATE TABLE IF NOT EXISTS api_keys (
+			id                        TEXT PRIMARY KEY,
+			workspace                 TEXT NOT NULL,
+			name                      TEXT NOT NULL,
+			prefix                    TEXT NOT NULL,
+			sha256                    TEXT NOT NULL UNIQUE,
+			created_at                BIGINT NOT NULL,
+			expires_at                BIGINT NOT NULL,
+			revoked_at                BIGINT NOT NULL,
+			rotated_to                TEXT NOT NULL,
+			own_limits                BOOLEAN NOT NULL,
+			requests_per_minute       BIGINT NOT NULL,
+			request_burst             BIGINT NOT NULL,
+			tokens_per_minute         BIGINT NOT NULL,
+			monthly_budget_usd_micros BIGINT NOT NULL,
+			monthly_tokens            BIGINT NOT NULL,
+			rev                       BIGINT NOT NULL
+		)`,
+		`CREATE INDEX IF NOT EXISTS api_keys_rev ON api_keys (rev)`,
+		`CREATE INDEX IF NOT EXISTS api_keys_workspace ON api_keys (workspace)`,
+	}},
 }
 
 // ErrLedgerSchemaTooNew means the database was migrated by a newer

@@ -153,9 +153,9 @@ func TestLimitsConfigYAML(t *testing.T) {
 		key  LimitKey
 		want [numSlots]bucketParams
 	}{
-		{LimitKey{"wsp_acme", "key_ci"}, [numSlots]bucketParams{{3000, 500}, {2000000, 2000000}, {30, 5}, {20000, 20000}}},
-		{LimitKey{"wsp_acme", "other"}, [numSlots]bucketParams{{3000, 500}, {2000000, 2000000}, {}, {}}},
-		{LimitKey{"wsp_else", "key_ci"}, [numSlots]bucketParams{{600, 600}, {200000, 200000}, {120, 20}, {}}},
+		{LimitKey{Workspace: "wsp_acme", CredentialID: "key_ci"}, [numSlots]bucketParams{{3000, 500}, {2000000, 2000000}, {30, 5}, {20000, 20000}}},
+		{LimitKey{Workspace: "wsp_acme", CredentialID: "other"}, [numSlots]bucketParams{{3000, 500}, {2000000, 2000000}, {}, {}}},
+		{LimitKey{Workspace: "wsp_else", CredentialID: "key_ci"}, [numSlots]bucketParams{{600, 600}, {200000, 200000}, {120, 20}, {}}},
 	}
 	for _, l := range lookups {
 		if got := tbl.lookup(l.key); got.b != l.want {

@@ -21,6 +21,9 @@ type LimitKey struct {
 	Workspace string
 	// CredentialID is Principal.CredentialID; per-key limits look it up.
 	CredentialID string
+	// Own is the credential's own limits (Principal.Limits, a managed
+	// key's); nil uses the configured ones.
+	Own *CredentialLimits
 }
 
 // Reason says why Admit refused a request.

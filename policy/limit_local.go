@@ -4,6 +4,7 @@ import (
 	"context"
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,7 +30,9 @@ const (
 // Every decision is a pure function of the state and the now passed in.
 // Safe for concurrent use. Build it with NewLocalLimiter.
 type LocalLimiter struct {
-	table  *limitTable
+	// table is swapped whole by SetLimits (config reload); the buckets
+	// stay.
+	table  atomic.Pointer[limitTable]
 	seed   maphash.Seed
 	shards [localShards]localShard
 }
@@ -45,6 +48,8 @@ type localWorkspace struct {
 	b     [2]bucket // requests, tokens
 	keys  map[string]*[2]bucket
 	quota quotaCounter
+	// kquota counts managed keys' own monthly budgets, by credential.
+	kquota map[string]*quotaCounter
 }
 
 // NewLocalLimiter applies defaults to a copy of cfg and validates it
@@ -58,7 +63,8 @@ func NewLocalLimiter(cfg LimitsConfig) (*LocalLimiter, error) {
 }
 
 func newLocalLimiter(t *limitTable) *LocalLimiter {
-	l := &LocalLimiter{table: t, seed: maphash.MakeSeed()}
+	l := &LocalLimiter{seed: maphash.MakeSeed()}
+	l.table.Store(t)
 	for i := range l.shards {
 		l.shards[i].ws = make(map[string]*localWorkspace)
 	}
@@ -77,11 +83,23 @@ func (l *LocalLimiter) Admit(_ context.Context, key LimitKey, reserveTokens int6
 	if key.Workspace == "" {
 		return Decision{}, errNoWorkspace
 	}
-	p := l.table.lookup(key)
+	p := l.table.Load().lookup(key)
 	if !p.any() {
 		return Decision{Allowed: true}, nil
 	}
 	return l.admit(&p, key, reserveTokens, now), nil
+}
+
+// SetLimits replaces the limits (config reload) after validating cfg; the
+// buckets' levels and the quota counters are kept. Backend, OnRedisDown
+// and Redis are ignored: changing them needs a restart.
+func (l *LocalLimiter) SetLimits(cfg LimitsConfig) error {
+	t, _, err := newLimitTable(cfg)
+	if err != nil {
+		return err
+	}
+	l.table.Store(t)
+	return nil
 }
 
 func (l *LocalLimiter) admit(p *limitParams, key LimitKey, reserve int64, now time.Time) Decision {
@@ -101,9 +119,14 @@ func (l *LocalLimiter) admit(p *limitParams, key LimitKey, reserve int64, now ti
 	qr, qretry := ReasonNone, int64(0)
 	if p.quota() {
 		usd, tok := w.quota.at(month)
-		if qr = checkQuota(p, usd, tok); qr != ReasonNone {
-			qretry = quotaRetryMs(now)
-		}
+		qr = checkQuota(p, usd, tok)
+	}
+	if qr == ReasonNone && p.keyQuota() {
+		usd, tok := w.keyQuota(key.CredentialID).at(month)
+		qr = checkBudget(p.keyBudgetUsd, p.keyBudgetTok, usd, tok)
+	}
+	if qr != ReasonNone {
+		qretry = quotaRetryMs(now)
 	}
 	o := decideAdmit(p, &st, nowMs, reserve, qr, qretry)
 	if o.allowed {
@@ -112,7 +135,7 @@ func (l *LocalLimiter) admit(p *limitParams, key LimitKey, reserve int64, now ti
 			kb[0], kb[1] = st[slotKeyReq], st[slotKeyTok]
 		}
 	}
-	sh.tick(l.table, nowMs, month)
+	sh.tick(l.table.Load(), nowMs, month)
 	sh.mu.Unlock()
 	return o.decision(p, key, reserve)
 }
@@ -127,7 +150,7 @@ func (l *LocalLimiter) Settle(_ context.Context, r Reservation, actualTokens, co
 		return nil
 	}
 	actualTokens, costUsdMicros = clampSpend(actualTokens), clampSpend(costUsdMicros)
-	p := l.table.lookup(r.key)
+	p := l.table.Load().lookup(r.key)
 	nowMs, month := now.UnixMilli(), monthIndex(now)
 	sh := l.shard(r.key.Workspace)
 	sh.mu.Lock()
@@ -141,7 +164,10 @@ func (l *LocalLimiter) Settle(_ context.Context, r Reservation, actualTokens, co
 	if p.quota() {
 		w.quota.add(month, costUsdMicros, actualTokens)
 	}
-	sh.tick(l.table, nowMs, month)
+	if p.keyQuota() {
+		w.keyQuota(r.key.CredentialID).add(month, costUsdMicros, actualTokens)
+	}
+	sh.tick(l.table.Load(), nowMs, month)
 	sh.mu.Unlock()
 	return nil
 }
@@ -170,6 +196,18 @@ func (w *localWorkspace) key(id string) *[2]bucket {
 	return b
 }
 
+func (w *localWorkspace) keyQuota(id string) *quotaCounter {
+	if w.kquota == nil {
+		w.kquota = make(map[string]*quotaCounter)
+	}
+	q := w.kquota[id]
+	if q == nil {
+		q = &quotaCounter{}
+		w.kquota[id] = q
+	}
+	return q
+}
+
 // tick counts an operation and sometimes sweeps a sample. Called with the
 // shard locked.
 func (sh *localShard) tick(t *limitTable, nowMs, month int64) {
@@ -192,7 +230,12 @@ func (sh *localShard) sweep(t *limitTable, nowMs, month int64, n int) {
 				delete(w.keys, kid)
 			}
 		}
-		if len(w.keys) == 0 && pairFull(p.b[slotWsReq], p.b[slotWsTok], &w.b, nowMs) &&
+		for kid, q := range w.kquota {
+			if q.month != month || (q.usd == 0 && q.tok == 0) {
+				delete(w.kquota, kid)
+			}
+		}
+		if len(w.keys) == 0 && len(w.kquota) == 0 && pairFull(p.b[slotWsReq], p.b[slotWsTok], &w.b, nowMs) &&
 			(w.quota.month != month || (w.quota.usd == 0 && w.quota.tok == 0)) {
 			delete(sh.ws, id)
 		}
@@ -221,7 +264,7 @@ func (l *LocalLimiter) Sweep(now time.Time) {
 	for i := range l.shards {
 		sh := &l.shards[i]
 		sh.mu.Lock()
-		sh.sweep(l.table, now.UnixMilli(), monthIndex(now), 0)
+		sh.sweep(l.table.Load(), now.UnixMilli(), monthIndex(now), 0)
 		sh.mu.Unlock()
 	}
 }

@@ -50,8 +50,13 @@ type step struct {
 	settle  int
 	actual  int64 // tokens, for settle
 	cost    int64 // µUSD, for settle
+	own     *CredentialLimits
 	want    string
 }
+
+// ownLimits are a managed key's own limits: one request a second, a 100
+// µUSD monthly budget.
+var ownLimits = &CredentialLimits{RateLimits: RateLimits{RequestsPerMinute: 60, RequestBurst: 1}, MonthlyBudgetUsdMicros: 100}
 
 // describe prints a decision compactly: "ok" or "429 <code>/<reason>
 // retry=<d>", then the header triples of limited dimensions.
@@ -134,6 +139,18 @@ var limiterStepCases = []struct {
 		{at: time.Minute, settle: 7, cost: 999, want: "settled"},
 		{at: time.Minute, ws: "w2", key: "a", want: "ok"},
 	}},
+	{"a managed key's own buckets and monthly budget", time.Date(2026, 1, 31, 23, 59, 0, 0, time.UTC), []step{
+		{ws: "w0", key: "m1", own: ownLimits, want: "ok req=0/1@1s"},
+		{ws: "w0", key: "m1", own: ownLimits, want: "429 request rate limit retry=1s req=0/1@1s"},
+		{settle: 1, actual: 10, cost: 100, want: "settled"},
+		{at: time.Second, ws: "w0", key: "m1", own: ownLimits, want: "429 monthly budget retry=59s req=1/1@0s"},
+		{at: time.Second, ws: "w0", key: "m2", want: "ok"}, // the workspace's other keys
+		{at: time.Minute, ws: "w0", key: "m1", own: ownLimits, want: "ok req=0/1@1s"},
+		// The workspace's budget is checked first.
+		{at: time.Minute, ws: "w2", key: "m3", own: ownLimits, want: "ok req=0/1@1s"},
+		{at: time.Minute, settle: 7, cost: 1000, want: "settled"},
+		{at: time.Minute + time.Second, ws: "w2", key: "m4", own: ownLimits, want: "429 monthly budget retry=671h59m59s req=1/1@0s"},
+	}},
 	{"monthly tokens", time.Date(2026, 12, 15, 12, 0, 0, 0, time.UTC), []step{
 		{ws: "w3", key: "a", reserve: 1000, want: "ok req=599/600@100ms"},
 		{settle: 1, actual: 499, want: "settled"},
@@ -158,7 +175,7 @@ func runLimiterSteps(t *testing.T, mk func(t *testing.T, cfg LimitsConfig) limit
 					}
 					continue
 				}
-				d, err := l.Admit(t.Context(), LimitKey{Workspace: s.ws, CredentialID: s.key}, s.reserve, now)
+				d, err := l.Admit(t.Context(), LimitKey{Workspace: s.ws, CredentialID: s.key, Own: s.own}, s.reserve, now)
 				if err != nil {
 					t.Fatalf("step %d: Admit: %v", i+1, err)
 				}

@@ -54,15 +54,15 @@ type LimitsConfig struct {
 type RateLimits struct {
 	// RequestsPerMinute is the request refill rate. 0 = unlimited.
 	// At most MaxLimit.
-	RequestsPerMinute int64 `yaml:"requestsPerMinute"`
+	RequestsPerMinute int64 `yaml:"requestsPerMinute" json:"requestsPerMinute"`
 	// RequestBurst is the request bucket's capacity: how many requests may
 	// arrive at once after an idle period. Default RequestsPerMinute (a
 	// full minute's worth); must be 0 when RequestsPerMinute is 0.
-	RequestBurst int64 `yaml:"requestBurst"`
+	RequestBurst int64 `yaml:"requestBurst" json:"requestBurst"`
 	// TokensPerMinute is the token refill rate and also the token bucket's
 	// capacity. A request reserves its input estimate plus its output cap,
 	// at most this many. 0 = unlimited. At most MaxLimit.
-	TokensPerMinute int64 `yaml:"tokensPerMinute"`
+	TokensPerMinute int64 `yaml:"tokensPerMinute" json:"tokensPerMinute"`
 }
 
 // WorkspaceLimits are the limits of one workspace: a workspace-wide pair of
@@ -298,19 +298,25 @@ const (
 	numSlots
 )
 
-// limitParams is everything one decision needs, resolved from config.
+// limitParams is everything one decision needs, resolved from config
+// (and from a managed key's own limits).
 type limitParams struct {
 	b         [numSlots]bucketParams
 	budgetUsd int64
 	budgetTok int64
+	// keyBudgetUsd and keyBudgetTok are the credential's own monthly
+	// budget (managed keys only).
+	keyBudgetUsd int64
+	keyBudgetTok int64
 }
 
-func (p *limitParams) quota() bool { return p.budgetUsd > 0 || p.budgetTok > 0 }
-func (p *limitParams) keyed() bool { return p.b[slotKeyReq].limited() || p.b[slotKeyTok].limited() }
+func (p *limitParams) quota() bool    { return p.budgetUsd > 0 || p.budgetTok > 0 }
+func (p *limitParams) keyQuota() bool { return p.keyBudgetUsd > 0 || p.keyBudgetTok > 0 }
+func (p *limitParams) keyed() bool    { return p.b[slotKeyReq].limited() || p.b[slotKeyTok].limited() }
 func (p *limitParams) wsBuckets() bool {
 	return p.b[slotWsReq].limited() || p.b[slotWsTok].limited()
 }
-func (p *limitParams) any() bool { return p.quota() || p.keyed() || p.wsBuckets() }
+func (p *limitParams) any() bool { return p.quota() || p.keyQuota() || p.keyed() || p.wsBuckets() }
 
 // limitTable resolves a LimitKey to its parameters without allocating.
 type limitTable struct {
@@ -363,13 +369,20 @@ func newLimitTable(cfg LimitsConfig) (*limitTable, LimitsConfig, error) {
 }
 
 func (t *limitTable) lookup(k LimitKey) limitParams {
+	p := t.def
 	w, ok := t.workspaces[k.Workspace]
-	if !ok {
-		return t.def
+	if ok {
+		p = w.base
+		if kp, ok := w.keys[k.CredentialID]; ok {
+			p.b[slotKeyReq], p.b[slotKeyTok] = kp[0], kp[1]
+		}
 	}
-	p := w.base
-	if kp, ok := w.keys[k.CredentialID]; ok {
+	if o := k.Own; o != nil {
+		// A managed key's own limits replace the workspace's perKey and
+		// keys entries for it, as a keys entry would.
+		kp := pairOf(o.RateLimits)
 		p.b[slotKeyReq], p.b[slotKeyTok] = kp[0], kp[1]
+		p.keyBudgetUsd, p.keyBudgetTok = o.MonthlyBudgetUsdMicros, o.MonthlyTokens
 	}
 	return p
 }

@@ -14,6 +14,9 @@ type Principal struct {
 	CredentialID string
 	// Kind is "api_key" or "jwt".
 	Kind string
+	// Limits are a managed key's own limits (shared, read-only); nil for
+	// config keys, JWTs and managed keys without their own.
+	Limits *CredentialLimits
 }
 
 // UsageRecord is what one finished request cost: one per request, whether

@@ -27,12 +27,18 @@ func quotaRetryMs(now time.Time) int64 {
 	return int64((d + time.Millisecond - 1) / time.Millisecond)
 }
 
-// checkQuota compares a month's counters with the budgets.
+// checkQuota compares a month's counters with the workspace's budgets.
 func checkQuota(p *limitParams, usd, tok int64) Reason {
+	return checkBudget(p.budgetUsd, p.budgetTok, usd, tok)
+}
+
+// checkBudget compares a month's counters with a pair of budgets (0 =
+// none).
+func checkBudget(budgetUsd, budgetTok, usd, tok int64) Reason {
 	switch {
-	case p.budgetUsd > 0 && usd >= p.budgetUsd:
+	case budgetUsd > 0 && usd >= budgetUsd:
 		return ReasonQuotaCost
-	case p.budgetTok > 0 && tok >= p.budgetTok:
+	case budgetTok > 0 && tok >= budgetTok:
 		return ReasonQuotaTokens
 	}
 	return ReasonNone

@@ -31,7 +31,8 @@ import (
 //
 // Safe for concurrent use. Build it with NewRedisLimiter; Close it.
 type RedisLimiter struct {
-	table    *limitTable
+	// table is swapped whole by SetLimits; the local fallback shares it.
+	table    *atomic.Pointer[limitTable]
 	client   *redis.Client
 	prefix   string
 	failOpen bool
@@ -56,7 +57,9 @@ type RedisLimiter struct {
 
 type pendingKey struct {
 	workspace string
-	month     int64
+	// credential is "" for the workspace's quota, else a managed key's.
+	credential string
+	month      int64
 }
 
 // LimiterStats are RedisLimiter's counters since it was built, for metrics.
@@ -109,13 +112,14 @@ func NewRedisLimiter(cfg LimitsConfig, logger *slog.Logger) (*RedisLimiter, erro
 		DialerRetries:   1,
 		DisableIdentity: true,
 	})
+	local := newLocalLimiter(t)
 	return &RedisLimiter{
-		table:    t,
+		table:    &local.table,
 		client:   client,
 		prefix:   rc.KeyPrefix,
 		failOpen: cfg.OnRedisDown == FailOpen,
 		backoff:  rc.DownBackoff.Milliseconds(),
-		local:    newLocalLimiter(t),
+		local:    local,
 		log:      logger,
 		admitS:   redis.NewScript(admitScript),
 		settleS:  redis.NewScript(settleScript),
@@ -123,6 +127,11 @@ func NewRedisLimiter(cfg LimitsConfig, logger *slog.Logger) (*RedisLimiter, erro
 		pending:  make(map[pendingKey]quotaCounter),
 	}, nil
 }
+
+// SetLimits replaces the limits (config reload) after validating cfg; the
+// state in Redis is kept. Backend, OnRedisDown and Redis are ignored:
+// changing them needs a restart.
+func (l *RedisLimiter) SetLimits(cfg LimitsConfig) error { return l.local.SetLimits(cfg) }
 
 // Close closes the Redis connections.
 func (l *RedisLimiter) Close() error { return l.client.Close() }
@@ -142,12 +151,18 @@ func (l *RedisLimiter) Stats() LimiterStats {
 
 func (l *RedisLimiter) keys(k LimitKey, now time.Time) []string {
 	ws := l.prefix + "{" + k.Workspace + "}:"
-	return []string{ws + "w", ws + "k:" + k.CredentialID, l.quotaKey(k.Workspace, monthIndex(now))}
+	m := monthIndex(now)
+	return []string{ws + "w", ws + "k:" + k.CredentialID, l.quotaKey(k.Workspace, "", m), l.quotaKey(k.Workspace, k.CredentialID, m)}
 }
 
-func (l *RedisLimiter) quotaKey(ws string, month int64) string {
+// quotaKey names a month's spend hash: the workspace's (credential "") or
+// a managed key's own.
+func (l *RedisLimiter) quotaKey(ws, credential string, month int64) string {
 	var b [6]byte
 	ym := strconv.AppendInt(b[:0], month/12*100+month%12+1, 10)
+	if credential != "" {
+		return l.prefix + "{" + ws + "}:kq:" + string(ym) + ":" + credential
+	}
 	return l.prefix + "{" + ws + "}:q:" + string(ym)
 }
 
@@ -164,7 +179,7 @@ func (l *RedisLimiter) Admit(ctx context.Context, key LimitKey, reserveTokens in
 	if key.Workspace == "" {
 		return Decision{}, errNoWorkspace
 	}
-	p := l.table.lookup(key)
+	p := l.table.Load().lookup(key)
 	if !p.any() {
 		return Decision{Allowed: true}, nil
 	}
@@ -172,12 +187,12 @@ func (l *RedisLimiter) Admit(ctx context.Context, key LimitKey, reserveTokens in
 	if !l.tryRedis(nowMs) {
 		return l.fallback(&p, key, reserveTokens, now, nil)
 	}
-	args := make([]any, 0, 13)
+	args := make([]any, 0, 15)
 	args = append(args, nowMs, reserveTokens)
 	for _, b := range p.b {
 		args = append(args, b.rate, b.cap)
 	}
-	args = append(args, p.budgetUsd, p.budgetTok, quotaRetryMs(now))
+	args = append(args, p.budgetUsd, p.budgetTok, quotaRetryMs(now), p.keyBudgetUsd, p.keyBudgetTok)
 	res, err := l.admitS.Run(ctx, l.client, l.keys(key, now), args...).Int64Slice()
 	if err == nil && len(res) != 3+2*numSlots {
 		err = fmt.Errorf("admit script returned %d values", len(res))
@@ -221,33 +236,36 @@ func (l *RedisLimiter) Settle(ctx context.Context, r Reservation, actualTokens, 
 		return nil
 	}
 	actualTokens, costUsdMicros = clampSpend(actualTokens), clampSpend(costUsdMicros)
-	p := l.table.lookup(r.key)
+	p := l.table.Load().lookup(r.key)
 	if r.fallback {
 		_ = l.local.Settle(ctx, r, actualTokens, costUsdMicros, now)
-		l.keep(&p, r.key.Workspace, actualTokens, costUsdMicros, now)
+		l.keep(&p, r.key, actualTokens, costUsdMicros, now)
 		return nil
 	}
 	nowMs := now.UnixMilli()
 	if !l.tryRedis(nowMs) {
 		l.stats.lostSettles.Add(1)
-		l.keep(&p, r.key.Workspace, actualTokens, costUsdMicros, now)
+		l.keep(&p, r.key, actualTokens, costUsdMicros, now)
 		return fmt.Errorf("%w: settlement kept for replay", ErrLimiterUnavailable)
 	}
 	ctx = context.WithoutCancel(ctx)
-	track := "0"
+	track, trackKey := "0", "0"
 	if p.quota() {
 		track = "1"
 	}
-	args := make([]any, 0, 15)
+	if p.keyQuota() {
+		trackKey = "1"
+	}
+	args := make([]any, 0, 16)
 	args = append(args, nowMs, actualTokens, costUsdMicros, r.wsTokens, r.keyTokens)
 	for _, b := range p.b {
 		args = append(args, b.rate, b.cap)
 	}
-	args = append(args, track, quotaTTL(now))
+	args = append(args, track, quotaTTL(now), trackKey)
 	if err := l.settleS.Run(ctx, l.client, l.keys(r.key, now), args...).Err(); err != nil {
 		l.failed(nowMs, err)
 		l.stats.lostSettles.Add(1)
-		l.keep(&p, r.key.Workspace, actualTokens, costUsdMicros, now)
+		l.keep(&p, r.key, actualTokens, costUsdMicros, now)
 		return fmt.Errorf("%w: settle: %v", ErrLimiterUnavailable, err)
 	}
 	l.succeeded(ctx, now)
@@ -289,18 +307,26 @@ func (l *RedisLimiter) succeeded(ctx context.Context, now time.Time) {
 	}
 }
 
-// keep remembers quota spend that Redis has not seen.
-func (l *RedisLimiter) keep(p *limitParams, ws string, tokens, usd int64, now time.Time) {
-	if !p.quota() || (tokens == 0 && usd == 0) {
+// keep remembers quota spend that Redis has not seen: the workspace's
+// and, for a managed key with its own budget, the key's.
+func (l *RedisLimiter) keep(p *limitParams, key LimitKey, tokens, usd int64, now time.Time) {
+	if (!p.quota() && !p.keyQuota()) || (tokens == 0 && usd == 0) {
 		return
 	}
-	k := pendingKey{workspace: ws, month: monthIndex(now)}
 	l.pendingMu.Lock()
-	q := l.pending[k]
-	q.month = k.month
-	q.usd += usd
-	q.tok += tokens
-	l.pending[k] = q
+	add := func(k pendingKey) {
+		q := l.pending[k]
+		q.month = k.month
+		q.usd += usd
+		q.tok += tokens
+		l.pending[k] = q
+	}
+	if p.quota() {
+		add(pendingKey{workspace: key.Workspace, month: monthIndex(now)})
+	}
+	if p.keyQuota() {
+		add(pendingKey{workspace: key.Workspace, credential: key.CredentialID, month: monthIndex(now)})
+	}
 	l.hasPending.Store(true)
 	l.pendingMu.Unlock()
 }
@@ -319,7 +345,7 @@ func (l *RedisLimiter) flush(ctx context.Context, now time.Time) {
 			delete(batch, k) // that month is over; its counter no longer matters
 			continue
 		}
-		key := l.quotaKey(k.workspace, k.month)
+		key := l.quotaKey(k.workspace, k.credential, k.month)
 		if err := l.flushS.Run(ctx, l.client, []string{key}, q.usd, q.tok, ttl).Err(); err != nil {
 			l.failed(now.UnixMilli(), err)
 			l.pendingMu.Lock()

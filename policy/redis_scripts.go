@@ -12,6 +12,8 @@ package policy
 //	KEYS[1] <prefix>{<ws>}:w            hash rl rt tl tt: workspace buckets
 //	KEYS[2] <prefix>{<ws>}:k:<cred>     hash rl rt tl tt: credential buckets
 //	KEYS[3] <prefix>{<ws>}:q:<yyyymm>   hash usd tok: the month's spend
+//	KEYS[4] <prefix>{<ws>}:kq:<yyyymm>:<cred>  hash usd tok: a managed
+//	        key's own spend that month (only touched when it has a budget)
 //
 // rl/tl are the request/token levels, rt/tt the Unix ms of their last
 // update. A bucket hash expires when all its buckets would have refilled
@@ -57,7 +59,8 @@ local tf = {'rt', 'tt', 'rt', 'tt'}
 // admitScript: ARGV[1] now ms, ARGV[2] tokens to reserve, ARGV[3..10] rate
 // and capacity of the 4 buckets (ws req, ws tok, key req, key tok; rate 0 =
 // unlimited), ARGV[11] USD budget, ARGV[12] token budget, ARGV[13] ms to the
-// next month. Returns {allowed, reason, retryMs, level1, reset1, ...
+// next month, ARGV[14] and ARGV[15] the credential's own USD and token
+// budgets (checked after the workspace's). Returns {allowed, reason, retryMs, level1, reset1, ...
 // level4, reset4}.
 const admitScript = luaRefill + `
 local reserve = tonumber(ARGV[2])
@@ -88,8 +91,18 @@ if budgetUsd > 0 or budgetTok > 0 then
   elseif budgetTok > 0 and tok >= budgetTok then
     reason = 4
   end
-  if reason ~= 0 then retry = tonumber(ARGV[13]) end
 end
+local kUsd, kTok = tonumber(ARGV[14]), tonumber(ARGV[15])
+if reason == 0 and (kUsd > 0 or kTok > 0) then
+  local q = redis.call('HMGET', KEYS[4], 'usd', 'tok')
+  local usd, tok = tonumber(q[1]) or 0, tonumber(q[2]) or 0
+  if kUsd > 0 and usd >= kUsd then
+    reason = 3
+  elseif kTok > 0 and tok >= kTok then
+    reason = 4
+  end
+end
+if reason ~= 0 then retry = tonumber(ARGV[13]) end
 if reason == 0 then
   for i = 1, 4 do
     if rate[i] > 0 and lvl[i] < need[i] then
@@ -132,7 +145,8 @@ return out
 // settleScript: ARGV[1] now ms, ARGV[2] actual tokens, ARGV[3] cost USD
 // micros, ARGV[4] tokens reserved from the workspace bucket, ARGV[5] from
 // the credential bucket, ARGV[6..13] rate and capacity of the 4 buckets,
-// ARGV[14] 1 to count the quota, ARGV[15] quota hash TTL (ms).
+// ARGV[14] 1 to count the quota, ARGV[15] quota hash TTL (ms), ARGV[16] 1 to
+// count the credential's own quota (KEYS[4]).
 const settleScript = luaRefill + `
 local actual = tonumber(ARGV[2])
 if actual < 0 then actual = 0 end
@@ -165,6 +179,11 @@ if ARGV[14] == '1' then
   redis.call('HINCRBY', KEYS[3], 'usd', ARGV[3])
   redis.call('HINCRBY', KEYS[3], 'tok', string.format('%d', actual))
   redis.call('PEXPIRE', KEYS[3], ARGV[15])
+end
+if ARGV[16] == '1' then
+  redis.call('HINCRBY', KEYS[4], 'usd', ARGV[3])
+  redis.call('HINCRBY', KEYS[4], 'tok', string.format('%d', actual))
+  redis.call('PEXPIRE', KEYS[4], ARGV[15])
 end
 return 1
 `

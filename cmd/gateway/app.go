@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
+	"reflect"
 	"sync/atomic"
 	"time"
 
@@ -39,8 +39,12 @@ type app struct {
 	admin    *fasthttp.Server
 	ledger   policy.UsageLedger
 	resolver *persona.Resolver
-	pools    []*providers.Pool
 	limiter  limiter
+	// keys is the managed key store; nil when auth.keyStore is off.
+	keys *policy.KeyStore
+	// ctl is the reloadable part: the live config, its hash, the
+	// authenticator, models and persona source (reload.go).
+	ctl control
 	// ledgerErrs is the ledger's write-error count at the last readiness
 	// check: new errors since then make the gateway unready.
 	ledgerErrs atomic.Uint64
@@ -49,7 +53,9 @@ type app struct {
 	PublicAddr, AdminAddr string
 }
 
-func newLogger(w io.Writer, level string) *slog.Logger {
+// newLogger is the process's only way to a logger, and it writes only
+// through the redactor.
+func newLogger(w *redactor, level string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
@@ -59,46 +65,117 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 // model uses, and one Pool per model over its deployments, all sharing
 // one retry budget.
 func buildModels(cfg *Config) (map[string]*gateway.Model, []*providers.Pool, error) {
-	budget, err := providers.NewRetryBudget(cfg.RetryBudget)
+	set, err := buildModelSet(cfg, nil)
 	if err != nil {
-		return nil, nil, fmt.Errorf("retryBudget: %w", err)
+		return nil, nil, err
+	}
+	return set.models, set.pools, nil
+}
+
+// modelSet is what buildModelSet made, kept so a reload can reuse the
+// parts whose config did not change.
+type modelSet struct {
+	models map[string]*gateway.Model
+	pools  []*providers.Pool
+	budget *providers.RetryBudget
+	// built are the upstream clients by provider name, with the config
+	// they were made from.
+	built map[string]builtProvider
+	// byModel are the pools by model id, with what they were made from.
+	byModel map[string]builtPool
+}
+
+type builtProvider struct {
+	cfg ProviderConfig
+	p   providers.Provider
+}
+
+type builtPool struct {
+	deployments []DeploymentConfig
+	pool        providers.PoolConfig
+	providers   []ProviderConfig
+	p           *providers.Pool
+}
+
+// buildModelSet builds the models of cfg. With prev (a reload), an
+// upstream client whose provider config is unchanged is reused (its
+// connections stay), and so is a pool whose model deployments, pool
+// settings and providers are all unchanged: its breakers, statistics and
+// in-flight counts carry over. Prices, output caps and temperatures are
+// per-request values, so they change without touching the pool. The
+// retry budget is prev's (retryBudget needs a restart).
+func buildModelSet(cfg *Config, prev *modelSet) (*modelSet, error) {
+	set := &modelSet{models: map[string]*gateway.Model{}, built: map[string]builtProvider{}, byModel: map[string]builtPool{}}
+	if prev != nil {
+		set.budget = prev.budget
+	} else {
+		b, err := providers.NewRetryBudget(cfg.RetryBudget)
+		if err != nil {
+			return nil, fmt.Errorf("retryBudget: %w", err)
+		}
+		set.budget = b
 	}
 	byName := map[string]ProviderConfig{}
 	for _, pc := range cfg.Providers {
 		byName[pc.Name] = pc
 	}
-	built := map[string]providers.Provider{}
-	models := map[string]*gateway.Model{}
-	var pools []*providers.Pool
-	for _, mc := range cfg.Models {
-		specs := make([]providers.DeploymentSpec, 0, len(mc.Deployments))
-		for _, d := range mc.Deployments {
-			p, ok := built[d.Provider]
-			if !ok {
-				p, err = buildProvider(byName[d.Provider])
-				if err != nil {
-					return nil, nil, fmt.Errorf("providers[%s]: %w", d.Provider, err)
-				}
-				built[d.Provider] = p
-			}
-			name := d.Provider
-			for _, other := range mc.Deployments {
-				if other.Provider == d.Provider && other.UpstreamModel != d.UpstreamModel {
-					name = d.Provider + "/" + d.UpstreamModel // one provider, several upstream models
-					break
-				}
-			}
-			specs = append(specs, providers.DeploymentSpec{Name: name, Provider: p, Model: d.UpstreamModel,
-				Weight: d.Weight, Priority: d.Priority, MaxInFlight: maxConns(byName[d.Provider])})
+	provider := func(name string) (providers.Provider, error) {
+		if b, ok := set.built[name]; ok {
+			return b.p, nil
 		}
-		pool, err := providers.NewPool(mc.ID, specs, mc.Pool, budget, time.Now)
+		pc := byName[name]
+		if prev != nil {
+			if b, ok := prev.built[name]; ok && reflect.DeepEqual(b.cfg, pc) {
+				set.built[name] = b
+				return b.p, nil
+			}
+		}
+		p, err := buildProvider(pc)
 		if err != nil {
-			return nil, nil, fmt.Errorf("models[%s]: %w", mc.ID, err)
+			return nil, fmt.Errorf("providers[%s]: %w", name, err)
 		}
-		pools = append(pools, pool)
-		models[mc.ID] = &gateway.Model{
+		set.built[name] = builtProvider{cfg: pc, p: p}
+		return p, nil
+	}
+	for _, mc := range cfg.Models {
+		used := make([]ProviderConfig, 0, len(mc.Deployments))
+		for _, d := range mc.Deployments {
+			used = append(used, byName[d.Provider])
+		}
+		var pool *providers.Pool
+		if prev != nil {
+			if b, ok := prev.byModel[mc.ID]; ok && reflect.DeepEqual(b.deployments, mc.Deployments) &&
+				reflect.DeepEqual(b.pool, mc.Pool) && reflect.DeepEqual(b.providers, used) {
+				pool = b.p
+				for _, d := range mc.Deployments {
+					if _, err := provider(d.Provider); err != nil { // keeps the client in the new set
+						return nil, err
+					}
+				}
+			}
+		}
+		if pool == nil {
+			specs := make([]providers.DeploymentSpec, 0, len(mc.Deployments))
+			for _, d := range mc.Deployments {
+				p, err := provider(d.Provider)
+				if err != nil {
+					return nil, err
+				}
+				specs = append(specs, providers.DeploymentSpec{Name: deploymentName(mc, d), Provider: p, Model: d.UpstreamModel,
+					Weight: d.Weight, Priority: d.Priority, MaxInFlight: maxConns(byName[d.Provider])})
+			}
+			var err error
+			pool, err = providers.NewPool(mc.ID, specs, mc.Pool, set.budget, time.Now)
+			if err != nil {
+				return nil, fmt.Errorf("models[%s]: %w", mc.ID, err)
+			}
+		}
+		set.byModel[mc.ID] = builtPool{deployments: mc.Deployments, pool: mc.Pool, providers: used, p: pool}
+		set.pools = append(set.pools, pool)
+		providerName := deploymentName(mc, mc.Deployments[0])
+		set.models[mc.ID] = &gateway.Model{
 			ID:              mc.ID,
-			ProviderName:    specs[0].Name,
+			ProviderName:    providerName,
 			Provider:        pool,
 			UpstreamModel:   mc.UpstreamModel,
 			InputPrice:      mc.InputPricePerMTok,
@@ -107,7 +184,18 @@ func buildModels(cfg *Config) (map[string]*gateway.Model, []*providers.Pool, err
 			Temperature:     mc.Temperature,
 		}
 	}
-	return models, pools, nil
+	return set, nil
+}
+
+// deploymentName is the provider's name, or provider/upstreamModel when
+// the model uses one provider for several upstream models.
+func deploymentName(mc ModelConfig, d DeploymentConfig) string {
+	for _, other := range mc.Deployments {
+		if other.Provider == d.Provider && other.UpstreamModel != d.UpstreamModel {
+			return d.Provider + "/" + d.UpstreamModel
+		}
+	}
+	return d.Provider
 }
 
 // maxConns is a provider's connection limit: a deployment with that many
@@ -141,10 +229,25 @@ func buildProvider(pc ProviderConfig) (providers.Provider, error) {
 }
 
 func newApp(cfg *Config, log *slog.Logger) (*app, error) {
-	auth, err := policy.NewAuthenticator(cfg.Auth)
+	var keys *policy.KeyStore
+	if cfg.Auth.KeyStore.On(cfg.Ledger.Driver) {
+		ks, err := policy.OpenKeyStore(context.Background(), cfg.Ledger, cfg.Auth.KeyStore, log)
+		if err != nil {
+			return nil, fmt.Errorf("auth.keyStore: %w", err)
+		}
+		keys = ks
+	}
+	closeKeys := func() {
+		if keys != nil {
+			_ = keys.Close()
+		}
+	}
+	auth, err := policy.NewAuthenticatorWith(cfg.Auth, policy.AuthOptions{Keys: keys, Log: log})
 	if err != nil {
+		closeKeys()
 		return nil, fmt.Errorf("auth: %w", err)
 	}
+	closeAuth := func() { auth.Close(); closeKeys() }
 	demoHash := policy.HashKey(demoKey)
 	for _, k := range cfg.Auth.APIKeys {
 		if k.SHA256 == demoHash && !k.Disabled {
@@ -153,36 +256,45 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 		}
 	}
 	var src persona.Source
+	var filePersonas []persona.Persona
 	switch cfg.Personas.Source {
 	case "http":
 		hs, err := persona.NewHTTPSource(cfg.Personas.HTTP)
 		if err != nil {
+			closeAuth()
 			return nil, fmt.Errorf("personas: %w", err)
 		}
 		src = hs
 	default:
 		ps, err := cfg.Personas.LoadFilePersonas()
 		if err != nil {
+			closeAuth()
 			return nil, fmt.Errorf("personas: %w", err)
 		}
-		src = persona.NewFileSource(ps)
+		src, filePersonas = persona.NewFileSource(ps), ps
 	}
-	resolver, err := persona.NewResolver(src, cfg.Personas)
+	personaSrc := newSwapSource(src, filePersonas)
+	resolver, err := persona.NewResolver(personaSrc, cfg.Personas)
 	if err != nil {
+		closeAuth()
 		return nil, fmt.Errorf("personas: %w", err)
 	}
-	models, pools, err := buildModels(cfg)
+	set, err := buildModelSet(cfg, nil)
 	if err != nil {
+		closeAuth()
 		resolver.Close()
 		return nil, err
 	}
+	models := set.models
 	ledger, err := policy.OpenLedger(context.Background(), cfg.Ledger, log)
 	if err != nil {
+		closeAuth()
 		resolver.Close()
 		return nil, fmt.Errorf("ledger: %w", err)
 	}
 	limiter, err := newLimiter(cfg.Limits, log)
 	if err != nil {
+		closeAuth()
 		_ = ledger.Close()
 		resolver.Close()
 		return nil, fmt.Errorf("limits: %w", err)
@@ -190,8 +302,11 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 	s := cfg.Server
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	readBuildInfo().register(reg)
 	metrics := gateway.NewMetrics(reg, models)
-	coll := &gateway.Collectors{Pools: pools, Personas: resolver, Ledger: ledger}
+	a := &app{cfg: cfg, log: log, ledger: ledger, resolver: resolver, limiter: limiter, keys: keys}
+	a.ctl.init(cfg, auth, set, personaSrc, reg)
+	coll := &gateway.Collectors{CurrentPools: a.currentPools, Personas: resolver, Ledger: ledger}
 	if rl, ok := limiter.(*policy.RedisLimiter); ok {
 		coll.RedisUp = func() bool { return !rl.Stats().Down }
 	}
@@ -203,6 +318,7 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 		Auth:               auth,
 		Personas:           resolver,
 		Models:             models,
+		Version:            a.ctl.hash,
 		Ledger:             ledger,
 		Log:                log,
 		MaxBodyBytes:       s.MaxBodyBytes,
@@ -215,21 +331,30 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 		MaxStreamDuration:  s.MaxStreamDuration,
 	})
 	if err != nil {
+		closeAuth()
 		_ = ledger.Close()
 		resolver.Close()
 		return nil, err
 	}
-	a := &app{cfg: cfg, log: log, gw: gw, ledger: ledger, resolver: resolver, pools: pools, limiter: limiter}
+	a.gw = gw
 	if s.AdminListen != "off" {
+		ao := gateway.AdminOptions{
+			Token:        s.AdminToken,
+			CurrentPools: a.currentPools,
+			Reload:       a.reloadFromAdmin,
+			Status:       a.status,
+			Usage:        ledger,
+			Ready:        []gateway.ReadyCheck{a.upstreamsReady, a.limiterReady, a.ledgerReady},
+			Metrics:      fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})),
+		}
+		if keys != nil {
+			ao.Keys = keys
+		}
 		a.admin = &fasthttp.Server{
-			Handler: gateway.AdminHandler(gateway.AdminOptions{
-				Token:   s.AdminToken,
-				Pools:   pools,
-				Usage:   ledger,
-				Ready:   []gateway.ReadyCheck{a.upstreamsReady, a.limiterReady, a.ledgerReady},
-				Metrics: fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})),
-			}),
+			Handler:               gateway.AdminHandler(ao),
 			NoDefaultServerHeader: true,
+			Logger:                adminLogger{log},
+			SecureErrorLogMessage: true,
 			ReadTimeout:           10 * time.Second,
 			WriteTimeout:          10 * time.Second,
 		}
@@ -259,6 +384,8 @@ func (a *app) serve(ctx context.Context, ready func(*app)) error {
 	}
 	errc := make(chan error, 2)
 	go func() { errc <- a.gw.Serve(ln) }()
+	stopHUP := a.reloadOnSIGHUP()
+	defer stopHUP()
 	if a.admin != nil {
 		go func() { errc <- a.admin.Serve(adminLn) }()
 	}
@@ -288,6 +415,8 @@ func (a *app) serve(ctx context.Context, ready func(*app)) error {
 // limiter is what the app keeps of either limiter backend.
 type limiter interface {
 	gateway.Limiter
+	// SetLimits swaps the limits on reload, keeping the buckets.
+	SetLimits(cfg policy.LimitsConfig) error
 	Close() error
 }
 
@@ -322,6 +451,12 @@ func (a *app) ledgerReady() error {
 }
 
 func (a *app) close() {
+	a.ctl.close()
+	if a.keys != nil {
+		if err := a.keys.Close(); err != nil {
+			a.log.Warn("key store close", "err", err.Error())
+		}
+	}
 	if err := a.limiter.Close(); err != nil {
 		a.log.Warn("limiter close", "err", err.Error())
 	}
@@ -335,7 +470,7 @@ func (a *app) close() {
 // open: that model can only answer 503.
 func (a *app) upstreamsReady() error {
 	now := time.Now()
-	for _, p := range a.pools {
+	for _, p := range a.currentPools() {
 		snap := p.Snapshot(now)
 		open := 0
 		for _, d := range snap.Deployments {
@@ -348,6 +483,14 @@ func (a *app) upstreamsReady() error {
 		}
 	}
 	return nil
+}
+
+// adminLogger routes the admin server's fasthttp messages into slog (and
+// so through the redactor) rather than to fasthttp's default, stderr.
+type adminLogger struct{ log *slog.Logger }
+
+func (l adminLogger) Printf(format string, v ...any) {
+	l.log.Debug(fmt.Sprintf(format, v...), "component", "fasthttp-admin")
 }
 
 // redisLogger adapts go-redis's logger to slog at debug level: outages are

@@ -254,6 +254,9 @@ func (c *Config) Validate() error {
 		p.add("log.level", "must be one of debug, info, warn, error")
 	}
 	p.addAll("auth", c.Auth.Validate())
+	if ks := c.Auth.KeyStore.Enabled; ks != nil && *ks && c.Ledger.Driver != policy.LedgerDriverSQLite && c.Ledger.Driver != policy.LedgerDriverPostgres {
+		p.add("auth.keyStore.enabled", "needs ledger.driver sqlite or postgres (the keys live in the ledger's database)")
+	}
 	p.addAll("personas", c.Personas.Validate())
 	p.addAll("ledger", c.Ledger.Validate())
 	p.addAll("retryBudget", c.RetryBudget.Validate())
@@ -373,40 +376,6 @@ func LoadConfig(path string) (*Config, error) {
 	return ParseConfig(data)
 }
 
-// ParseConfig is LoadConfig on bytes.
-func ParseConfig(data []byte) (*Config, error) {
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	var p problems
-	if len(root.Content) == 0 {
-		return nil, errors.New("config: empty file")
-	}
-	doc := root.Content[0]
-	expandEnv(&p, doc, "")
-	checkKnownFields(&p, doc, reflect.TypeOf(Config{}), "")
-	var cfg Config
-	if err := doc.Decode(&cfg); err != nil {
-		var te *yaml.TypeError
-		if errors.As(err, &te) {
-			for _, e := range te.Errors {
-				p = append(p, errors.New(e))
-			}
-		} else {
-			p = append(p, err)
-		}
-	}
-	if len(p) > 0 {
-		return nil, errors.Join(p...)
-	}
-	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	return &cfg, nil
-}
-
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
 
 // expandEnv replaces ${VAR} and ${VAR:-default} in scalar values (never in
@@ -426,7 +395,7 @@ func expandEnv(p *problems, n *yaml.Node, path string) {
 			if m[2] != "" {
 				return m[3]
 			}
-			p.add(strings.TrimPrefix(path, "."), "environment variable %s is not set", m[1])
+			p.add(strings.TrimPrefix(path, "."), "environment variable %s is not set (line %d)", m[1], n.Line)
 			return ""
 		})
 		if n.Style != 0 { // quoted or explicitly tagged: stays what it says
@@ -446,45 +415,6 @@ func expandEnv(p *problems, n *yaml.Node, path string) {
 	case yaml.DocumentNode, yaml.AliasNode:
 		for _, c := range n.Content {
 			expandEnv(p, c, path)
-		}
-	}
-}
-
-// checkKnownFields reports every mapping key that names no field, with its
-// path and line, walking the document against the Go types.
-func checkKnownFields(p *problems, n *yaml.Node, t reflect.Type, path string) {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
-	}
-	switch t.Kind() {
-	case reflect.Struct:
-		if n.Kind != yaml.MappingNode || reflect.PointerTo(t).Implements(reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()) {
-			return
-		}
-		fields := map[string]reflect.Type{}
-		yamlFields(t, fields)
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k := n.Content[i]
-			sub := k.Value
-			if path != "" {
-				sub = path + "." + k.Value
-			}
-			ft, ok := fields[k.Value]
-			if !ok {
-				p.add(sub, "unknown key (line %d)", k.Line)
-				continue
-			}
-			checkKnownFields(p, n.Content[i+1], ft, sub)
-		}
-	case reflect.Slice:
-		if n.Kind != yaml.SequenceNode {
-			return
-		}
-		for i, c := range n.Content {
-			checkKnownFields(p, c, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
 		}
 	}
 }

@@ -127,7 +127,7 @@ func startGateway(t *testing.T, cfgText string) *gw {
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	a, err := newApp(cfg, newLogger(io.Discard, "error"))
+	a, err := newApp(cfg, newLogger(newRedactor(io.Discard, cfg.secrets()), "error"))
 	if err != nil {
 		t.Fatalf("newApp: %v", err)
 	}

@@ -1,26 +1,57 @@
 // Command gateway serves the persona chat API in front of LLM providers.
 //
-//	gateway [-config config.yaml] [-listen ADDR] [-admin-listen ADDR]
-//	gateway -check-config [-config config.yaml]
+//	gateway [-config FILE] [-listen ADDR] [-admin-listen ADDR]
+//	gateway -check-config [-config FILE]
+//	gateway -print-default-config
+//	gateway -version
 //	gateway hash-key [KEY]      (reads the key from stdin when omitted)
+//
+// Without -config it runs the default config built into the binary (the
+// repository's config.yaml): the mock provider, the demo key, no network.
 package main
 
 import (
 	"bufio"
 	"context"
+	_ "embed"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	stdlog "log"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/moonborn/edge/policy"
 )
 
+// defaultConfig is config.yaml, built in so that the binary runs from any
+// directory without one. A test keeps it identical to the repository's.
+//
+//go:embed default-config.yaml
+var defaultConfig []byte
+
+const usageText = `Usage:
+  gateway [-config FILE] [-listen ADDR] [-admin-listen ADDR]
+  gateway -check-config [-config FILE]
+  gateway -print-default-config
+  gateway -version
+  gateway -healthcheck [-config FILE] [-admin-listen ADDR]
+  gateway hash-key [KEY]
+
+Without -config the gateway runs its built-in default config (print it
+with -print-default-config). Flags:
+`
+
 func main() {
+	// Anything a library writes through the standard log package goes
+	// through the redactor too.
+	stdlog.SetOutput(newRedactor(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, nil))
@@ -34,18 +65,44 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configPath := fs.String("config", "config.yaml", "path to the config file")
+	configPath := fs.String("config", "", "config file (default: the built-in default config)")
 	listen := fs.String("listen", "", "public API address (overrides server.listen)")
 	adminListen := fs.String("admin-listen", "", `admin address (overrides server.adminListen; "off" disables)`)
-	checkOnly := fs.Bool("check-config", false, "validate the config and exit")
+	checkOnly := fs.Bool("check-config", false, "report every problem of the config and exit (1 if any)")
+	printDefault := fs.Bool("print-default-config", false, "write the built-in default config to stdout and exit")
+	version := fs.Bool("version", false, "print the version and build and exit")
+	healthcheck := fs.Bool("healthcheck", false, "ask the admin listener's /healthz of a running gateway (same config and flags); exit 0 if healthy (for Docker HEALTHCHECK)")
+	usage := func(w io.Writer) {
+		fs.SetOutput(w)
+		fmt.Fprint(w, usageText)
+		fs.PrintDefaults()
+	}
+	fs.Usage = func() {} // printed below, to stdout when asked for
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage(stdout)
+			return 0
+		}
+		usage(stderr)
 		return 2
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "gateway: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
-	cfg, err := LoadConfig(*configPath)
+	switch {
+	case *version:
+		fmt.Fprintln(stdout, readBuildInfo())
+		return 0
+	case *printDefault:
+		_, _ = stdout.Write(defaultConfig)
+		return 0
+	}
+	cfg, err := loadConfig(*configPath)
+	configName := *configPath
+	if configName == "" {
+		configName = "(built-in default)"
+	}
 	if err == nil {
 		if *listen != "" {
 			cfg.Server.Listen = *listen
@@ -56,29 +113,76 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cfg.Validate()
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "gateway: invalid config %s:\n", *configPath)
+		// A type error can quote the value it could not read: a secret.
+		out := newRedactor(stderr, nil)
+		fmt.Fprintf(out, "gateway: invalid config %s:\n", configName)
 		for _, line := range strings.Split(err.Error(), "\n") {
-			fmt.Fprintf(stderr, "  %s\n", line)
+			fmt.Fprintf(out, "  %s\n", line)
 		}
 		return 1
 	}
+	if *healthcheck {
+		return checkHealth(cfg.Server.AdminListen, stderr)
+	}
 	if *checkOnly {
-		fmt.Fprintf(stdout, "config %s is valid\n", *configPath)
+		fmt.Fprintf(stdout, "config %s is valid\n", configName)
 		return 0
 	}
 	logs := newLogBuffer(stderr)
 	defer logs.Close()
-	log := newLogger(logs, cfg.Log.Level)
+	log := newLogger(newRedactor(logs, cfg.secrets()), cfg.Log.Level)
 	a, err := newApp(cfg, log)
 	if err != nil {
 		log.Error("start failed", "err", err.Error())
 		return 1
 	}
+	// SIGHUP and POST /admin/reload read the file again, flags on top.
+	a.configFile(*configPath, func(c *Config) {
+		if *listen != "" {
+			c.Server.Listen = *listen
+		}
+		if *adminListen != "" {
+			c.Server.AdminListen = *adminListen
+		}
+	})
 	if err := a.serve(ctx, ready); err != nil {
 		log.Error("serve failed", "err", err.Error())
 		return 1
 	}
 	return 0
+}
+
+// checkHealth asks a running gateway's admin listener for /healthz. It
+// exists because the distroless image has no curl for a HEALTHCHECK.
+func checkHealth(adminListen string, stderr io.Writer) int {
+	host, port, err := net.SplitHostPort(adminListen)
+	if adminListen == "off" || err != nil {
+		fmt.Fprintln(stderr, "gateway -healthcheck: the admin listener is off")
+		return 1
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	c := &http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get("http://" + net.JoinHostPort(host, port) + "/healthz")
+	if err != nil {
+		fmt.Fprintf(stderr, "gateway -healthcheck: %v\n", err)
+		return 1
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(stderr, "gateway -healthcheck: /healthz answered %d\n", resp.StatusCode)
+		return 1
+	}
+	return 0
+}
+
+// loadConfig reads path, or the built-in default when path is empty.
+func loadConfig(path string) (*Config, error) {
+	if path == "" {
+		return ParseConfig(defaultConfig)
+	}
+	return LoadConfig(path)
 }
 
 // hashKey prints the SHA-256 hash to put in auth.apiKeys[].sha256. Reading

@@ -386,6 +386,8 @@ var documentedLabels = map[string]map[string][]string{
 	"moonborn_upstream_hedges_total":        {"result": {"started", "won", "lost"}},
 	"moonborn_persona_cache_requests_total": {"result": {"hit", "miss", "negative_hit"}},
 	"moonborn_limit_rejections_total":       {"reason": {"requests", "tokens", "quota_cost", "quota_tokens", "limiter_unavailable"}},
+	"moonborn_unreadable_requests_total":    {"reason": {"headers_too_large", "body_too_large", "timeout", "malformed_headers", "malformed_body", "malformed"}},
+	"moonborn_config_reloads_total":         {"result": {"ok", "error"}},
 }
 
 var (
@@ -641,6 +643,16 @@ func (tr *promTraffic) round() {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		tr.note(resp.StatusCode, b)
+	}
+	// A request the server cannot parse: answered 422, counted as unreadable.
+	if c, err := net.Dial("tcp", strings.TrimPrefix(tr.g.base, "http://")); err == nil {
+		_, _ = io.WriteString(c, "POST /v1/personas/psn_demo/chat HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n")
+		if resp, err := http.ReadResponse(bufioReader(c), nil); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			tr.note(resp.StatusCode, b)
+		}
+		c.Close()
 	}
 	// Rate limit (one request a minute) and spend quota (one micro-USD).
 	tr.send(keyOther, "psn_other", chat("mock-1", false))

@@ -8,12 +8,15 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/moonborn/edge/providers/mock"
@@ -23,10 +26,41 @@ func main() {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	if err := run(os.Args[1:], log, sig); err != nil {
+	err := run(os.Args[1:], log, sig)
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp): // flag printed the usage
+	case errors.Is(err, errVersion):
+		fmt.Println(versionLine())
+	case errors.Is(err, errUsage):
+		os.Exit(2) // flag printed the problem and the usage
+	default:
 		log.Error("mockllm", "err", err.Error())
 		os.Exit(1)
 	}
+}
+
+var (
+	errVersion = errors.New("version asked for")
+	errUsage   = errors.New("bad usage")
+)
+
+// versionLine names the build: module version, VCS revision and time.
+func versionLine() string {
+	v, rev, at := "(devel)", "unknown", ""
+	if info, ok := debug.ReadBuildInfo(); ok {
+		if info.Main.Version != "" {
+			v = info.Main.Version
+		}
+		for _, s := range info.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.time":
+				at = ", " + s.Value
+			}
+		}
+	}
+	return "moonborn mockllm " + v + " (revision " + rev + at + ") " + runtime.Version()
 }
 
 // run serves until a value arrives on sig, then shuts down gracefully.
@@ -45,8 +79,15 @@ func run(args []string, log *slog.Logger, sig <-chan os.Signal) error {
 	fs.IntVar(&cfg.ErrorEventAfterTokens, "error-after", 0, "send the protocol's mid-stream error event after N deltas (0: off)")
 	fs.BoolVar(&cfg.ChoicesNull, "choices-null", false, `send "choices":null in the OpenAI usage chunk`)
 	apiKeyEnv := fs.String("api-key-env", "", "name of an environment variable holding the API key to require (empty: no auth)")
+	version := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if *version {
+		return errVersion
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())

@@ -1,0 +1,229 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/moonborn/edge/providers/mock"
+)
+
+// reloadConfig is a gateway on a real mock upstream (OpenAI protocol)
+// whose persona prompt and model prices are the parameters.
+func reloadConfig(upAddr, dir, prompt string, price int, extra string) string {
+	return fmt.Sprintf(`
+server: {listen: "127.0.0.1:0", adminListen: "127.0.0.1:0", adminToken: %q, shutdownTimeout: 5s}
+log: {level: error}
+auth:
+  apiKeys:
+    - {id: key_demo, workspace: wsp_demo, sha256: %s}
+personas:
+  items:
+    - {id: psn_demo, workspace: wsp_demo, name: D, systemPrompt: %q, defaultModel: m}
+    - {id: psn_same, workspace: wsp_demo, name: S, systemPrompt: "Unchanged.", defaultModel: m}
+providers:
+  - name: up
+    type: openai
+    openai: {baseURL: "http://%s/v1", apiKey: sk-test, timeout: 10s, firstTokenTimeout: 5s, idleTimeout: 5s}
+models:
+  - {id: m, provider: up, upstreamModel: gpt-test, inputPricePerMTok: %d, outputPricePerMTok: %d}
+ledger: {driver: jsonl, path: %s, flushInterval: 10ms}
+%s`, testAdminToken, hashOf(keyDemo), prompt, upAddr, price, price, filepath.Join(dir, "usage.jsonl"), extra)
+}
+
+func writeFile(t *testing.T, path, text string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// lastSystemPrompt is the system message of the upstream's last request.
+func lastSystemPrompt(t *testing.T, up *upstream) string {
+	t.Helper()
+	r, ok := up.srv.LastRequest()
+	if !ok {
+		t.Fatal("upstream saw no request")
+	}
+	var body struct {
+		Messages []struct{ Role, Content string } `json:"messages"`
+	}
+	if err := json.Unmarshal(r.Body, &body); err != nil {
+		t.Fatalf("upstream body %s: %v", r.Body, err)
+	}
+	for _, m := range body.Messages {
+		if m.Role == "system" {
+			return m.Content
+		}
+	}
+	return ""
+}
+
+func metricValue(t *testing.T, g *gw, series string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + g.app.AdminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// TestReloadOnSIGHUP: a SIGHUP that changes a persona's prompt and a
+// model's price is visible on the next request, while a stream opened
+// before it completes on the old config (its cost at the old price); a
+// broken config on reload is refused whole, every problem logged, and
+// the gateway keeps serving the last good one; breaker state of an
+// unchanged pool is kept.
+func TestReloadOnSIGHUP(t *testing.T) {
+	up := startUpstream(t, mock.ServerConfig{OutputTokens: 20, TokenDelay: 25 * time.Millisecond})
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.yaml")
+	writeFile(t, path, reloadConfig(up.addr, dir, "Prompt one.", 1, ""))
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	a, err := newApp(cfg, newLogger(newRedactor(&logs, cfg.secrets()), "info"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := serveApp(t, a, cfg)
+	a.configFile(path, nil)
+	hash1, _ := g.status()["configHash"].(string)
+	if len(hash1) != 64 {
+		t.Fatalf("config hash %q", hash1)
+	}
+
+	ok1 := decodeOK(t, g.chat(keyDemo, "psn_demo", `{"userText":"hi"}`))
+	if p := lastSystemPrompt(t, up); p != "Prompt one." {
+		t.Fatalf("prompt before reload %q", p)
+	}
+	if ok1.CostUsdMicros != ok1.InputTokens+ok1.OutputTokens {
+		t.Fatalf("cost at 1 µUSD/token: %+v", ok1)
+	}
+	pool := a.currentPools()[0]
+	_ = decodeOK(t, g.chat(keyDemo, "psn_same", `{"userText":"warm the cache"}`))
+
+	// A stream opened on the old config, one delta read.
+	resp, sse := g.openStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true}`)
+	if resp.StatusCode != 200 {
+		t.Fatalf("stream status %d", resp.StatusCode)
+	}
+	if ev, err := sse.next(); err != nil || ev.name != "delta" {
+		t.Fatalf("first event %v %v", ev, err)
+	}
+
+	writeFile(t, path, reloadConfig(up.addr, dir, "Prompt two.", 1000, ""))
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the reload", func() bool { return g.status()["configHash"] != hash1 })
+
+	ok2 := decodeOK(t, g.chat(keyDemo, "psn_demo", `{"userText":"hi"}`))
+	if p := lastSystemPrompt(t, up); p != "Prompt two." {
+		t.Fatalf("prompt after reload %q", p)
+	}
+	if ok2.CostUsdMicros != 1000*(ok2.InputTokens+ok2.OutputTokens) {
+		t.Fatalf("cost at the new price: %+v", ok2)
+	}
+	if a.currentPools()[0] != pool {
+		t.Fatal("the unchanged pool (and its breakers) was rebuilt")
+	}
+
+	// The old stream ends normally, priced as it started.
+	deltas := 1
+	var done sseEvent
+	for {
+		ev, err := sse.next()
+		if err != nil {
+			t.Fatalf("stream after reload: %v (after %d deltas)", err, deltas)
+		}
+		if ev.name == "delta" {
+			deltas++
+			continue
+		}
+		done = ev
+		break
+	}
+	if done.name != "done" || deltas != 20 {
+		t.Fatalf("stream ended with %s after %d deltas", done.raw, deltas)
+	}
+	in, out, cost := done.data["inputTokens"].(float64), done.data["outputTokens"].(float64), done.data["costUsdMicros"].(float64)
+	if cost != in+out {
+		t.Fatalf("stream opened before the reload cost %v for %v+%v tokens; want the old price", cost, in, out)
+	}
+
+	// A broken config: refused whole, every problem reported, old config
+	// serving on.
+	broken := reloadConfig(up.addr, dir, "Prompt three.", 5, "limits: {default: {requestBurst: 5}}\n")
+	broken = strings.Replace(broken, "provider: up,", "provider: nosuch,", 1)
+	writeFile(t, path, broken)
+	r := g.admin("POST", "/admin/reload", "")
+	if r.status != 422 {
+		t.Fatalf("broken reload: %d %s", r.status, r.body)
+	}
+	for _, want := range []string{"nosuch", "requestBurst"} {
+		if !bytes.Contains(r.body, []byte(want)) {
+			t.Errorf("reload reply does not name %q: %s", want, r.body)
+		}
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("logs do not name %q", want)
+		}
+	}
+	ok3 := decodeOK(t, g.chat(keyDemo, "psn_demo", `{"userText":"hi"}`))
+	if p := lastSystemPrompt(t, up); p != "Prompt two." || ok3.CostUsdMicros != 1000*(ok3.InputTokens+ok3.OutputTokens) {
+		t.Fatalf("after a refused reload: prompt %q, %+v", p, ok3)
+	}
+	st := g.status()
+	if st["lastReloadError"] == "" || st["configHash"] == hash1 {
+		t.Fatalf("status after a refused reload: %v", st)
+	}
+	if v := metricValue(t, g, `moonborn_config_reloads_total{result="ok"}`); v != "1" {
+		t.Fatalf("ok reloads %q", v)
+	}
+	if v := metricValue(t, g, `moonborn_config_reloads_total{result="error"}`); v != "1" {
+		t.Fatalf("failed reloads %q", v)
+	}
+
+	// A good config again through the admin API; a listen address change
+	// is reported as needing a restart, and a new model serves at once.
+	next := reloadConfig(up.addr, dir, "Prompt four.", 1000, "") +
+		"\n" // same models plus one below
+	next = strings.Replace(next, "models:\n", "models:\n  - {id: m2, provider: up, upstreamModel: gpt-2}\n", 1)
+	next = strings.Replace(next, `listen: "127.0.0.1:0", adminListen`, `listen: "127.0.0.1:1", adminListen`, 1)
+	writeFile(t, path, next)
+	r = g.admin("POST", "/admin/reload", "")
+	var res struct {
+		ConfigHash      string   `json:"configHash"`
+		RestartRequired []string `json:"restartRequired"`
+	}
+	if r.status != 200 || json.Unmarshal(r.body, &res) != nil || len(res.ConfigHash) != 64 ||
+		len(res.RestartRequired) != 1 || res.RestartRequired[0] != "server" {
+		t.Fatalf("reload: %d %s", r.status, r.body)
+	}
+	if ok := decodeOK(t, g.chat(keyDemo, "psn_demo", `{"userText":"hi","modelId":"m2"}`)); ok.Model != "m2" {
+		t.Fatalf("new model: %+v", ok)
+	}
+	if p := lastSystemPrompt(t, up); p != "Prompt four." {
+		t.Fatalf("prompt %q", p)
+	}
+	if r := g.admin("GET", "/admin/reload", ""); r.status != 405 {
+		t.Fatalf("GET /admin/reload: %d", r.status)
+	}
+}
