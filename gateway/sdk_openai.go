@@ -393,3 +393,36 @@ func (a *sdkAPI) appendError(dst []byte, ae *apiError) []byte {
 	dst = appendAnthropicError(dst, ae)
 	return append(dst, "\n\n"...)
 }
+
+// sdkKindOf is the SDK shape of a request by its path (0: the persona
+// API's): what the router's own replies (404, 405, 413, panics) use, so
+// an SDK always reads an error it understands.
+func sdkKindOf(ctx *fasthttp.RequestCtx) apiKind {
+	p := ctx.Path()
+	switch {
+	case string(p) == routeOpenAIChat:
+		return apiOpenAI
+	case string(p) == routeAnthropicMs:
+		return apiAnthropic
+	case strings.HasPrefix(string(p), routeModels):
+		return modelsKind(ctx)
+	}
+	return 0
+}
+
+// writeRouteError writes ae in the shape of the request's route.
+func writeRouteError(ctx *fasthttp.RequestCtx, ae *apiError) {
+	if k := sdkKindOf(ctx); k != 0 {
+		writeSDKError(ctx, k, ae)
+		return
+	}
+	writeError(ctx, ae)
+}
+
+// allowedMethod is the one method the request's route takes.
+func allowedMethod(ctx *fasthttp.RequestCtx) string {
+	if strings.HasPrefix(string(ctx.Path()), routeModels) {
+		return "GET"
+	}
+	return "POST"
+}

@@ -223,3 +223,33 @@ func TestAnthropicSDKMidStreamCutAndPersona(t *testing.T) {
 		t.Fatalf("models %+v %v", page, err)
 	}
 }
+
+// Replies the router makes itself (405, 413, 404) are in the route's SDK
+// shape too.
+func TestSDKRouterErrorShapes(t *testing.T) {
+	g := startGateway(t, testConfig(t, nil, ""))
+	big := `{"model":"mock-1","messages":[{"role":"user","content":"` + strings.Repeat("x", 5000) + `"}]}`
+	r := g.post("/v1/chat/completions", keyDemo, big)
+	var oe struct {
+		Error struct{ Message, Type, Code string } `json:"error"`
+	}
+	if err := json.Unmarshal(r.body, &oe); r.status != 413 || err != nil || oe.Error.Type != "invalid_request_error" || oe.Error.Code != "payload_too_large" {
+		t.Fatalf("413: %d %s", r.status, r.body)
+	}
+	r = g.post("/v1/messages", keyDemo, big, "anthropic-version", "2023-06-01")
+	var ae struct {
+		Type  string `json:"type"`
+		Error struct{ Type, Message string }
+	}
+	if err := json.Unmarshal(r.body, &ae); r.status != 413 || err != nil || ae.Type != "error" || ae.Error.Type != "request_too_large" {
+		t.Fatalf("413: %d %s", r.status, r.body)
+	}
+	r = g.post("/v1/models", keyDemo, "{}")
+	if err := json.Unmarshal(r.body, &oe); r.status != 405 || err != nil || oe.Error.Type == "" || r.header.Get("Allow") != "GET" {
+		t.Fatalf("405: %d %v %s", r.status, r.header, r.body)
+	}
+	r = g.post("/v1/messages", keyDemo, `{"model":`, "anthropic-version", "2023-06-01")
+	if err := json.Unmarshal(r.body, &ae); r.status != 400 || err != nil || ae.Error.Type != "invalid_request_error" || !strings.Contains(ae.Error.Message, "body") {
+		t.Fatalf("malformed: %d %s", r.status, r.body)
+	}
+}
