@@ -375,6 +375,7 @@ func (s *Server) usageRecord(x *exchange, deployment string, u providers.Usage, 
 		LatencyMs:     end.Sub(x.start).Milliseconds(),
 		Status:        status,
 		ErrorCode:     code,
+		Route:         x.route,
 	}
 	if x.model != nil {
 		r.Model = x.model.ID

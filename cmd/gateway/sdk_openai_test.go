@@ -312,4 +312,15 @@ func TestOpenAISDKPersonaAndModels(t *testing.T) {
 	if _, err := c.Models.Get(ctx, "nope"); !errors.As(err, &ae) || ae.StatusCode != 404 {
 		t.Fatalf("unknown model: %v", err)
 	}
+	// One ledger row per chat request, with the route and the persona.
+	recs := g.readLedger()
+	if len(recs) != 2 {
+		t.Fatalf("%d ledger rows, want 2: %v", len(recs), recs)
+	}
+	if r := recs[0]; r["route"] != "/v1/chat/completions" || r["persona"] != "psn_demo" || r["model"] != "oa-1" || r["status"] != 200.0 {
+		t.Fatalf("ledger row %v", r)
+	}
+	if r := recs[1]; r["route"] != "/v1/chat/completions" || r["status"] != 404.0 {
+		t.Fatalf("ledger row %v", r)
+	}
 }
