@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
 	"github.com/anthropics/anthropic-sdk-go/v2/option"
@@ -251,5 +252,35 @@ func TestSDKRouterErrorShapes(t *testing.T) {
 	r = g.post("/v1/messages", keyDemo, `{"model":`, "anthropic-version", "2023-06-01")
 	if err := json.Unmarshal(r.body, &ae); r.status != 400 || err != nil || ae.Error.Type != "invalid_request_error" || !strings.Contains(ae.Error.Message, "body") {
 		t.Fatalf("malformed: %d %s", r.status, r.body)
+	}
+}
+
+// Anthropic's SDK raises RateLimitError on a 429, and its own retries
+// wait for retry-after and then succeed.
+func TestAnthropicSDKRateLimitRetry(t *testing.T) {
+	cfg := testConfig(t, nil, "") + `
+limits:
+  default: {requestsPerMinute: 60, requestBurst: 1}
+`
+	g := startGateway(t, cfg)
+	params := anthropic.MessageNewParams{Model: "mock-1", MaxTokens: 20,
+		Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))}}
+	c := anthropicClient(g, keyDemo)
+	if _, err := c.Messages.New(sdkCtx(t), params); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Messages.New(sdkCtx(t), params)
+	var ae *anthropic.Error
+	if !errors.As(err, &ae) || ae.StatusCode != 429 || ae.Response.Header.Get("Retry-After") == "" {
+		t.Fatalf("want a 429 with retry-after, got %v", err)
+	}
+	rc := anthropicClient(g, keyDemo, option.WithMaxRetries(3))
+	start := time.Now()
+	res, err := rc.Messages.New(sdkCtx(t), params)
+	if err != nil || len(res.Content) == 0 {
+		t.Fatalf("with retries: %v", err)
+	}
+	if waited := time.Since(start); waited < 200*time.Millisecond {
+		t.Fatalf("succeeded after %v: the SDK cannot have waited for the bucket", waited)
 	}
 }
