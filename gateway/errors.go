@@ -157,7 +157,14 @@ func upstreamAPIError(ue *providers.UpstreamError) *apiError {
 		}
 		return &apiError{status: http.StatusServiceUnavailable, code: codeUpstreamUnavailable,
 			message: "no upstream provider available for this model; retry later", retryAfter: ra}
-	case providers.KindConnect, providers.KindSaturated:
+	case providers.KindSaturated:
+		ra := ue.RetryAfter
+		if ra <= 0 {
+			ra = time.Second
+		}
+		return &apiError{status: http.StatusServiceUnavailable, code: codeUpstreamUnavailable,
+			message: "upstream capacity for this model is exhausted (every connection busy and the queue full); retry later", retryAfter: ra}
+	case providers.KindConnect:
 		ra := ue.RetryAfter
 		if ra <= 0 {
 			ra = time.Second

@@ -261,6 +261,7 @@ type Collectors struct {
 var (
 	descBreaker  = prometheus.NewDesc("moonborn_upstream_breaker_state", "Circuit breaker state per deployment: 0 closed, 1 half-open, 2 open.", []string{"model", "deployment"}, nil)
 	descUpInFl   = prometheus.NewDesc("moonborn_upstream_in_flight", "Attempts in flight per deployment.", []string{"model", "deployment"}, nil)
+	descUpQueued = prometheus.NewDesc("moonborn_upstream_queued", "Attempts waiting for a free upstream connection per deployment (in flight beyond maxConns).", []string{"model", "deployment"}, nil)
 	descAttempts = prometheus.NewDesc("moonborn_upstream_attempts_total", "Upstream attempts per deployment by outcome (success, failure, excluded: caller-caused, cancelled, saturated).", []string{"model", "deployment", "outcome"}, nil)
 	descFailures = prometheus.NewDesc("moonborn_upstream_failures_total", "Upstream failures per deployment by kind (status, connect, timeout, truncated, protocol, other).", []string{"model", "deployment", "kind"}, nil)
 	descRetries  = prometheus.NewDesc("moonborn_upstream_retries_total", "Attempts started because the previous attempt of the request failed.", []string{"model"}, nil)
@@ -284,7 +285,7 @@ var (
 
 // Describe implements prometheus.Collector.
 func (c *Collectors) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBreaker, descUpInFl, descAttempts, descFailures, descRetries, descFailover, descHedges, descCacheReq, descOrigin, descOriginE, descStale,
+	for _, d := range []*prometheus.Desc{descBreaker, descUpInFl, descUpQueued, descAttempts, descFailures, descRetries, descFailover, descHedges, descCacheReq, descOrigin, descOriginE, descStale,
 		descLQueue, descLWritten, descLBatches, descLBatchS, descLWErr, descLSErr, descLSpool, descLRedel, descLFull, descRedisUp} {
 		ch <- d
 	}
@@ -309,6 +310,7 @@ func (c *Collectors) Collect(ch chan<- prometheus.Metric) {
 			}
 			ch <- prometheus.MustNewConstMetric(descBreaker, prometheus.GaugeValue, state, snap.Model, d.Name)
 			ch <- prometheus.MustNewConstMetric(descUpInFl, prometheus.GaugeValue, float64(d.InFlight), snap.Model, d.Name)
+			ch <- prometheus.MustNewConstMetric(descUpQueued, prometheus.GaugeValue, float64(d.Queued), snap.Model, d.Name)
 			f, e := d.Failures, d.Excluded
 			failed := f.Status + f.Connect + f.Timeout + f.Truncated + f.Protocol + f.Other
 			counter(ch, descAttempts, d.Successes, snap.Model, d.Name, "success")

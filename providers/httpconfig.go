@@ -37,9 +37,16 @@ type HTTPConfig struct {
 	// 60s; must be positive.
 	IdleTimeout time.Duration `yaml:"idleTimeout"`
 	// MaxConns caps open connections to the deployment; each open stream
-	// holds one, and a request finding none free fails at once as
-	// saturated. Default 512; at least 1.
+	// holds one. A request finding none free waits in the deployment's
+	// queue for one (see MaxQueue). Default 512; at least 1.
 	MaxConns int `yaml:"maxConns"`
+	// MaxQueue is how many requests may wait for a free connection while
+	// all MaxConns are busy, each for at most its own deadline (the
+	// attempt's timeout or first-token timeout, and the request's).
+	// Beyond it the deployment counts as saturated: the pool fails over,
+	// or answers 503 saying so. Saturation is never a breaker failure.
+	// Default 1024; at least 1.
+	MaxQueue int `yaml:"maxQueue"`
 }
 
 // SetDefaults fills every unset optional field (all but BaseURL and
@@ -59,6 +66,9 @@ func (c *HTTPConfig) SetDefaults() {
 	}
 	if c.MaxConns == 0 {
 		c.MaxConns = 512
+	}
+	if c.MaxQueue == 0 {
+		c.MaxQueue = 1024
 	}
 }
 
@@ -90,6 +100,9 @@ func (c *HTTPConfig) AppendProblems(errs []error) []error {
 	if c.MaxConns < 1 {
 		errs = append(errs, errors.New("maxConns: must be at least 1"))
 	}
+	if c.MaxQueue < 1 {
+		errs = append(errs, errors.New("maxQueue: must be at least 1"))
+	}
 	return errs
 }
 
@@ -103,5 +116,6 @@ func (c *HTTPConfig) NewUpstream(name, path string) (*UpstreamHTTP, error) {
 		FirstTokenTimeout: c.FirstTokenTimeout,
 		IdleTimeout:       c.IdleTimeout,
 		MaxConns:          c.MaxConns,
+		MaxQueue:          c.MaxQueue,
 	})
 }

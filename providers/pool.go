@@ -86,6 +86,7 @@ func NewPool(model string, deps []DeploymentSpec, cfg PoolConfig, budget *RetryB
 			weight:      max(s.Weight, 1),
 			priority:    s.Priority,
 			maxInFlight: int64(s.MaxInFlight),
+			maxConns:    int64(s.MaxConns),
 			br:          newBreaker(s.Name, cfg.Breaker),
 			window:      newWindow(cfg.Breaker.Window),
 		})
@@ -257,8 +258,21 @@ func (p *Pool) acquire(now time.Time, tried uint64) (*Deployment, func(error), e
 	return nil, nil, p.unavailable(now)
 }
 
-// unavailable is the fail-fast error when no deployment is healthy.
+// unavailable is the fail-fast error when no deployment is healthy:
+// KindSaturated when every deployment is only busy (its connections and
+// queue full, no breaker open), so the reply says so rather than
+// pretending an outage; KindUnavailable otherwise.
 func (p *Pool) unavailable(now time.Time) *UpstreamError {
+	busy := true
+	for _, d := range p.deps {
+		if !d.saturated() || d.br.state(now) == gobreakerOpen {
+			busy = false
+		}
+	}
+	if busy {
+		return &UpstreamError{Kind: KindSaturated, Provider: p.model, RetryAfter: time.Second,
+			Detail: "every deployment is at its connection cap with its queue full"}
+	}
 	var earliest time.Time
 	for _, d := range p.deps {
 		t := d.br.reopenAt(now)

@@ -29,8 +29,12 @@ type DeploymentSpec struct {
 	Priority int
 	// MaxInFlight marks the deployment saturated (skipped, not a failure)
 	// while this many attempts are in flight; set it to the provider's
-	// maxConns. 0 means no limit.
+	// maxConns plus its maxQueue. 0 means no limit.
 	MaxInFlight int
+	// MaxConns is the provider's connection cap, for the queue figure of
+	// the snapshot (attempts in flight beyond it wait for a connection).
+	// 0: unknown, no queue figure.
+	MaxConns int
 }
 
 // Deployment is one member of a Pool: a provider with its breaker and
@@ -43,6 +47,7 @@ type Deployment struct {
 	weight      int
 	priority    int
 	maxInFlight int64
+	maxConns    int64
 	index       int
 	br          *breaker
 
@@ -90,10 +95,23 @@ func (d *Deployment) P95TTFT() time.Duration {
 	return d.ttftP95
 }
 
+// queued is how many attempts in flight exceed the connection cap.
+func (d *Deployment) queued() int64 {
+	if d.maxConns <= 0 {
+		return 0
+	}
+	return max(d.inFlight.Load()-d.maxConns, 0)
+}
+
+// saturated reports whether the deployment's queue is full.
+func (d *Deployment) saturated() bool {
+	return d.maxInFlight > 0 && d.inFlight.Load() >= d.maxInFlight
+}
+
 // healthy reports whether the deployment may be chosen at now: breaker not
 // open and not saturated.
 func (d *Deployment) healthy(now time.Time) bool {
-	if d.maxInFlight > 0 && d.inFlight.Load() >= d.maxInFlight {
+	if d.saturated() {
 		return false
 	}
 	return d.br.state(now) != gobreakerOpen
@@ -186,6 +204,9 @@ type DeploymentSnapshot struct {
 	// 0 unless open.
 	RetryInMs int64 `json:"retryInMs"`
 	InFlight  int64 `json:"inFlight"`
+	// Queued is how many of InFlight wait for a free connection (beyond
+	// the provider's maxConns); 0 when that cap is unknown.
+	Queued int64 `json:"queued"`
 	// Requests and ErrorRate cover the breaker window (excluded outcomes,
 	// such as client aborts, are not counted).
 	Requests  int64   `json:"requests"`
@@ -216,6 +237,7 @@ func (d *Deployment) snapshot(now time.Time) DeploymentSnapshot {
 		Name:      d.name,
 		Breaker:   d.br.state(now).String(),
 		InFlight:  d.inFlight.Load(),
+		Queued:    d.queued(),
 		Requests:  ok + bad,
 		LatencyMs: float64(d.Latency()) / 1e6,
 		P95TTFTMs: float64(p95) / 1e6,

@@ -173,11 +173,12 @@ const (
 	// KindProtocol: the reply could not be understood, or the upstream sent
 	// an error event mid-stream.
 	KindProtocol
-	// KindSaturated: the deployment has no free connection
-	// (fasthttp.ErrNoFreeConns); never a breaker failure.
+	// KindSaturated: the deployment had no free connection in time (its
+	// queue was full, or the deadline passed while queued), or a Pool
+	// found every deployment so busy; never a breaker failure.
 	KindSaturated
-	// KindUnavailable: a Pool found no healthy deployment (every breaker
-	// open or every deployment saturated) and failed fast without calling
+	// KindUnavailable: a Pool found no healthy deployment (breakers open,
+	// the rest saturated) and failed fast without calling
 	// an upstream; RetryAfter is the time until the earliest breaker lets
 	// a probe through. The gateway answers 503 upstream_unavailable.
 	KindUnavailable

@@ -36,6 +36,10 @@ type UpstreamOptions struct {
 	IdleTimeout time.Duration
 	// MaxConns caps open connections; every open stream holds one.
 	MaxConns int
+	// MaxQueue > 0 lets a request wait for a free connection (up to its
+	// deadline) when MaxConns are busy; the Pool bounds how many wait.
+	// 0 fails such a request at once as saturated.
+	MaxQueue int
 	// MaxEventBytes caps one SSE event; 0 means DefaultSSEMaxEvent.
 	MaxEventBytes int
 	// MaxBodyBytes caps a non-streaming reply; 0 means DefaultMaxBodyBytes.
@@ -116,6 +120,11 @@ func NewUpstreamHTTP(name, endpoint string, opts UpstreamOptions) (*UpstreamHTTP
 			}
 			return &upstreamConn{Conn: c}, nil
 		},
+	}
+	if opts.MaxQueue > 0 {
+		// Each wait is bounded by the attempt's own deadline (RoundTrip
+		// passes it to AcquireConn); this is only the ceiling.
+		h.client.MaxConnWaitTimeout = max(opts.Timeout, opts.FirstTokenTimeout)
 	}
 	h.client.Transport = h
 	return h, nil
@@ -242,6 +251,9 @@ func (h *UpstreamHTTP) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request,
 	l := v.(*lease)
 	cc, err := hc.AcquireConn(time.Until(l.deadline), false)
 	if err != nil {
+		if errors.Is(err, fasthttp.ErrTimeout) {
+			err = errQueueTimeout // the deadline passed while queued for a connection
+		}
 		return false, err
 	}
 	conn := cc.Conn()
@@ -300,6 +312,10 @@ func (h *UpstreamHTTP) leaseError(l *lease, err error) error {
 	}
 }
 
+// errQueueTimeout: an attempt waited for a free connection until its
+// deadline.
+var errQueueTimeout = errors.New("queued for a connection until the deadline")
+
 // ContextError is the error of an attempt whose request context ended:
 // ErrAborted when it was cancelled (the caller left, or a hedge lost),
 // an *UpstreamError of KindTimeout when its deadline passed.
@@ -318,6 +334,8 @@ func (h *UpstreamHTTP) doError(err error) *UpstreamError {
 	switch {
 	case errors.Is(err, fasthttp.ErrNoFreeConns):
 		e.Kind, e.Detail, e.Err = KindSaturated, "no free connection", nil
+	case errors.Is(err, errQueueTimeout):
+		e.Kind, e.Detail, e.Err = KindSaturated, "no free connection before the deadline", nil
 	case errors.As(err, &de):
 		e.Kind, e.Detail, e.Err = KindConnect, "dial", de.err
 	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrTLSHandshakeTimeout),

@@ -161,8 +161,9 @@ func buildModelSet(cfg *Config, prev *modelSet) (*modelSet, error) {
 				if err != nil {
 					return nil, err
 				}
+				conns, queue := connLimits(byName[d.Provider])
 				specs = append(specs, providers.DeploymentSpec{Name: deploymentName(mc, d), Provider: p, Model: d.UpstreamModel,
-					Weight: d.Weight, Priority: d.Priority, MaxInFlight: maxConns(byName[d.Provider])})
+					Weight: d.Weight, Priority: d.Priority, MaxInFlight: conns + queue, MaxConns: conns})
 			}
 			var err error
 			pool, err = providers.NewPool(mc.ID, specs, mc.Pool, set.budget, time.Now)
@@ -198,16 +199,18 @@ func deploymentName(mc ModelConfig, d DeploymentConfig) string {
 	return d.Provider
 }
 
-// maxConns is a provider's connection limit: a deployment with that many
-// attempts in flight is saturated, skipped rather than failed.
-func maxConns(pc ProviderConfig) int {
+// connLimits is a provider's connection cap and queue size: a deployment
+// with conns+queue attempts in flight is saturated, skipped rather than
+// failed; the ones beyond conns wait for a connection. Zero for the
+// in-process mock (no limit).
+func connLimits(pc ProviderConfig) (conns, queue int) {
 	switch {
 	case pc.OpenAI != nil:
-		return pc.OpenAI.MaxConns
+		return pc.OpenAI.MaxConns, pc.OpenAI.MaxQueue
 	case pc.Anthropic != nil:
-		return pc.Anthropic.MaxConns
+		return pc.Anthropic.MaxConns, pc.Anthropic.MaxQueue
 	}
-	return 0
+	return 0, 0
 }
 
 // buildProvider makes the Provider for one providers[] entry.

@@ -531,27 +531,52 @@ func TestConnectionReuseAfterDone(t *testing.T) {
 	}
 }
 
-func TestSaturated(t *testing.T) {
+// TestSaturatedQueues: with every connection busy a request waits for
+// one, up to its deadline, then fails as saturated (never a breaker
+// failure); a connection freed meanwhile serves it.
+func TestSaturatedQueues(t *testing.T) {
 	release := make(chan struct{})
 	u := newUpstream(t, func(_ *upstream, w http.ResponseWriter, r *http.Request) {
 		startSSE(w)
 		send(w, deltaChunk("a"))
 		select {
 		case <-release:
+			send(w, "[DONE]")
 		case <-r.Context().Done():
 		}
 	})
-	defer close(release)
 	cfg := testConfig(u.URL)
 	cfg.MaxConns = 1
+	cfg.FirstTokenTimeout = 300 * time.Millisecond
 	p := newProvider(t, cfg)
 	s, err := p.Stream(context.Background(), &baseReq)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
 	if _, err := p.Stream(context.Background(), &baseReq); kindOf(err) != providers.KindSaturated {
-		t.Fatalf("second stream: %v, want saturated", err)
+		t.Fatalf("second stream while the only connection is busy: %v, want saturated after waiting", err)
+	}
+	// Queued again, and served once the first stream ends and frees the
+	// connection.
+	got := make(chan error, 1)
+	go func() {
+		s2, err := p.Stream(context.Background(), &baseReq)
+		if err == nil {
+			_, err = s2.Next()
+			s2.Close()
+		}
+		got <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // let it queue
+	close(release)
+	for {
+		if _, err := s.Next(); err != nil {
+			break
+		}
+	}
+	s.Close()
+	if err := <-got; err != nil {
+		t.Fatalf("queued stream: %v, want served by the freed connection", err)
 	}
 }
 
