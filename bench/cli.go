@@ -63,6 +63,7 @@ func Main(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int {
 		maxInFlight = fs.Int("max-inflight", 20000, "open loop: requests in flight before new ones fail as bench_overload")
 		maxConns    = fs.Int("max-conns", 2048, "connections per target; a request waiting for one still counts its wait as latency (-hold opens as many as it needs)")
 		stream      = fs.Bool("stream", false, "ask for streamed answers")
+		route       = fs.String("route", "persona", "gateway route: persona (/v1/personas/{id}/chat) or openai (/v1/chat/completions with model persona/{id}, the same persona)")
 		userText    = fs.String("user-text", "Hello! Tell me something about the moon.", "userText of each request")
 		maxTokens   = fs.Int("max-tokens", 0, "maxOutputTokens / max_tokens (0: unset)")
 		pid         = fs.Int("gateway-pid", 0, "measure this process's CPU and RSS over the measured run (/proc)")
@@ -140,9 +141,22 @@ func Main(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int {
 
 	var gwVars []Variant
 	pbody := PersonaBody(spec)
+	gwProto := ProtoPersona
 	for _, c := range clients {
-		gwVars = append(gwVars, Variant{Label: c.Label, URL: strings.TrimRight(*gwURL, "/") + "/v1/personas/" + c.Persona + "/chat",
-			Auth: "Bearer " + c.Key, Body: pbody})
+		switch *route {
+		case "persona":
+			gwVars = append(gwVars, Variant{Label: c.Label, URL: strings.TrimRight(*gwURL, "/") + "/v1/personas/" + c.Persona + "/chat",
+				Auth: "Bearer " + c.Key, Body: pbody})
+		case "openai":
+			gwProto = ProtoOpenAI
+			ospec := spec
+			ospec.Model, ospec.SystemPrompt = "persona/"+c.Persona, ""
+			gwVars = append(gwVars, Variant{Label: c.Label, URL: strings.TrimRight(*gwURL, "/") + "/v1/chat/completions",
+				Auth: "Bearer " + c.Key, Body: OpenAIBody(ospec)})
+		default:
+			fmt.Fprintln(stderr, "bench: -route must be persona or openai")
+			return 2
+		}
 	}
 	dVars := []Variant{{Label: "direct", URL: strings.TrimRight(*directURL, "/") + "/chat/completions", Auth: "Bearer x", Body: OpenAIBody(spec)}}
 
@@ -158,7 +172,7 @@ func Main(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int {
 	}
 	var targets []*Target
 	for _, name := range want {
-		proto, vars := ProtoPersona, gwVars
+		proto, vars := gwProto, gwVars
 		if name == "direct" {
 			proto, vars = ProtoOpenAI, dVars
 		}

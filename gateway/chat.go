@@ -63,6 +63,11 @@ type exchange struct {
 	// reset its connection; watch is that registration (0: none).
 	gone  atomic.Bool
 	watch uint64
+
+	// route is the metrics label of an SDK-compatible route; empty on the
+	// persona route. api shapes its replies; nil on the persona route.
+	route string
+	api   *sdkAPI
 }
 
 // clientLeft runs on the client-gone watcher's goroutine.
@@ -314,7 +319,11 @@ func (s *Server) finish(x *exchange, u providers.Usage, status int, code string,
 		cost = costOf(x.model, u)
 	}
 	total := end.Sub(x.start)
-	s.opts.Metrics.answered(routeChat, status, code)
+	route := routeChat
+	if x.route != "" {
+		route = x.route
+	}
+	s.opts.Metrics.answered(route, status, code)
 	s.opts.Metrics.finished(x, total, u.InputTokens, u.OutputTokens, cost)
 	if s.opts.AccessLog {
 		s.accessLog(x, u, cost, status, code, total)
@@ -343,7 +352,7 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, x *exchange, u providers.Usage, 
 	if ae.upstream {
 		s.logUpstream(x, err)
 	}
-	writeError(ctx, ae)
+	x.writeError(ctx, ae)
 	s.finish(x, u, ae.status, ae.code, end)
 }
 
@@ -366,6 +375,7 @@ func (s *Server) usageRecord(x *exchange, deployment string, u providers.Usage, 
 		LatencyMs:     end.Sub(x.start).Milliseconds(),
 		Status:        status,
 		ErrorCode:     code,
+		Route:         x.route,
 	}
 	if x.model != nil {
 		r.Model = x.model.ID

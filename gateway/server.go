@@ -207,20 +207,25 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 	r.RedirectFixedPath = false
 	r.HandleOPTIONS = false
 	r.POST("/v1/personas/{id}/chat", s.serveChat)
+	r.POST(routeOpenAIChat, s.serveOpenAIChat)
+	r.POST(routeAnthropicMs, s.serveAnthropicMessages)
+	r.GET(routeModels, s.serveModels)
+	r.GET("/v1/models/{model}", s.serveModel)
 	r.NotFound = func(ctx *fasthttp.RequestCtx) {
 		s.opts.Metrics.answered(routeOther, http.StatusNotFound, codeNotFound)
-		writeError(ctx, notFoundError("no route for "+string(ctx.Method())+" "+string(ctx.Path())))
+		writeRouteError(ctx, notFoundError("no route for "+string(ctx.Method())+" "+string(ctx.Path())))
 	}
 	r.MethodNotAllowed = func(ctx *fasthttp.RequestCtx) {
 		s.opts.Metrics.answered(routeChat, http.StatusMethodNotAllowed, codeMethodNotAllowed)
-		ctx.Response.Header.Set("Allow", "POST")
-		writeError(ctx, methodNotAllowedError("method "+string(ctx.Method())+" not allowed; use POST"))
+		allow := allowedMethod(ctx)
+		ctx.Response.Header.Set("Allow", allow)
+		writeRouteError(ctx, methodNotAllowedError("method "+string(ctx.Method())+" not allowed; use "+allow))
 	}
 	r.PanicHandler = func(ctx *fasthttp.RequestCtx, v any) {
 		s.log.Error("handler panic", "panic", fmt.Sprint(v), "request_id", string(ctx.Response.Header.Peek("X-Request-Id")))
 		s.opts.Metrics.answered(routeChat, http.StatusInternalServerError, codeInternal)
 		ctx.Response.ResetBody()
-		writeError(ctx, internalError())
+		writeRouteError(ctx, internalError())
 	}
 	route := r.Handler
 	return func(ctx *fasthttp.RequestCtx) {

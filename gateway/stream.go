@@ -236,9 +236,14 @@ func (r *relay) relay(c net.Conn) (complete bool) {
 	switch {
 	case err == io.EOF:
 		cost := costOf(r.x.model, usage)
-		r.buf = append(beginChunk(r.buf), donePrefix...)
-		r.buf = appendUsageFields(r.buf, usage, cost, r.x.model.ID, end.Sub(r.x.start).Milliseconds())
-		r.buf = append(endChunk(append(r.buf, "}\n\n"...)), lastChunk...)
+		if a := r.x.api; a != nil {
+			r.buf = a.appendEnd(beginChunk(r.buf), r.x, r.st, usage)
+		} else {
+			r.buf = append(beginChunk(r.buf), donePrefix...)
+			r.buf = appendUsageFields(r.buf, usage, cost, r.x.model.ID, end.Sub(r.x.start).Milliseconds())
+			r.buf = append(r.buf, "}\n\n"...)
+		}
+		r.buf = append(endChunk(r.buf), lastChunk...)
 		if werr := r.emit(r.buf, true); werr != nil {
 			r.finish(usage, statusClientClosed, codeClientClosed)
 			return false
@@ -255,11 +260,16 @@ func (r *relay) relay(c net.Conn) (complete bool) {
 		if ae.upstream {
 			r.s.logUpstream(r.x, err)
 		}
-		r.buf = append(beginChunk(r.buf), errorPrefix...)
-		r.buf = providers.AppendJSONString(r.buf, ae.code)
-		r.buf = append(r.buf, `,"message":`...)
-		r.buf = providers.AppendJSONString(r.buf, ae.message)
-		r.buf = append(endChunk(append(r.buf, "}}\n\n"...)), lastChunk...)
+		if a := r.x.api; a != nil {
+			r.buf = a.appendError(beginChunk(r.buf), ae)
+		} else {
+			r.buf = append(beginChunk(r.buf), errorPrefix...)
+			r.buf = providers.AppendJSONString(r.buf, ae.code)
+			r.buf = append(r.buf, `,"message":`...)
+			r.buf = providers.AppendJSONString(r.buf, ae.message)
+			r.buf = append(r.buf, "}}\n\n"...)
+		}
+		r.buf = append(endChunk(r.buf), lastChunk...)
 		complete = r.emit(r.buf, true) == nil
 		r.finish(usage, http.StatusOK, ae.code)
 	}
@@ -268,6 +278,10 @@ func (r *relay) relay(c net.Conn) (complete bool) {
 
 // writeDelta queues one delta event as one chunk.
 func (r *relay) writeDelta(d []byte) error {
+	if a := r.x.api; a != nil {
+		r.buf = a.appendDelta(beginChunk(r.buf), r.x, r.st, d)
+		return r.emit(endChunk(r.buf), false)
+	}
 	r.buf = append(beginChunk(r.buf), deltaPrefix...)
 	r.buf = providers.AppendJSONString(r.buf, d)
 	return r.emit(endChunk(append(r.buf, "}\n\n"...)), false)

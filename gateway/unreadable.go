@@ -65,7 +65,7 @@ func (s *Server) serveParseError(ctx *fasthttp.RequestCtx, err error) {
 	s.logLimited.log(s.log, s.now(), "unreadable request", "reason", reason, "remote", remoteIP(ctx))
 	switch reason {
 	case reasonBodyTooLarge:
-		writeError(ctx, &apiError{status: http.StatusRequestEntityTooLarge, code: codePayloadTooLarge,
+		writeRouteError(ctx, &apiError{status: http.StatusRequestEntityTooLarge, code: codePayloadTooLarge,
 			message: "request body exceeds " + strconv.Itoa(s.opts.MaxBodyBytes) + " bytes"})
 	case reasonHeadersTooLarge:
 		writeError(ctx, &apiError{status: http.StatusRequestHeaderFieldsTooLarge, code: codePayloadTooLarge,

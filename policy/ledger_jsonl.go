@@ -562,6 +562,10 @@ func appendUsageJSON(b []byte, r *UsageRecord) ([]byte, error) {
 		b = append(b, `,"errorCode":`...)
 		b = appendJSONString(b, r.ErrorCode)
 	}
+	if r.Route != "" {
+		b = append(b, `,"route":`...)
+		b = appendJSONString(b, r.Route)
+	}
 	return append(b, '}', '\n'), nil
 }
 

@@ -124,6 +124,10 @@ var migrations = []struct {
 		`CREATE INDEX IF NOT EXISTS api_keys_rev ON api_keys (rev)`,
 		`CREATE INDEX IF NOT EXISTS api_keys_workspace ON api_keys (workspace)`,
 	}},
+	// The route of SDK-compatible requests (empty: the persona route).
+	{3, []string{
+		`ALTER TABLE usage_records ADD COLUMN route TEXT NOT NULL DEFAULT ''`,
+	}},
 }
 
 // ErrLedgerSchemaTooNew means the database was migrated by a newer
@@ -185,11 +189,11 @@ func migrate(ctx context.Context, db *sql.DB, d sqlDialect) (err error) {
 
 // usageColumns is the insert column list; usageArgs must match it.
 const usageColumns = "request_id, at, workspace, credential_id, persona, model, provider, stream, " +
-	"input_tokens, output_tokens, estimated, cost_usd_micros, latency_ms, status, error_code"
+	"input_tokens, output_tokens, estimated, cost_usd_micros, latency_ms, status, error_code, route"
 
-const usageColumnCount = 15
+const usageColumnCount = 16
 
-// maxRowsPerInsert keeps one statement's parameters (15 per row) well
+// maxRowsPerInsert keeps one statement's parameters (16 per row) well
 // below SQLite's 32766 and PostgreSQL's 65535.
 const maxRowsPerInsert = 500
 
@@ -229,7 +233,7 @@ func (d sqlDialect) appendUsageArgs(args []any, r *UsageRecord) []any {
 		storableText(r.RequestID), d.timeArg(r.Time), storableText(r.Workspace),
 		storableText(r.CredentialID), storableText(r.Persona), storableText(r.Model),
 		storableText(r.Provider), r.Stream, r.InputTokens, r.OutputTokens, r.Estimated,
-		r.CostUsdMicros, r.LatencyMs, int64(r.Status), storableText(r.ErrorCode))
+		r.CostUsdMicros, r.LatencyMs, int64(r.Status), storableText(r.ErrorCode), storableText(r.Route))
 }
 
 // storableText replaces invalid UTF-8 and NUL bytes with U+FFFD, as the

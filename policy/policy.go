@@ -41,6 +41,10 @@ type UsageRecord struct {
 	Status int `json:"status"`
 	// ErrorCode is the API error code, empty on success.
 	ErrorCode string `json:"errorCode,omitempty"`
+	// Route is the route template of an SDK-compatible request
+	// ("/v1/chat/completions", "/v1/messages"); empty for the persona
+	// route, so its records read as before.
+	Route string `json:"route,omitempty"`
 }
 
 // Ledger stores usage records. Record must not block the request path for

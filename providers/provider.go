@@ -25,8 +25,29 @@ type Request struct {
 	// System is the complete system prompt (persona prompt plus any memory
 	// digest, already joined by the gateway). Empty means none.
 	System string
-	// UserText is the user's message; never empty.
+	// UserText is the user's message; never empty unless Messages is set.
 	UserText string
+	// Messages, when not empty, is the whole conversation in order (the
+	// OpenAI- and Anthropic-compatible routes): UserText is then unused
+	// and System holds only the leading system text (the persona's
+	// prompt, then the caller's leading system messages).
+	Messages []Message
+	// Tools, ToolChoice: the functions the model may call.
+	Tools      []Tool
+	ToolChoice ToolChoice
+	// Stop lists stop sequences; empty means none.
+	Stop []string
+	// TopP is sent only when HasTopP; TopK only when above 0 (Anthropic
+	// only: the gateway refuses it for other protocols); Seed only when
+	// HasSeed (OpenAI only).
+	TopP    float64
+	HasTopP bool
+	TopK    int
+	Seed    int64
+	HasSeed bool
+	// User is the caller's end-user id, passed on (OpenAI user,
+	// Anthropic metadata.user_id); empty means none.
+	User string
 	// Temperature is sent only when HasTemperature is true.
 	Temperature    float64
 	HasTemperature bool
@@ -59,7 +80,11 @@ type Usage struct {
 // Result is a finished non-streaming completion.
 type Result struct {
 	Content string
-	Usage   Usage
+	// ToolCalls are the calls the model asked for, in order.
+	ToolCalls []ToolCall
+	// FinishReason is a Finish* value; empty when the upstream gave none.
+	FinishReason string
+	Usage        Usage
 	// Deployment names the deployment that answered, when a Pool served
 	// it; empty otherwise.
 	Deployment string
@@ -264,5 +289,16 @@ func EstimateTokens(s string) int64 {
 // EstimateInputTokens approximates the input tokens of r (its system and
 // user texts, by EstimateTokens) for when an upstream reports no usage.
 func EstimateInputTokens(r *Request) int64 {
-	return EstimateTokens(r.System) + EstimateTokens(r.UserText)
+	n := EstimateTokens(r.System) + EstimateTokens(r.UserText)
+	for i := range r.Messages {
+		m := &r.Messages[i]
+		n += EstimateTokens(m.Text) + 4 // a few tokens of framing per turn
+		for _, c := range m.ToolCalls {
+			n += EstimateTokens(c.Name) + EstimateTokens(c.Arguments)
+		}
+	}
+	for _, t := range r.Tools {
+		n += EstimateTokens(t.Name) + EstimateTokens(t.Description) + int64((len(t.Parameters)+3)/4)
+	}
+	return n
 }

@@ -42,7 +42,13 @@ func (p *Provider) Name() string { return p.name }
 func (p *Provider) Complete(ctx context.Context, r *providers.Request) (providers.Result, error) {
 	var res providers.Result
 	err := p.http.Complete(ctx, p.newRequest(r, false), func(body []byte) error {
-		return p.decodeMessage(body, &res)
+		if err := p.decodeMessage(body, &res); err != nil {
+			return err
+		}
+		if r.Conversation() {
+			parseToolUses(body, &res)
+		}
+		return nil
 	})
 	return res, err
 }
@@ -80,9 +86,14 @@ func appendRequestBody(dst []byte, r *providers.Request, stream bool) []byte {
 		dst = append(dst, `,"system":`...)
 		dst = providers.AppendJSONString(dst, r.System)
 	}
-	dst = append(dst, `,"messages":[{"role":"user","content":`...)
-	dst = providers.AppendJSONString(dst, r.UserText)
-	dst = append(dst, `}]`...)
+	if r.Conversation() {
+		dst = appendMessages(dst, r)
+		dst = appendOptions(dst, r)
+	} else {
+		dst = append(dst, `,"messages":[{"role":"user","content":`...)
+		dst = providers.AppendJSONString(dst, r.UserText)
+		dst = append(dst, `}]`...)
+	}
 	if r.HasTemperature && !math.IsNaN(r.Temperature) && !math.IsInf(r.Temperature, 0) {
 		dst = append(dst, `,"temperature":`...)
 		dst = strconv.AppendFloat(dst, r.Temperature, 'g', -1, 64)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -118,10 +119,10 @@ func TestDecodeMessage(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || res != c.want {
+			if err != nil || !reflect.DeepEqual(res, c.want) {
 				t.Fatalf("got %+v %v, want %+v", res, err, c.want)
 			}
-			if ref, err := refDecodeMessage(p.name, []byte(c.body)); err != nil || ref != res {
+			if ref, err := refDecodeMessage(p.name, []byte(c.body)); err != nil || !reflect.DeepEqual(ref, res) {
 				t.Fatalf("encoding/json gives %+v %v", ref, err)
 			}
 		})
@@ -139,7 +140,7 @@ func FuzzDecodeMessage(f *testing.F) {
 		var res providers.Result
 		err := p.decodeMessage(body, &res)
 		want, wantErr := refDecodeMessage(p.name, body)
-		if (err == nil) != (wantErr == nil) || (err != nil && err.Error() != wantErr.Error()) || res != want {
+		if (err == nil) != (wantErr == nil) || (err != nil && err.Error() != wantErr.Error()) || !reflect.DeepEqual(res, want) {
 			t.Fatalf("decodeMessage = %+v, %v; encoding/json = %+v, %v", res, err, want, wantErr)
 		}
 	})

@@ -1,6 +1,7 @@
 package anthropic
 
 import (
+	"bytes"
 	"io"
 
 	"github.com/moonborn/edge/providers"
@@ -18,7 +19,21 @@ type stream struct {
 	final         bool        // message_delta's cumulative output arrived
 	deltas        int64
 	err           error
+	tools         toolEvents
 }
+
+// ToolCalls implements providers.ToolCallStream.
+func (s *stream) ToolCalls() []providers.ToolCall {
+	for i := range s.tools.calls {
+		if s.tools.calls[i].Arguments == "" {
+			s.tools.calls[i].Arguments = "{}"
+		}
+	}
+	return s.tools.calls
+}
+
+// FinishReason implements providers.ToolCallStream.
+func (s *stream) FinishReason() string { return s.tools.finish }
 
 // Next returns the next non-empty text delta; see providers.Stream.
 func (s *stream) Next() ([]byte, error) {
@@ -40,6 +55,14 @@ func (s *stream) Next() ([]byte, error) {
 				break
 			}
 			name, parsed = s.ev.typ, true
+		}
+		switch string(name) {
+		case "content_block_start", "message_delta":
+			s.tools.onEvent(sev.Data)
+		case "content_block_delta":
+			if bytes.Contains(sev.Data, []byte("input_json_delta")) {
+				s.tools.onEvent(sev.Data)
+			}
 		}
 		switch string(name) {
 		case "message_start", "content_block_delta", "message_delta", "error":

@@ -78,7 +78,17 @@ func (p *Provider) Name() string { return p.name }
 // (TimeToFirstToken plus TokenDelay per further token) and returns it;
 // ctx's end interrupts the wait (see providers.ContextError).
 func (p *Provider) Complete(ctx context.Context, req *providers.Request) (providers.Result, error) {
-	seed, in := seedOfStrings(req.Model, req.System, req.UserText)
+	seed, in := seedOfRequest(req)
+	if call, ok := toolCallFor(req, seed); ok {
+		if ctx.Err() != nil {
+			return providers.Result{}, providers.ContextError(p.name, ctx)
+		}
+		return providers.Result{
+			ToolCalls:    []providers.ToolCall{call},
+			FinishReason: providers.FinishToolCalls,
+			Usage:        providers.Usage{InputTokens: in, OutputTokens: toolCallTokens(&call)},
+		}, nil
+	}
 	pl := newPlan(seed, p.cfg.OutputTokens, req.MaxOutputTokens)
 	if d := p.cfg.TimeToFirstToken + time.Duration(max(pl.n-1, 0))*p.cfg.TokenDelay; d > 0 {
 		t := time.NewTimer(d)
@@ -97,8 +107,9 @@ func (p *Provider) Complete(ctx context.Context, req *providers.Request) (provid
 		b.Write(pl.token(i))
 	}
 	return providers.Result{
-		Content: b.String(),
-		Usage:   providers.Usage{InputTokens: in, OutputTokens: int64(pl.n)},
+		Content:      b.String(),
+		FinishReason: finishOf(&pl),
+		Usage:        providers.Usage{InputTokens: in, OutputTokens: int64(pl.n)},
 	}, nil
 }
 
@@ -108,7 +119,7 @@ func (p *Provider) Stream(ctx context.Context, req *providers.Request) (provider
 	if ctx.Err() != nil {
 		return nil, providers.ContextError(p.name, ctx)
 	}
-	seed, in := seedOfStrings(req.Model, req.System, req.UserText)
+	seed, in := seedOfRequest(req)
 	s := &stream{
 		name:  p.name,
 		ctx:   ctx,
@@ -118,10 +129,33 @@ func (p *Provider) Stream(ctx context.Context, req *providers.Request) (provider
 		delay: p.cfg.TokenDelay,
 		abort: make(chan struct{}),
 	}
+	if call, ok := toolCallFor(req, seed); ok {
+		s.plan.n = 0 // no text: the call is the answer
+		s.calls = []providers.ToolCall{call}
+		s.callTokens = toolCallTokens(&call)
+	}
 	if ctx.Done() != nil {
 		s.stopCtx = context.AfterFunc(ctx, s.Abort)
 	}
 	return s, nil
+}
+
+func finishOf(p *plan) string {
+	if p.stop {
+		return providers.FinishStop
+	}
+	return providers.FinishLength
+}
+
+// ToolCalls implements providers.ToolCallStream.
+func (s *stream) ToolCalls() []providers.ToolCall { return s.calls }
+
+// FinishReason implements providers.ToolCallStream.
+func (s *stream) FinishReason() string {
+	if len(s.calls) > 0 {
+		return providers.FinishToolCalls
+	}
+	return finishOf(&s.plan)
 }
 
 // stream is one in-process answer in flight. Next, Usage and Close belong
@@ -140,6 +174,9 @@ type stream struct {
 	abort     chan struct{}
 	abortOnce sync.Once
 	onWait    func() bool
+	// calls is the tool call that replaces the text answer, if any.
+	calls      []providers.ToolCall
+	callTokens int64
 }
 
 // Next waits TimeToFirstToken before the first delta and TokenDelay before
@@ -181,7 +218,7 @@ func (s *stream) Next() ([]byte, error) {
 
 // Usage is exact: the mock counted every token it produced.
 func (s *stream) Usage() providers.Usage {
-	return providers.Usage{InputTokens: s.in, OutputTokens: int64(s.i)}
+	return providers.Usage{InputTokens: s.in, OutputTokens: int64(s.i) + s.callTokens}
 }
 
 // Abort wakes a blocked Next, which returns providers.ErrAborted.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -65,7 +66,7 @@ func TestProviderDeterministic(t *testing.T) {
 		t.Fatal(err)
 	}
 	r2, _ := p.Complete(context.Background(), req)
-	if r1 != r2 {
+	if !reflect.DeepEqual(r1, r2) {
 		t.Fatalf("Complete not deterministic: %+v vs %+v", r1, r2)
 	}
 	s, _ := p.Stream(context.Background(), req)

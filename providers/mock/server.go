@@ -279,11 +279,16 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx, cfg *ServerConfig, p protocol) {
 	}
 
 	sys, usr := r.system, r.user
+	seed := seedOf(r.model, &sys, &usr)
 	a := answer{
 		proto: p,
-		plan:  newPlan(seedOf(r.model, &sys, &usr), cfg.OutputTokens, maxTokens),
+		plan:  newPlan(seed, cfg.OutputTokens, maxTokens),
 		in:    sys.tokens + usr.tokens,
 		id:    s.ids.Add(1),
+	}
+	if call, ok := wireToolCall(ctx.PostBody(), p, seed); ok {
+		s.answerToolCall(ctx, p, r.model, r.stream, r.includeUsage, a.id, a.in, call)
+		return
 	}
 	if r.stream {
 		s.stream(ctx, cfg, &a, r)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strconv"
 	"testing"
 
@@ -114,10 +115,10 @@ func TestDecodeCompletion(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || res != c.want {
+			if err != nil || !reflect.DeepEqual(res, c.want) {
 				t.Fatalf("got %+v %v, want %+v", res, err, c.want)
 			}
-			if ref, err := refDecodeCompletion(p.name, []byte(c.body), r); err != nil || ref != res {
+			if ref, err := refDecodeCompletion(p.name, []byte(c.body), r); err != nil || !reflect.DeepEqual(ref, res) {
 				t.Fatalf("encoding/json gives %+v %v", ref, err)
 			}
 		})
@@ -136,7 +137,7 @@ func FuzzDecodeCompletion(f *testing.F) {
 		var res providers.Result
 		err := p.decodeCompletion(body, r, &res)
 		want, wantErr := refDecodeCompletion(p.name, body, r)
-		if (err == nil) != (wantErr == nil) || (err != nil && err.Error() != wantErr.Error()) || res != want {
+		if (err == nil) != (wantErr == nil) || (err != nil && err.Error() != wantErr.Error()) || !reflect.DeepEqual(res, want) {
 			t.Fatalf("decodeCompletion = %+v, %v; encoding/json = %+v, %v", res, err, want, wantErr)
 		}
 	})

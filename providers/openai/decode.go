@@ -174,6 +174,9 @@ func (p *Provider) decodeCompletion(body []byte, r *providers.Request, res *prov
 		}
 		res.Content = string(text)
 	}
+	if r.Conversation() {
+		parseToolCalls(body, res)
+	}
 	if c.usage {
 		res.Usage = providers.Usage{InputTokens: c.prompt, OutputTokens: c.completion}
 	} else {

@@ -78,6 +78,18 @@ func appendRequestBody(dst []byte, maxTokensField string, r *providers.Request, 
 	dst = append(dst, `{"model":`...)
 	dst = providers.AppendJSONString(dst, r.Model)
 	dst = append(dst, `,"messages":[`...)
+	if r.Conversation() {
+		dst = appendMessages(dst, r)
+		dst = append(dst, ']')
+		dst = appendOptions(dst, r)
+	} else {
+		dst = appendPersonaMessages(dst, r)
+	}
+	return appendTail(dst, maxTokensField, r, stream)
+}
+
+// appendPersonaMessages writes the persona route's two messages.
+func appendPersonaMessages(dst []byte, r *providers.Request) []byte {
 	if r.System != "" {
 		dst = append(dst, `{"role":"system","content":`...)
 		dst = providers.AppendJSONString(dst, r.System)
@@ -85,7 +97,12 @@ func appendRequestBody(dst []byte, maxTokensField string, r *providers.Request, 
 	}
 	dst = append(dst, `{"role":"user","content":`...)
 	dst = providers.AppendJSONString(dst, r.UserText)
-	dst = append(dst, `}]`...)
+	return append(dst, `}]`...)
+}
+
+// appendTail writes temperature, the output cap and stream and closes
+// the body.
+func appendTail(dst []byte, maxTokensField string, r *providers.Request, stream bool) []byte {
 	if r.HasTemperature && !math.IsNaN(r.Temperature) && !math.IsInf(r.Temperature, 0) {
 		dst = append(dst, `,"temperature":`...)
 		dst = strconv.AppendFloat(dst, r.Temperature, 'g', -1, 64)

@@ -18,7 +18,15 @@ type stream struct {
 	haveUsage     bool
 	deltas        int64
 	err           error
+	calls         toolCallAcc
+	finish        string
 }
+
+// ToolCalls implements providers.ToolCallStream.
+func (s *stream) ToolCalls() []providers.ToolCall { return s.calls.calls }
+
+// FinishReason implements providers.ToolCallStream.
+func (s *stream) FinishReason() string { return s.finish }
 
 // Next returns the next non-empty content delta; see providers.Stream.
 func (s *stream) Next() ([]byte, error) {
@@ -43,6 +51,12 @@ func (s *stream) Next() ([]byte, error) {
 		if s.chunk.hasError || string(ev.Name) == "error" {
 			s.err = &providers.UpstreamError{Kind: providers.KindProtocol, Provider: s.name, Detail: "error event: " + providers.SafeErrorType(s.chunk.errType)}
 			break
+		}
+		if len(s.chunk.toolCalls) > 0 {
+			s.calls.addDeltas(s.chunk.toolCalls)
+		}
+		if f := s.chunk.finish; len(f) > 2 && f[0] == '"' {
+			s.finish = finishReason(f)
 		}
 		if s.chunk.hasUsage {
 			s.usage = providers.Usage{InputTokens: s.chunk.promptTokens, OutputTokens: s.chunk.completionTokens}
@@ -90,6 +104,10 @@ type chunk struct {
 	hasUsage         bool
 	hasError         bool
 	errType          []byte
+	// toolCalls and finish are choices[0]'s raw delta.tool_calls and
+	// finish_reason, read leniently (never an error) by the stream.
+	toolCalls []byte
+	finish    []byte
 }
 
 // parseChunk reads choices[0].delta.content, usage and error from one
@@ -168,6 +186,10 @@ func (c *chunk) parseChoice(val []byte) error {
 		return err
 	}
 	for key, v, ok := obj.Member(); ok; key, v, ok = obj.Member() {
+		if providers.JSONKeyIs(key, "finish_reason") {
+			c.finish = v
+			continue
+		}
 		if !providers.JSONKeyIs(key, "delta") {
 			continue
 		}
@@ -177,6 +199,10 @@ func (c *chunk) parseChoice(val []byte) error {
 			return err
 		}
 		for k, dv, ok := delta.Member(); ok; k, dv, ok = delta.Member() {
+			if providers.JSONKeyIs(k, "tool_calls") {
+				c.toolCalls = dv
+				continue
+			}
 			if !providers.JSONKeyIs(k, "content") {
 				continue
 			}

@@ -1,0 +1,286 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/anthropics/anthropic-sdk-go/v2"
+	"github.com/anthropics/anthropic-sdk-go/v2/option"
+
+	"github.com/moonborn/edge/providers/mock"
+)
+
+// The Anthropic route driven by the official Go SDK, which authenticates
+// with x-api-key and sends anthropic-version.
+
+func anthropicClient(g *gw, key string, opts ...option.RequestOption) anthropic.Client {
+	return anthropic.NewClient(append([]option.RequestOption{
+		option.WithBaseURL(g.base), option.WithAPIKey(key), option.WithMaxRetries(0),
+	}, opts...)...)
+}
+
+var weatherToolA = anthropic.ToolUnionParam{OfTool: &anthropic.ToolParam{
+	Name:        "get_weather",
+	Description: anthropic.String("The weather in a city"),
+	InputSchema: anthropic.ToolInputSchemaParam{
+		Properties: map[string]any{"city": map[string]any{"type": "string"}},
+		Required:   []string{"city"},
+	},
+}}
+
+func TestAnthropicSDKMessages(t *testing.T) {
+	up := startUpstream(t, mock.ServerConfig{OutputTokens: 7})
+	g := startGateway(t, testConfig(t, up, ""))
+	c := anthropicClient(g, keyDemo)
+	for _, model := range []string{"mock-1", "oa-1", "an-1"} {
+		t.Run(model, func(t *testing.T) {
+			ctx := sdkCtx(t)
+			params := anthropic.MessageNewParams{
+				Model:     anthropic.Model(model),
+				MaxTokens: 50,
+				System:    []anthropic.TextBlockParam{{Text: "Be brief."}},
+				Messages: []anthropic.MessageParam{
+					anthropic.NewUserMessage(anthropic.NewTextBlock("Hello")),
+					anthropic.NewAssistantMessage(anthropic.NewTextBlock("Hi there.")),
+					anthropic.NewUserMessage(anthropic.NewTextBlock("How are you?")),
+				},
+			}
+			res, err := c.Messages.New(ctx, params)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Role != "assistant" || len(res.Content) != 1 || res.Content[0].Type != "text" || res.Content[0].Text == "" {
+				t.Fatalf("message %+v", res)
+			}
+			if res.StopReason != "end_turn" && res.StopReason != "max_tokens" {
+				t.Fatalf("stop_reason %q", res.StopReason)
+			}
+			if res.Usage.InputTokens <= 0 || res.Usage.OutputTokens <= 0 {
+				t.Fatalf("usage %+v", res.Usage)
+			}
+			if model != "mock-1" && res.Usage.OutputTokens != 7 {
+				t.Fatalf("output tokens %d, upstream said 7", res.Usage.OutputTokens)
+			}
+			st := c.Messages.NewStreaming(ctx, params)
+			var acc anthropic.Message
+			events := 0
+			for st.Next() {
+				if err := acc.Accumulate(st.Current()); err != nil {
+					t.Fatal(err)
+				}
+				events++
+			}
+			if err := st.Err(); err != nil {
+				t.Fatal(err)
+			}
+			if events < 5 || len(acc.Content) != 1 || acc.Content[0].Text == "" {
+				t.Fatalf("%d events, content %+v", events, acc.Content)
+			}
+			if acc.Usage.OutputTokens != res.Usage.OutputTokens {
+				t.Fatalf("stream usage %+v, non-stream %+v", acc.Usage, res.Usage)
+			}
+			if model != "mock-1" && acc.Content[0].Text != res.Content[0].Text {
+				t.Fatalf("stream %q, non-stream %q", acc.Content[0].Text, res.Content[0].Text)
+			}
+		})
+	}
+}
+
+func TestAnthropicSDKToolUse(t *testing.T) {
+	up := startUpstream(t, mock.ServerConfig{})
+	g := startGateway(t, testConfig(t, up, ""))
+	c := anthropicClient(g, keyDemo)
+	for _, model := range []string{"mock-1", "oa-1", "an-1"} {
+		for _, stream := range []bool{false, true} {
+			name := model
+			if stream {
+				name += "/stream"
+			}
+			t.Run(name, func(t *testing.T) {
+				params := anthropic.MessageNewParams{
+					Model:     anthropic.Model(model),
+					MaxTokens: 100,
+					Messages:  []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("Weather in Paris?"))},
+					Tools:     []anthropic.ToolUnionParam{weatherToolA},
+				}
+				msg := anthropicRun(t, c, params, stream)
+				if msg.StopReason != "tool_use" {
+					t.Fatalf("stop_reason %q, content %+v", msg.StopReason, msg.Content)
+				}
+				var use *anthropic.ContentBlockUnion
+				for i := range msg.Content {
+					if msg.Content[i].Type == "tool_use" {
+						use = &msg.Content[i]
+					}
+				}
+				if use == nil || use.Name != "get_weather" || use.ID == "" {
+					t.Fatalf("content %+v", msg.Content)
+				}
+				var input map[string]any
+				if err := json.Unmarshal(use.Input, &input); err != nil || input["city"] == nil {
+					t.Fatalf("input %s: %v", use.Input, err)
+				}
+				params.Messages = append(params.Messages, msg.ToParam(),
+					anthropic.NewUserMessage(anthropic.NewToolResultBlock(use.ID, `{"temp_c": 21}`, false)))
+				msg = anthropicRun(t, c, params, stream)
+				if msg.StopReason == "tool_use" || len(msg.Content) == 0 || msg.Content[0].Text == "" {
+					t.Fatalf("after the tool result: %+v", msg)
+				}
+			})
+		}
+	}
+}
+
+func anthropicRun(t *testing.T, c anthropic.Client, params anthropic.MessageNewParams, stream bool) anthropic.Message {
+	t.Helper()
+	ctx := sdkCtx(t)
+	if !stream {
+		res, err := c.Messages.New(ctx, params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return *res
+	}
+	st := c.Messages.NewStreaming(ctx, params)
+	var acc anthropic.Message
+	for st.Next() {
+		if err := acc.Accumulate(st.Current()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return acc
+}
+
+func TestAnthropicSDKErrors(t *testing.T) {
+	g := startGateway(t, testConfig(t, nil, ""))
+	ok := []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))}
+	cases := []struct {
+		name   string
+		key    string
+		params anthropic.MessageNewParams
+		status int
+		word   string
+	}{
+		{"bad key", "mb_wrong", anthropic.MessageNewParams{Model: "mock-1", MaxTokens: 10, Messages: ok}, 401, ""},
+		{"unknown model", keyDemo, anthropic.MessageNewParams{Model: "nope", MaxTokens: 10, Messages: ok}, 404, "model"},
+		{"no messages", keyDemo, anthropic.MessageNewParams{Model: "mock-1", MaxTokens: 10, Messages: []anthropic.MessageParam{}}, 400, "messages"},
+		{"tool_choice names no tool", keyDemo, anthropic.MessageNewParams{Model: "mock-1", MaxTokens: 10, Messages: ok,
+			Tools: []anthropic.ToolUnionParam{weatherToolA}, ToolChoice: anthropic.ToolChoiceParamOfTool("nope")}, 400, "tool_choice"},
+		{"no max_tokens", keyDemo, anthropic.MessageNewParams{Model: "mock-1", Messages: ok}, 400, "max_tokens"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := anthropicClient(g, tc.key)
+			_, err := c.Messages.New(sdkCtx(t), tc.params)
+			var ae *anthropic.Error
+			if !errors.As(err, &ae) {
+				t.Fatalf("err %v is not an *anthropic.Error", err)
+			}
+			if ae.StatusCode != tc.status || !strings.Contains(ae.Error(), tc.word) {
+				t.Fatalf("status %d %v; want %d naming %q", ae.StatusCode, ae, tc.status, tc.word)
+			}
+		})
+	}
+}
+
+func TestAnthropicSDKMidStreamCutAndPersona(t *testing.T) {
+	up := startUpstream(t, mock.ServerConfig{CutAfterTokens: 3})
+	g := startGateway(t, testConfig(t, up, ""))
+	c := anthropicClient(g, keyDemo)
+	for _, model := range []string{"oa-1", "an-1"} {
+		st := c.Messages.NewStreaming(sdkCtx(t), anthropic.MessageNewParams{Model: anthropic.Model(model), MaxTokens: 50, Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))}})
+		n := 0
+		for st.Next() {
+			n++
+		}
+		if st.Err() == nil || n == 0 {
+			t.Fatalf("%s: after %d events err %v; want events then an error", model, n, st.Err())
+		}
+	}
+	up.srv.SetConfig(mock.ServerConfig{})
+	_, err := c.Messages.New(sdkCtx(t), anthropic.MessageNewParams{
+		Model: "persona/psn_demo/an-1", MaxTokens: 50,
+		System:   []anthropic.TextBlockParam{{Text: "Caller rules."}},
+		Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, _ := up.srv.LastRequest()
+	var body struct {
+		System string `json:"system"`
+	}
+	if err := json.Unmarshal(last.Body, &body); err != nil || body.System != "You are terse.\n\nCaller rules." {
+		t.Fatalf("upstream got %s (%v)", last.Body, err)
+	}
+	page, err := c.Models.List(sdkCtx(t), anthropic.ModelListParams{})
+	if err != nil || len(page.Data) != 4 || page.Data[2].ID != "mock-1" {
+		t.Fatalf("models %+v %v", page, err)
+	}
+}
+
+// Replies the router makes itself (405, 413, 404) are in the route's SDK
+// shape too.
+func TestSDKRouterErrorShapes(t *testing.T) {
+	g := startGateway(t, testConfig(t, nil, ""))
+	big := `{"model":"mock-1","messages":[{"role":"user","content":"` + strings.Repeat("x", 5000) + `"}]}`
+	r := g.post("/v1/chat/completions", keyDemo, big)
+	var oe struct {
+		Error struct{ Message, Type, Code string } `json:"error"`
+	}
+	if err := json.Unmarshal(r.body, &oe); r.status != 413 || err != nil || oe.Error.Type != "invalid_request_error" || oe.Error.Code != "payload_too_large" {
+		t.Fatalf("413: %d %s", r.status, r.body)
+	}
+	r = g.post("/v1/messages", keyDemo, big, "anthropic-version", "2023-06-01")
+	var ae struct {
+		Type  string `json:"type"`
+		Error struct{ Type, Message string }
+	}
+	if err := json.Unmarshal(r.body, &ae); r.status != 413 || err != nil || ae.Type != "error" || ae.Error.Type != "request_too_large" {
+		t.Fatalf("413: %d %s", r.status, r.body)
+	}
+	r = g.post("/v1/models", keyDemo, "{}")
+	if err := json.Unmarshal(r.body, &oe); r.status != 405 || err != nil || oe.Error.Type == "" || r.header.Get("Allow") != "GET" {
+		t.Fatalf("405: %d %v %s", r.status, r.header, r.body)
+	}
+	r = g.post("/v1/messages", keyDemo, `{"model":`, "anthropic-version", "2023-06-01")
+	if err := json.Unmarshal(r.body, &ae); r.status != 400 || err != nil || ae.Error.Type != "invalid_request_error" || !strings.Contains(ae.Error.Message, "body") {
+		t.Fatalf("malformed: %d %s", r.status, r.body)
+	}
+}
+
+// Anthropic's SDK raises RateLimitError on a 429, and its own retries
+// wait for retry-after and then succeed.
+func TestAnthropicSDKRateLimitRetry(t *testing.T) {
+	cfg := testConfig(t, nil, "") + `
+limits:
+  default: {requestsPerMinute: 60, requestBurst: 1}
+`
+	g := startGateway(t, cfg)
+	params := anthropic.MessageNewParams{Model: "mock-1", MaxTokens: 20,
+		Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))}}
+	c := anthropicClient(g, keyDemo)
+	if _, err := c.Messages.New(sdkCtx(t), params); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Messages.New(sdkCtx(t), params)
+	var ae *anthropic.Error
+	if !errors.As(err, &ae) || ae.StatusCode != 429 || ae.Response.Header.Get("Retry-After") == "" {
+		t.Fatalf("want a 429 with retry-after, got %v", err)
+	}
+	rc := anthropicClient(g, keyDemo, option.WithMaxRetries(3))
+	start := time.Now()
+	res, err := rc.Messages.New(sdkCtx(t), params)
+	if err != nil || len(res.Content) == 0 {
+		t.Fatalf("with retries: %v", err)
+	}
+	if waited := time.Since(start); waited < 200*time.Millisecond {
+		t.Fatalf("succeeded after %v: the SDK cannot have waited for the bucket", waited)
+	}
+}

@@ -1,0 +1,382 @@
+package gateway
+
+import (
+	"strconv"
+
+	"github.com/moonborn/edge/providers"
+)
+
+// decodeAnthropicRequest parses a Messages API body into c. Failures are
+// 400s naming the field as Anthropic spells it. Image and document
+// blocks, extended thinking and MCP servers are refused by name; unknown
+// fields are ignored.
+func decodeAnthropicRequest(body []byte, c *conversation) *apiError {
+	if ae := checkBody(body); ae != nil {
+		return ae
+	}
+	obj, _ := providers.NewJSONObject(body)
+	hasModel, hasMessages := false, false
+	c.maxTokensField = "max_tokens"
+	var ae *apiError
+	for key, v, ok := obj.Member(); ok && ae == nil; key, v, ok = obj.Member() {
+		if providers.JSONIsNull(v) {
+			continue
+		}
+		r := &c.req
+		switch {
+		case providers.JSONKeyIs(key, "model"):
+			c.model, ae = jsonStr(v, "model")
+			hasModel = true
+		case providers.JSONKeyIs(key, "messages"):
+			hasMessages = true
+			ae = decodeAnthropicMessages(v, c)
+		case providers.JSONKeyIs(key, "system"):
+			var sys string
+			sys, ae = decodeAnthropicText(v, "system")
+			if sys != "" {
+				c.system = append(c.system, sys)
+			}
+		case providers.JSONKeyIs(key, "stream"):
+			c.stream, ae = jsonBool(v, "stream")
+		case providers.JSONKeyIs(key, "max_tokens"):
+			c.maxTokens, ae = jsonWhole(v, "max_tokens", 1)
+			c.hasMaxTokens = true
+		case providers.JSONKeyIs(key, "temperature"):
+			r.Temperature, ae = jsonRange(v, "temperature", 0, 1)
+			r.HasTemperature = true
+		case providers.JSONKeyIs(key, "top_p"):
+			r.TopP, ae = jsonRange(v, "top_p", 0, 1)
+			r.HasTopP = true
+		case providers.JSONKeyIs(key, "top_k"):
+			var k int64
+			k, ae = jsonWhole(v, "top_k", 1)
+			r.TopK = int(min(k, 1<<30))
+		case providers.JSONKeyIs(key, "stop_sequences"):
+			r.Stop, ae = jsonStop(v, "stop_sequences", 0)
+		case providers.JSONKeyIs(key, "metadata"):
+			ae = decodeAnthropicMetadata(v, r)
+		case providers.JSONKeyIs(key, "tools"):
+			ae = decodeAnthropicTools(v, &r.Tools)
+		case providers.JSONKeyIs(key, "tool_choice"):
+			ae = decodeAnthropicToolChoice(v, &r.ToolChoice)
+		case providers.JSONKeyIs(key, "thinking"), providers.JSONKeyIs(key, "mcp_servers"),
+			providers.JSONKeyIs(key, "container"):
+			ae = badRequest(string(key[1:len(key)-1]), "is not supported")
+		}
+	}
+	if ae != nil {
+		return ae
+	}
+	switch {
+	case !hasModel || c.model == "":
+		return badRequest("model", "Field required")
+	case !c.hasMaxTokens:
+		return badRequest("max_tokens", "Field required")
+	case !hasMessages:
+		return badRequest("messages", "Field required")
+	case len(c.req.Messages) == 0:
+		return badRequest("messages", "at least one message is required")
+	}
+	return checkToolChoice(&c.req, "tool_choice")
+}
+
+func decodeAnthropicMetadata(v []byte, r *providers.Request) *apiError {
+	obj, err := providers.NewJSONObject(v)
+	if err != nil {
+		return badRequest("metadata", "must be an object")
+	}
+	var ae *apiError
+	for k, mv, ok := obj.Member(); ok && ae == nil; k, mv, ok = obj.Member() {
+		if providers.JSONKeyIs(k, "user_id") && !providers.JSONIsNull(mv) {
+			r.User, ae = jsonStr(mv, "metadata.user_id")
+		}
+	}
+	return ae
+}
+
+// decodeAnthropicText reads a string or an array of text blocks.
+func decodeAnthropicText(v []byte, field string) (string, *apiError) {
+	if len(v) > 0 && v[0] == '"' {
+		return jsonStr(v, field)
+	}
+	arr, err := providers.NewJSONArray(v)
+	if err != nil {
+		return "", badRequest(field, "must be a string or an array of text blocks")
+	}
+	var text []byte
+	i := 0
+	for el, ok := arr.Element(); ok; el, ok = arr.Element() {
+		f := field + "." + strconv.Itoa(i)
+		i++
+		b, ae := readBlock(el, f)
+		if ae != nil {
+			return "", ae
+		}
+		if string(b.typ) != `"text"` {
+			return "", badRequest(f+".type", "only text blocks are supported here")
+		}
+		text = append(text, b.text...)
+	}
+	return string(text), nil
+}
+
+// block is one content block's members, raw.
+type block struct {
+	typ, id, name, input, toolUseID, content []byte
+	text                                     string
+	isError                                  bool
+	hasText                                  bool
+}
+
+func readBlock(v []byte, f string) (block, *apiError) {
+	var b block
+	obj, err := providers.NewJSONObject(v)
+	if err != nil {
+		return b, badRequest(f, "must be an object")
+	}
+	var ae *apiError
+	for k, bv, ok := obj.Member(); ok && ae == nil; k, bv, ok = obj.Member() {
+		if providers.JSONIsNull(bv) {
+			continue
+		}
+		switch {
+		case providers.JSONKeyIs(k, "type"):
+			b.typ = bv
+		case providers.JSONKeyIs(k, "text"):
+			b.text, ae = jsonStr(bv, f+".text")
+			b.hasText = true
+		case providers.JSONKeyIs(k, "id"):
+			b.id = bv
+		case providers.JSONKeyIs(k, "name"):
+			b.name = bv
+		case providers.JSONKeyIs(k, "input"):
+			b.input = bv
+		case providers.JSONKeyIs(k, "tool_use_id"):
+			b.toolUseID = bv
+		case providers.JSONKeyIs(k, "content"):
+			b.content = bv
+		case providers.JSONKeyIs(k, "is_error"):
+			b.isError, ae = jsonBool(bv, f+".is_error")
+		case providers.JSONKeyIs(k, "cache_control"), providers.JSONKeyIs(k, "citations"):
+			// Hints the answer does not depend on; accepted and not sent on.
+		}
+	}
+	if ae == nil && len(b.typ) == 0 {
+		ae = badRequest(f+".type", "Field required")
+	}
+	return b, ae
+}
+
+// decodeAnthropicMessages maps turns onto canonical messages: a user
+// turn's tool_result blocks become tool messages (in order, before the
+// turn's text), an assistant turn's tool_use blocks its tool calls.
+func decodeAnthropicMessages(v []byte, c *conversation) *apiError {
+	arr, err := providers.NewJSONArray(v)
+	if err != nil {
+		return badRequest("messages", "must be an array")
+	}
+	i := 0
+	for el, ok := arr.Element(); ok; el, ok = arr.Element() {
+		f := "messages." + strconv.Itoa(i)
+		i++
+		obj, err := providers.NewJSONObject(el)
+		if err != nil {
+			return badRequest(f, "must be an object")
+		}
+		var role, content []byte
+		for k, mv, ok := obj.Member(); ok; k, mv, ok = obj.Member() {
+			switch {
+			case providers.JSONKeyIs(k, "role"):
+				role = mv
+			case providers.JSONKeyIs(k, "content"):
+				content = mv
+			}
+		}
+		var m providers.Message
+		switch string(role) {
+		case `"user"`:
+			m.Role = providers.RoleUser
+		case `"assistant"`:
+			m.Role = providers.RoleAssistant
+		case "":
+			return badRequest(f+".role", "Field required")
+		default:
+			return badRequest(f+".role", `must be "user" or "assistant"`)
+		}
+		if len(content) == 0 || providers.JSONIsNull(content) {
+			return badRequest(f+".content", "Field required")
+		}
+		if content[0] == '"' {
+			s, ae := jsonStr(content, f+".content")
+			if ae != nil {
+				return ae
+			}
+			m.Text = s
+			c.req.Messages = append(c.req.Messages, m)
+			continue
+		}
+		blocks, err := providers.NewJSONArray(content)
+		if err != nil {
+			return badRequest(f+".content", "must be a string or an array of blocks")
+		}
+		var text []byte
+		j := 0
+		for bel, ok := blocks.Element(); ok; bel, ok = blocks.Element() {
+			bf := f + ".content." + strconv.Itoa(j)
+			j++
+			b, ae := readBlock(bel, bf)
+			if ae != nil {
+				return ae
+			}
+			switch string(b.typ) {
+			case `"text"`:
+				text = append(text, b.text...)
+			case `"tool_use"`:
+				if m.Role != providers.RoleAssistant {
+					return badRequest(bf+".type", "tool_use blocks belong to assistant turns")
+				}
+				tc, ae := toolUseCall(&b, bf)
+				if ae != nil {
+					return ae
+				}
+				m.ToolCalls = append(m.ToolCalls, tc)
+			case `"tool_result"`:
+				if m.Role != providers.RoleUser {
+					return badRequest(bf+".type", "tool_result blocks belong to user turns")
+				}
+				tm, ae := toolResultMessage(&b, bf)
+				if ae != nil {
+					return ae
+				}
+				c.req.Messages = append(c.req.Messages, tm)
+			default:
+				return badRequest(bf+".type", string(b.typ)+" blocks are not supported; only text, tool_use and tool_result")
+			}
+		}
+		m.Text = string(text)
+		if m.Text != "" || len(m.ToolCalls) > 0 || j == 0 {
+			c.req.Messages = append(c.req.Messages, m)
+		}
+	}
+	return nil
+}
+
+func toolUseCall(b *block, f string) (providers.ToolCall, *apiError) {
+	var tc providers.ToolCall
+	id, ok1 := jsonText(b.id)
+	name, ok2 := jsonText(b.name)
+	if !ok1 || !ok2 || len(id) == 0 || len(name) == 0 {
+		return tc, badRequest(f, "tool_use needs an id and a name")
+	}
+	if len(b.input) == 0 || !providers.JSONIsObject(b.input) {
+		return tc, badRequest(f+".input", "must be an object")
+	}
+	return providers.ToolCall{ID: string(id), Name: string(name), Arguments: string(b.input)}, nil
+}
+
+func toolResultMessage(b *block, f string) (providers.Message, *apiError) {
+	m := providers.Message{Role: providers.RoleTool, IsError: b.isError}
+	id, ok := jsonText(b.toolUseID)
+	if !ok || len(id) == 0 {
+		return m, badRequest(f+".tool_use_id", "Field required")
+	}
+	m.ToolCallID = string(id)
+	if len(b.content) > 0 {
+		s, ae := decodeAnthropicText(b.content, f+".content")
+		if ae != nil {
+			return m, ae
+		}
+		m.Text = s
+	}
+	return m, nil
+}
+
+func decodeAnthropicTools(v []byte, dst *[]providers.Tool) *apiError {
+	arr, err := providers.NewJSONArray(v)
+	if err != nil {
+		return badRequest("tools", "must be an array")
+	}
+	i := 0
+	for el, ok := arr.Element(); ok; el, ok = arr.Element() {
+		f := "tools." + strconv.Itoa(i)
+		i++
+		obj, err := providers.NewJSONObject(el)
+		if err != nil {
+			return badRequest(f, "must be an object")
+		}
+		var t providers.Tool
+		var ae *apiError
+		for k, tv, ok := obj.Member(); ok && ae == nil; k, tv, ok = obj.Member() {
+			if providers.JSONIsNull(tv) {
+				continue
+			}
+			switch {
+			case providers.JSONKeyIs(k, "name"):
+				t.Name, ae = jsonStr(tv, f+".name")
+			case providers.JSONKeyIs(k, "description"):
+				t.Description, ae = jsonStr(tv, f+".description")
+			case providers.JSONKeyIs(k, "input_schema"):
+				if !providers.JSONIsObject(tv) {
+					ae = badRequest(f+".input_schema", "must be a JSON Schema object")
+				}
+				t.Parameters = append([]byte(nil), tv...)
+			case providers.JSONKeyIs(k, "type"):
+				if string(tv) != `"custom"` {
+					ae = badRequest(f+".type", "server tools are not supported; only custom tools")
+				}
+			}
+		}
+		if ae != nil {
+			return ae
+		}
+		if t.Name == "" {
+			return badRequest(f+".name", "Field required")
+		}
+		if len(t.Parameters) == 0 {
+			return badRequest(f+".input_schema", "Field required")
+		}
+		*dst = append(*dst, t)
+	}
+	return nil
+}
+
+func decodeAnthropicToolChoice(v []byte, tc *providers.ToolChoice) *apiError {
+	obj, err := providers.NewJSONObject(v)
+	if err != nil {
+		return badRequest("tool_choice", "must be an object")
+	}
+	var typ []byte
+	var ae *apiError
+	for k, cv, ok := obj.Member(); ok && ae == nil; k, cv, ok = obj.Member() {
+		if providers.JSONIsNull(cv) {
+			continue
+		}
+		switch {
+		case providers.JSONKeyIs(k, "type"):
+			typ = cv
+		case providers.JSONKeyIs(k, "name"):
+			tc.Name, ae = jsonStr(cv, "tool_choice.name")
+		case providers.JSONKeyIs(k, "disable_parallel_tool_use"):
+			tc.NoParallel, ae = jsonBool(cv, "tool_choice.disable_parallel_tool_use")
+		}
+	}
+	if ae != nil {
+		return ae
+	}
+	switch string(typ) {
+	case `"auto"`:
+		tc.Mode = providers.ToolChoiceAuto
+	case `"any"`:
+		tc.Mode = providers.ToolChoiceRequired
+	case `"none"`:
+		tc.Mode = providers.ToolChoiceNone
+	case `"tool"`:
+		tc.Mode = providers.ToolChoiceNamed
+		if tc.Name == "" {
+			return badRequest("tool_choice.name", "Field required")
+		}
+	default:
+		return badRequest("tool_choice.type", `must be "auto", "any", "tool" or "none"`)
+	}
+	return nil
+}

@@ -1,0 +1,194 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/moonborn/edge/gateway/persona"
+	"github.com/moonborn/edge/providers"
+)
+
+// conversation is a decoded request of an SDK-compatible route (OpenAI
+// chat completions, Anthropic messages), in canonical form, before the
+// persona and model are resolved. Field names in errors are the wire
+// protocol's own, so a 400 names what the caller sent.
+type conversation struct {
+	model          string
+	system         []string // the caller's leading system texts, in order
+	req            providers.Request
+	maxTokens      int64
+	hasMaxTokens   bool
+	maxTokensField string
+	stream         bool
+	includeUsage   bool
+}
+
+// personaModelPrefix introduces a persona in the model field: the
+// mechanism every SDK supports without custom headers or options, visible
+// in the caller's own code and logs. "persona/psn_x" uses the persona's
+// default model; "persona/psn_x/model-id" picks one of its allowed models.
+const personaModelPrefix = "persona/"
+
+// badRequest is a validation error naming the field: the persona route's
+// 422, which the SDK routes answer as 400 (see sdkStatus), the status
+// their SDKs raise BadRequestError for.
+func badRequest(field, rule string) *apiError { return validationError(field, rule) }
+
+// resolveConversation applies the persona named by the model field (if
+// any) and the model, filling x.req: the persona's prompt first, then the
+// caller's leading system messages; the persona's temperature and output
+// cap unless the caller set them; its allowed models.
+func (s *Server) resolveConversation(x *exchange, c *conversation) error {
+	modelID := c.model
+	var p *persona.Persona
+	if rest, ok := strings.CutPrefix(modelID, personaModelPrefix); ok {
+		id, m, _ := strings.Cut(rest, "/")
+		x.personaID = id
+		if !persona.ValidID(id) {
+			return personaNotFound(id)
+		}
+		var err error
+		p, err = x.st.Personas.Resolve(context.Background(), x.principal.Workspace, id, x.start)
+		if err != nil {
+			if errors.Is(err, persona.ErrNotFound) {
+				return personaNotFound(id)
+			}
+			return err
+		}
+		modelID = m
+		if modelID == "" {
+			modelID = p.DefaultModel
+		}
+	}
+	m := x.st.Models[modelID]
+	if m == nil {
+		return notFoundError("model: unknown model " + strconv.Quote(modelID))
+	}
+	if p != nil && len(p.AllowedModels) > 0 && !contains(p.AllowedModels, m.ID) {
+		return badRequest("model", "model "+strconv.Quote(m.ID)+" is not allowed for this persona")
+	}
+	x.model = m
+	x.stream = c.stream
+	req := &x.req
+	*req = c.req
+	req.Observer = x
+	req.Model = m.UpstreamModel
+	var sys []string
+	if p != nil && p.SystemPrompt != "" {
+		sys = append(sys, p.SystemPrompt)
+	}
+	sys = append(sys, c.system...)
+	req.System = strings.Join(sys, "\n\n")
+	switch {
+	case req.HasTemperature:
+	case p != nil && p.Temperature != nil:
+		req.Temperature, req.HasTemperature = *p.Temperature, true
+	case m.Temperature != nil:
+		req.Temperature, req.HasTemperature = *m.Temperature, true
+	}
+	switch {
+	case c.hasMaxTokens:
+		if c.maxTokens > int64(m.MaxOutputTokens) {
+			return badRequest(c.maxTokensField, "must be at most "+strconv.Itoa(m.MaxOutputTokens)+" for model "+m.ID)
+		}
+		req.MaxOutputTokens = int(c.maxTokens)
+	case p != nil && p.MaxOutputTokens > 0:
+		req.MaxOutputTokens = min(p.MaxOutputTokens, m.MaxOutputTokens)
+	default:
+		req.MaxOutputTokens = m.MaxOutputTokens
+	}
+	if ch, ok := m.Provider.(providers.Checker); ok {
+		if fe := ch.Check(req); fe != nil {
+			return badRequest(fe.Field, fe.Rule+" by the deployments serving model "+m.ID)
+		}
+	}
+	return nil
+}
+
+// jsonWhole reads a whole number ≥ min.
+func jsonWhole(v []byte, field string, least int64) (int64, *apiError) {
+	f, err := providers.JSONFloat(v)
+	if err != nil {
+		return 0, badRequest(field, "must be an integer")
+	}
+	if f != math.Trunc(f) || f < float64(least) || f > 1<<53 {
+		return 0, badRequest(field, "must be a whole number of at least "+strconv.FormatInt(least, 10))
+	}
+	return int64(f), nil
+}
+
+// jsonRange reads a number in [lo, hi].
+func jsonRange(v []byte, field string, lo, hi float64) (float64, *apiError) {
+	f, err := providers.JSONFloat(v)
+	if err != nil {
+		return 0, badRequest(field, "must be a number")
+	}
+	if math.IsNaN(f) || f < lo || f > hi {
+		return 0, badRequest(field, "must be between "+strconv.FormatFloat(lo, 'g', -1, 64)+" and "+strconv.FormatFloat(hi, 'g', -1, 64))
+	}
+	return f, nil
+}
+
+// jsonStr reads a string value.
+func jsonStr(v []byte, field string) (string, *apiError) {
+	s, ok := jsonText(v)
+	if !ok {
+		return "", badRequest(field, "must be a string")
+	}
+	return string(s), nil
+}
+
+// jsonBool reads a boolean.
+func jsonBool(v []byte, field string) (bool, *apiError) {
+	switch string(v) {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return false, badRequest(field, "must be a boolean")
+}
+
+// jsonStop reads a stop-sequence field: a string or an array of strings.
+func jsonStop(v []byte, field string, max int) ([]string, *apiError) {
+	if len(v) > 0 && v[0] == '"' {
+		s, ae := jsonStr(v, field)
+		return []string{s}, ae
+	}
+	arr, err := providers.NewJSONArray(v)
+	if err != nil {
+		return nil, badRequest(field, "must be a string or an array of strings")
+	}
+	var out []string
+	for el, ok := arr.Element(); ok; el, ok = arr.Element() {
+		s, ae := jsonStr(el, field+"["+strconv.Itoa(len(out))+"]")
+		if ae != nil {
+			return nil, ae
+		}
+		out = append(out, s)
+	}
+	if arr.Err() != nil {
+		return nil, badRequest("body", "malformed JSON")
+	}
+	if max > 0 && len(out) > max {
+		return nil, badRequest(field, "at most "+strconv.Itoa(max)+" sequences")
+	}
+	return out, nil
+}
+
+// checkBody applies the checks every SDK route shares before walking.
+func checkBody(body []byte) *apiError {
+	if !providers.JSONIsObject(body) {
+		return badRequest("body", "must be a JSON object")
+	}
+	if !providers.JSONValid(body) {
+		return badRequest("body", "malformed JSON")
+	}
+	if !utf8Valid(body) {
+		return badRequest("body", "must be valid UTF-8")
+	}
+	return nil
+}

@@ -1,0 +1,432 @@
+package gateway
+
+import (
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/moonborn/edge/providers"
+)
+
+func utf8Valid(b []byte) bool { return utf8.Valid(b) }
+
+// decodeOpenAIRequest parses a chat completions body into c. Every
+// failure is a 400 naming the field in OpenAI's spelling. Fields that
+// cannot be served faithfully on every protocol (n > 1, logprobs,
+// penalties, logit_bias, audio, response formats other than text, image
+// parts) are refused by name rather than dropped; unknown fields are
+// ignored, as on the persona route, so newer SDKs keep working.
+func decodeOpenAIRequest(body []byte, c *conversation) *apiError {
+	if ae := checkBody(body); ae != nil {
+		return ae
+	}
+	obj, _ := providers.NewJSONObject(body)
+	hasModel, hasMessages := false, false
+	c.maxTokensField = "max_tokens"
+	var ae *apiError
+	for key, v, ok := obj.Member(); ok && ae == nil; key, v, ok = obj.Member() {
+		if providers.JSONIsNull(v) {
+			continue
+		}
+		r := &c.req
+		switch {
+		case providers.JSONKeyIs(key, "model"):
+			c.model, ae = jsonStr(v, "model")
+			hasModel = true
+		case providers.JSONKeyIs(key, "messages"):
+			hasMessages = true
+			ae = decodeOpenAIMessages(v, c)
+		case providers.JSONKeyIs(key, "stream"):
+			c.stream, ae = jsonBool(v, "stream")
+		case providers.JSONKeyIs(key, "stream_options"):
+			ae = decodeStreamOptions(v, c)
+		case providers.JSONKeyIs(key, "max_completion_tokens"):
+			c.maxTokens, ae = jsonWhole(v, "max_completion_tokens", 1)
+			c.hasMaxTokens, c.maxTokensField = true, "max_completion_tokens"
+		case providers.JSONKeyIs(key, "max_tokens"):
+			if c.maxTokensField == "max_completion_tokens" {
+				continue // the newer field wins, as OpenAI documents
+			}
+			c.maxTokens, ae = jsonWhole(v, "max_tokens", 1)
+			c.hasMaxTokens = true
+		case providers.JSONKeyIs(key, "temperature"):
+			r.Temperature, ae = jsonRange(v, "temperature", 0, 2)
+			r.HasTemperature = true
+		case providers.JSONKeyIs(key, "top_p"):
+			r.TopP, ae = jsonRange(v, "top_p", 0, 1)
+			r.HasTopP = true
+		case providers.JSONKeyIs(key, "seed"):
+			var f float64
+			f, ae = jsonRange(v, "seed", -(1 << 53), 1<<53)
+			r.Seed, r.HasSeed = int64(f), true
+		case providers.JSONKeyIs(key, "user"):
+			r.User, ae = jsonStr(v, "user")
+		case providers.JSONKeyIs(key, "stop"):
+			r.Stop, ae = jsonStop(v, "stop", 4)
+		case providers.JSONKeyIs(key, "n"):
+			var n int64
+			if n, ae = jsonWhole(v, "n", 1); ae == nil && n != 1 {
+				ae = badRequest("n", "only 1 choice is supported")
+			}
+		case providers.JSONKeyIs(key, "tools"):
+			ae = decodeOpenAITools(v, &r.Tools)
+		case providers.JSONKeyIs(key, "tool_choice"):
+			ae = decodeOpenAIToolChoice(v, &r.ToolChoice)
+		case providers.JSONKeyIs(key, "parallel_tool_calls"):
+			var par bool
+			par, ae = jsonBool(v, "parallel_tool_calls")
+			r.ToolChoice.NoParallel = !par
+		case providers.JSONKeyIs(key, "response_format"):
+			ae = decodeResponseFormat(v)
+		case providers.JSONKeyIs(key, "logprobs"):
+			if string(v) != "false" {
+				ae = badRequest("logprobs", "is not supported")
+			}
+		case providers.JSONKeyIs(key, "presence_penalty"), providers.JSONKeyIs(key, "frequency_penalty"):
+			if f, err := providers.JSONFloat(v); err != nil || f != 0 {
+				ae = badRequest(string(key[1:len(key)-1]), "is not supported")
+			}
+		case providers.JSONKeyIs(key, "logit_bias"), providers.JSONKeyIs(key, "top_logprobs"),
+			providers.JSONKeyIs(key, "audio"), providers.JSONKeyIs(key, "modalities"),
+			providers.JSONKeyIs(key, "prediction"), providers.JSONKeyIs(key, "functions"),
+			providers.JSONKeyIs(key, "function_call"):
+			if string(v) != "{}" && string(v) != "[]" {
+				ae = badRequest(string(key[1:len(key)-1]), "is not supported")
+			}
+		}
+	}
+	if ae != nil {
+		return ae
+	}
+	switch {
+	case !hasModel || c.model == "":
+		return badRequest("model", "is required")
+	case !hasMessages:
+		return badRequest("messages", "is required")
+	case len(c.req.Messages) == 0:
+		return badRequest("messages", "must hold at least one non-system message")
+	}
+	return checkToolChoice(&c.req, "tool_choice")
+}
+
+func decodeStreamOptions(v []byte, c *conversation) *apiError {
+	obj, err := providers.NewJSONObject(v)
+	if err != nil {
+		return badRequest("stream_options", "must be an object")
+	}
+	var ae *apiError
+	for k, ov, ok := obj.Member(); ok && ae == nil; k, ov, ok = obj.Member() {
+		if providers.JSONKeyIs(k, "include_usage") && !providers.JSONIsNull(ov) {
+			c.includeUsage, ae = jsonBool(ov, "stream_options.include_usage")
+		}
+	}
+	return ae
+}
+
+func decodeResponseFormat(v []byte) *apiError {
+	obj, err := providers.NewJSONObject(v)
+	if err != nil {
+		return badRequest("response_format", "must be an object")
+	}
+	for k, ov, ok := obj.Member(); ok; k, ov, ok = obj.Member() {
+		if providers.JSONKeyIs(k, "type") && string(ov) != `"text"` {
+			return badRequest("response_format.type", "only \"text\" is supported")
+		}
+	}
+	return nil
+}
+
+// decodeOpenAIMessages reads messages; leading system and developer
+// messages go to c.system (they follow the persona's prompt), later ones
+// stay in place.
+func decodeOpenAIMessages(v []byte, c *conversation) *apiError {
+	arr, err := providers.NewJSONArray(v)
+	if err != nil {
+		return badRequest("messages", "must be an array")
+	}
+	i := 0
+	for el, ok := arr.Element(); ok; el, ok = arr.Element() {
+		field := "messages[" + strconv.Itoa(i) + "]"
+		i++
+		var m providers.Message
+		if ae := decodeOpenAIMessage(el, field, &m); ae != nil {
+			return ae
+		}
+		if m.Role == providers.RoleSystem && len(c.req.Messages) == 0 {
+			c.system = append(c.system, m.Text)
+			continue
+		}
+		c.req.Messages = append(c.req.Messages, m)
+	}
+	return nil
+}
+
+func decodeOpenAIMessage(v []byte, field string, m *providers.Message) *apiError {
+	obj, err := providers.NewJSONObject(v)
+	if err != nil {
+		return badRequest(field, "must be an object")
+	}
+	var ae *apiError
+	hasContent := false
+	for k, mv, ok := obj.Member(); ok && ae == nil; k, mv, ok = obj.Member() {
+		if providers.JSONIsNull(mv) {
+			continue
+		}
+		switch {
+		case providers.JSONKeyIs(k, "role"):
+			var role string
+			role, ae = jsonStr(mv, field+".role")
+			switch role {
+			case "system", "developer":
+				m.Role = providers.RoleSystem
+			case "user":
+				m.Role = providers.RoleUser
+			case "assistant":
+				m.Role = providers.RoleAssistant
+			case "tool":
+				m.Role = providers.RoleTool
+			default:
+				if ae == nil {
+					ae = badRequest(field+".role", "must be system, developer, user, assistant or tool")
+				}
+			}
+		case providers.JSONKeyIs(k, "content"):
+			hasContent = true
+			m.Text, ae = decodeOpenAIContent(mv, field+".content")
+		case providers.JSONKeyIs(k, "tool_calls"):
+			ae = decodeOpenAIToolCalls(mv, field+".tool_calls", &m.ToolCalls)
+		case providers.JSONKeyIs(k, "tool_call_id"):
+			m.ToolCallID, ae = jsonStr(mv, field+".tool_call_id")
+		case providers.JSONKeyIs(k, "audio"), providers.JSONKeyIs(k, "function_call"):
+			ae = badRequest(field+"."+string(k[1:len(k)-1]), "is not supported")
+		}
+	}
+	if ae != nil {
+		return ae
+	}
+	switch {
+	case m.Role == 0:
+		return badRequest(field+".role", "is required")
+	case m.Role == providers.RoleTool && m.ToolCallID == "":
+		return badRequest(field+".tool_call_id", "is required for a tool message")
+	case m.Role != providers.RoleAssistant && len(m.ToolCalls) > 0:
+		return badRequest(field+".tool_calls", "only assistant messages carry tool calls")
+	case m.Role != providers.RoleAssistant && !hasContent:
+		return badRequest(field+".content", "is required")
+	case m.Role == providers.RoleAssistant && m.Text == "" && len(m.ToolCalls) == 0:
+		return badRequest(field+".content", "an assistant message needs content or tool_calls")
+	}
+	return nil
+}
+
+// decodeOpenAIContent reads a string or an array of text parts.
+func decodeOpenAIContent(v []byte, field string) (string, *apiError) {
+	if len(v) > 0 && v[0] == '"' {
+		return jsonStr(v, field)
+	}
+	arr, err := providers.NewJSONArray(v)
+	if err != nil {
+		return "", badRequest(field, "must be a string or an array of content parts")
+	}
+	var text []byte
+	i := 0
+	for el, ok := arr.Element(); ok; el, ok = arr.Element() {
+		pf := field + "[" + strconv.Itoa(i) + "]"
+		i++
+		obj, err := providers.NewJSONObject(el)
+		if err != nil {
+			return "", badRequest(pf, "must be an object")
+		}
+		var typ, part []byte
+		for k, pv, ok := obj.Member(); ok; k, pv, ok = obj.Member() {
+			switch {
+			case providers.JSONKeyIs(k, "type"):
+				typ = pv
+			case providers.JSONKeyIs(k, "text"):
+				part = pv
+			}
+		}
+		switch string(typ) {
+		case `"text"`:
+		case "":
+			return "", badRequest(pf+".type", "is required")
+		default:
+			return "", badRequest(pf+".type", string(typ)+" parts are not supported; only text")
+		}
+		s, ok := jsonText(part)
+		if !ok {
+			return "", badRequest(pf+".text", "must be a string")
+		}
+		text = append(text, s...)
+	}
+	return string(text), nil
+}
+
+func decodeOpenAIToolCalls(v []byte, field string, dst *[]providers.ToolCall) *apiError {
+	arr, err := providers.NewJSONArray(v)
+	if err != nil {
+		return badRequest(field, "must be an array")
+	}
+	i := 0
+	for el, ok := arr.Element(); ok; el, ok = arr.Element() {
+		f := field + "[" + strconv.Itoa(i) + "]"
+		i++
+		obj, err := providers.NewJSONObject(el)
+		if err != nil {
+			return badRequest(f, "must be an object")
+		}
+		var tc providers.ToolCall
+		var ae *apiError
+		for k, cv, ok := obj.Member(); ok && ae == nil; k, cv, ok = obj.Member() {
+			switch {
+			case providers.JSONKeyIs(k, "id"):
+				tc.ID, ae = jsonStr(cv, f+".id")
+			case providers.JSONKeyIs(k, "type"):
+				if string(cv) != `"function"` {
+					ae = badRequest(f+".type", `must be "function"`)
+				}
+			case providers.JSONKeyIs(k, "function"):
+				fo, err := providers.NewJSONObject(cv)
+				if err != nil {
+					ae = badRequest(f+".function", "must be an object")
+					continue
+				}
+				for fk, fv, ok := fo.Member(); ok && ae == nil; fk, fv, ok = fo.Member() {
+					switch {
+					case providers.JSONKeyIs(fk, "name"):
+						tc.Name, ae = jsonStr(fv, f+".function.name")
+					case providers.JSONKeyIs(fk, "arguments"):
+						tc.Arguments, ae = jsonStr(fv, f+".function.arguments")
+					}
+				}
+			}
+		}
+		if ae != nil {
+			return ae
+		}
+		if tc.ID == "" || tc.Name == "" {
+			return badRequest(f, "needs an id and a function name")
+		}
+		if tc.Arguments == "" {
+			tc.Arguments = "{}"
+		}
+		if !providers.JSONIsObject([]byte(tc.Arguments)) || !providers.JSONValid([]byte(tc.Arguments)) {
+			return badRequest(f+".function.arguments", "must be a JSON object")
+		}
+		*dst = append(*dst, tc)
+	}
+	return nil
+}
+
+func decodeOpenAITools(v []byte, dst *[]providers.Tool) *apiError {
+	arr, err := providers.NewJSONArray(v)
+	if err != nil {
+		return badRequest("tools", "must be an array")
+	}
+	i := 0
+	for el, ok := arr.Element(); ok; el, ok = arr.Element() {
+		f := "tools[" + strconv.Itoa(i) + "]"
+		i++
+		obj, err := providers.NewJSONObject(el)
+		if err != nil {
+			return badRequest(f, "must be an object")
+		}
+		var t providers.Tool
+		var ae *apiError
+		for k, tv, ok := obj.Member(); ok && ae == nil; k, tv, ok = obj.Member() {
+			switch {
+			case providers.JSONKeyIs(k, "type"):
+				if string(tv) != `"function"` {
+					ae = badRequest(f+".type", `only "function" tools are supported`)
+				}
+			case providers.JSONKeyIs(k, "function"):
+				ae = decodeFunction(tv, f+".function", &t)
+			}
+		}
+		if ae != nil {
+			return ae
+		}
+		if t.Name == "" {
+			return badRequest(f+".function.name", "is required")
+		}
+		*dst = append(*dst, t)
+	}
+	return nil
+}
+
+func decodeFunction(v []byte, f string, t *providers.Tool) *apiError {
+	fo, err := providers.NewJSONObject(v)
+	if err != nil {
+		return badRequest(f, "must be an object")
+	}
+	var ae *apiError
+	for k, fv, ok := fo.Member(); ok && ae == nil; k, fv, ok = fo.Member() {
+		if providers.JSONIsNull(fv) {
+			continue
+		}
+		switch {
+		case providers.JSONKeyIs(k, "name"):
+			t.Name, ae = jsonStr(fv, f+".name")
+		case providers.JSONKeyIs(k, "description"):
+			t.Description, ae = jsonStr(fv, f+".description")
+		case providers.JSONKeyIs(k, "parameters"):
+			if !providers.JSONIsObject(fv) {
+				ae = badRequest(f+".parameters", "must be a JSON Schema object")
+			}
+			t.Parameters = append([]byte(nil), fv...)
+		case providers.JSONKeyIs(k, "strict"):
+			if string(fv) == "true" {
+				ae = badRequest(f+".strict", "is not supported")
+			}
+		}
+	}
+	return ae
+}
+
+func decodeOpenAIToolChoice(v []byte, tc *providers.ToolChoice) *apiError {
+	switch string(v) {
+	case `"auto"`:
+		tc.Mode = providers.ToolChoiceAuto
+		return nil
+	case `"none"`:
+		tc.Mode = providers.ToolChoiceNone
+		return nil
+	case `"required"`:
+		tc.Mode = providers.ToolChoiceRequired
+		return nil
+	}
+	obj, err := providers.NewJSONObject(v)
+	if err != nil {
+		return badRequest("tool_choice", `must be "auto", "none", "required" or a function`)
+	}
+	for k, cv, ok := obj.Member(); ok; k, cv, ok = obj.Member() {
+		if !providers.JSONKeyIs(k, "function") {
+			continue
+		}
+		var t providers.Tool
+		if ae := decodeFunction(cv, "tool_choice.function", &t); ae != nil {
+			return ae
+		}
+		tc.Mode, tc.Name = providers.ToolChoiceNamed, t.Name
+	}
+	if tc.Mode != providers.ToolChoiceNamed || tc.Name == "" {
+		return badRequest("tool_choice.function.name", "is required")
+	}
+	return nil
+}
+
+// checkToolChoice refuses a choice that names no offered tool.
+func checkToolChoice(r *providers.Request, field string) *apiError {
+	tc := &r.ToolChoice
+	if (tc.Mode == providers.ToolChoiceRequired || tc.Mode == providers.ToolChoiceNamed) && len(r.Tools) == 0 {
+		return badRequest(field, "requires tools")
+	}
+	if tc.Mode == providers.ToolChoiceNamed {
+		for i := range r.Tools {
+			if r.Tools[i].Name == tc.Name {
+				return nil
+			}
+		}
+		return badRequest(field, "names no tool in tools: "+strconv.Quote(tc.Name))
+	}
+	return nil
+}

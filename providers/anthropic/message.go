@@ -1,0 +1,306 @@
+package anthropic
+
+import (
+	"math"
+	"strconv"
+
+	"github.com/moonborn/edge/providers"
+)
+
+// Check implements providers.Checker: what the Messages API cannot carry.
+func (p *Provider) Check(r *providers.Request) *providers.FieldError {
+	if r.HasSeed {
+		return &providers.FieldError{Field: "seed", Rule: "is not supported"}
+	}
+	if r.HasTemperature && r.Temperature > 1 {
+		return &providers.FieldError{Field: "temperature", Rule: "must be at most 1"}
+	}
+	for i := range r.Messages {
+		if r.Messages[i].Role == providers.RoleSystem {
+			return &providers.FieldError{Field: "messages[" + strconv.Itoa(i) + "].role",
+				Rule: "system messages after the first user or assistant message are not supported"}
+		}
+	}
+	return nil
+}
+
+// appendMessages writes "messages":[…] for a conversation: tool results
+// travel as tool_result blocks of a user turn, tool calls as tool_use
+// blocks of the assistant's.
+func appendMessages(dst []byte, r *providers.Request) []byte {
+	dst = append(dst, `,"messages":[`...)
+	inResults := false // a user turn of tool results is open
+	for i := range r.Messages {
+		m := &r.Messages[i]
+		if m.Role == providers.RoleTool {
+			if !inResults {
+				if i > 0 {
+					dst = append(dst, ',')
+				}
+				dst = append(dst, `{"role":"user","content":[`...)
+				inResults = true
+			} else {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `{"type":"tool_result","tool_use_id":`...)
+			dst = providers.AppendJSONString(dst, m.ToolCallID)
+			dst = append(dst, `,"content":`...)
+			dst = providers.AppendJSONString(dst, m.Text)
+			if m.IsError {
+				dst = append(dst, `,"is_error":true`...)
+			}
+			dst = append(dst, '}')
+			continue
+		}
+		if inResults {
+			dst = append(dst, "]}"...)
+			inResults = false
+		}
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		if m.Role == providers.RoleAssistant {
+			dst = append(dst, `{"role":"assistant","content":[`...)
+			n := 0
+			if m.Text != "" {
+				dst = append(dst, `{"type":"text","text":`...)
+				dst = providers.AppendJSONString(dst, m.Text)
+				dst = append(dst, '}')
+				n++
+			}
+			for j := range m.ToolCalls {
+				c := &m.ToolCalls[j]
+				if n > 0 {
+					dst = append(dst, ',')
+				}
+				n++
+				dst = append(dst, `{"type":"tool_use","id":`...)
+				dst = providers.AppendJSONString(dst, c.ID)
+				dst = append(dst, `,"name":`...)
+				dst = providers.AppendJSONString(dst, c.Name)
+				dst = append(dst, `,"input":`...)
+				if providers.JSONIsObject([]byte(c.Arguments)) {
+					dst = append(dst, c.Arguments...)
+				} else {
+					dst = append(dst, "{}"...)
+				}
+				dst = append(dst, '}')
+			}
+			dst = append(dst, "]}"...)
+			continue
+		}
+		dst = append(dst, `{"role":"user","content":`...)
+		dst = providers.AppendJSONString(dst, m.Text)
+		dst = append(dst, '}')
+	}
+	if inResults {
+		dst = append(dst, "]}"...)
+	}
+	return append(dst, ']')
+}
+
+// appendOptions writes tools, tool_choice, stop_sequences, top_p, top_k
+// and metadata.
+func appendOptions(dst []byte, r *providers.Request) []byte {
+	if len(r.Tools) > 0 {
+		dst = append(dst, `,"tools":[`...)
+		for i := range r.Tools {
+			t := &r.Tools[i]
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `{"name":`...)
+			dst = providers.AppendJSONString(dst, t.Name)
+			if t.Description != "" {
+				dst = append(dst, `,"description":`...)
+				dst = providers.AppendJSONString(dst, t.Description)
+			}
+			dst = append(dst, `,"input_schema":`...)
+			if len(t.Parameters) > 0 {
+				dst = append(dst, t.Parameters...)
+			} else {
+				dst = append(dst, `{"type":"object","properties":{}}`...)
+			}
+			dst = append(dst, '}')
+		}
+		dst = append(dst, ']')
+	}
+	tc := &r.ToolChoice
+	mode := tc.Mode
+	if mode == providers.ToolChoiceDefault && tc.NoParallel && len(r.Tools) > 0 {
+		mode = providers.ToolChoiceAuto
+	}
+	switch mode {
+	case providers.ToolChoiceAuto:
+		dst = append(dst, `,"tool_choice":{"type":"auto"`...)
+	case providers.ToolChoiceNone:
+		dst = append(dst, `,"tool_choice":{"type":"none"`...)
+	case providers.ToolChoiceRequired:
+		dst = append(dst, `,"tool_choice":{"type":"any"`...)
+	case providers.ToolChoiceNamed:
+		dst = append(dst, `,"tool_choice":{"type":"tool","name":`...)
+		dst = providers.AppendJSONString(dst, tc.Name)
+	}
+	if mode != providers.ToolChoiceDefault {
+		if tc.NoParallel && mode != providers.ToolChoiceNone {
+			dst = append(dst, `,"disable_parallel_tool_use":true`...)
+		}
+		dst = append(dst, '}')
+	}
+	if len(r.Stop) > 0 {
+		dst = append(dst, `,"stop_sequences":[`...)
+		for i, s := range r.Stop {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = providers.AppendJSONString(dst, s)
+		}
+		dst = append(dst, ']')
+	}
+	if r.HasTopP && !math.IsNaN(r.TopP) {
+		dst = append(dst, `,"top_p":`...)
+		dst = strconv.AppendFloat(dst, r.TopP, 'g', -1, 64)
+	}
+	if r.TopK > 0 {
+		dst = append(dst, `,"top_k":`...)
+		dst = strconv.AppendInt(dst, int64(r.TopK), 10)
+	}
+	if r.User != "" {
+		dst = append(dst, `,"metadata":{"user_id":`...)
+		dst = providers.AppendJSONString(dst, r.User)
+		dst = append(dst, '}')
+	}
+	return dst
+}
+
+func stopReason(raw []byte) string {
+	switch string(raw) {
+	case `"max_tokens"`:
+		return providers.FinishLength
+	case `"tool_use"`:
+		return providers.FinishToolCalls
+	}
+	return providers.FinishStop
+}
+
+// str decodes a string literal leniently ("" when it is not one).
+func str(raw []byte) string {
+	if len(raw) == 0 || raw[0] != '"' {
+		return ""
+	}
+	s, err := providers.JSONAppendString(nil, raw)
+	if err != nil {
+		return ""
+	}
+	return string(s)
+}
+
+// toolUse reads a tool_use block leniently; ok is false for other blocks.
+func toolUse(raw []byte) (providers.ToolCall, bool) {
+	var c providers.ToolCall
+	obj, err := providers.NewJSONObject(raw)
+	if err != nil {
+		return c, false
+	}
+	isTool := false
+	for k, v, ok := obj.Member(); ok; k, v, ok = obj.Member() {
+		switch {
+		case providers.JSONKeyIs(k, "type"):
+			isTool = string(v) == `"tool_use"`
+		case providers.JSONKeyIs(k, "id"):
+			c.ID = str(v)
+		case providers.JSONKeyIs(k, "name"):
+			c.Name = str(v)
+		case providers.JSONKeyIs(k, "input"):
+			if providers.JSONIsObject(v) {
+				c.Arguments = string(v)
+			}
+		}
+	}
+	return c, isTool
+}
+
+// parseToolUses reads a message's tool_use blocks and stop_reason, for a
+// body parseMessage already accepted.
+func parseToolUses(body []byte, res *providers.Result) {
+	obj, err := providers.NewJSONObject(body)
+	if err != nil {
+		return
+	}
+	for k, v, ok := obj.Member(); ok; k, v, ok = obj.Member() {
+		switch {
+		case providers.JSONKeyIs(k, "stop_reason"):
+			res.FinishReason = stopReason(v)
+		case providers.JSONKeyIs(k, "content"):
+			arr, err := providers.NewJSONArray(v)
+			if err != nil {
+				continue
+			}
+			for el, ok := arr.Element(); ok; el, ok = arr.Element() {
+				if c, ok := toolUse(el); ok {
+					res.ToolCalls = append(res.ToolCalls, c)
+				}
+			}
+		}
+	}
+}
+
+// toolEvents collects a stream's tool_use blocks: content_block_start
+// opens one with its id and name, input_json_delta events carry its
+// input in pieces, and message_delta's stop_reason ends the message.
+type toolEvents struct {
+	calls  []providers.ToolCall
+	index  []int64
+	finish string
+}
+
+// onEvent folds in one raw event of the kinds above, leniently.
+func (t *toolEvents) onEvent(data []byte) {
+	obj, err := providers.NewJSONObject(data)
+	if err != nil {
+		return
+	}
+	idx := int64(-1)
+	var block, delta []byte
+	for k, v, ok := obj.Member(); ok; k, v, ok = obj.Member() {
+		switch {
+		case providers.JSONKeyIs(k, "index"):
+			if n, err := providers.JSONInt(v); err == nil {
+				idx = n
+			}
+		case providers.JSONKeyIs(k, "content_block"):
+			block = v
+		case providers.JSONKeyIs(k, "delta"):
+			delta = v
+		}
+	}
+	if len(block) > 0 {
+		if c, ok := toolUse(block); ok {
+			c.Arguments = "" // streamed input arrives in deltas
+			t.calls = append(t.calls, c)
+			t.index = append(t.index, idx)
+		}
+		return
+	}
+	if len(delta) == 0 {
+		return
+	}
+	d, err := providers.NewJSONObject(delta)
+	if err != nil {
+		return
+	}
+	for k, v, ok := d.Member(); ok; k, v, ok = d.Member() {
+		switch {
+		case providers.JSONKeyIs(k, "partial_json"):
+			for i, x := range t.index {
+				if x == idx {
+					t.calls[i].Arguments += str(v)
+				}
+			}
+		case providers.JSONKeyIs(k, "stop_reason"):
+			if len(v) > 0 && v[0] == '"' {
+				t.finish = stopReason(v)
+			}
+		}
+	}
+}

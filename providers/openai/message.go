@@ -1,0 +1,264 @@
+package openai
+
+import (
+	"math"
+	"strconv"
+
+	"github.com/moonborn/edge/providers"
+)
+
+// Check implements providers.Checker: what chat completions cannot carry.
+func (p *Provider) Check(r *providers.Request) *providers.FieldError {
+	if r.TopK > 0 {
+		return &providers.FieldError{Field: "top_k", Rule: "is not supported"}
+	}
+	for i := range r.Messages {
+		if r.Messages[i].IsError {
+			return &providers.FieldError{Field: "messages." + strconv.Itoa(i) + ".is_error", Rule: "is not supported"}
+		}
+	}
+	return nil
+}
+
+// appendMessages writes the messages array's members for a conversation.
+func appendMessages(dst []byte, r *providers.Request) []byte {
+	if r.System != "" {
+		dst = append(dst, `{"role":"system","content":`...)
+		dst = providers.AppendJSONString(dst, r.System)
+		dst = append(dst, `},`...)
+	}
+	for i := range r.Messages {
+		m := &r.Messages[i]
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		switch m.Role {
+		case providers.RoleSystem:
+			dst = append(dst, `{"role":"system","content":`...)
+		case providers.RoleUser:
+			dst = append(dst, `{"role":"user","content":`...)
+		case providers.RoleTool:
+			dst = append(dst, `{"role":"tool","tool_call_id":`...)
+			dst = providers.AppendJSONString(dst, m.ToolCallID)
+			dst = append(dst, `,"content":`...)
+		case providers.RoleAssistant:
+			dst = append(dst, `{"role":"assistant","content":`...)
+			if m.Text == "" && len(m.ToolCalls) > 0 {
+				dst = append(dst, "null"...)
+			} else {
+				dst = providers.AppendJSONString(dst, m.Text)
+			}
+			if len(m.ToolCalls) > 0 {
+				dst = append(dst, `,"tool_calls":[`...)
+				for j := range m.ToolCalls {
+					c := &m.ToolCalls[j]
+					if j > 0 {
+						dst = append(dst, ',')
+					}
+					dst = append(dst, `{"id":`...)
+					dst = providers.AppendJSONString(dst, c.ID)
+					dst = append(dst, `,"type":"function","function":{"name":`...)
+					dst = providers.AppendJSONString(dst, c.Name)
+					dst = append(dst, `,"arguments":`...)
+					dst = providers.AppendJSONString(dst, c.Arguments)
+					dst = append(dst, "}}"...)
+				}
+				dst = append(dst, ']')
+			}
+			dst = append(dst, '}')
+			continue
+		}
+		dst = providers.AppendJSONString(dst, m.Text)
+		dst = append(dst, '}')
+	}
+	return dst
+}
+
+// appendOptions writes the optional fields a conversation may carry.
+func appendOptions(dst []byte, r *providers.Request) []byte {
+	if len(r.Tools) > 0 {
+		dst = append(dst, `,"tools":[`...)
+		for i := range r.Tools {
+			t := &r.Tools[i]
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `{"type":"function","function":{"name":`...)
+			dst = providers.AppendJSONString(dst, t.Name)
+			if t.Description != "" {
+				dst = append(dst, `,"description":`...)
+				dst = providers.AppendJSONString(dst, t.Description)
+			}
+			if len(t.Parameters) > 0 {
+				dst = append(dst, `,"parameters":`...)
+				dst = append(dst, t.Parameters...)
+			}
+			dst = append(dst, "}}"...)
+		}
+		dst = append(dst, ']')
+		if r.ToolChoice.NoParallel {
+			dst = append(dst, `,"parallel_tool_calls":false`...)
+		}
+	}
+	switch r.ToolChoice.Mode {
+	case providers.ToolChoiceAuto:
+		dst = append(dst, `,"tool_choice":"auto"`...)
+	case providers.ToolChoiceNone:
+		dst = append(dst, `,"tool_choice":"none"`...)
+	case providers.ToolChoiceRequired:
+		dst = append(dst, `,"tool_choice":"required"`...)
+	case providers.ToolChoiceNamed:
+		dst = append(dst, `,"tool_choice":{"type":"function","function":{"name":`...)
+		dst = providers.AppendJSONString(dst, r.ToolChoice.Name)
+		dst = append(dst, "}}"...)
+	}
+	if len(r.Stop) > 0 {
+		dst = append(dst, `,"stop":[`...)
+		for i, s := range r.Stop {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = providers.AppendJSONString(dst, s)
+		}
+		dst = append(dst, ']')
+	}
+	if r.HasTopP && !math.IsNaN(r.TopP) {
+		dst = append(dst, `,"top_p":`...)
+		dst = strconv.AppendFloat(dst, r.TopP, 'g', -1, 64)
+	}
+	if r.HasSeed {
+		dst = append(dst, `,"seed":`...)
+		dst = strconv.AppendInt(dst, r.Seed, 10)
+	}
+	if r.User != "" {
+		dst = append(dst, `,"user":`...)
+		dst = providers.AppendJSONString(dst, r.User)
+	}
+	return dst
+}
+
+// toolCallAcc collects streamed tool-call deltas by index: the first
+// delta of a call carries its id and name, later ones argument pieces.
+type toolCallAcc struct {
+	calls []providers.ToolCall
+	index []int64
+}
+
+// addDeltas folds one chunk's raw delta.tool_calls array in. It is
+// lenient: a malformed member is skipped (the chunk's own parse already
+// checked the JSON).
+func (a *toolCallAcc) addDeltas(raw []byte) {
+	arr, err := providers.NewJSONArray(raw)
+	if err != nil {
+		return
+	}
+	for el, ok := arr.Element(); ok; el, ok = arr.Element() {
+		obj, err := providers.NewJSONObject(el)
+		if err != nil {
+			continue
+		}
+		idx := int64(len(a.calls))
+		var id, name, args []byte
+		for k, v, ok := obj.Member(); ok; k, v, ok = obj.Member() {
+			switch {
+			case providers.JSONKeyIs(k, "index"):
+				if n, err := providers.JSONInt(v); err == nil {
+					idx = n
+				}
+			case providers.JSONKeyIs(k, "id"):
+				id, _ = providers.JSONAppendString(nil, v)
+			case providers.JSONKeyIs(k, "function"):
+				fo, err := providers.NewJSONObject(v)
+				if err != nil {
+					continue
+				}
+				for fk, fv, ok := fo.Member(); ok; fk, fv, ok = fo.Member() {
+					switch {
+					case providers.JSONKeyIs(fk, "name"):
+						name, _ = providers.JSONAppendString(nil, fv)
+					case providers.JSONKeyIs(fk, "arguments"):
+						args, _ = providers.JSONString(nil, fv)
+					}
+				}
+			}
+		}
+		c := a.call(idx)
+		if len(id) > 0 {
+			c.ID = string(id)
+		}
+		if len(name) > 0 {
+			c.Name += string(name)
+		}
+		c.Arguments += string(args)
+	}
+}
+
+func (a *toolCallAcc) call(idx int64) *providers.ToolCall {
+	for i, x := range a.index {
+		if x == idx {
+			return &a.calls[i]
+		}
+	}
+	a.index = append(a.index, idx)
+	a.calls = append(a.calls, providers.ToolCall{})
+	return &a.calls[len(a.calls)-1]
+}
+
+// finishReason maps a raw finish_reason literal to the canonical value.
+func finishReason(raw []byte) string {
+	switch string(raw) {
+	case `"stop"`:
+		return providers.FinishStop
+	case `"length"`:
+		return providers.FinishLength
+	case `"tool_calls"`, `"function_call"`:
+		return providers.FinishToolCalls
+	}
+	return providers.FinishStop
+}
+
+// parseToolCalls reads choices[0].message.tool_calls and finish_reason of
+// a completion already checked by parseCompletion, leniently.
+func parseToolCalls(body []byte, res *providers.Result) {
+	obj, err := providers.NewJSONObject(body)
+	if err != nil {
+		return
+	}
+	for k, v, ok := obj.Member(); ok; k, v, ok = obj.Member() {
+		if !providers.JSONKeyIs(k, "choices") {
+			continue
+		}
+		arr, err := providers.NewJSONArray(v)
+		if err != nil {
+			return
+		}
+		el, ok := arr.Element()
+		if !ok {
+			return
+		}
+		ch, err := providers.NewJSONObject(el)
+		if err != nil {
+			return
+		}
+		for ck, cv, ok := ch.Member(); ok; ck, cv, ok = ch.Member() {
+			switch {
+			case providers.JSONKeyIs(ck, "finish_reason"):
+				if len(cv) > 0 && cv[0] == '"' {
+					res.FinishReason = finishReason(cv)
+				}
+			case providers.JSONKeyIs(ck, "message"):
+				msg, err := providers.NewJSONObject(cv)
+				if err != nil {
+					continue
+				}
+				for mk, mv, ok := msg.Member(); ok; mk, mv, ok = msg.Member() {
+					if providers.JSONKeyIs(mk, "tool_calls") {
+						var acc toolCallAcc
+						acc.addDeltas(mv)
+						res.ToolCalls = acc.calls
+					}
+				}
+			}
+		}
+	}
+}
