@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/moonborn/edge/providers"
 )
@@ -122,10 +123,10 @@ func decodeAnthropicText(v []byte, field string) (string, *apiError) {
 
 // block is one content block's members, raw.
 type block struct {
-	typ, id, name, input, toolUseID, content []byte
-	text                                     string
-	isError                                  bool
-	hasText                                  bool
+	typ, id, name, input, toolUseID, content, source []byte
+	text                                             string
+	isError                                          bool
+	hasText                                          bool
 }
 
 func readBlock(v []byte, f string) (block, *apiError) {
@@ -155,6 +156,8 @@ func readBlock(v []byte, f string) (block, *apiError) {
 			b.toolUseID = bv
 		case providers.JSONKeyIs(k, "content"):
 			b.content = bv
+		case providers.JSONKeyIs(k, "source"):
+			b.source = bv
 		case providers.JSONKeyIs(k, "is_error"):
 			b.isError, ae = jsonBool(bv, f+".is_error")
 		case providers.JSONKeyIs(k, "cache_control"), providers.JSONKeyIs(k, "citations"):
@@ -220,6 +223,8 @@ func decodeAnthropicMessages(v []byte, c *conversation) *apiError {
 			return badRequest(f+".content", "must be a string or an array of blocks")
 		}
 		var text []byte
+		var parts []providers.Part
+		images := false
 		j := 0
 		for bel, ok := blocks.Element(); ok; bel, ok = blocks.Element() {
 			bf := f + ".content." + strconv.Itoa(j)
@@ -231,6 +236,17 @@ func decodeAnthropicMessages(v []byte, c *conversation) *apiError {
 			switch string(b.typ) {
 			case `"text"`:
 				text = append(text, b.text...)
+				parts = append(parts, providers.Part{Text: b.text})
+			case `"image"`:
+				if m.Role != providers.RoleUser {
+					return badRequest(bf+".type", "image blocks belong to user turns")
+				}
+				im, ae := decodeAnthropicImage(b.source, bf+".source")
+				if ae != nil {
+					return ae
+				}
+				parts = append(parts, providers.Part{Image: &im})
+				images = true
 			case `"tool_use"`:
 				if m.Role != providers.RoleAssistant {
 					return badRequest(bf+".type", "tool_use blocks belong to assistant turns")
@@ -250,11 +266,14 @@ func decodeAnthropicMessages(v []byte, c *conversation) *apiError {
 				}
 				c.req.Messages = append(c.req.Messages, tm)
 			default:
-				return badRequest(bf+".type", string(b.typ)+" blocks are not supported; only text, tool_use and tool_result")
+				return badRequest(bf+".type", string(b.typ)+" blocks are not supported; only text, image, tool_use and tool_result")
 			}
 		}
 		m.Text = string(text)
-		if m.Text != "" || len(m.ToolCalls) > 0 || j == 0 {
+		if images {
+			m.Parts = parts
+		}
+		if m.Text != "" || len(m.ToolCalls) > 0 || images || j == 0 {
 			c.req.Messages = append(c.req.Messages, m)
 		}
 	}
@@ -379,4 +398,44 @@ func decodeAnthropicToolChoice(v []byte, tc *providers.ToolChoice) *apiError {
 		return badRequest("tool_choice.type", `must be "auto", "any", "tool" or "none"`)
 	}
 	return nil
+}
+
+// decodeAnthropicImage reads an image block's source: {"type":"base64",
+// "media_type","data"} or {"type":"url","url"}.
+func decodeAnthropicImage(v []byte, field string) (providers.Image, *apiError) {
+	obj, err := providers.NewJSONObject(v)
+	if err != nil {
+		return providers.Image{}, badRequest(field, "Field required")
+	}
+	var typ, mediaType, data, url string
+	var ae *apiError
+	for k, sv, ok := obj.Member(); ok && ae == nil; k, sv, ok = obj.Member() {
+		switch {
+		case providers.JSONKeyIs(k, "type"):
+			typ, ae = jsonStr(sv, field+".type")
+		case providers.JSONKeyIs(k, "media_type"):
+			mediaType, ae = jsonStr(sv, field+".media_type")
+		case providers.JSONKeyIs(k, "data"):
+			data, ae = jsonStr(sv, field+".data")
+		case providers.JSONKeyIs(k, "url"):
+			url, ae = jsonStr(sv, field+".url")
+		}
+	}
+	if ae != nil {
+		return providers.Image{}, ae
+	}
+	switch typ {
+	case "base64":
+		im, err := providers.NewInlineImage(mediaType, data)
+		if err != nil {
+			return providers.Image{}, badRequest(field, err.Error())
+		}
+		return im, nil
+	case "url":
+		if !strings.HasPrefix(url, "https://") && !strings.HasPrefix(url, "http://") {
+			return providers.Image{}, badRequest(field+".url", "must be an http(s) URL")
+		}
+		return providers.Image{URL: url}, nil
+	}
+	return providers.Image{}, badRequest(field+".type", `must be "base64" or "url"`)
 }

@@ -76,7 +76,7 @@ func decodeOpenAIRequest(body []byte, c *conversation) *apiError {
 			par, ae = jsonBool(v, "parallel_tool_calls")
 			r.ToolChoice.NoParallel = !par
 		case providers.JSONKeyIs(key, "response_format"):
-			ae = decodeResponseFormat(v)
+			ae = decodeResponseFormat(v, r)
 		case providers.JSONKeyIs(key, "logprobs"):
 			if string(v) != "false" {
 				ae = badRequest("logprobs", "is not supported")
@@ -122,16 +122,35 @@ func decodeStreamOptions(v []byte, c *conversation) *apiError {
 	return ae
 }
 
-func decodeResponseFormat(v []byte) *apiError {
+// decodeResponseFormat reads response_format: text is the default; the
+// JSON modes are kept verbatim for upstreams that understand them.
+func decodeResponseFormat(v []byte, r *providers.Request) *apiError {
 	obj, err := providers.NewJSONObject(v)
 	if err != nil {
 		return badRequest("response_format", "must be an object")
 	}
+	var typ []byte
+	hasSchema := false
 	for k, ov, ok := obj.Member(); ok; k, ov, ok = obj.Member() {
-		if providers.JSONKeyIs(k, "type") && string(ov) != `"text"` {
-			return badRequest("response_format.type", "only \"text\" is supported")
+		switch {
+		case providers.JSONKeyIs(k, "type"):
+			typ = ov
+		case providers.JSONKeyIs(k, "json_schema"):
+			hasSchema = providers.JSONIsObject(ov)
 		}
 	}
+	switch string(typ) {
+	case `"text"`:
+		return nil
+	case `"json_object"`:
+	case `"json_schema"`:
+		if !hasSchema {
+			return badRequest("response_format.json_schema", "is required for type json_schema")
+		}
+	default:
+		return badRequest("response_format.type", "must be text, json_object or json_schema")
+	}
+	r.ResponseFormat = append([]byte(nil), v...)
 	return nil
 }
 
@@ -191,7 +210,7 @@ func decodeOpenAIMessage(v []byte, field string, m *providers.Message) *apiError
 			}
 		case providers.JSONKeyIs(k, "content"):
 			hasContent = true
-			m.Text, ae = decodeOpenAIContent(mv, field+".content")
+			m.Text, m.Parts, ae = decodeOpenAIContent(mv, field+".content")
 		case providers.JSONKeyIs(k, "tool_calls"):
 			ae = decodeOpenAIToolCalls(mv, field+".tool_calls", &m.ToolCalls)
 		case providers.JSONKeyIs(k, "tool_call_id"):
@@ -210,6 +229,8 @@ func decodeOpenAIMessage(v []byte, field string, m *providers.Message) *apiError
 		return badRequest(field+".tool_call_id", "is required for a tool message")
 	case m.Role != providers.RoleAssistant && len(m.ToolCalls) > 0:
 		return badRequest(field+".tool_calls", "only assistant messages carry tool calls")
+	case len(m.Parts) > 0 && m.Role != providers.RoleUser:
+		return badRequest(field+".content", "image parts belong to user messages")
 	case m.Role != providers.RoleAssistant && !hasContent:
 		return badRequest(field+".content", "is required")
 	case m.Role == providers.RoleAssistant && m.Text == "" && len(m.ToolCalls) == 0:
@@ -218,47 +239,99 @@ func decodeOpenAIMessage(v []byte, field string, m *providers.Message) *apiError
 	return nil
 }
 
-// decodeOpenAIContent reads a string or an array of text parts.
-func decodeOpenAIContent(v []byte, field string) (string, *apiError) {
+// decodeOpenAIContent reads a string or an array of text and image_url
+// parts; parts are returned only when there is an image among them.
+func decodeOpenAIContent(v []byte, field string) (string, []providers.Part, *apiError) {
 	if len(v) > 0 && v[0] == '"' {
-		return jsonStr(v, field)
+		s, ae := jsonStr(v, field)
+		return s, nil, ae
 	}
 	arr, err := providers.NewJSONArray(v)
 	if err != nil {
-		return "", badRequest(field, "must be a string or an array of content parts")
+		return "", nil, badRequest(field, "must be a string or an array of content parts")
 	}
 	var text []byte
+	var parts []providers.Part
+	images := false
 	i := 0
 	for el, ok := arr.Element(); ok; el, ok = arr.Element() {
 		pf := field + "[" + strconv.Itoa(i) + "]"
 		i++
 		obj, err := providers.NewJSONObject(el)
 		if err != nil {
-			return "", badRequest(pf, "must be an object")
+			return "", nil, badRequest(pf, "must be an object")
 		}
-		var typ, part []byte
+		var typ, part, image []byte
 		for k, pv, ok := obj.Member(); ok; k, pv, ok = obj.Member() {
 			switch {
 			case providers.JSONKeyIs(k, "type"):
 				typ = pv
 			case providers.JSONKeyIs(k, "text"):
 				part = pv
+			case providers.JSONKeyIs(k, "image_url"):
+				image = pv
 			}
 		}
 		switch string(typ) {
 		case `"text"`:
+		case `"image_url"`:
+			im, ae := decodeOpenAIImage(image, pf+".image_url")
+			if ae != nil {
+				return "", nil, ae
+			}
+			parts = append(parts, providers.Part{Image: &im})
+			images = true
+			continue
 		case "":
-			return "", badRequest(pf+".type", "is required")
+			return "", nil, badRequest(pf+".type", "is required")
 		default:
-			return "", badRequest(pf+".type", string(typ)+" parts are not supported; only text")
+			return "", nil, badRequest(pf+".type", string(typ)+" parts are not supported; only text and image_url")
 		}
 		s, ok := jsonText(part)
 		if !ok {
-			return "", badRequest(pf+".text", "must be a string")
+			return "", nil, badRequest(pf+".text", "must be a string")
 		}
 		text = append(text, s...)
+		parts = append(parts, providers.Part{Text: string(s)})
 	}
-	return string(text), nil
+	if !images {
+		parts = nil
+	}
+	return string(text), parts, nil
+}
+
+// decodeOpenAIImage reads an image_url part's {"url","detail"}.
+func decodeOpenAIImage(v []byte, field string) (providers.Image, *apiError) {
+	obj, err := providers.NewJSONObject(v)
+	if err != nil {
+		return providers.Image{}, badRequest(field, "must be an object with a url")
+	}
+	var url, detail string
+	var ae *apiError
+	for k, iv, ok := obj.Member(); ok && ae == nil; k, iv, ok = obj.Member() {
+		switch {
+		case providers.JSONKeyIs(k, "url"):
+			url, ae = jsonStr(iv, field+".url")
+		case providers.JSONKeyIs(k, "detail"):
+			detail, ae = jsonStr(iv, field+".detail")
+		}
+	}
+	if ae != nil {
+		return providers.Image{}, ae
+	}
+	switch detail {
+	case "", "auto", "low", "high", "original":
+	default:
+		return providers.Image{}, badRequest(field+".detail", "must be auto, low, high or original")
+	}
+	im, err := providers.ParseImageURL(url)
+	if err != nil {
+		return providers.Image{}, badRequest(field+".url", err.Error())
+	}
+	if detail != "auto" {
+		im.Detail = detail
+	}
+	return im, nil
 }
 
 func decodeOpenAIToolCalls(v []byte, field string, dst *[]providers.ToolCall) *apiError {

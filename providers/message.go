@@ -1,5 +1,11 @@
 package providers
 
+import (
+	"encoding/base64"
+	"errors"
+	"strings"
+)
+
 // Role is who speaks a Message.
 type Role uint8
 
@@ -16,13 +22,70 @@ const (
 // text (parts joined); an assistant turn may carry ToolCalls, and a tool
 // turn answers the call named by ToolCallID with its Text.
 type Message struct {
-	Role       Role
-	Text       string
+	Role Role
+	Text string
+	// Parts is set only for a user turn that carries images: its text and
+	// image parts in order (Text is then the text parts joined).
+	Parts      []Part
 	ToolCalls  []ToolCall
 	ToolCallID string
 	// IsError marks a tool result that reports a failure (Anthropic's
 	// is_error); OpenAI has no such flag, so it is refused there.
 	IsError bool
+}
+
+// Part is one piece of a user turn that mixes text and images: Text, or
+// the Image when Image is non-nil.
+type Part struct {
+	Text  string
+	Image *Image
+}
+
+// Image is an image a user turn shows the model: base64 Data of
+// MediaType, or a URL the upstream fetches itself (exactly one is set).
+// Detail is OpenAI's resolution hint ("low", "high"; empty or "auto" is
+// the default), which only OpenAI-compatible upstreams understand.
+type Image struct {
+	MediaType string
+	Data      string
+	URL       string
+	Detail    string
+}
+
+// imageMediaTypes are the image types both wire protocols accept inline.
+var imageMediaTypes = [...]string{"image/jpeg", "image/png", "image/gif", "image/webp"}
+
+// ParseImageURL reads an image given as a URL, as OpenAI's image_url parts
+// carry it: a base64 data URL of an image type both protocols accept
+// ("data:image/png;base64,…"), or an absolute http(s) URL.
+func ParseImageURL(u string) (Image, error) {
+	if rest, ok := strings.CutPrefix(u, "data:"); ok {
+		mt, data, ok := strings.Cut(rest, ";base64,")
+		if !ok || data == "" {
+			return Image{}, errors.New("must be a base64 data URL (data:image/png;base64,…) or an http(s) URL")
+		}
+		return NewInlineImage(mt, data)
+	}
+	if !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
+		return Image{}, errors.New("must be a base64 data URL (data:image/png;base64,…) or an http(s) URL")
+	}
+	return Image{URL: u}, nil
+}
+
+// NewInlineImage checks an inline image: one of the media types both
+// protocols accept, and base64 data.
+func NewInlineImage(mediaType, data string) (Image, error) {
+	known := false
+	for _, t := range imageMediaTypes {
+		known = known || t == mediaType
+	}
+	if !known {
+		return Image{}, errors.New("media type must be image/jpeg, image/png, image/gif or image/webp")
+	}
+	if _, err := base64.StdEncoding.DecodeString(data); err != nil {
+		return Image{}, errors.New("data must be base64")
+	}
+	return Image{MediaType: mediaType, Data: data}, nil
 }
 
 // ToolCall is one function call the model asked for. Arguments is the

@@ -45,6 +45,10 @@ type Request struct {
 	TopK    int
 	Seed    int64
 	HasSeed bool
+	// ResponseFormat is OpenAI's response_format object asking for JSON
+	// (json_object or json_schema), verbatim; nil means text. Only
+	// OpenAI-compatible upstreams carry it (the others refuse it in Check).
+	ResponseFormat []byte
 	// User is the caller's end-user id, passed on (OpenAI user,
 	// Anthropic metadata.user_id); empty means none.
 	User string

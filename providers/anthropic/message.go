@@ -12,6 +12,9 @@ func (p *Provider) Check(r *providers.Request) *providers.FieldError {
 	if r.HasSeed {
 		return &providers.FieldError{Field: "seed", Rule: "is not supported"}
 	}
+	if len(r.ResponseFormat) > 0 {
+		return &providers.FieldError{Field: "response_format", Rule: "JSON modes are not supported by this model's upstream"}
+	}
 	if r.HasTemperature && r.Temperature > 1 {
 		return &providers.FieldError{Field: "temperature", Rule: "must be at most 1"}
 	}
@@ -19,6 +22,12 @@ func (p *Provider) Check(r *providers.Request) *providers.FieldError {
 		if r.Messages[i].Role == providers.RoleSystem {
 			return &providers.FieldError{Field: "messages[" + strconv.Itoa(i) + "].role",
 				Rule: "system messages after the first user or assistant message are not supported"}
+		}
+		for j := range r.Messages[i].Parts {
+			if im := r.Messages[i].Parts[j].Image; im != nil && im.Detail != "" {
+				return &providers.FieldError{Field: "messages[" + strconv.Itoa(i) + "].content[" + strconv.Itoa(j) + "].image_url.detail",
+					Rule: "is not supported by this model's upstream"}
+			}
 		}
 	}
 	return nil
@@ -90,11 +99,50 @@ func appendMessages(dst []byte, r *providers.Request) []byte {
 			continue
 		}
 		dst = append(dst, `{"role":"user","content":`...)
+		if len(m.Parts) > 0 {
+			dst = append(appendParts(dst, m.Parts), '}')
+			continue
+		}
 		dst = providers.AppendJSONString(dst, m.Text)
 		dst = append(dst, '}')
 	}
 	if inResults {
 		dst = append(dst, "]}"...)
+	}
+	return append(dst, ']')
+}
+
+// appendParts writes a user turn's text and image blocks; empty text
+// parts are left out, as the Messages API refuses empty text blocks.
+func appendParts(dst []byte, parts []providers.Part) []byte {
+	dst = append(dst, '[')
+	n := 0
+	for i := range parts {
+		p := &parts[i]
+		if p.Image == nil && p.Text == "" {
+			continue
+		}
+		if n > 0 {
+			dst = append(dst, ',')
+		}
+		n++
+		if p.Image == nil {
+			dst = append(dst, `{"type":"text","text":`...)
+			dst = providers.AppendJSONString(dst, p.Text)
+			dst = append(dst, '}')
+			continue
+		}
+		if im := p.Image; im.URL != "" {
+			dst = append(dst, `{"type":"image","source":{"type":"url","url":`...)
+			dst = providers.AppendJSONString(dst, im.URL)
+		} else {
+			dst = append(dst, `{"type":"image","source":{"type":"base64","media_type":`...)
+			dst = providers.AppendJSONString(dst, im.MediaType)
+			dst = append(dst, `,"data":"`...)
+			dst = append(dst, im.Data...) // base64: nothing to escape
+			dst = append(dst, '"')
+		}
+		dst = append(dst, "}}"...)
 	}
 	return append(dst, ']')
 }

@@ -37,6 +37,10 @@ func appendMessages(dst []byte, r *providers.Request) []byte {
 			dst = append(dst, `{"role":"system","content":`...)
 		case providers.RoleUser:
 			dst = append(dst, `{"role":"user","content":`...)
+			if len(m.Parts) > 0 {
+				dst = append(appendParts(dst, m.Parts), '}')
+				continue
+			}
 		case providers.RoleTool:
 			dst = append(dst, `{"role":"tool","tool_call_id":`...)
 			dst = providers.AppendJSONString(dst, m.ToolCallID)
@@ -72,6 +76,40 @@ func appendMessages(dst []byte, r *providers.Request) []byte {
 		dst = append(dst, '}')
 	}
 	return dst
+}
+
+// appendParts writes a user turn's text and image parts as a content
+// array; inline images travel as data URLs.
+func appendParts(dst []byte, parts []providers.Part) []byte {
+	dst = append(dst, '[')
+	for i := range parts {
+		p := &parts[i]
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		if p.Image == nil {
+			dst = append(dst, `{"type":"text","text":`...)
+			dst = providers.AppendJSONString(dst, p.Text)
+			dst = append(dst, '}')
+			continue
+		}
+		dst = append(dst, `{"type":"image_url","image_url":{"url":`...)
+		if im := p.Image; im.URL != "" {
+			dst = providers.AppendJSONString(dst, im.URL)
+		} else {
+			dst = append(dst, `"data:`...)
+			dst = append(dst, im.MediaType...)
+			dst = append(dst, ";base64,"...)
+			dst = append(dst, im.Data...) // base64: nothing to escape
+			dst = append(dst, '"')
+		}
+		if p.Image.Detail != "" {
+			dst = append(dst, `,"detail":`...)
+			dst = providers.AppendJSONString(dst, p.Image.Detail)
+		}
+		dst = append(dst, "}}"...)
+	}
+	return append(dst, ']')
 }
 
 // appendOptions writes the optional fields a conversation may carry.
@@ -129,6 +167,10 @@ func appendOptions(dst []byte, r *providers.Request) []byte {
 	if r.HasSeed {
 		dst = append(dst, `,"seed":`...)
 		dst = strconv.AppendInt(dst, r.Seed, 10)
+	}
+	if len(r.ResponseFormat) > 0 {
+		dst = append(dst, `,"response_format":`...)
+		dst = append(dst, r.ResponseFormat...)
 	}
 	if r.User != "" {
 		dst = append(dst, `,"user":`...)
