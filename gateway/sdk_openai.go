@@ -55,8 +55,8 @@ func (s *Server) serveSDK(ctx *fasthttp.RequestCtx, kind apiKind, route string, 
 	api.id = x.requestID
 	err := s.prepareSDK(ctx, x, decode)
 	if err != nil {
-		x.writeError(ctx, toAPIError(err))
 		ae := toAPIError(err)
+		x.writeError(ctx, ae)
 		s.finish(x, providers.Usage{}, ae.status, ae.code, s.now())
 		return
 	}
