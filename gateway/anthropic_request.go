@@ -8,9 +8,9 @@ import (
 )
 
 // decodeAnthropicRequest parses a Messages API body into c. Failures are
-// 400s naming the field as Anthropic spells it. Image and document
-// blocks, extended thinking and MCP servers are refused by name; unknown
-// fields are ignored.
+// 400s naming the field as Anthropic spells it. Document blocks,
+// extended thinking and MCP servers are refused by name; unknown fields
+// are ignored.
 func decodeAnthropicRequest(body []byte, c *conversation) *apiError {
 	if ae := checkBody(body); ae != nil {
 		return ae

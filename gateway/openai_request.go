@@ -12,8 +12,7 @@ func utf8Valid(b []byte) bool { return utf8.Valid(b) }
 // decodeOpenAIRequest parses a chat completions body into c. Every
 // failure is a 400 naming the field in OpenAI's spelling. Fields that
 // cannot be served faithfully on every protocol (n > 1, logprobs,
-// penalties, logit_bias, audio, response formats other than text, image
-// parts) are refused by name rather than dropped; unknown fields are
+// penalties, logit_bias, audio and file parts) are refused by name rather than dropped; unknown fields are
 // ignored, as on the persona route, so newer SDKs keep working.
 func decodeOpenAIRequest(body []byte, c *conversation) *apiError {
 	if ae := checkBody(body); ae != nil {
