@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -27,7 +29,7 @@ import (
 // stays valid JSON. Safe for concurrent use.
 type redactor struct {
 	w       io.Writer
-	secrets [][]byte // longest first, so a secret containing another goes whole
+	secrets []secretForms // longest first, so a secret containing another goes whole
 	maxLine int
 
 	mu  sync.Mutex
@@ -40,18 +42,39 @@ const redactedMark = "[REDACTED]"
 // maxLogLine bounds one log line, in bytes.
 const maxLogLine = 8 << 10
 
+// secretForms is a configured secret as it can appear in a line: raw,
+// and as JSON escapes it inside a string (with and without HTML
+// escaping) when that differs, as for a secret holding a quote.
+type secretForms struct {
+	raw     []byte
+	escaped [][]byte
+}
+
 // newRedactor writes redacted lines to w. Secrets shorter than 6 bytes
 // are ignored: they would blank out ordinary words.
 func newRedactor(w io.Writer, secrets []string) *redactor {
 	r := &redactor{w: w, maxLine: maxLogLine}
 	seen := map[string]bool{}
 	for _, s := range secrets {
-		if len(s) >= 6 && !seen[s] {
-			seen[s] = true
-			r.secrets = append(r.secrets, []byte(s))
+		if len(s) < 6 || seen[s] {
+			continue
 		}
+		seen[s] = true
+		f := secretForms{raw: []byte(s)}
+		for _, html := range []bool{false, true} {
+			var b bytes.Buffer
+			enc := json.NewEncoder(&b)
+			enc.SetEscapeHTML(html)
+			_ = enc.Encode(s)
+			e := bytes.TrimSuffix(bytes.TrimSuffix(b.Bytes(), []byte("\n")), []byte("\""))
+			e = bytes.TrimPrefix(e, []byte("\""))
+			if !bytes.Equal(e, f.raw) && !slices.ContainsFunc(f.escaped, func(x []byte) bool { return bytes.Equal(x, e) }) {
+				f.escaped = append(f.escaped, e)
+			}
+		}
+		r.secrets = append(r.secrets, f)
 	}
-	sort.Slice(r.secrets, func(i, j int) bool { return len(r.secrets[i]) > len(r.secrets[j]) })
+	sort.Slice(r.secrets, func(i, j int) bool { return len(r.secrets[i].raw) > len(r.secrets[j].raw) })
 	return r
 }
 
@@ -84,7 +107,7 @@ func (r *redactor) appendLine(out, line []byte) []byte {
 	start := len(out)
 	out = redact(out, line)
 	for _, s := range r.secrets {
-		out = replaceAll(out, start, s)
+		out = r.replaceSecret(out, start, s)
 	}
 	if len(out)-start > r.maxLine {
 		out = closeTruncated(out[:start+r.maxLine], start)
@@ -92,17 +115,68 @@ func (r *redactor) appendLine(out, line []byte) []byte {
 	return out
 }
 
-// replaceAll replaces every s in out[start:] with the mark.
-func replaceAll(out []byte, start int, s []byte) []byte {
-	i := bytes.Index(out[start:], s)
-	if i < 0 {
-		return out
+// withheldLine stands in for a JSON line that a secret could not be cut
+// out of without breaking it.
+const withheldLine = `{"level":"WARN","msg":"` + redactedMark + `","withheld":"the line held a configured secret across its JSON structure"}`
+
+// replaceSecret removes secret s from the line out[start:]. In a JSON
+// line the secret appears escaped inside a string; its raw form, when it
+// differs (a quote, a backslash), can only match across the line's
+// structure. That raw match is removed all the same — a secret never
+// survives — and should the line no longer be JSON it is withheld whole.
+func (r *redactor) replaceSecret(out []byte, start int, s secretForms) []byte {
+	for _, e := range s.escaped {
+		out = replaceAll(out, start, e)
 	}
-	tail := append([]byte(nil), out[start+i+len(s):]...)
-	out = append(out[:start+i], redactedMark...)
-	next := len(out)
-	out = append(out, tail...)
-	return replaceAll(out, next, s)
+	if len(s.escaped) == 0 || !bytes.Contains(out[start:], s.raw) {
+		return replaceAll(out, start, s.raw)
+	}
+	wasJSON := json.Valid(out[start:])
+	out = replaceAll(out, start, s.raw)
+	if wasJSON && !json.Valid(out[start:]) {
+		out = append(out[:start], withheldLine...)
+	}
+	return out
+}
+
+// replaceAll replaces every s in out[start:] with the mark. A match that
+// begins or ends inside a JSON escape (a secret holding a quote is
+// logged as \" ) takes the whole escape with it, so the line stays JSON.
+func replaceAll(out []byte, start int, s []byte) []byte {
+	from := start
+	for {
+		i := bytes.Index(out[from:], s)
+		if i < 0 {
+			return out
+		}
+		a, b := widenToEscapes(out, start, from+i, from+i+len(s))
+		tail := append([]byte(nil), out[b:]...)
+		out = append(append(out[:a], redactedMark...), tail...)
+		from = a + len(redactedMark)
+	}
+}
+
+// widenToEscapes widens [a, b) so that no escape sequence of the line
+// out[start:] (\x or \uXXXX) is cut by either end.
+func widenToEscapes(out []byte, start, a, b int) (int, int) {
+	for k := start; k < len(out) && k < b; k++ {
+		if out[k] != '\\' {
+			continue
+		}
+		e := k + 2
+		if k+1 < len(out) && out[k+1] == 'u' {
+			e = k + 6
+		}
+		e = min(e, len(out))
+		if k < a && a < e {
+			a = k
+		}
+		if k < b && b < e {
+			b = e
+		}
+		k = e - 1
+	}
+	return a, b
 }
 
 // Credential header names: their value is removed up to the end of the
@@ -122,9 +196,6 @@ var credentialParams = []string{
 // key characters is a credential.
 var keyPrefixes = []string{"sk-", "sk_", "mb_", "pk_", "rk_", "ghp_", "xoxb-", "xoxp-", "xoxa-"}
 
-// redact appends line to out with credentials replaced by the mark. It
-// looks only at word starts whose first letter begins some pattern, and
-// copies everything else in runs.
 // redact appends line to out with credentials replaced by the mark. It
 // looks only at word starts whose first letter begins some pattern, and
 // copies everything else in runs.

@@ -63,6 +63,28 @@ func TestRedactorRemovesCredentials(t *testing.T) {
 	}
 }
 
+// TestRedactorSecretNeedingJSONEscapes: a configured secret holding a
+// quote or a backslash is logged escaped by slog; the escaped form goes,
+// and the line stays JSON.
+func TestRedactorSecretNeedingJSONEscapes(t *testing.T) {
+	for _, secret := range []string{`pa"ss\word<1>`, `"leading-quote`, `trailing-backslash\`} {
+		var out bytes.Buffer
+		log := slog.New(slog.NewJSONHandler(newRedactor(&out, []string{secret}), nil))
+		log.Info("dial failed", "dsn", "postgres://u:"+secret+"@h/db", "note", "kept")
+		got := bytes.TrimSpace(out.Bytes())
+		var rec map[string]any
+		if err := json.Unmarshal(got, &rec); err != nil {
+			t.Fatalf("secret %q: line is not JSON: %s", secret, got)
+		}
+		if strings.Contains(rec["dsn"].(string), secret) || !strings.Contains(rec["dsn"].(string), redactedMark) {
+			t.Errorf("secret %q: dsn logged as %q", secret, rec["dsn"])
+		}
+		if rec["note"] != "kept" {
+			t.Errorf("secret %q: the rest of the line was lost: %s", secret, got)
+		}
+	}
+}
+
 func TestRedactorBoundsLinesAndKeepsJSON(t *testing.T) {
 	for _, tail := range []string{"a", "é", `\"`, `\u00e9`, "\n"} {
 		var out bytes.Buffer
