@@ -8,7 +8,11 @@ import "github.com/moonborn/edge/providers"
 //
 //	struct {
 //		Choices []struct{ Message struct{ Content *string } }
-//		Usage   *struct{ PromptTokens, CompletionTokens int64 }
+//		Usage   *struct {
+//			PromptTokens, CompletionTokens int64
+//			PromptTokensDetails     *struct{ CachedTokens int64 }
+//			CompletionTokensDetails *struct{ ReasoningTokens int64 }
+//		}
 //	}
 //
 // including its quirks, which the fuzz test holds it to: keys match
@@ -23,6 +27,11 @@ type completion struct {
 	usage      bool   // Usage != nil
 	prompt     int64
 	completion int64
+	// details: Usage.PromptTokensDetails != nil, then
+	// Usage.CompletionTokensDetails != nil; their one count each.
+	details   [2]bool
+	cached    int64
+	reasoning int64
 }
 
 // parseCompletion reads body into c; an error means encoding/json would
@@ -126,6 +135,7 @@ func parseChoice(val []byte, content *[]byte) error {
 func (c *completion) parseUsage(val []byte) error {
 	if providers.JSONIsNull(val) {
 		c.usage, c.prompt, c.completion = false, 0, 0
+		c.details, c.cached, c.reasoning = [2]bool{}, 0, 0
 		return nil
 	}
 	obj, err := providers.NewJSONObject(val)
@@ -134,27 +144,74 @@ func (c *completion) parseUsage(val []byte) error {
 	}
 	if !c.usage {
 		c.usage, c.prompt, c.completion = true, 0, 0
+		c.details, c.cached, c.reasoning = [2]bool{}, 0, 0
 	}
 	for key, v, ok := obj.Member(); ok; key, v, ok = obj.Member() {
-		var dst *int64
+		var err error
 		switch {
 		case providers.JSONKeyFold(key, "prompt_tokens"):
-			dst = &c.prompt
+			err = foldInt(v, &c.prompt)
 		case providers.JSONKeyFold(key, "completion_tokens"):
-			dst = &c.completion
-		default:
-			continue
+			err = foldInt(v, &c.completion)
+		case providers.JSONKeyFold(key, "prompt_tokens_details"):
+			err = parseDetails(v, "cached_tokens", &c.details[0], &c.cached)
+		case providers.JSONKeyFold(key, "completion_tokens_details"):
+			err = parseDetails(v, "reasoning_tokens", &c.details[1], &c.reasoning)
 		}
-		if providers.JSONIsNull(v) {
-			continue // null leaves an int as it was
-		}
-		n, err := providers.JSONInt(v)
 		if err != nil {
 			return err
 		}
-		*dst = n
 	}
 	return obj.Err()
+}
+
+// foldInt decodes an int into dst; null leaves it as it was.
+func foldInt(v []byte, dst *int64) error {
+	if providers.JSONIsNull(v) {
+		return nil
+	}
+	n, err := providers.JSONInt(v)
+	if err != nil {
+		return err
+	}
+	*dst = n
+	return nil
+}
+
+// parseDetails decodes a *struct{ N int64 } member (N spelled name) the
+// way encoding/json does: null clears it, an object merges into it.
+func parseDetails(val []byte, name string, present *bool, n *int64) error {
+	if providers.JSONIsNull(val) {
+		*present, *n = false, 0
+		return nil
+	}
+	obj, err := providers.NewJSONObject(val)
+	if err != nil {
+		return err
+	}
+	if !*present {
+		*present, *n = true, 0
+	}
+	for key, v, ok := obj.Member(); ok; key, v, ok = obj.Member() {
+		if providers.JSONKeyFold(key, name) {
+			if err := foldInt(v, n); err != nil {
+				return err
+			}
+		}
+	}
+	return obj.Err()
+}
+
+// usageOf returns the Usage of OpenAI's counts: prompt_tokens already
+// include the cached ones (bounded by it here, so a confused upstream
+// cannot make the uncached part negative).
+func usageOf(prompt, completion, cached, reasoning int64) providers.Usage {
+	return providers.Usage{
+		InputTokens:     prompt,
+		OutputTokens:    completion,
+		CacheReadTokens: min(max(cached, 0), max(prompt, 0)),
+		ReasoningTokens: min(max(reasoning, 0), max(completion, 0)),
+	}
 }
 
 func (p *Provider) decodeCompletion(body []byte, r *providers.Request, res *providers.Result) error {
@@ -178,7 +235,7 @@ func (p *Provider) decodeCompletion(body []byte, r *providers.Request, res *prov
 		parseToolCalls(body, res)
 	}
 	if c.usage {
-		res.Usage = providers.Usage{InputTokens: c.prompt, OutputTokens: c.completion}
+		res.Usage = usageOf(c.prompt, c.completion, c.cached, c.reasoning)
 	} else {
 		res.Usage = providers.Usage{
 			InputTokens:  providers.EstimateInputTokens(r),

@@ -255,6 +255,9 @@ func TestStream(t *testing.T) {
 	}{
 		{"usage chunk with choices []", []string{roleChunk, deltaChunk("Hel"), deltaChunk("lo \"x\"\n"), deltaChunk("!"), finishChunk, usageEmpty, done},
 			"Hello \"x\"\n!", 0, providers.Usage{InputTokens: 19, OutputTokens: 3}},
+		{"usage chunk with cached and reasoning tokens", []string{roleChunk, deltaChunk("a"), finishChunk,
+			"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":2006,\"completion_tokens\":300,\"total_tokens\":2306,\"prompt_tokens_details\":{\"cached_tokens\":1920,\"audio_tokens\":0},\"completion_tokens_details\":{\"reasoning_tokens\":256}}}\n\n", done},
+			"a", 0, providers.Usage{InputTokens: 2006, OutputTokens: 300, CacheReadTokens: 1920, ReasoningTokens: 256}},
 		{"usage chunk with choices null", []string{roleChunk, deltaChunk("a"), deltaChunk("b"), finishChunk, usageNull, done},
 			"ab", 0, providers.Usage{InputTokens: 19, OutputTokens: 3}},
 		{"done without usage is estimated", []string{deltaChunk("a"), deltaChunk("b"), done},

@@ -59,7 +59,7 @@ func (s *stream) Next() ([]byte, error) {
 			s.finish = finishReason(f)
 		}
 		if s.chunk.hasUsage {
-			s.usage = providers.Usage{InputTokens: s.chunk.promptTokens, OutputTokens: s.chunk.completionTokens}
+			s.usage = usageOf(s.chunk.promptTokens, s.chunk.completionTokens, s.chunk.cachedTokens, s.chunk.reasoningTokens)
 			s.haveUsage = true
 		}
 		if len(s.chunk.content) > 0 {
@@ -101,6 +101,8 @@ type chunk struct {
 	scratch          []byte // unescaped content, when it had escapes
 	promptTokens     int64
 	completionTokens int64
+	cachedTokens     int64 // prompt_tokens_details.cached_tokens
+	reasoningTokens  int64 // completion_tokens_details.reasoning_tokens
 	hasUsage         bool
 	hasError         bool
 	errType          []byte
@@ -228,7 +230,7 @@ func (c *chunk) parseChoice(val []byte) error {
 
 func (c *chunk) parseUsage(val []byte) error {
 	c.hasUsage = false
-	c.promptTokens, c.completionTokens = 0, 0
+	c.promptTokens, c.completionTokens, c.cachedTokens, c.reasoningTokens = 0, 0, 0, 0
 	if providers.JSONIsNull(val) {
 		return nil
 	}
@@ -244,6 +246,16 @@ func (c *chunk) parseUsage(val []byte) error {
 			dst = &c.promptTokens
 		case providers.JSONKeyIs(key, "completion_tokens"):
 			dst = &c.completionTokens
+		case providers.JSONKeyIs(key, "prompt_tokens_details"):
+			if err := detailInt(v, "cached_tokens", &c.cachedTokens); err != nil {
+				return err
+			}
+			continue
+		case providers.JSONKeyIs(key, "completion_tokens_details"):
+			if err := detailInt(v, "reasoning_tokens", &c.reasoningTokens); err != nil {
+				return err
+			}
+			continue
 		default:
 			continue
 		}
@@ -256,6 +268,28 @@ func (c *chunk) parseUsage(val []byte) error {
 			return err
 		}
 		*dst = n
+	}
+	return obj.Err()
+}
+
+// detailInt reads the member name of a usage details object (null: 0).
+func detailInt(val []byte, name string, dst *int64) error {
+	*dst = 0
+	if providers.JSONIsNull(val) {
+		return nil
+	}
+	obj, err := providers.NewJSONObject(val)
+	if err != nil {
+		return err
+	}
+	for k, v, ok := obj.Member(); ok; k, v, ok = obj.Member() {
+		if providers.JSONKeyIs(k, name) && !providers.JSONIsNull(v) {
+			n, err := providers.JSONInt(v)
+			if err != nil {
+				return err
+			}
+			*dst = n
+		}
 	}
 	return obj.Err()
 }
