@@ -25,6 +25,14 @@ type Request struct {
 	// System is the complete system prompt (persona prompt plus any memory
 	// digest, already joined by the gateway). Empty means none.
 	System string
+	// SystemCache lists prompt-cache breakpoints inside System, in
+	// order: Anthropic deployments send System as text blocks cut there,
+	// each marked with cache_control; upstreams that cache prefixes on
+	// their own (OpenAI) ignore them. Empty means none.
+	SystemCache []CacheBreak
+	// CacheKey is OpenAI's prompt_cache_key, which keeps requests sharing
+	// a prefix on the same cache; empty means none. Other upstreams ignore it.
+	CacheKey string
 	// UserText is the user's message; never empty unless Messages is set.
 	UserText string
 	// Messages, when not empty, is the whole conversation in order (the

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -182,6 +183,46 @@ func TestComplete(t *testing.T) {
 				if b["model"] != baseReq.Model || b["system"] != baseReq.System || b["max_tokens"] != 512.0 || b["temperature"] != 0.25 || b["stream"] != false ||
 					len(msgs) != 1 || msgs[0].(map[string]any)["role"] != "user" || msgs[0].(map[string]any)["content"] != baseReq.UserText {
 					t.Errorf("body = %v", b)
+				}
+			},
+		},
+		{
+			name: "cache breakpoints on system blocks, turns and tools",
+			req: providers.Request{Model: "m", MaxOutputTokens: 3,
+				System:      "PERSONA" + "DIGEST",
+				SystemCache: []providers.CacheBreak{{At: len("PERSONA"), TTL: providers.Cache1h}},
+				Messages: []providers.Message{
+					{Role: providers.RoleUser, Text: "q1", Cache: providers.Cache5m},
+					{Role: providers.RoleAssistant, Text: "a1", ToolCalls: []providers.ToolCall{{ID: "t1", Name: "f", Arguments: `{}`}}, Cache: providers.Cache5m},
+					{Role: providers.RoleTool, ToolCallID: "t1", Text: "r", Cache: providers.Cache5m},
+					{Role: providers.RoleUser, Text: "q2"},
+				},
+				Tools: []providers.Tool{{Name: "f", Cache: providers.Cache1h}},
+			},
+			reply:     `{"content":[],"usage":{"input_tokens":1,"output_tokens":1}}`,
+			wantUsage: providers.Usage{InputTokens: 1, OutputTokens: 1},
+			check: func(t *testing.T, b map[string]any) {
+				eph5 := map[string]any{"type": "ephemeral"}
+				eph1h := map[string]any{"type": "ephemeral", "ttl": "1h"}
+				want := map[string]any{
+					"system": []any{
+						map[string]any{"type": "text", "text": "PERSONA", "cache_control": eph1h},
+						map[string]any{"type": "text", "text": "DIGEST"},
+					},
+					"messages": []any{
+						map[string]any{"role": "user", "content": []any{map[string]any{"type": "text", "text": "q1", "cache_control": eph5}}},
+						map[string]any{"role": "assistant", "content": []any{
+							map[string]any{"type": "text", "text": "a1"},
+							map[string]any{"type": "tool_use", "id": "t1", "name": "f", "input": map[string]any{}, "cache_control": eph5}}},
+						map[string]any{"role": "user", "content": []any{map[string]any{"type": "tool_result", "tool_use_id": "t1", "content": "r", "cache_control": eph5}}},
+						map[string]any{"role": "user", "content": "q2"},
+					},
+					"tools": []any{map[string]any{"name": "f", "input_schema": map[string]any{"type": "object", "properties": map[string]any{}}, "cache_control": eph1h}},
+				}
+				for k, v := range want {
+					if !reflect.DeepEqual(b[k], v) {
+						t.Errorf("%s = %#v\nwant %#v", k, b[k], v)
+					}
 				}
 			},
 		},
