@@ -59,6 +59,9 @@ func decodeOpenAIRequest(body []byte, c *conversation) *apiError {
 			r.Seed, r.HasSeed = int64(f), true
 		case providers.JSONKeyIs(key, "user"):
 			r.User, ae = jsonStr(v, "user")
+		case providers.JSONKeyIs(key, "prompt_cache_key"):
+			// The caller's own key wins over a persona's (see cachePersona).
+			r.CacheKey, ae = jsonStr(v, "prompt_cache_key")
 		case providers.JSONKeyIs(key, "stop"):
 			r.Stop, ae = jsonStop(v, "stop", 4)
 		case providers.JSONKeyIs(key, "n"):
