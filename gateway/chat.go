@@ -15,6 +15,7 @@ import (
 
 	"github.com/moonborn/edge/gateway/persona"
 	"github.com/moonborn/edge/policy"
+	"github.com/moonborn/edge/policy/ledger"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -360,8 +361,8 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, x *exchange, u providers.Usage, 
 // (empty: the model's provider). It reads only what is fixed once the
 // upstream call started, so a losing hedge's goroutine may call it while
 // the handler goes on.
-func (s *Server) usageRecord(x *exchange, deployment string, u providers.Usage, cost int64, status int, code string, end time.Time) policy.UsageRecord {
-	r := policy.UsageRecord{
+func (s *Server) usageRecord(x *exchange, deployment string, u providers.Usage, cost int64, status int, code string, end time.Time) ledger.UsageRecord {
+	r := ledger.UsageRecord{
 		RequestID:     x.requestID,
 		Time:          x.start,
 		Workspace:     x.principal.Workspace,
