@@ -14,6 +14,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/moonborn/edge/gateway/persona"
+	"github.com/moonborn/edge/internal/jsonx"
 	"github.com/moonborn/edge/policy"
 	"github.com/moonborn/edge/policy/ledger"
 	"github.com/moonborn/edge/providers"
@@ -283,7 +284,7 @@ func (s *Server) complete(ctx *fasthttp.RequestCtx, x *exchange) {
 	ctx.Response.Header.SetContentType("application/json")
 	buf := ctx.Response.Body()[:0]
 	buf = append(buf, `{"content":`...)
-	buf = providers.AppendJSONString(buf, res.Content)
+	buf = jsonx.AppendString(buf, res.Content)
 	buf = appendUsageFields(buf, res.Usage, cost, x.model.ID, latency)
 	buf = append(buf, '}')
 	ctx.Response.SetBodyRaw(buf)
@@ -300,7 +301,7 @@ func appendUsageFields(dst []byte, u providers.Usage, cost int64, model string, 
 	dst = append(dst, `,"costUsdMicros":`...)
 	dst = strconv.AppendInt(dst, cost, 10)
 	dst = append(dst, `,"model":`...)
-	dst = providers.AppendJSONString(dst, model)
+	dst = jsonx.AppendString(dst, model)
 	dst = append(dst, `,"latencyMs":`...)
 	return strconv.AppendInt(dst, latencyMs, 10)
 }

@@ -12,7 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
+
+	"github.com/moonborn/edge/internal/jsonx"
 )
 
 // ledgerFile is what the writer needs from *os.File; tests substitute a
@@ -235,7 +236,8 @@ func (l *JSONL) finish() error {
 }
 
 // appendUsageJSON appends r as one JSON object, byte for byte what
-// encoding/json produces for UsageRecord with HTML escaping off, without
+// json.Marshal produces for UsageRecord (strings through jsonx's one
+// encoder, so <, > and & come out escaped as \u003c, \u003e, \u0026), without
 // reflection or allocation (the fuzz test holds it to that). The time is
 // written in UTC, RFC 3339 with nanoseconds.
 func appendUsageJSON(b []byte, r *UsageRecord) ([]byte, error) {
@@ -244,19 +246,19 @@ func appendUsageJSON(b []byte, r *UsageRecord) ([]byte, error) {
 		return b, fmt.Errorf("time %d-..: year outside of range [0,9999]", y)
 	}
 	b = append(b, `{"requestId":`...)
-	b = appendJSONString(b, r.RequestID)
+	b = jsonx.AppendString(b, r.RequestID)
 	b = append(b, `,"time":"`...)
 	b = t.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","workspace":`...)
-	b = appendJSONString(b, r.Workspace)
+	b = jsonx.AppendString(b, r.Workspace)
 	b = append(b, `,"credentialId":`...)
-	b = appendJSONString(b, r.CredentialID)
+	b = jsonx.AppendString(b, r.CredentialID)
 	b = append(b, `,"persona":`...)
-	b = appendJSONString(b, r.Persona)
+	b = jsonx.AppendString(b, r.Persona)
 	b = append(b, `,"model":`...)
-	b = appendJSONString(b, r.Model)
+	b = jsonx.AppendString(b, r.Model)
 	b = append(b, `,"provider":`...)
-	b = appendJSONString(b, r.Provider)
+	b = jsonx.AppendString(b, r.Provider)
 	b = append(b, `,"stream":`...)
 	b = strconv.AppendBool(b, r.Stream)
 	b = append(b, `,"inputTokens":`...)
@@ -274,65 +276,11 @@ func appendUsageJSON(b []byte, r *UsageRecord) ([]byte, error) {
 	b = strconv.AppendInt(b, int64(r.Status), 10)
 	if r.ErrorCode != "" {
 		b = append(b, `,"errorCode":`...)
-		b = appendJSONString(b, r.ErrorCode)
+		b = jsonx.AppendString(b, r.ErrorCode)
 	}
 	if r.Route != "" {
 		b = append(b, `,"route":`...)
-		b = appendJSONString(b, r.Route)
+		b = jsonx.AppendString(b, r.Route)
 	}
 	return append(b, '}', '\n'), nil
-}
-
-// appendJSONString quotes s as encoding/json does with HTML escaping off:
-// control characters escaped, invalid UTF-8 replaced by U+FFFD, U+2028 and
-// U+2029 escaped.
-func appendJSONString(b []byte, s string) []byte {
-	const hexDigits = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

@@ -326,11 +326,8 @@ func BenchmarkJSONLLedgerRecord(b *testing.B) {
 // stdUsageJSON is the reference encoding appendUsageJSON must equal.
 func stdUsageJSON(r UsageRecord) ([]byte, error) {
 	r.Time = r.Time.UTC()
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	err := enc.Encode(r)
-	return buf.Bytes(), err
+	b, err := json.Marshal(r)
+	return append(b, '\n'), err
 }
 
 func TestAppendUsageJSON(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"math"
 	"strconv"
 
+	"github.com/moonborn/edge/internal/jsonx"
 	"github.com/moonborn/edge/providers"
 	"github.com/valyala/fasthttp"
 )
@@ -79,19 +80,19 @@ func (p *Provider) newRequest(r *providers.Request, stream bool) *fasthttp.Reque
 // appendRequestBody writes the Messages API request for r.
 func appendRequestBody(dst []byte, r *providers.Request, stream bool) []byte {
 	dst = append(dst, `{"model":`...)
-	dst = providers.AppendJSONString(dst, r.Model)
+	dst = jsonx.AppendString(dst, r.Model)
 	dst = append(dst, `,"max_tokens":`...)
 	dst = strconv.AppendInt(dst, int64(r.MaxOutputTokens), 10)
 	if r.System != "" {
 		dst = append(dst, `,"system":`...)
-		dst = providers.AppendJSONString(dst, r.System)
+		dst = jsonx.AppendString(dst, r.System)
 	}
 	if r.Conversation() {
 		dst = appendMessages(dst, r)
 		dst = appendOptions(dst, r)
 	} else {
 		dst = append(dst, `,"messages":[{"role":"user","content":`...)
-		dst = providers.AppendJSONString(dst, r.UserText)
+		dst = jsonx.AppendString(dst, r.UserText)
 		dst = append(dst, `}]`...)
 	}
 	if r.HasTemperature && !math.IsNaN(r.Temperature) && !math.IsInf(r.Temperature, 0) {

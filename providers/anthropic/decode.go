@@ -1,6 +1,9 @@
 package anthropic
 
-import "github.com/moonborn/edge/providers"
+import (
+	"github.com/moonborn/edge/internal/jsonx"
+	"github.com/moonborn/edge/providers"
+)
 
 // message is what a Messages API reply carries for the gateway, read in
 // place from the reply body with the allocation-free JSON walk. It
@@ -39,18 +42,18 @@ var replyUsageKeys = [4]string{"input_tokens", "output_tokens", "cache_creation_
 func parseMessage(body []byte, m *message, blocks []block) ([]block, error) {
 	*m = message{}
 	blocks = blocks[:0]
-	if providers.JSONIsNull(body) {
+	if jsonx.IsNull(body) {
 		return blocks, nil
 	}
-	it, err := providers.NewJSONObject(body)
+	it, err := jsonx.NewObject(body)
 	if err != nil {
 		return blocks, err
 	}
 	for key, val, ok := it.Member(); ok; key, val, ok = it.Member() {
 		switch {
-		case providers.JSONKeyFold(key, "content"):
+		case jsonx.KeyFold(key, "content"):
 			blocks, m.n, err = parseContent(val, blocks)
-		case providers.JSONKeyFold(key, "usage"):
+		case jsonx.KeyFold(key, "usage"):
 			err = m.parseUsage(val)
 		}
 		if err != nil {
@@ -63,10 +66,10 @@ func parseMessage(body []byte, m *message, blocks []block) ([]block, error) {
 // parseContent decodes a content array into blocks, merging into the
 // elements an earlier array left, and returns them with the array's length.
 func parseContent(val []byte, blocks []block) ([]block, int, error) {
-	if providers.JSONIsNull(val) {
+	if jsonx.IsNull(val) {
 		return blocks[:0], 0, nil
 	}
-	arr, err := providers.NewJSONArray(val)
+	arr, err := jsonx.NewArray(val)
 	if err != nil {
 		return blocks, 0, err
 	}
@@ -90,28 +93,28 @@ func parseContent(val []byte, blocks []block) ([]block, int, error) {
 }
 
 func (b *block) parse(val []byte) error {
-	if providers.JSONIsNull(val) {
+	if jsonx.IsNull(val) {
 		return nil
 	}
-	obj, err := providers.NewJSONObject(val)
+	obj, err := jsonx.NewObject(val)
 	if err != nil {
 		return err
 	}
 	for key, v, ok := obj.Member(); ok; key, v, ok = obj.Member() {
 		var dst *[]byte
 		switch {
-		case providers.JSONKeyFold(key, "type"):
+		case jsonx.KeyFold(key, "type"):
 			dst = &b.typ
-		case providers.JSONKeyFold(key, "text"):
+		case jsonx.KeyFold(key, "text"):
 			dst = &b.text
 		default:
 			continue
 		}
-		if providers.JSONIsNull(v) {
+		if jsonx.IsNull(v) {
 			continue // null leaves a string as it was
 		}
 		if v[0] != '"' {
-			return providers.ErrJSONSyntax
+			return jsonx.ErrSyntax
 		}
 		*dst = v
 	}
@@ -119,11 +122,11 @@ func (b *block) parse(val []byte) error {
 }
 
 func (m *message) parseUsage(val []byte) error {
-	if providers.JSONIsNull(val) {
+	if jsonx.IsNull(val) {
 		m.usage, m.tokens = false, [4]int64{}
 		return nil
 	}
-	obj, err := providers.NewJSONObject(val)
+	obj, err := jsonx.NewObject(val)
 	if err != nil {
 		return err
 	}
@@ -132,13 +135,13 @@ func (m *message) parseUsage(val []byte) error {
 	}
 	for key, v, ok := obj.Member(); ok; key, v, ok = obj.Member() {
 		for i, name := range replyUsageKeys {
-			if !providers.JSONKeyFold(key, name) {
+			if !jsonx.KeyFold(key, name) {
 				continue
 			}
-			if providers.JSONIsNull(v) {
+			if jsonx.IsNull(v) {
 				break // null leaves an int as it was
 			}
-			n, err := providers.JSONInt(v)
+			n, err := jsonx.Int(v)
 			if err != nil {
 				return err
 			}
@@ -163,10 +166,10 @@ func (p *Provider) decodeMessage(body []byte, res *providers.Result) error {
 	var buf [1024]byte
 	text := buf[:0]
 	for _, b := range blocks[:m.n] {
-		if b.text == nil || !providers.JSONKeyIs(b.typ, "text") {
+		if b.text == nil || !jsonx.KeyIs(b.typ, "text") {
 			continue
 		}
-		if text, err = providers.JSONAppendString(text, b.text); err != nil {
+		if text, err = jsonx.AppendUnquoted(text, b.text); err != nil {
 			return providers.Errorf(p.name, providers.KindProtocol, "reply is not a message")
 		}
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/moonborn/edge/internal/jsonx"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -19,18 +20,18 @@ func wireToolCall(body []byte, p protocol, seed uint64) (providers.ToolCall, boo
 	if !bytes.Contains(body, []byte(`"tools"`)) {
 		return providers.ToolCall{}, false
 	}
-	obj, err := providers.NewJSONObject(body)
+	obj, err := jsonx.NewObject(body)
 	if err != nil {
 		return providers.ToolCall{}, false
 	}
 	var r providers.Request
 	for k, v, ok := obj.Member(); ok; k, v, ok = obj.Member() {
 		switch {
-		case providers.JSONKeyIs(k, "tools"):
+		case jsonx.KeyIs(k, "tools"):
 			r.Tools = wireTools(v)
-		case providers.JSONKeyIs(k, "tool_choice"):
+		case jsonx.KeyIs(k, "tool_choice"):
 			r.ToolChoice = wireToolChoice(v)
-		case providers.JSONKeyIs(k, "messages"):
+		case jsonx.KeyIs(k, "messages"):
 			if lastIsToolResult(v, p) {
 				r.Messages = []providers.Message{{Role: providers.RoleTool}}
 			}
@@ -40,12 +41,12 @@ func wireToolCall(body []byte, p protocol, seed uint64) (providers.ToolCall, boo
 }
 
 func member(obj []byte, name string) []byte {
-	it, err := providers.NewJSONObject(obj)
+	it, err := jsonx.NewObject(obj)
 	if err != nil {
 		return nil
 	}
 	for k, v, ok := it.Member(); ok; k, v, ok = it.Member() {
-		if providers.JSONKeyIs(k, name) {
+		if jsonx.KeyIs(k, name) {
 			return v
 		}
 	}
@@ -53,7 +54,7 @@ func member(obj []byte, name string) []byte {
 }
 
 func text(raw []byte) string {
-	s, ok := providers.JSONAppendString(nil, raw)
+	s, ok := jsonx.AppendUnquoted(nil, raw)
 	if ok != nil || len(raw) == 0 || raw[0] != '"' {
 		return ""
 	}
@@ -61,7 +62,7 @@ func text(raw []byte) string {
 }
 
 func wireTools(v []byte) []providers.Tool {
-	arr, err := providers.NewJSONArray(v)
+	arr, err := jsonx.NewArray(v)
 	if err != nil {
 		return nil
 	}
@@ -96,7 +97,7 @@ func wireToolChoice(v []byte) providers.ToolChoice {
 // lastIsToolResult: OpenAI's last message has role "tool"; Anthropic's
 // is a user turn holding a tool_result block.
 func lastIsToolResult(v []byte, p protocol) bool {
-	arr, err := providers.NewJSONArray(v)
+	arr, err := jsonx.NewArray(v)
 	if err != nil {
 		return false
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 
+	"github.com/moonborn/edge/internal/jsonx"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -116,40 +117,40 @@ type chunk struct {
 // in encoding/json.
 func parseChunk(data []byte, c *chunk) error {
 	*c = chunk{scratch: c.scratch[:0]}
-	if !providers.JSONIsObject(data) {
-		return providers.ErrJSONSyntax
+	if !jsonx.IsObject(data) {
+		return jsonx.ErrSyntax
 	}
-	it, err := providers.NewJSONObject(data)
+	it, err := jsonx.NewObject(data)
 	if err != nil {
 		return err
 	}
 	for key, val, ok := it.Member(); ok; key, val, ok = it.Member() {
 		switch {
-		case providers.JSONKeyIs(key, "choices"):
+		case jsonx.KeyIs(key, "choices"):
 			c.content = nil
 			if err := c.parseChoices(val); err != nil {
 				return err
 			}
-		case providers.JSONKeyIs(key, "usage"):
+		case jsonx.KeyIs(key, "usage"):
 			if err := c.parseUsage(val); err != nil {
 				return err
 			}
-		case providers.JSONKeyIs(key, "error"):
+		case jsonx.KeyIs(key, "error"):
 			c.hasError, c.errType = false, nil
-			if providers.JSONIsNull(val) {
+			if jsonx.IsNull(val) {
 				continue
 			}
 			c.hasError = true
 			// Only the error's type goes further, and only as a short
 			// identifier (see providers.SafeErrorType); an object is all
 			// we require.
-			if providers.JSONIsObject(val) {
-				e, err := providers.NewJSONObject(val)
+			if jsonx.IsObject(val) {
+				e, err := jsonx.NewObject(val)
 				if err != nil {
 					return err
 				}
 				for k, v, ok := e.Member(); ok; k, v, ok = e.Member() {
-					if providers.JSONKeyIs(k, "type") && len(v) > 0 && v[0] == '"' {
+					if jsonx.KeyIs(k, "type") && len(v) > 0 && v[0] == '"' {
 						c.errType = v[1 : len(v)-1]
 					}
 				}
@@ -163,7 +164,7 @@ func parseChunk(data []byte, c *chunk) error {
 }
 
 func (c *chunk) parseChoices(val []byte) error {
-	arr, err := providers.NewJSONArray(val)
+	arr, err := jsonx.NewArray(val)
 	if err != nil {
 		return err
 	}
@@ -181,36 +182,36 @@ func (c *chunk) parseChoices(val []byte) error {
 }
 
 func (c *chunk) parseChoice(val []byte) error {
-	obj, err := providers.NewJSONObject(val)
+	obj, err := jsonx.NewObject(val)
 	if err != nil {
 		return err
 	}
 	for key, v, ok := obj.Member(); ok; key, v, ok = obj.Member() {
-		if providers.JSONKeyIs(key, "finish_reason") {
+		if jsonx.KeyIs(key, "finish_reason") {
 			c.finish = v
 			continue
 		}
-		if !providers.JSONKeyIs(key, "delta") {
+		if !jsonx.KeyIs(key, "delta") {
 			continue
 		}
 		c.content = nil
-		delta, err := providers.NewJSONObject(v)
+		delta, err := jsonx.NewObject(v)
 		if err != nil {
 			return err
 		}
 		for k, dv, ok := delta.Member(); ok; k, dv, ok = delta.Member() {
-			if providers.JSONKeyIs(k, "tool_calls") {
+			if jsonx.KeyIs(k, "tool_calls") {
 				c.toolCalls = dv
 				continue
 			}
-			if !providers.JSONKeyIs(k, "content") {
+			if !jsonx.KeyIs(k, "content") {
 				continue
 			}
 			c.content = nil
-			if providers.JSONIsNull(dv) {
+			if jsonx.IsNull(dv) {
 				continue
 			}
-			text, err := providers.JSONString(c.scratch[:0], dv)
+			text, err := jsonx.Unquote(c.scratch[:0], dv)
 			if err != nil {
 				return err
 			}
@@ -229,10 +230,10 @@ func (c *chunk) parseChoice(val []byte) error {
 func (c *chunk) parseUsage(val []byte) error {
 	c.hasUsage = false
 	c.promptTokens, c.completionTokens = 0, 0
-	if providers.JSONIsNull(val) {
+	if jsonx.IsNull(val) {
 		return nil
 	}
-	obj, err := providers.NewJSONObject(val)
+	obj, err := jsonx.NewObject(val)
 	if err != nil {
 		return err
 	}
@@ -240,18 +241,18 @@ func (c *chunk) parseUsage(val []byte) error {
 	for key, v, ok := obj.Member(); ok; key, v, ok = obj.Member() {
 		var dst *int64
 		switch {
-		case providers.JSONKeyIs(key, "prompt_tokens"):
+		case jsonx.KeyIs(key, "prompt_tokens"):
 			dst = &c.promptTokens
-		case providers.JSONKeyIs(key, "completion_tokens"):
+		case jsonx.KeyIs(key, "completion_tokens"):
 			dst = &c.completionTokens
 		default:
 			continue
 		}
 		*dst = 0
-		if providers.JSONIsNull(v) {
+		if jsonx.IsNull(v) {
 			continue
 		}
-		n, err := providers.JSONInt(v)
+		n, err := jsonx.Int(v)
 		if err != nil {
 			return err
 		}
