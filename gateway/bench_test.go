@@ -15,6 +15,7 @@ import (
 
 	"github.com/moonborn/edge/gateway/persona"
 	"github.com/moonborn/edge/policy"
+	"github.com/moonborn/edge/policy/ledger"
 	"github.com/moonborn/edge/providers/mock"
 )
 
@@ -58,7 +59,7 @@ func mockServer(b testing.TB, withMetrics bool, mc mock.Config) *Server {
 
 type discardLedger struct{}
 
-func (discardLedger) Record(policy.UsageRecord) {}
+func (discardLedger) Record(ledger.UsageRecord) {}
 func (discardLedger) Close() error              { return nil }
 
 // nullConn is a connection that discards writes; the stream relay needs

@@ -14,7 +14,9 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/moonborn/edge/gateway/persona"
+	"github.com/moonborn/edge/internal/jsonx"
 	"github.com/moonborn/edge/policy"
+	"github.com/moonborn/edge/policy/ledger"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -289,7 +291,7 @@ func (s *Server) complete(ctx *fasthttp.RequestCtx, x *exchange) {
 	ctx.Response.Header.SetContentType("application/json")
 	buf := ctx.Response.Body()[:0]
 	buf = append(buf, `{"content":`...)
-	buf = providers.AppendJSONString(buf, res.Content)
+	buf = jsonx.AppendString(buf, res.Content)
 	buf = appendUsageFields(buf, res.Usage, cost, x.model.ID, latency)
 	buf = append(buf, '}')
 	ctx.Response.SetBodyRaw(buf)
@@ -306,7 +308,7 @@ func appendUsageFields(dst []byte, u providers.Usage, cost int64, model string, 
 	dst = append(dst, `,"costUsdMicros":`...)
 	dst = strconv.AppendInt(dst, cost, 10)
 	dst = append(dst, `,"model":`...)
-	dst = providers.AppendJSONString(dst, model)
+	dst = jsonx.AppendString(dst, model)
 	dst = append(dst, `,"latencyMs":`...)
 	return strconv.AppendInt(dst, latencyMs, 10)
 }
@@ -367,8 +369,8 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, x *exchange, u providers.Usage, 
 // (empty: the model's provider). It reads only what is fixed once the
 // upstream call started, so a losing hedge's goroutine may call it while
 // the handler goes on.
-func (s *Server) usageRecord(x *exchange, deployment string, u providers.Usage, cost int64, status int, code string, end time.Time) policy.UsageRecord {
-	r := policy.UsageRecord{
+func (s *Server) usageRecord(x *exchange, deployment string, u providers.Usage, cost int64, status int, code string, end time.Time) ledger.UsageRecord {
+	r := ledger.UsageRecord{
 		RequestID:     x.requestID,
 		Time:          x.start,
 		Workspace:     x.principal.Workspace,

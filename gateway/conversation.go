@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/moonborn/edge/gateway/persona"
+	"github.com/moonborn/edge/internal/jsonx"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -16,10 +17,10 @@ import (
 // persona and model are resolved. Field names in errors are the wire
 // protocol's own, so a 400 names what the caller sent.
 type conversation struct {
-	model          string
-	system         []string // the caller's leading system texts, in order
+	model  string
+	system []string // the caller's leading system texts, in order
 	// systemCache are the caller's breakpoints in those texts.
-	systemCache []systemBreak
+	systemCache    []systemBreak
 	req            providers.Request
 	maxTokens      int64
 	hasMaxTokens   bool
@@ -130,7 +131,7 @@ func (s *Server) resolveConversation(x *exchange, c *conversation) error {
 
 // jsonWhole reads a whole number ≥ min.
 func jsonWhole(v []byte, field string, least int64) (int64, *apiError) {
-	f, err := providers.JSONFloat(v)
+	f, err := jsonx.Float(v)
 	if err != nil {
 		return 0, badRequest(field, "must be an integer")
 	}
@@ -142,7 +143,7 @@ func jsonWhole(v []byte, field string, least int64) (int64, *apiError) {
 
 // jsonRange reads a number in [lo, hi].
 func jsonRange(v []byte, field string, lo, hi float64) (float64, *apiError) {
-	f, err := providers.JSONFloat(v)
+	f, err := jsonx.Float(v)
 	if err != nil {
 		return 0, badRequest(field, "must be a number")
 	}
@@ -178,7 +179,7 @@ func jsonStop(v []byte, field string, max int) ([]string, *apiError) {
 		s, ae := jsonStr(v, field)
 		return []string{s}, ae
 	}
-	arr, err := providers.NewJSONArray(v)
+	arr, err := jsonx.NewArray(v)
 	if err != nil {
 		return nil, badRequest(field, "must be a string or an array of strings")
 	}
@@ -201,10 +202,10 @@ func jsonStop(v []byte, field string, max int) ([]string, *apiError) {
 
 // checkBody applies the checks every SDK route shares before walking.
 func checkBody(body []byte) *apiError {
-	if !providers.JSONIsObject(body) {
+	if !jsonx.IsObject(body) {
 		return badRequest("body", "must be a JSON object")
 	}
-	if !providers.JSONValid(body) {
+	if !jsonx.Valid(body) {
 		return badRequest("body", "malformed JSON")
 	}
 	if !utf8Valid(body) {

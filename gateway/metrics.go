@@ -6,7 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/moonborn/edge/gateway/persona"
-	"github.com/moonborn/edge/policy"
+	"github.com/moonborn/edge/policy/ledger"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -259,7 +259,7 @@ func (m *Metrics) tokenGap(d time.Duration) {
 }
 
 // ledgerStats is what the ledger collector reads.
-type ledgerStats interface{ Stats() policy.LedgerStats }
+type ledgerStats interface{ Stats() ledger.Stats }
 
 // Collectors report, at scrape time, the counters that pools, the persona
 // cache, the ledger and the limiter keep themselves. Nil fields are

@@ -4,6 +4,7 @@ import (
 	"strconv"
 
 	"github.com/moonborn/edge/gateway/persona"
+	"github.com/moonborn/edge/internal/jsonx"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -122,7 +123,7 @@ func checkCallerCache(r *providers.Request) *apiError {
 // decodeCacheControl reads a block's cache_control: {"type":"ephemeral"}
 // with an optional "ttl" of "5m" or "1h".
 func decodeCacheControl(v []byte, field string) (providers.CacheTTL, *apiError) {
-	obj, err := providers.NewJSONObject(v)
+	obj, err := jsonx.NewObject(v)
 	if err != nil {
 		return 0, badRequest(field, "must be an object")
 	}
@@ -130,12 +131,12 @@ func decodeCacheControl(v []byte, field string) (providers.CacheTTL, *apiError) 
 	typed := false
 	for k, cv, ok := obj.Member(); ok; k, cv, ok = obj.Member() {
 		switch {
-		case providers.JSONKeyIs(k, "type"):
+		case jsonx.KeyIs(k, "type"):
 			if string(cv) != `"ephemeral"` {
 				return 0, badRequest(field+".type", `must be "ephemeral"`)
 			}
 			typed = true
-		case providers.JSONKeyIs(k, "ttl"):
+		case jsonx.KeyIs(k, "ttl"):
 			switch string(cv) {
 			case `"5m"`:
 			case `"1h"`:

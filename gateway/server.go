@@ -22,6 +22,7 @@ import (
 
 	"github.com/moonborn/edge/gateway/persona"
 	"github.com/moonborn/edge/policy"
+	"github.com/moonborn/edge/policy/ledger"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -89,7 +90,7 @@ type Options struct {
 	// Version names the first State's configuration. Optional.
 	Version string
 	// Ledger receives one usage record per authenticated request. Required.
-	Ledger policy.Ledger
+	Ledger ledger.Ledger
 	// Limiter enforces rate limits and quotas; nil admits everything.
 	Limiter Limiter
 	// Metrics records request metrics; nil records none.

@@ -1,7 +1,8 @@
 // Package providers holds the canonical request, event and usage types that
 // every upstream speaks after translation, the Provider interface the
-// gateway calls, the typed upstream errors, and the SSE reader shared by the
-// wire-protocol sub-packages (openai, anthropic, mock).
+// gateway calls, the typed upstream errors, the pool, and the upstream
+// HTTP client whose event stream (SSEBody, framed by internal/sse) the
+// wire-protocol sub-packages (openai, anthropic, mock) read.
 //
 // Data flows one way: sub-packages import this package; this package imports
 // none of them, nor gateway or policy.

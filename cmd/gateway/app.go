@@ -20,6 +20,7 @@ import (
 	"github.com/moonborn/edge/gateway"
 	"github.com/moonborn/edge/gateway/persona"
 	"github.com/moonborn/edge/policy"
+	"github.com/moonborn/edge/policy/ledger"
 	"github.com/moonborn/edge/providers"
 	"github.com/moonborn/edge/providers/anthropic"
 	"github.com/moonborn/edge/providers/mock"
@@ -37,7 +38,7 @@ type app struct {
 	log      *slog.Logger
 	gw       *gateway.Server
 	admin    *fasthttp.Server
-	ledger   policy.UsageLedger
+	ledger   ledger.UsageLedger
 	resolver *persona.Resolver
 	limiter  limiter
 	// keys is the managed key store; nil when auth.keyStore is off.
@@ -312,7 +313,7 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	models := set.models
-	ledger, err := policy.OpenLedger(context.Background(), cfg.Ledger, log)
+	usage, err := ledger.Open(context.Background(), cfg.Ledger, log)
 	if err != nil {
 		closeAuth()
 		resolver.Close()
@@ -321,7 +322,7 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 	limiter, err := newLimiter(cfg.Limits, log)
 	if err != nil {
 		closeAuth()
-		_ = ledger.Close()
+		_ = usage.Close()
 		resolver.Close()
 		return nil, fmt.Errorf("limits: %w", err)
 	}
@@ -330,9 +331,9 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	readBuildInfo().register(reg)
 	metrics := gateway.NewMetrics(reg, models)
-	a := &app{cfg: cfg, log: log, ledger: ledger, resolver: resolver, limiter: limiter, keys: keys}
+	a := &app{cfg: cfg, log: log, ledger: usage, resolver: resolver, limiter: limiter, keys: keys}
 	a.ctl.init(cfg, auth, set, personaSrc, reg)
-	coll := &gateway.Collectors{CurrentPools: a.currentPools, Personas: resolver, Ledger: ledger}
+	coll := &gateway.Collectors{CurrentPools: a.currentPools, Personas: resolver, Ledger: usage}
 	if rl, ok := limiter.(*policy.RedisLimiter); ok {
 		coll.RedisUp = func() bool { return !rl.Stats().Down }
 	}
@@ -345,7 +346,7 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 		Personas:           resolver,
 		Models:             models,
 		Version:            a.ctl.hash,
-		Ledger:             ledger,
+		Ledger:             usage,
 		Log:                log,
 		MaxBodyBytes:       s.MaxBodyBytes,
 		ReadTimeout:        s.ReadTimeout,
@@ -358,7 +359,7 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 	})
 	if err != nil {
 		closeAuth()
-		_ = ledger.Close()
+		_ = usage.Close()
 		resolver.Close()
 		return nil, err
 	}
@@ -369,7 +370,7 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 			CurrentPools: a.currentPools,
 			Reload:       a.reloadFromAdmin,
 			Status:       a.status,
-			Usage:        ledger,
+			Usage:        usage,
 			Ready:        []gateway.ReadyCheck{a.upstreamsReady, a.limiterReady, a.ledgerReady},
 			Metrics:      fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})),
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/moonborn/edge/gateway/persona"
 	"github.com/moonborn/edge/policy"
+	"github.com/moonborn/edge/policy/ledger"
 	"github.com/moonborn/edge/providers"
 	"github.com/moonborn/edge/providers/anthropic"
 	"github.com/moonborn/edge/providers/mock"
@@ -24,13 +25,13 @@ import (
 // Config is the whole config.yaml. config.yaml in the repository root is
 // the commented reference for every field.
 type Config struct {
-	Server    ServerConfig        `yaml:"server"`
-	Log       LogConfig           `yaml:"log"`
-	Auth      policy.AuthConfig   `yaml:"auth"`
-	Personas  persona.Config      `yaml:"personas"`
-	Providers []ProviderConfig    `yaml:"providers"`
-	Models    []ModelConfig       `yaml:"models"`
-	Ledger    policy.LedgerConfig `yaml:"ledger"`
+	Server    ServerConfig      `yaml:"server"`
+	Log       LogConfig         `yaml:"log"`
+	Auth      policy.AuthConfig `yaml:"auth"`
+	Personas  persona.Config    `yaml:"personas"`
+	Providers []ProviderConfig  `yaml:"providers"`
+	Models    []ModelConfig     `yaml:"models"`
+	Ledger    ledger.Config     `yaml:"ledger"`
 	// Limits are the token buckets and monthly quotas per workspace and
 	// API key, kept in this process or in Redis for a fleet.
 	Limits policy.LimitsConfig `yaml:"limits"`
@@ -284,7 +285,7 @@ func (c *Config) Validate() error {
 		p.add("log.level", "must be one of debug, info, warn, error")
 	}
 	p.addAll("auth", c.Auth.Validate())
-	if ks := c.Auth.KeyStore.Enabled; ks != nil && *ks && c.Ledger.Driver != policy.LedgerDriverSQLite && c.Ledger.Driver != policy.LedgerDriverPostgres {
+	if ks := c.Auth.KeyStore.Enabled; ks != nil && *ks && c.Ledger.Driver != ledger.DriverSQLite && c.Ledger.Driver != ledger.DriverPostgres {
 		p.add("auth.keyStore.enabled", "needs ledger.driver sqlite or postgres (the keys live in the ledger's database)")
 	}
 	p.addAll("personas", c.Personas.Validate())

@@ -7,6 +7,7 @@ import (
 	"math"
 	"strconv"
 
+	"github.com/moonborn/edge/internal/jsonx"
 	"github.com/moonborn/edge/providers"
 	"github.com/valyala/fasthttp"
 )
@@ -79,7 +80,7 @@ func (p *Provider) newRequest(r *providers.Request, stream bool) *fasthttp.Reque
 // appendRequestBody writes the Messages API request for r.
 func appendRequestBody(dst []byte, r *providers.Request, stream bool) []byte {
 	dst = append(dst, `{"model":`...)
-	dst = providers.AppendJSONString(dst, r.Model)
+	dst = jsonx.AppendString(dst, r.Model)
 	dst = append(dst, `,"max_tokens":`...)
 	dst = strconv.AppendInt(dst, int64(r.MaxOutputTokens), 10)
 	if r.System != "" {
@@ -91,7 +92,7 @@ func appendRequestBody(dst []byte, r *providers.Request, stream bool) []byte {
 		dst = appendOptions(dst, r)
 	} else {
 		dst = append(dst, `,"messages":[{"role":"user","content":`...)
-		dst = providers.AppendJSONString(dst, r.UserText)
+		dst = jsonx.AppendString(dst, r.UserText)
 		dst = append(dst, `}]`...)
 	}
 	if r.HasTemperature && !math.IsNaN(r.Temperature) && !math.IsInf(r.Temperature, 0) {
@@ -112,7 +113,7 @@ func appendRequestBody(dst []byte, r *providers.Request, stream bool) []byte {
 // blocks are left out: the API refuses them.
 func appendSystem(dst []byte, r *providers.Request) []byte {
 	if len(r.SystemCache) == 0 {
-		return providers.AppendJSONString(dst, r.System)
+		return jsonx.AppendString(dst, r.System)
 	}
 	dst = append(dst, '[')
 	from, n := 0, 0
@@ -122,7 +123,7 @@ func appendSystem(dst []byte, r *providers.Request) []byte {
 		}
 		n++
 		dst = append(dst, `{"type":"text","text":`...)
-		dst = providers.AppendJSONString(dst, text)
+		dst = jsonx.AppendString(dst, text)
 		dst = providers.AppendCacheControl(dst, ttl)
 		dst = append(dst, '}')
 	}

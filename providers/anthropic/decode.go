@@ -1,6 +1,9 @@
 package anthropic
 
-import "github.com/moonborn/edge/providers"
+import (
+	"github.com/moonborn/edge/internal/jsonx"
+	"github.com/moonborn/edge/providers"
+)
 
 // message is what a Messages API reply carries for the gateway, read in
 // place from the reply body with the allocation-free JSON walk. It
@@ -48,18 +51,18 @@ var cacheCreationKeys = [2]string{"ephemeral_5m_input_tokens", "ephemeral_1h_inp
 func parseMessage(body []byte, m *message, blocks []block) ([]block, error) {
 	*m = message{}
 	blocks = blocks[:0]
-	if providers.JSONIsNull(body) {
+	if jsonx.IsNull(body) {
 		return blocks, nil
 	}
-	it, err := providers.NewJSONObject(body)
+	it, err := jsonx.NewObject(body)
 	if err != nil {
 		return blocks, err
 	}
 	for key, val, ok := it.Member(); ok; key, val, ok = it.Member() {
 		switch {
-		case providers.JSONKeyFold(key, "content"):
+		case jsonx.KeyFold(key, "content"):
 			blocks, m.n, err = parseContent(val, blocks)
-		case providers.JSONKeyFold(key, "usage"):
+		case jsonx.KeyFold(key, "usage"):
 			err = m.parseUsage(val)
 		}
 		if err != nil {
@@ -72,10 +75,10 @@ func parseMessage(body []byte, m *message, blocks []block) ([]block, error) {
 // parseContent decodes a content array into blocks, merging into the
 // elements an earlier array left, and returns them with the array's length.
 func parseContent(val []byte, blocks []block) ([]block, int, error) {
-	if providers.JSONIsNull(val) {
+	if jsonx.IsNull(val) {
 		return blocks[:0], 0, nil
 	}
-	arr, err := providers.NewJSONArray(val)
+	arr, err := jsonx.NewArray(val)
 	if err != nil {
 		return blocks, 0, err
 	}
@@ -99,28 +102,28 @@ func parseContent(val []byte, blocks []block) ([]block, int, error) {
 }
 
 func (b *block) parse(val []byte) error {
-	if providers.JSONIsNull(val) {
+	if jsonx.IsNull(val) {
 		return nil
 	}
-	obj, err := providers.NewJSONObject(val)
+	obj, err := jsonx.NewObject(val)
 	if err != nil {
 		return err
 	}
 	for key, v, ok := obj.Member(); ok; key, v, ok = obj.Member() {
 		var dst *[]byte
 		switch {
-		case providers.JSONKeyFold(key, "type"):
+		case jsonx.KeyFold(key, "type"):
 			dst = &b.typ
-		case providers.JSONKeyFold(key, "text"):
+		case jsonx.KeyFold(key, "text"):
 			dst = &b.text
 		default:
 			continue
 		}
-		if providers.JSONIsNull(v) {
+		if jsonx.IsNull(v) {
 			continue // null leaves a string as it was
 		}
 		if v[0] != '"' {
-			return providers.ErrJSONSyntax
+			return jsonx.ErrSyntax
 		}
 		*dst = v
 	}
@@ -128,11 +131,11 @@ func (b *block) parse(val []byte) error {
 }
 
 func (m *message) parseUsage(val []byte) error {
-	if providers.JSONIsNull(val) {
+	if jsonx.IsNull(val) {
 		m.usage, m.tokens, m.split, m.ttl = false, [4]int64{}, false, [2]int64{}
 		return nil
 	}
-	obj, err := providers.NewJSONObject(val)
+	obj, err := jsonx.NewObject(val)
 	if err != nil {
 		return err
 	}
@@ -140,7 +143,7 @@ func (m *message) parseUsage(val []byte) error {
 		m.usage, m.tokens, m.split, m.ttl = true, [4]int64{}, false, [2]int64{}
 	}
 	for key, v, ok := obj.Member(); ok; key, v, ok = obj.Member() {
-		if providers.JSONKeyFold(key, "cache_creation") {
+		if jsonx.KeyFold(key, "cache_creation") {
 			if err := m.parseCacheCreation(v); err != nil {
 				return err
 			}
@@ -154,11 +157,11 @@ func (m *message) parseUsage(val []byte) error {
 }
 
 func (m *message) parseCacheCreation(val []byte) error {
-	if providers.JSONIsNull(val) {
+	if jsonx.IsNull(val) {
 		m.split, m.ttl = false, [2]int64{}
 		return nil
 	}
-	obj, err := providers.NewJSONObject(val)
+	obj, err := jsonx.NewObject(val)
 	if err != nil {
 		return err
 	}
@@ -177,13 +180,13 @@ func (m *message) parseCacheCreation(val []byte) error {
 // the int as it was, another key is ignored.
 func foldInts(key, v []byte, names []string, dst []int64) error {
 	for i, name := range names {
-		if !providers.JSONKeyFold(key, name) {
+		if !jsonx.KeyFold(key, name) {
 			continue
 		}
-		if providers.JSONIsNull(v) {
+		if jsonx.IsNull(v) {
 			return nil
 		}
-		n, err := providers.JSONInt(v)
+		n, err := jsonx.Int(v)
 		if err != nil {
 			return err
 		}
@@ -225,10 +228,10 @@ func (p *Provider) decodeMessage(body []byte, res *providers.Result) error {
 	var buf [1024]byte
 	text := buf[:0]
 	for _, b := range blocks[:m.n] {
-		if b.text == nil || !providers.JSONKeyIs(b.typ, "text") {
+		if b.text == nil || !jsonx.KeyIs(b.typ, "text") {
 			continue
 		}
-		if text, err = providers.JSONAppendString(text, b.text); err != nil {
+		if text, err = jsonx.AppendUnquoted(text, b.text); err != nil {
 			return providers.Errorf(p.name, providers.KindProtocol, "reply is not a message")
 		}
 	}

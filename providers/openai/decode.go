@@ -1,6 +1,9 @@
 package openai
 
-import "github.com/moonborn/edge/providers"
+import (
+	"github.com/moonborn/edge/internal/jsonx"
+	"github.com/moonborn/edge/providers"
+)
 
 // completion is what a chat completion reply carries for the gateway,
 // read in place from the reply body with the allocation-free JSON walk.
@@ -38,18 +41,18 @@ type completion struct {
 // have failed too.
 func parseCompletion(body []byte, c *completion) error {
 	*c = completion{}
-	if providers.JSONIsNull(body) {
+	if jsonx.IsNull(body) {
 		return nil
 	}
-	it, err := providers.NewJSONObject(body)
+	it, err := jsonx.NewObject(body)
 	if err != nil {
 		return err
 	}
 	for key, val, ok := it.Member(); ok; key, val, ok = it.Member() {
 		switch {
-		case providers.JSONKeyFold(key, "choices"):
+		case jsonx.KeyFold(key, "choices"):
 			err = c.parseChoices(val)
-		case providers.JSONKeyFold(key, "usage"):
+		case jsonx.KeyFold(key, "usage"):
 			err = c.parseUsage(val)
 		}
 		if err != nil {
@@ -60,11 +63,11 @@ func parseCompletion(body []byte, c *completion) error {
 }
 
 func (c *completion) parseChoices(val []byte) error {
-	if providers.JSONIsNull(val) {
+	if jsonx.IsNull(val) {
 		c.choices, c.content = 0, nil
 		return nil
 	}
-	arr, err := providers.NewJSONArray(val)
+	arr, err := jsonx.NewArray(val)
 	if err != nil {
 		return err
 	}
@@ -95,29 +98,29 @@ func (c *completion) parseChoices(val []byte) error {
 // parseChoice reads one choice's message.content into *content (a raw
 // literal, nil for null) when content is not nil, and checks types.
 func parseChoice(val []byte, content *[]byte) error {
-	if providers.JSONIsNull(val) {
+	if jsonx.IsNull(val) {
 		return nil
 	}
-	obj, err := providers.NewJSONObject(val)
+	obj, err := jsonx.NewObject(val)
 	if err != nil {
 		return err
 	}
 	for key, v, ok := obj.Member(); ok; key, v, ok = obj.Member() {
-		if !providers.JSONKeyFold(key, "message") || providers.JSONIsNull(v) {
+		if !jsonx.KeyFold(key, "message") || jsonx.IsNull(v) {
 			continue
 		}
-		msg, err := providers.NewJSONObject(v)
+		msg, err := jsonx.NewObject(v)
 		if err != nil {
 			return err
 		}
 		for k, mv, ok := msg.Member(); ok; k, mv, ok = msg.Member() {
-			if !providers.JSONKeyFold(k, "content") {
+			if !jsonx.KeyFold(k, "content") {
 				continue
 			}
 			var raw []byte
-			if !providers.JSONIsNull(mv) {
+			if !jsonx.IsNull(mv) {
 				if mv[0] != '"' {
-					return providers.ErrJSONSyntax
+					return jsonx.ErrSyntax
 				}
 				raw = mv
 			}
@@ -133,12 +136,12 @@ func parseChoice(val []byte, content *[]byte) error {
 }
 
 func (c *completion) parseUsage(val []byte) error {
-	if providers.JSONIsNull(val) {
+	if jsonx.IsNull(val) {
 		c.usage, c.prompt, c.completion = false, 0, 0
 		c.details, c.cached, c.reasoning = [2]bool{}, 0, 0
 		return nil
 	}
-	obj, err := providers.NewJSONObject(val)
+	obj, err := jsonx.NewObject(val)
 	if err != nil {
 		return err
 	}
@@ -149,13 +152,13 @@ func (c *completion) parseUsage(val []byte) error {
 	for key, v, ok := obj.Member(); ok; key, v, ok = obj.Member() {
 		var err error
 		switch {
-		case providers.JSONKeyFold(key, "prompt_tokens"):
+		case jsonx.KeyFold(key, "prompt_tokens"):
 			err = foldInt(v, &c.prompt)
-		case providers.JSONKeyFold(key, "completion_tokens"):
+		case jsonx.KeyFold(key, "completion_tokens"):
 			err = foldInt(v, &c.completion)
-		case providers.JSONKeyFold(key, "prompt_tokens_details"):
+		case jsonx.KeyFold(key, "prompt_tokens_details"):
 			err = parseDetails(v, "cached_tokens", &c.details[0], &c.cached)
-		case providers.JSONKeyFold(key, "completion_tokens_details"):
+		case jsonx.KeyFold(key, "completion_tokens_details"):
 			err = parseDetails(v, "reasoning_tokens", &c.details[1], &c.reasoning)
 		}
 		if err != nil {
@@ -167,10 +170,10 @@ func (c *completion) parseUsage(val []byte) error {
 
 // foldInt decodes an int into dst; null leaves it as it was.
 func foldInt(v []byte, dst *int64) error {
-	if providers.JSONIsNull(v) {
+	if jsonx.IsNull(v) {
 		return nil
 	}
-	n, err := providers.JSONInt(v)
+	n, err := jsonx.Int(v)
 	if err != nil {
 		return err
 	}
@@ -181,11 +184,11 @@ func foldInt(v []byte, dst *int64) error {
 // parseDetails decodes a *struct{ N int64 } member (N spelled name) the
 // way encoding/json does: null clears it, an object merges into it.
 func parseDetails(val []byte, name string, present *bool, n *int64) error {
-	if providers.JSONIsNull(val) {
+	if jsonx.IsNull(val) {
 		*present, *n = false, 0
 		return nil
 	}
-	obj, err := providers.NewJSONObject(val)
+	obj, err := jsonx.NewObject(val)
 	if err != nil {
 		return err
 	}
@@ -193,7 +196,7 @@ func parseDetails(val []byte, name string, present *bool, n *int64) error {
 		*present, *n = true, 0
 	}
 	for key, v, ok := obj.Member(); ok; key, v, ok = obj.Member() {
-		if providers.JSONKeyFold(key, name) {
+		if jsonx.KeyFold(key, name) {
 			if err := foldInt(v, n); err != nil {
 				return err
 			}
@@ -225,7 +228,7 @@ func (p *Provider) decodeCompletion(body []byte, r *providers.Request, res *prov
 	}
 	if c.content != nil {
 		var buf [1024]byte
-		text, err := providers.JSONString(buf[:0], c.content)
+		text, err := jsonx.Unquote(buf[:0], c.content)
 		if err != nil {
 			return providers.Errorf(p.name, providers.KindProtocol, "reply is not a chat completion")
 		}

@@ -1,4 +1,4 @@
-package policy
+package ledger
 
 import (
 	"bufio"
@@ -15,13 +15,13 @@ import (
 )
 
 // UsageLedger is a Ledger that can also answer usage queries and report
-// its counters: what OpenLedger returns, whatever the driver.
+// its counters: what Open returns, whatever the driver.
 type UsageLedger interface {
 	Ledger
 	// Usage sums a workspace's records with from <= time < to.
 	Usage(ctx context.Context, workspace string, from, to time.Time) (UsageSummary, error)
 	// Stats returns a snapshot of the ledger's counters.
-	Stats() LedgerStats
+	Stats() Stats
 }
 
 // UsageTotals are sums over a set of usage records.
@@ -171,7 +171,7 @@ func checkUsageQuery(workspace string, from, to time.Time) error {
 // Usage sums workspace's committed records with from <= time < to in one
 // indexed query (workspace, at). Records still queued or spooled are not
 // counted yet.
-func (l *SQLLedger) Usage(ctx context.Context, workspace string, from, to time.Time) (UsageSummary, error) {
+func (l *SQL) Usage(ctx context.Context, workspace string, from, to time.Time) (UsageSummary, error) {
 	if err := checkUsageQuery(workspace, from, to); err != nil {
 		return UsageSummary{}, err
 	}
@@ -200,7 +200,7 @@ func (l *SQLLedger) Usage(ctx context.Context, workspace string, from, to time.T
 // ledger: fine for a laptop, not for an admin API under load (use
 // sqlite). Records still buffered (the last FlushInterval) are not
 // counted yet; lines that do not decode are skipped.
-func (l *JSONLLedger) Usage(ctx context.Context, workspace string, from, to time.Time) (UsageSummary, error) {
+func (l *JSONL) Usage(ctx context.Context, workspace string, from, to time.Time) (UsageSummary, error) {
 	if err := checkUsageQuery(workspace, from, to); err != nil {
 		return UsageSummary{}, err
 	}
