@@ -377,16 +377,23 @@ func (s *Server) usageRecord(x *exchange, deployment string, u providers.Usage, 
 		CredentialID:  x.principal.CredentialID,
 		Persona:       x.personaID,
 		Stream:        x.stream,
-		InputTokens:   u.InputTokens,
-		OutputTokens:  u.OutputTokens,
-		Estimated:     u.Estimated,
-		CostUsdMicros: cost,
+		InputTokens:        u.InputTokens,
+		OutputTokens:       u.OutputTokens,
+		CacheReadTokens:    u.CacheReadTokens,
+		CacheWrite5mTokens: u.CacheWrite5mTokens,
+		CacheWrite1hTokens: u.CacheWrite1hTokens,
+		Estimated:          u.Estimated,
+		CostUsdMicros:      cost,
 		LatencyMs:     end.Sub(x.start).Milliseconds(),
 		Status:        status,
 		ErrorCode:     code,
 		Route:         x.route,
 	}
 	if x.model != nil {
+		if u.CacheReadTokens != 0 || u.CacheWriteTokens() != 0 {
+			// Against the same tokens all at the input price.
+			r.CacheSavingsUsdMicros = x.model.Prices.Cost(policy.Tokens{Input: u.InputTokens, Output: u.OutputTokens}) - cost
+		}
 		r.Model = x.model.ID
 		r.Provider = x.model.ProviderName
 		if deployment != "" {
