@@ -371,12 +371,12 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, x *exchange, u providers.Usage, 
 // the handler goes on.
 func (s *Server) usageRecord(x *exchange, deployment string, u providers.Usage, cost int64, status int, code string, end time.Time) ledger.UsageRecord {
 	r := ledger.UsageRecord{
-		RequestID:     x.requestID,
-		Time:          x.start,
-		Workspace:     x.principal.Workspace,
-		CredentialID:  x.principal.CredentialID,
-		Persona:       x.personaID,
-		Stream:        x.stream,
+		RequestID:          x.requestID,
+		Time:               x.start,
+		Workspace:          x.principal.Workspace,
+		CredentialID:       x.principal.CredentialID,
+		Persona:            x.personaID,
+		Stream:             x.stream,
 		InputTokens:        u.InputTokens,
 		OutputTokens:       u.OutputTokens,
 		CacheReadTokens:    u.CacheReadTokens,
@@ -384,10 +384,10 @@ func (s *Server) usageRecord(x *exchange, deployment string, u providers.Usage, 
 		CacheWrite1hTokens: u.CacheWrite1hTokens,
 		Estimated:          u.Estimated,
 		CostUsdMicros:      cost,
-		LatencyMs:     end.Sub(x.start).Milliseconds(),
-		Status:        status,
-		ErrorCode:     code,
-		Route:         x.route,
+		LatencyMs:          end.Sub(x.start).Milliseconds(),
+		Status:             status,
+		ErrorCode:          code,
+		Route:              x.route,
 	}
 	if x.model != nil {
 		if u.CacheReadTokens != 0 || u.CacheWriteTokens() != 0 {
