@@ -215,8 +215,8 @@ func (c *cacheScan) tools(r *wireRequest, v []byte) {
 	}
 }
 
-// promptCacheKey reads OpenAI's prompt_cache_key (a string; anything
-// else is no key).
+// promptCacheKey reads OpenAI's prompt_cache_key (a non-empty string;
+// anything else is no key).
 func (c *cacheScan) promptCacheKey(v []byte) {
 	c.cacheKey, c.hasKey = c.cacheKey[:0], false
 	if v[0] != '"' {
@@ -224,7 +224,7 @@ func (c *cacheScan) promptCacheKey(v []byte) {
 	}
 	var err error
 	c.cacheKey, err = providers.JSONAppendString(c.cacheKey, v)
-	c.hasKey = err == nil
+	c.hasKey = err == nil && len(c.cacheKey) > 0
 }
 
 // messageRole finds a message's role before its content is walked, so
