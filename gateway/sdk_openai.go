@@ -8,6 +8,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/moonborn/edge/internal/jsonx"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -128,7 +129,7 @@ func (a *sdkAPI) appendOpenAIHead(dst []byte, object, model string) []byte {
 	dst = append(dst, `","created":`...)
 	dst = strconv.AppendInt(dst, a.created, 10)
 	dst = append(dst, `,"model":`...)
-	dst = providers.AppendJSONString(dst, model)
+	dst = jsonx.AppendString(dst, model)
 	return append(dst, `,"system_fingerprint":null,"choices":`...)
 }
 
@@ -156,11 +157,11 @@ func appendOpenAIToolCalls(dst []byte, calls []providers.ToolCall, indexed bool)
 			dst = append(dst, ',')
 		}
 		dst = append(dst, `"id":`...)
-		dst = providers.AppendJSONString(dst, c.ID)
+		dst = jsonx.AppendString(dst, c.ID)
 		dst = append(dst, `,"type":"function","function":{"name":`...)
-		dst = providers.AppendJSONString(dst, c.Name)
+		dst = jsonx.AppendString(dst, c.Name)
 		dst = append(dst, `,"arguments":`...)
-		dst = providers.AppendJSONString(dst, c.Arguments)
+		dst = jsonx.AppendString(dst, c.Arguments)
 		dst = append(dst, "}}"...)
 	}
 	return append(dst, ']')
@@ -182,7 +183,7 @@ func (a *sdkAPI) appendOpenAICompletion(dst []byte, x *exchange, res *providers.
 	if res.Content == "" && len(res.ToolCalls) > 0 {
 		dst = append(dst, "null"...)
 	} else {
-		dst = providers.AppendJSONString(dst, res.Content)
+		dst = jsonx.AppendString(dst, res.Content)
 	}
 	if len(res.ToolCalls) > 0 {
 		dst = append(dst, ',')
@@ -205,7 +206,7 @@ func (a *sdkAPI) appendOpenAIDelta(dst []byte, x *exchange, d []byte) []byte {
 		dst = a.appendOpenAIStart(dst, x)
 	}
 	dst = append(dst, a.prefix...)
-	dst = providers.AppendJSONString(dst, d)
+	dst = jsonx.AppendString(dst, d)
 	return append(dst, openAIChunkTail...)
 }
 
@@ -292,17 +293,17 @@ func sdkStatus(ae *apiError) int {
 // appendOpenAIError appends {"error":{"message","type","param","code"}}.
 func appendOpenAIError(dst []byte, ae *apiError) []byte {
 	dst = append(dst, `{"error":{"message":`...)
-	dst = providers.AppendJSONString(dst, ae.message)
+	dst = jsonx.AppendString(dst, ae.message)
 	dst = append(dst, `,"type":`...)
-	dst = providers.AppendJSONString(dst, openAIErrorType(sdkStatus(ae)))
+	dst = jsonx.AppendString(dst, openAIErrorType(sdkStatus(ae)))
 	dst = append(dst, `,"param":`...)
 	if p := errorParam(ae); p != "" {
-		dst = providers.AppendJSONString(dst, p)
+		dst = jsonx.AppendString(dst, p)
 	} else {
 		dst = append(dst, "null"...)
 	}
 	dst = append(dst, `,"code":`...)
-	dst = providers.AppendJSONString(dst, ae.code)
+	dst = jsonx.AppendString(dst, ae.code)
 	return append(dst, "}}"...)
 }
 
@@ -330,9 +331,9 @@ func anthropicErrorType(status int) string {
 // appendAnthropicError appends {"type":"error","error":{"type","message"}}.
 func appendAnthropicError(dst []byte, ae *apiError) []byte {
 	dst = append(dst, `{"type":"error","error":{"type":`...)
-	dst = providers.AppendJSONString(dst, anthropicErrorType(sdkStatus(ae)))
+	dst = jsonx.AppendString(dst, anthropicErrorType(sdkStatus(ae)))
 	dst = append(dst, `,"message":`...)
-	dst = providers.AppendJSONString(dst, ae.message)
+	dst = jsonx.AppendString(dst, ae.message)
 	return append(dst, "}}"...)
 }
 

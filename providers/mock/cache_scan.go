@@ -3,7 +3,7 @@ package mock
 import (
 	"strconv"
 
-	"github.com/moonborn/edge/providers"
+	"github.com/moonborn/edge/internal/jsonx"
 )
 
 // This file is the decoder's prompt-cache pass: with cacheScan.on, the
@@ -110,15 +110,15 @@ func marker(v []byte) (ttl uint8, bad string) {
 		return ttlNone, ".cache_control: Input should be a valid dictionary"
 	}
 	typ, ttlRaw := []byte(nil), []byte(nil)
-	it, err := providers.NewJSONObject(v)
+	it, err := jsonx.NewObject(v)
 	if err != nil {
 		return ttlNone, ".cache_control: Input should be a valid dictionary"
 	}
 	for k, val, more := it.Member(); more; k, val, more = it.Member() {
 		switch {
-		case providers.JSONKeyIs(k, "type"):
+		case jsonx.KeyIs(k, "type"):
 			typ = val
-		case providers.JSONKeyIs(k, "ttl"):
+		case jsonx.KeyIs(k, "ttl"):
 			ttlRaw = val
 		}
 	}
@@ -147,7 +147,7 @@ func jsonStringIs(v []byte, name string) bool {
 		return true
 	}
 	var buf [16]byte
-	s, err := providers.JSONAppendString(buf[:0], v)
+	s, err := jsonx.AppendUnquoted(buf[:0], v)
 	return err == nil && string(s) == name
 }
 
@@ -195,7 +195,7 @@ func (c *cacheScan) tools(r *wireRequest, v []byte) {
 		c.sec[secTools].ph.feedOpaque(fnvBytes(fnvOffset, v))
 		return
 	}
-	it, err := providers.NewJSONArray(v)
+	it, err := jsonx.NewArray(v)
 	if err != nil {
 		return
 	}
@@ -223,7 +223,7 @@ func (c *cacheScan) promptCacheKey(v []byte) {
 		return
 	}
 	var err error
-	c.cacheKey, err = providers.JSONAppendString(c.cacheKey, v)
+	c.cacheKey, err = jsonx.AppendUnquoted(c.cacheKey, v)
 	c.hasKey = err == nil && len(c.cacheKey) > 0
 }
 
@@ -232,15 +232,15 @@ func (c *cacheScan) promptCacheKey(v []byte) {
 // (the last "role" wins, as in the decoder).
 func (c *cacheScan) messageRole(v []byte) {
 	c.role = c.role[:0]
-	it, err := providers.NewJSONObject(v)
+	it, err := jsonx.NewObject(v)
 	if err != nil {
 		return
 	}
 	for k, val, ok := it.Member(); ok; k, val, ok = it.Member() {
-		if providers.JSONKeyIs(k, "role") {
+		if jsonx.KeyIs(k, "role") {
 			c.role = c.role[:0]
 			if val[0] == '"' {
-				c.role, _ = providers.JSONAppendString(c.role, val)
+				c.role, _ = jsonx.AppendUnquoted(c.role, val)
 			}
 		}
 	}

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"strconv"
 
-	"github.com/moonborn/edge/providers"
+	"github.com/moonborn/edge/internal/jsonx"
 )
 
 // protocol is the wire format a request arrived in.
@@ -24,7 +24,7 @@ type typeError struct {
 func (e *typeError) Error() string { return "invalid type for " + e.Param }
 
 // errSyntax is a request body that is not valid JSON.
-var errSyntax = providers.ErrJSONSyntax
+var errSyntax = jsonx.ErrSyntax
 
 // wireRequest is the part of a chat request the mock acts on, decoded from
 // either protocol. Texts are not kept: they are folded into the system and
@@ -89,13 +89,13 @@ func (r *wireRequest) decodeScan(body []byte, p protocol, scan bool, step int64)
 		proto: p, system: newTextHash(), user: newTextHash(), cache: cache, points: r.points[:0],
 	}
 	r.cache.reset(scan, p, step)
-	if !providers.JSONIsObject(body) {
-		if !providers.JSONValid(body) {
+	if !jsonx.IsObject(body) {
+		if !jsonx.Valid(body) {
 			return errSyntax
 		}
 		return &typeError{Param: "body"}
 	}
-	it, err := providers.NewJSONObject(body)
+	it, err := jsonx.NewObject(body)
 	if err != nil {
 		return errSyntax
 	}
@@ -182,14 +182,14 @@ func (r *wireRequest) keyOf(k []byte) []byte {
 	if bytes.IndexByte(inner, '\\') < 0 {
 		return inner
 	}
-	r.key, _ = providers.JSONAppendString(r.key[:0], k)
+	r.key, _ = jsonx.AppendUnquoted(r.key[:0], k)
 	return r.key
 }
 
 // members calls fn with each member of the validated object v, its key
 // decoded (valid only during the call).
 func (r *wireRequest) members(v []byte, fn func(key, val []byte) error) error {
-	it, err := providers.NewJSONObject(v)
+	it, err := jsonx.NewObject(v)
 	if err != nil {
 		return errSyntax
 	}
@@ -207,7 +207,7 @@ func (r *wireRequest) members(v []byte, fn func(key, val []byte) error) error {
 // elements calls fn with each element of the validated array v. A type
 // error does not stop the walk; the first one is returned at the end.
 func elements(v []byte, fn func(el []byte) error) error {
-	it, err := providers.NewJSONArray(v)
+	it, err := jsonx.NewArray(v)
 	if err != nil {
 		return errSyntax
 	}
@@ -241,7 +241,7 @@ func (r *wireRequest) topField(f int, v []byte) error {
 			return &typeError{Param: "model"}
 		}
 		var err error
-		r.model, err = providers.JSONAppendString(r.model, v)
+		r.model, err = jsonx.AppendUnquoted(r.model, v)
 		r.hasModel = err == nil
 		return err
 	case fStream:
@@ -264,7 +264,7 @@ func (r *wireRequest) topField(f int, v []byte) error {
 		if !isNumber(v) {
 			return &typeError{Param: "temperature"}
 		}
-		t, err := providers.JSONFloat(v)
+		t, err := jsonx.Float(v)
 		if err != nil { // out of float64's range
 			return &typeError{Param: "temperature"}
 		}
@@ -318,7 +318,7 @@ func (r *wireRequest) topField(f int, v []byte) error {
 			return nil
 		case '"':
 			var err error
-			r.msg, err = providers.JSONAppendString(r.msg[:0], v)
+			r.msg, err = jsonx.AppendUnquoted(r.msg[:0], v)
 			if err == nil {
 				r.system.add(r.msg)
 				if r.cache.on {
@@ -366,7 +366,7 @@ func (r *wireRequest) message(v []byte) error {
 				roleErr = &typeError{Param: "messages[" + strconv.Itoa(r.messages) + "].role"}
 				return nil
 			}
-			r.role, err = providers.JSONAppendString(r.role, val)
+			r.role, err = jsonx.AppendUnquoted(r.role, val)
 			return err
 		case "content":
 			r.msg, r.parts, contentErr = r.msg[:0], 0, nil
@@ -379,7 +379,7 @@ func (r *wireRequest) message(v []byte) error {
 			case 'n':
 				return nil
 			case '"':
-				r.msg, err = providers.JSONAppendString(r.msg, val)
+				r.msg, err = jsonx.AppendUnquoted(r.msg, val)
 				if err == nil && r.cache.on {
 					r.cache.beginBlock()
 					r.cache.endBlock(secMessages, int32(r.messages), -1, r.msg, true)
@@ -462,7 +462,7 @@ func (r *wireRequest) block(v []byte, system bool) error {
 				typeErr = where(".type")
 				return nil
 			}
-			r.btype, err = providers.JSONAppendString(r.btype, val)
+			r.btype, err = jsonx.AppendUnquoted(r.btype, val)
 			return err
 		case "text":
 			r.msg, textErr = r.msg[:mark], nil
@@ -477,7 +477,7 @@ func (r *wireRequest) block(v []byte, system bool) error {
 				textErr = where(".text")
 				return nil
 			}
-			r.msg, err = providers.JSONAppendString(r.msg, val)
+			r.msg, err = jsonx.AppendUnquoted(r.msg, val)
 			return err
 		}
 		return nil
@@ -532,7 +532,7 @@ func integer(v []byte, param string) (n int64, ok bool, err error) {
 	if !isNumber(v) {
 		return 0, false, &typeError{Param: param}
 	}
-	n, err = providers.JSONInt(v)
+	n, err = jsonx.Int(v)
 	if err != nil {
 		return 0, false, &typeError{Param: param}
 	}

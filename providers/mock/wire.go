@@ -2,51 +2,14 @@ package mock
 
 import (
 	"strconv"
-	"unicode/utf8"
 
+	"github.com/moonborn/edge/internal/jsonx"
 	"github.com/valyala/fasthttp"
 )
 
 // This file holds the bytes of both protocols: replies, stream events and
 // error bodies, as documented by OpenAI (chat completions, chat completion
 // chunks) and Anthropic (messages, streaming messages, errors).
-
-// appendJSONString appends s as a JSON string literal; invalid UTF-8
-// becomes U+FFFD like encoding/json.
-func appendJSONString[T ~string | ~[]byte](dst []byte, s T) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				dst = append(dst, '\\', c)
-			case c == '\n':
-				dst = append(dst, '\\', 'n')
-			case c == '\r':
-				dst = append(dst, '\\', 'r')
-			case c == '\t':
-				dst = append(dst, '\\', 't')
-			case c < 0x20:
-				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			default:
-				dst = append(dst, c)
-			}
-			i++
-			continue
-		}
-		end := min(i+utf8.UTFMax, len(s))
-		r, size := utf8.DecodeRuneInString(string(s[i:end]))
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, `\ufffd`...)
-		} else {
-			dst = append(dst, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(dst, '"')
-}
 
 func appendID(dst []byte, prefix string, id uint64) []byte {
 	dst = append(dst, prefix...)
@@ -125,7 +88,7 @@ func appendOpenAIHead(dst []byte, object string, id uint64, created int64, model
 	dst = append(dst, `","created":`...)
 	dst = strconv.AppendInt(dst, created, 10)
 	dst = append(dst, `,"model":`...)
-	dst = appendJSONString(dst, model)
+	dst = jsonx.AppendString(dst, model)
 	return append(dst, `,"service_tier":"default","system_fingerprint":"fp_mock","choices":`...)
 }
 
@@ -145,7 +108,7 @@ func appendOpenAICompletion(dst []byte, a *answer, model []byte, created int64) 
 func appendAnthropicMessage(dst []byte, a *answer, model []byte) []byte {
 	dst = appendID(append(dst, `{"id":`...), `"msg_mock`, a.id)
 	dst = append(dst, `","type":"message","role":"assistant","model":`...)
-	dst = appendJSONString(dst, model)
+	dst = jsonx.AppendString(dst, model)
 	dst = append(dst, `,"content":[{"type":"text","text":"`...)
 	dst = a.plan.appendContent(dst)
 	dst = append(dst, `"}],"stop_reason":"`...)
@@ -226,7 +189,7 @@ func (j *streamJob) runAnthropic(w eventWriter) streamEnd {
 	j.buf = append(j.buf[:0], "event: message_start\ndata: "...)
 	j.buf = appendID(append(j.buf, `{"type":"message_start","message":{"id":`...), `"msg_mock`, j.a.id)
 	j.buf = append(j.buf, `","type":"message","role":"assistant","model":`...)
-	j.buf = appendJSONString(j.buf, j.model)
+	j.buf = jsonx.AppendString(j.buf, j.model)
 	j.buf = append(j.buf, `,"content":[],"stop_reason":null,"stop_sequence":null,"usage":`...)
 	j.buf = appendAnthropicUsage(j.buf, &j.a, 1)
 	j.buf = append(j.buf, "}}\n\n"...)
@@ -285,20 +248,20 @@ func (j *streamJob) runAnthropic(w eventWriter) streamEnd {
 func writeOpenAIError(ctx *fasthttp.RequestCtx, status int, typ, param, code, msg string) {
 	b := make([]byte, 0, 128+len(msg))
 	b = append(b, `{"error":{"message":`...)
-	b = appendJSONString(b, msg)
+	b = jsonx.AppendString(b, msg)
 	b = append(b, `,"type":`...)
-	b = appendJSONString(b, typ)
+	b = jsonx.AppendString(b, typ)
 	b = append(b, `,"param":`...)
 	if param == "" {
 		b = append(b, "null"...)
 	} else {
-		b = appendJSONString(b, param)
+		b = jsonx.AppendString(b, param)
 	}
 	b = append(b, `,"code":`...)
 	if code == "" {
 		b = append(b, "null"...)
 	} else {
-		b = appendJSONString(b, code)
+		b = jsonx.AppendString(b, code)
 	}
 	b = append(b, "}}"...)
 	ctx.SetStatusCode(status)
@@ -310,9 +273,9 @@ func writeOpenAIError(ctx *fasthttp.RequestCtx, status int, typ, param, code, ms
 func writeAnthropicError(ctx *fasthttp.RequestCtx, status int, typ, msg string) {
 	b := make([]byte, 0, 96+len(msg))
 	b = append(b, `{"type":"error","error":{"type":`...)
-	b = appendJSONString(b, typ)
+	b = jsonx.AppendString(b, typ)
 	b = append(b, `,"message":`...)
-	b = appendJSONString(b, msg)
+	b = jsonx.AppendString(b, msg)
 	b = append(b, "}}"...)
 	ctx.SetStatusCode(status)
 	ctx.Response.Header.SetContentTypeBytes(contentTypeJSON)

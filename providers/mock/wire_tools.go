@@ -7,6 +7,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/moonborn/edge/internal/jsonx"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -18,18 +19,18 @@ func wireToolCall(body []byte, p protocol, seed uint64) (providers.ToolCall, boo
 	if !bytes.Contains(body, []byte(`"tools"`)) {
 		return providers.ToolCall{}, false
 	}
-	obj, err := providers.NewJSONObject(body)
+	obj, err := jsonx.NewObject(body)
 	if err != nil {
 		return providers.ToolCall{}, false
 	}
 	var r providers.Request
 	for k, v, ok := obj.Member(); ok; k, v, ok = obj.Member() {
 		switch {
-		case providers.JSONKeyIs(k, "tools"):
+		case jsonx.KeyIs(k, "tools"):
 			r.Tools = wireTools(v)
-		case providers.JSONKeyIs(k, "tool_choice"):
+		case jsonx.KeyIs(k, "tool_choice"):
 			r.ToolChoice = wireToolChoice(v)
-		case providers.JSONKeyIs(k, "messages"):
+		case jsonx.KeyIs(k, "messages"):
 			if lastIsToolResult(v, p) {
 				r.Messages = []providers.Message{{Role: providers.RoleTool}}
 			}
@@ -39,12 +40,12 @@ func wireToolCall(body []byte, p protocol, seed uint64) (providers.ToolCall, boo
 }
 
 func member(obj []byte, name string) []byte {
-	it, err := providers.NewJSONObject(obj)
+	it, err := jsonx.NewObject(obj)
 	if err != nil {
 		return nil
 	}
 	for k, v, ok := it.Member(); ok; k, v, ok = it.Member() {
-		if providers.JSONKeyIs(k, name) {
+		if jsonx.KeyIs(k, name) {
 			return v
 		}
 	}
@@ -52,7 +53,7 @@ func member(obj []byte, name string) []byte {
 }
 
 func text(raw []byte) string {
-	s, ok := providers.JSONAppendString(nil, raw)
+	s, ok := jsonx.AppendUnquoted(nil, raw)
 	if ok != nil || len(raw) == 0 || raw[0] != '"' {
 		return ""
 	}
@@ -60,7 +61,7 @@ func text(raw []byte) string {
 }
 
 func wireTools(v []byte) []providers.Tool {
-	arr, err := providers.NewJSONArray(v)
+	arr, err := jsonx.NewArray(v)
 	if err != nil {
 		return nil
 	}
@@ -95,7 +96,7 @@ func wireToolChoice(v []byte) providers.ToolChoice {
 // lastIsToolResult: OpenAI's last message has role "tool"; Anthropic's
 // is a user turn holding a tool_result block.
 func lastIsToolResult(v []byte, p protocol) bool {
-	arr, err := providers.NewJSONArray(v)
+	arr, err := jsonx.NewArray(v)
 	if err != nil {
 		return false
 	}
@@ -134,7 +135,7 @@ func (s *Server) answerToolCall(ctx *fasthttp.RequestCtx, p protocol, model []by
 		} else {
 			b = appendID(append(b, `{"id":`...), `"msg_mock`, id)
 			b = append(b, `","type":"message","role":"assistant","model":`...)
-			b = appendJSONString(b, model)
+			b = jsonx.AppendString(b, model)
 			b = append(b, `,"content":[`...)
 			b = appendAnthropicToolUse(b, &c, c.Arguments)
 			b = append(b, `],"stop_reason":"tool_use","stop_sequence":null,"usage":`...)
@@ -156,7 +157,7 @@ func (s *Server) answerToolCall(ctx *fasthttp.RequestCtx, p protocol, model []by
 		b = appendOpenAICall(b, &first, true)
 		b = append(b, `]},"logprobs":null,"finish_reason":null}]}`+"\n\n"...)
 		b = append(append(b, head...), `[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":`...)
-		b = appendJSONString(b, c.Arguments)
+		b = jsonx.AppendString(b, c.Arguments)
 		b = append(b, `}}]},"logprobs":null,"finish_reason":null}]}`+"\n\n"...)
 		b = append(append(b, head...), `[{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}]}`+"\n\n"...)
 		if includeUsage {
@@ -169,7 +170,7 @@ func (s *Server) answerToolCall(ctx *fasthttp.RequestCtx, p protocol, model []by
 		b = append(b, "event: message_start\ndata: "...)
 		b = appendID(append(b, `{"type":"message_start","message":{"id":`...), `"msg_mock`, id)
 		b = append(b, `","type":"message","role":"assistant","model":`...)
-		b = appendJSONString(b, model)
+		b = jsonx.AppendString(b, model)
 		b = append(b, `,"content":[],"stop_reason":null,"stop_sequence":null,"usage":`...)
 		b = appendAnthropicUsage(b, &ua, 1)
 		b = append(b, "}}\n\n"...)
@@ -177,7 +178,7 @@ func (s *Server) answerToolCall(ctx *fasthttp.RequestCtx, p protocol, model []by
 		b = appendAnthropicToolUse(b, &c, "{}")
 		b = append(b, "}\n\n"...)
 		b = append(b, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":"...)
-		b = appendJSONString(b, c.Arguments)
+		b = jsonx.AppendString(b, c.Arguments)
 		b = append(b, "}}\n\n"...)
 		b = append(b, "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n"...)
 		b = append(b, "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":"...)
@@ -207,19 +208,19 @@ func appendOpenAICall(b []byte, c *providers.ToolCall, indexed bool) []byte {
 		b = append(b, `"index":0,`...)
 	}
 	b = append(b, `"id":`...)
-	b = appendJSONString(b, c.ID)
+	b = jsonx.AppendString(b, c.ID)
 	b = append(b, `,"type":"function","function":{"name":`...)
-	b = appendJSONString(b, c.Name)
+	b = jsonx.AppendString(b, c.Name)
 	b = append(b, `,"arguments":`...)
-	b = appendJSONString(b, c.Arguments)
+	b = jsonx.AppendString(b, c.Arguments)
 	return append(b, "}}"...)
 }
 
 func appendAnthropicToolUse(b []byte, c *providers.ToolCall, input string) []byte {
 	b = append(b, `{"type":"tool_use","id":`...)
-	b = appendJSONString(b, c.ID)
+	b = jsonx.AppendString(b, c.ID)
 	b = append(b, `,"name":`...)
-	b = appendJSONString(b, c.Name)
+	b = jsonx.AppendString(b, c.Name)
 	b = append(b, `,"input":`...)
 	b = append(b, input...)
 	return append(b, '}')
