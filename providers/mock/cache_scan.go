@@ -58,7 +58,8 @@ type cacheScan struct {
 	hasKey    bool
 	blockIdx  int32
 	role      []byte
-	bh        uint64 // hash of the current block's members
+	bh        uint64 // hash of the current block's members but text
+	btext     uint64 // hash of its "text" member's raw value
 	bmark     uint8  // the current block's marker
 	bbad      string // its problem, if any
 }
@@ -153,7 +154,7 @@ func jsonStringIs(v []byte, name string) bool {
 
 // beginBlock starts hashing one content block (or tool definition).
 func (c *cacheScan) beginBlock() {
-	c.bh, c.bmark, c.bbad = fnvOffset, ttlNone, ""
+	c.bh, c.btext, c.bmark, c.bbad = fnvOffset, fnvOffset, ttlNone, ""
 }
 
 // blockMember folds one member of the current block in, or reads it as
@@ -166,6 +167,12 @@ func (c *cacheScan) blockMember(key, val []byte) {
 		c.bmark, c.bbad = marker(val)
 		return
 	}
+	if string(key) == "text" {
+		// Kept apart: a text block's text is fed token by token, so a
+		// checkpoint inside it must not depend on what follows.
+		c.btext = fnvBytes(fnvOffset, val)
+		return
+	}
 	c.bh = fnvBytes(fnvByte(fnvBytes(c.bh, key), ':'), val)
 }
 
@@ -173,9 +180,11 @@ func (c *cacheScan) blockMember(key, val []byte) {
 // block, else the members' hash) and records its boundary.
 func (c *cacheScan) endBlock(s int, i, j int32, text []byte, isText bool) {
 	sec := &c.sec[s]
-	sec.ph.feedOpaque(c.bh)
 	if isText {
+		sec.ph.feedOpaque(c.bh)
 		sec.ph.feedText(text)
+	} else {
+		sec.ph.feedOpaque(fnvUint(c.bh, c.btext))
 	}
 	if c.proto == protoAnthropic {
 		sec.bounds = append(sec.bounds, boundary{h: sec.ph.h, n: sec.ph.n, ttl: c.bmark, i: i, j: j, bad: c.bbad})

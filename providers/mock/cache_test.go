@@ -394,6 +394,30 @@ func TestOpenAIPromptCache(t *testing.T) {
 	}
 }
 
+// TestOpenAICacheContentParts: checkpoints inside a text part do not
+// depend on what follows them, and other parts (an image) are part of
+// the prefix.
+func TestOpenAICacheContentParts(t *testing.T) {
+	_, addr, _ := startCacheServer(t, ServerConfig{})
+	body := func(image, tail string) string {
+		return `{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"` + image + `"}},{"type":"text","text":` +
+			jsonStr(words(1200, "word")+" "+tail) + `}]}]}`
+	}
+	steps := []struct {
+		image, tail string
+		want        int64
+	}{
+		{"a.png", "first", 0},
+		{"a.png", "second tail", 1152},
+		{"b.png", "second tail", 0},
+	}
+	for i, st := range steps {
+		if u := openAIUsage(t, addr, body(st.image, st.tail), false); u.PromptTokensDetails.CachedTokens != st.want {
+			t.Fatalf("call %d: cached %d, want %d", i, u.PromptTokensDetails.CachedTokens, st.want)
+		}
+	}
+}
+
 // TestOpenAICacheToolsArePartOfThePrefix: a change of tools misses, as
 // OpenAI asks for identical tools.
 func TestOpenAICacheToolsArePartOfThePrefix(t *testing.T) {

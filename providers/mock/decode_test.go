@@ -515,3 +515,28 @@ func FuzzAnthropicMarkers(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) { checkMarkers(t, body) })
 }
+
+// FuzzOpenAIScan: the checkpoint pass changes nothing the decoder
+// reports, and counts exactly the input's tokens.
+func FuzzOpenAIScan(f *testing.F) {
+	for _, tc := range decodeCases {
+		f.Add([]byte(tc.body))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var plain, scan wireRequest
+		errPlain := plain.decode(body, protoOpenAI)
+		errScan := scan.decodeScan(body, protoOpenAI, true, 1)
+		if (errPlain == nil) != (errScan == nil) {
+			t.Fatalf("decode of %q: %v, with the pass %v", body, errPlain, errScan)
+		}
+		if errPlain != nil {
+			return
+		}
+		if plain.system != scan.system || plain.user != scan.user || plain.messages != scan.messages {
+			t.Fatalf("decode of %q differs with the pass", body)
+		}
+		if n, in := scan.cache.sec[secMessages].ph.n, scan.system.tokens+scan.user.tokens; n != in {
+			t.Fatalf("pass of %q counts %d tokens, input %d", body, n, in)
+		}
+	})
+}
