@@ -41,7 +41,7 @@ personas:
 providers:
   - name: oa
     type: openai
-    openai: {baseURL: "http://%[4]s/v1", apiKey: sk-test-upstream, timeout: 2s}
+    openai: {baseURL: "http://%[4]s/v1", apiKey: sk-test-upstream, timeout: 2s, promptCacheKey: "on"}
   - name: an
     type: anthropic
     anthropic: {baseURL: "http://%[4]s", apiKey: sk-ant-test-upstream, timeout: 2s}
