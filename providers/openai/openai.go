@@ -15,11 +15,11 @@ import (
 // Provider is one OpenAI-compatible deployment. It holds one connection
 // pool (fasthttp.HostClient) and is safe for concurrent use.
 type Provider struct {
-	name           string
-	http           *providers.UpstreamHTTP
-	auth           string // "Bearer <key>", built once
-	org            string
-	wire           wireOptions
+	name string
+	http *providers.UpstreamHTTP
+	auth string // "Bearer <key>", built once
+	org  string
+	wire wireOptions
 }
 
 // wireOptions are the deployment's choices in how a body is written.
