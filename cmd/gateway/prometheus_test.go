@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers/mock"
 )
 
@@ -253,11 +254,7 @@ func TestSubstituteVars(t *testing.T) {
 // are part of done, so a missing tool is a broken environment.
 func requireTool(t *testing.T, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Fatalf("%s is not installed (Debian package prometheus: apt-get install -y prometheus; .ci/run installs it): %v", name, err)
-	}
-	return p
+	return testkit.Tool(t, name, "Debian package prometheus: apt-get install -y prometheus; .ci/run installs it")
 }
 
 // dashboard is the part of the Grafana JSON the tests read.
