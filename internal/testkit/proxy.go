@@ -1,6 +1,9 @@
-// Package testkit is what the tests of several packages share: a
-// fault-injecting TCP proxy, loopback listeners and polling helpers. It
-// imports nothing of the gateway's, so any package's tests may use it; no
+// Package testkit is what the tests of several packages share: the
+// fault-injecting TCP proxy (proxy.go), a canned loopback upstream and
+// the wire bytes it serves (upstream.go), the fuzz oracles' duplicate-key
+// check (jsondup.go), Eventually (wait.go), and the one place a test may
+// skip: under -short, for a service beyond Go (services.go). It imports
+// nothing of the gateway's, so any package's tests may use it; no
 // non-test code does.
 package testkit
 

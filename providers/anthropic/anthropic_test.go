@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -124,20 +125,6 @@ var baseReq = providers.Request{
 	Temperature:     0.25,
 	HasTemperature:  true,
 	MaxOutputTokens: 512,
-}
-
-func drain(s providers.Stream) (string, error) {
-	var sb strings.Builder
-	for {
-		d, err := s.Next()
-		if err != nil {
-			return sb.String(), err
-		}
-		if len(d) == 0 {
-			return sb.String(), errors.New("empty delta with nil error")
-		}
-		sb.Write(d)
-	}
 }
 
 func upstreamErr(err error) *providers.UpstreamError {
@@ -271,7 +258,7 @@ func TestStream(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			text, err := drain(s)
+			text, err := testkit.Drain(s)
 			if text != c.wantText {
 				t.Errorf("text = %q, want %q", text, c.wantText)
 			}
@@ -399,7 +386,7 @@ func TestTimeouts(t *testing.T) {
 				var s providers.Stream
 				if s, err = p.Stream(context.Background(), &baseReq); err == nil {
 					var text string
-					text, err = drain(s)
+					text, err = testkit.Drain(s)
 					if text != c.deltas {
 						t.Errorf("got %q before the timeout, want %q", text, c.deltas)
 					}
@@ -469,7 +456,7 @@ func TestConnectionReuseAfterStop(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := drain(s); err != io.EOF {
+		if _, err := testkit.Drain(s); err != io.EOF {
 			t.Fatalf("round %d: %v", i, err)
 		}
 		s.Close()
