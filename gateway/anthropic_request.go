@@ -34,7 +34,11 @@ func decodeAnthropicRequest(body []byte, c *conversation) *apiError {
 			ae = decodeAnthropicMessages(v, c)
 		case jsonx.KeyIs(key, "system"):
 			var sys string
-			sys, ae = decodeAnthropicText(v, "system")
+			var breaks []providers.CacheBreak
+			sys, breaks, ae = decodeAnthropicText(v, "system")
+			for _, b := range breaks {
+				c.systemCache = append(c.systemCache, systemBreak{part: len(c.system), at: b.At, ttl: b.TTL})
+			}
 			if sys != "" {
 				c.system = append(c.system, sys)
 			}
@@ -79,7 +83,15 @@ func decodeAnthropicRequest(body []byte, c *conversation) *apiError {
 	case len(c.req.Messages) == 0:
 		return badRequest("messages", "at least one message is required")
 	}
-	return checkToolChoice(&c.req, "tool_choice")
+	if ae := checkToolChoice(&c.req, "tool_choice"); ae != nil {
+		return ae
+	}
+	for _, b := range c.systemCache {
+		c.req.SystemCache = append(c.req.SystemCache, providers.CacheBreak{At: b.at, TTL: b.ttl})
+	}
+	ae = checkCallerCache(&c.req)
+	c.req.SystemCache = c.req.SystemCache[:0] // placed by resolveConversation
+	return ae
 }
 
 func decodeAnthropicMetadata(v []byte, r *providers.Request) *apiError {
@@ -96,30 +108,36 @@ func decodeAnthropicMetadata(v []byte, r *providers.Request) *apiError {
 	return ae
 }
 
-// decodeAnthropicText reads a string or an array of text blocks.
-func decodeAnthropicText(v []byte, field string) (string, *apiError) {
+// decodeAnthropicText reads a string or an array of text blocks, and the
+// cache breakpoints on those blocks (each at the end of its block's text).
+func decodeAnthropicText(v []byte, field string) (string, []providers.CacheBreak, *apiError) {
 	if len(v) > 0 && v[0] == '"' {
-		return jsonStr(v, field)
+		s, ae := jsonStr(v, field)
+		return s, nil, ae
 	}
 	arr, err := jsonx.NewArray(v)
 	if err != nil {
-		return "", badRequest(field, "must be a string or an array of text blocks")
+		return "", nil, badRequest(field, "must be a string or an array of text blocks")
 	}
 	var text []byte
+	var breaks []providers.CacheBreak
 	i := 0
 	for el, ok := arr.Element(); ok; el, ok = arr.Element() {
 		f := field + "." + strconv.Itoa(i)
 		i++
 		b, ae := readBlock(el, f)
 		if ae != nil {
-			return "", ae
+			return "", nil, ae
 		}
 		if string(b.typ) != `"text"` {
-			return "", badRequest(f+".type", "only text blocks are supported here")
+			return "", nil, badRequest(f+".type", "only text blocks are supported here")
 		}
 		text = append(text, b.text...)
+		if b.cache != providers.CacheNone {
+			breaks = append(breaks, providers.CacheBreak{At: len(text), TTL: b.cache})
+		}
 	}
-	return string(text), nil
+	return string(text), breaks, nil
 }
 
 // block is one content block's members, raw.
@@ -128,6 +146,7 @@ type block struct {
 	text                                             string
 	isError                                          bool
 	hasText                                          bool
+	cache                                            providers.CacheTTL
 }
 
 func readBlock(v []byte, f string) (block, *apiError) {
@@ -161,8 +180,10 @@ func readBlock(v []byte, f string) (block, *apiError) {
 			b.source = bv
 		case jsonx.KeyIs(k, "is_error"):
 			b.isError, ae = jsonBool(bv, f+".is_error")
-		case jsonx.KeyIs(k, "cache_control"), jsonx.KeyIs(k, "citations"):
-			// Hints the answer does not depend on; accepted and not sent on.
+		case jsonx.KeyIs(k, "cache_control"):
+			b.cache, ae = decodeCacheControl(bv, f+".cache_control")
+		case jsonx.KeyIs(k, "citations"):
+			// A hint the answer does not depend on; accepted, not sent on.
 		}
 	}
 	if ae == nil && len(b.typ) == 0 {
@@ -227,12 +248,20 @@ func decodeAnthropicMessages(v []byte, c *conversation) *apiError {
 		var parts []providers.Part
 		images := false
 		j := 0
+		marked := "" // the field of a text, image or tool_use block with a breakpoint
 		for bel, ok := blocks.Element(); ok; bel, ok = blocks.Element() {
 			bf := f + ".content." + strconv.Itoa(j)
 			j++
 			b, ae := readBlock(bel, bf)
 			if ae != nil {
 				return ae
+			}
+			if marked != "" && string(b.typ) != `"tool_result"` {
+				// Canonical turns keep one breakpoint, on their last block.
+				return badRequest(marked+".cache_control", "is supported only on a turn's last block (or a tool_result)")
+			}
+			if b.cache != providers.CacheNone && string(b.typ) != `"tool_result"` {
+				marked, m.Cache = bf, b.cache
 			}
 			switch string(b.typ) {
 			case `"text"`:
@@ -264,6 +293,9 @@ func decodeAnthropicMessages(v []byte, c *conversation) *apiError {
 				tm, ae := toolResultMessage(&b, bf)
 				if ae != nil {
 					return ae
+				}
+				if b.cache != providers.CacheNone {
+					tm.Cache = b.cache
 				}
 				c.req.Messages = append(c.req.Messages, tm)
 			default:
@@ -302,11 +334,18 @@ func toolResultMessage(b *block, f string) (providers.Message, *apiError) {
 	}
 	m.ToolCallID = string(id)
 	if len(b.content) > 0 {
-		s, ae := decodeAnthropicText(b.content, f+".content")
+		s, breaks, ae := decodeAnthropicText(b.content, f+".content")
 		if ae != nil {
 			return m, ae
 		}
 		m.Text = s
+		// A breakpoint on the result's last block marks the result.
+		for i, br := range breaks {
+			if i < len(breaks)-1 || br.At != len(s) {
+				return m, badRequest(f+".content.cache_control", "is supported only on the result's last block")
+			}
+			m.Cache = br.TTL
+		}
 	}
 	return m, nil
 }
@@ -344,6 +383,8 @@ func decodeAnthropicTools(v []byte, dst *[]providers.Tool) *apiError {
 				if string(tv) != `"custom"` {
 					ae = badRequest(f+".type", "server tools are not supported; only custom tools")
 				}
+			case jsonx.KeyIs(k, "cache_control"):
+				t.Cache, ae = decodeCacheControl(tv, f+".cache_control")
 			}
 		}
 		if ae != nil {

@@ -45,7 +45,7 @@ func mockServer(b testing.TB, withMetrics bool, mc mock.Config) *Server {
 	in, _ := policy.ParsePrice("0.15")
 	out, _ := policy.ParsePrice("0.6")
 	models := map[string]*Model{"m": {ID: "m", ProviderName: "mock", Provider: mock.New("mock", mc),
-		UpstreamModel: "m", InputPrice: in, OutputPrice: out, MaxOutputTokens: 100}}
+		UpstreamModel: "m", Prices: policy.Prices{Input: in, Output: out}, MaxOutputTokens: 100}}
 	var m *Metrics
 	if withMetrics {
 		m = NewMetrics(prometheus.NewRegistry(), models)

@@ -70,6 +70,10 @@ type exchange struct {
 	// persona route. api shapes its replies; nil on the persona route.
 	route string
 	api   *sdkAPI
+
+	// personaBreak backs x.req.SystemCache when the persona's prompt is
+	// its only breakpoint, so marking it costs no allocation.
+	personaBreak [1]providers.CacheBreak
 }
 
 // clientLeft runs on the client-gone watcher's goroutine.
@@ -221,10 +225,13 @@ func (s *Server) resolveModel(x *exchange, p *persona.Persona, body *chatRequest
 	req.Observer = x
 	req.Model = m.UpstreamModel
 	req.UserText = body.UserText
+	// The digest goes after the persona's prompt, behind its cache
+	// breakpoint: the cached prefix stays the same whatever the digest.
 	req.System = p.SystemPrompt
 	if d := body.MemoryDigest; d != "" {
 		req.System = p.SystemPrompt + memoryDigestOpen + d + memoryDigestClose
 	}
+	cachePersona(x, p, len(p.SystemPrompt))
 	switch {
 	case body.HasTemperature:
 		req.Temperature, req.HasTemperature = body.Temperature, true
@@ -326,7 +333,7 @@ func (s *Server) finish(x *exchange, u providers.Usage, status int, code string,
 		route = x.route
 	}
 	s.opts.Metrics.answered(route, status, code)
-	s.opts.Metrics.finished(x, total, u.InputTokens, u.OutputTokens, cost)
+	s.opts.Metrics.finished(x, total, &u, cost)
 	if s.opts.AccessLog {
 		s.accessLog(x, u, cost, status, code, total)
 	}
@@ -364,22 +371,29 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, x *exchange, u providers.Usage, 
 // the handler goes on.
 func (s *Server) usageRecord(x *exchange, deployment string, u providers.Usage, cost int64, status int, code string, end time.Time) ledger.UsageRecord {
 	r := ledger.UsageRecord{
-		RequestID:     x.requestID,
-		Time:          x.start,
-		Workspace:     x.principal.Workspace,
-		CredentialID:  x.principal.CredentialID,
-		Persona:       x.personaID,
-		Stream:        x.stream,
-		InputTokens:   u.InputTokens,
-		OutputTokens:  u.OutputTokens,
-		Estimated:     u.Estimated,
-		CostUsdMicros: cost,
-		LatencyMs:     end.Sub(x.start).Milliseconds(),
-		Status:        status,
-		ErrorCode:     code,
-		Route:         x.route,
+		RequestID:          x.requestID,
+		Time:               x.start,
+		Workspace:          x.principal.Workspace,
+		CredentialID:       x.principal.CredentialID,
+		Persona:            x.personaID,
+		Stream:             x.stream,
+		InputTokens:        u.InputTokens,
+		OutputTokens:       u.OutputTokens,
+		CacheReadTokens:    u.CacheReadTokens,
+		CacheWrite5mTokens: u.CacheWrite5mTokens,
+		CacheWrite1hTokens: u.CacheWrite1hTokens,
+		Estimated:          u.Estimated,
+		CostUsdMicros:      cost,
+		LatencyMs:          end.Sub(x.start).Milliseconds(),
+		Status:             status,
+		ErrorCode:          code,
+		Route:              x.route,
 	}
 	if x.model != nil {
+		if u.CacheReadTokens != 0 || u.CacheWriteTokens() != 0 {
+			// Against the same tokens all at the input price.
+			r.CacheSavingsUsdMicros = x.model.Prices.Cost(policy.Tokens{Input: u.InputTokens, Output: u.OutputTokens}) - cost
+		}
 		r.Model = x.model.ID
 		r.Provider = x.model.ProviderName
 		if deployment != "" {
@@ -437,8 +451,15 @@ func (s *Server) startStream(ctx *fasthttp.RequestCtx, x *exchange) {
 	ctx.Hijack(r.hijacked)
 }
 
+// costOf prices u at m's prices, each kind of token at its own.
 func costOf(m *Model, u providers.Usage) int64 {
-	return policy.Cost(u.InputTokens, u.OutputTokens, m.InputPrice, m.OutputPrice)
+	return m.Prices.Cost(policy.Tokens{
+		Input:        u.Uncached(),
+		Output:       u.OutputTokens,
+		CacheRead:    u.CacheReadTokens,
+		CacheWrite5m: u.CacheWrite5mTokens,
+		CacheWrite1h: u.CacheWrite1hTokens,
+	})
 }
 
 // accessLog writes the request's access line. Credentials never appear:
@@ -466,6 +487,8 @@ func (s *Server) accessLog(x *exchange, u providers.Usage, cost int64, status in
 		slog.String("code", code),
 		slog.Int64("input_tokens", u.InputTokens),
 		slog.Int64("output_tokens", u.OutputTokens),
+		slog.Int64("cache_read_tokens", u.CacheReadTokens),
+		slog.Int64("cache_write_tokens", u.CacheWriteTokens()),
 		slog.Int64("cost_usd_micros", cost),
 		slog.Int64("latency_ms", total.Milliseconds()),
 		slog.Int64("overhead_us", (total-x.upstreamWait).Microseconds()),

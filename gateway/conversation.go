@@ -17,14 +17,23 @@ import (
 // persona and model are resolved. Field names in errors are the wire
 // protocol's own, so a 400 names what the caller sent.
 type conversation struct {
-	model          string
-	system         []string // the caller's leading system texts, in order
+	model  string
+	system []string // the caller's leading system texts, in order
+	// systemCache are the caller's breakpoints in those texts.
+	systemCache    []systemBreak
 	req            providers.Request
 	maxTokens      int64
 	hasMaxTokens   bool
 	maxTokensField string
 	stream         bool
 	includeUsage   bool
+}
+
+// systemBreak is a caller's cache breakpoint in its system text: after
+// byte at of system[part].
+type systemBreak struct {
+	part, at int
+	ttl      providers.CacheTTL
 }
 
 // personaModelPrefix introduces a persona in the model field: the
@@ -83,6 +92,17 @@ func (s *Server) resolveConversation(x *exchange, c *conversation) error {
 	}
 	sys = append(sys, c.system...)
 	req.System = strings.Join(sys, "\n\n")
+	req.SystemCache = nil
+	for _, b := range c.systemCache {
+		at := b.at
+		for _, t := range sys[:b.part+len(sys)-len(c.system)] {
+			at += len(t) + len("\n\n")
+		}
+		req.SystemCache = append(req.SystemCache, providers.CacheBreak{At: at, TTL: b.ttl})
+	}
+	if p != nil {
+		cachePersona(x, p, len(p.SystemPrompt))
+	}
 	switch {
 	case req.HasTemperature:
 	case p != nil && p.Temperature != nil:

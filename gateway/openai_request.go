@@ -60,6 +60,9 @@ func decodeOpenAIRequest(body []byte, c *conversation) *apiError {
 			r.Seed, r.HasSeed = int64(f), true
 		case jsonx.KeyIs(key, "user"):
 			r.User, ae = jsonStr(v, "user")
+		case jsonx.KeyIs(key, "prompt_cache_key"):
+			// The caller's own key wins over a persona's (see cachePersona).
+			r.CacheKey, ae = jsonStr(v, "prompt_cache_key")
 		case jsonx.KeyIs(key, "stop"):
 			r.Stop, ae = jsonStop(v, "stop", 4)
 		case jsonx.KeyIs(key, "n"):

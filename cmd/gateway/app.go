@@ -182,8 +182,8 @@ func buildModelSet(cfg *Config, prev *modelSet) (*modelSet, error) {
 			ProviderName:    providerName,
 			Provider:        pool,
 			UpstreamModel:   mc.UpstreamModel,
-			InputPrice:      mc.InputPricePerMTok,
-			OutputPrice:     mc.OutputPricePerMTok,
+			Prices:          modelPrices(mc, byName),
+			PromptCache:     promptCache(mc.PromptCache),
 			MaxOutputTokens: mc.MaxOutputTokens,
 			Temperature:     mc.Temperature,
 		}
@@ -526,4 +526,49 @@ type redisLogger struct{ log *slog.Logger }
 
 func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	l.log.Debug(fmt.Sprintf(format, v...), "component", "redis")
+}
+
+// modelPrices returns mc's prices, the cache prices it omits derived
+// from its input price by the protocol its deployments speak:
+//
+//   - every deployment Anthropic: cache reads 0.1×, 5-minute writes 1.25×,
+//     1-hour writes 2× — Anthropic's published multipliers, the same for
+//     every Claude model;
+//   - otherwise: cache reads 0.5×, OpenAI's discount for its GPT-4o
+//     family and the smallest it publishes, so the default never bills
+//     less than the invoice (GPT-4.1 reads cost 0.25×, GPT-5 0.1×: set
+//     cacheReadPricePerMTok for those); writes as Anthropic's, which is
+//     what an Anthropic deployment in a mixed pool charges (OpenAI reports
+//     no writes).
+//
+// Derived prices round half up at the 6th decimal.
+func modelPrices(mc ModelConfig, byName map[string]ProviderConfig) policy.Prices {
+	in := mc.InputPricePerMTok
+	allAnthropic := len(mc.Deployments) > 0
+	for _, d := range mc.Deployments {
+		allAnthropic = allAnthropic && byName[d.Provider].Anthropic != nil
+	}
+	p := policy.Prices{Input: in, Output: mc.OutputPricePerMTok,
+		CacheRead: in.Scale(1, 2), CacheWrite5m: in.Scale(5, 4), CacheWrite1h: in.Scale(2, 1)}
+	if allAnthropic {
+		p.CacheRead = in.Scale(1, 10)
+	}
+	for _, o := range []struct {
+		set *policy.Price
+		dst *policy.Price
+	}{{mc.CacheReadPricePerMTok, &p.CacheRead}, {mc.CacheWritePricePerMTok, &p.CacheWrite5m}, {mc.CacheWrite1hPricePerMTok, &p.CacheWrite1h}} {
+		if o.set != nil {
+			*o.dst = *o.set
+		}
+	}
+	return p
+}
+
+// promptCache converts a validated promptCache section.
+func promptCache(c PromptCacheConfig) gateway.PromptCache {
+	pc := gateway.PromptCache{Off: c.Mode == "off", TTL: providers.Cache5m, MinTokens: int64(c.MinTokens)}
+	if c.TTL == "1h" {
+		pc.TTL = providers.Cache1h
+	}
+	return pc
 }

@@ -265,11 +265,15 @@ func appendUsageJSON(b []byte, r *UsageRecord) ([]byte, error) {
 	b = strconv.AppendInt(b, r.InputTokens, 10)
 	b = append(b, `,"outputTokens":`...)
 	b = strconv.AppendInt(b, r.OutputTokens, 10)
+	b = appendNonZero(b, `,"cacheReadTokens":`, r.CacheReadTokens)
+	b = appendNonZero(b, `,"cacheWrite5mTokens":`, r.CacheWrite5mTokens)
+	b = appendNonZero(b, `,"cacheWrite1hTokens":`, r.CacheWrite1hTokens)
 	if r.Estimated {
 		b = append(b, `,"estimated":true`...)
 	}
 	b = append(b, `,"costUsdMicros":`...)
 	b = strconv.AppendInt(b, r.CostUsdMicros, 10)
+	b = appendNonZero(b, `,"cacheSavingsUsdMicros":`, r.CacheSavingsUsdMicros)
 	b = append(b, `,"latencyMs":`...)
 	b = strconv.AppendInt(b, r.LatencyMs, 10)
 	b = append(b, `,"status":`...)
@@ -283,4 +287,13 @@ func appendUsageJSON(b []byte, r *UsageRecord) ([]byte, error) {
 		b = jsonx.AppendString(b, r.Route)
 	}
 	return append(b, '}', '\n'), nil
+}
+
+// appendNonZero appends member (its `,"name":` text) and v, unless v is
+// zero: json's omitempty, which keeps lines without caching as they were.
+func appendNonZero(b []byte, member string, v int64) []byte {
+	if v == 0 {
+		return b
+	}
+	return strconv.AppendInt(append(b, member...), v, 10)
 }

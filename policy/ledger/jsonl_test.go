@@ -332,6 +332,7 @@ func TestAppendUsageJSON(t *testing.T) {
 		{"typical", testRecord(1)},
 		{"estimated with error code", full},
 		{"zero", UsageRecord{}},
+		{"prompt cache", UsageRecord{InputTokens: 3004, CacheReadTokens: 3000, CacheWrite5mTokens: 2, CacheWrite1hTokens: 1, CostUsdMicros: 9, CacheSavingsUsdMicros: -4}},
 		{"escapes", UsageRecord{RequestID: "a\"b\\c\n\t\r\b\f\x00\x1f\x7f<>&", Persona: "héllo \u2028\u2029 😀", Model: "bad\xffutf8\xc3"}},
 		{"negative numbers", UsageRecord{InputTokens: -1, OutputTokens: math.MinInt64, Status: -499}},
 	}

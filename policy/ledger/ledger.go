@@ -25,11 +25,24 @@ type UsageRecord struct {
 	Model         string    `json:"model"`
 	Provider      string    `json:"provider"`
 	Stream        bool      `json:"stream"`
-	InputTokens   int64     `json:"inputTokens"`
-	OutputTokens  int64     `json:"outputTokens"`
-	Estimated     bool      `json:"estimated,omitempty"`
-	CostUsdMicros int64     `json:"costUsdMicros"`
-	LatencyMs     int64     `json:"latencyMs"`
+	// InputTokens is all the input, the prompt cache's reads and writes
+	// included; the Cache fields say how much of it the cache served or
+	// stored.
+	InputTokens  int64 `json:"inputTokens"`
+	OutputTokens int64 `json:"outputTokens"`
+	// CacheReadTokens, CacheWrite5mTokens and CacheWrite1hTokens are the
+	// input tokens the upstream's prompt cache served, and stored with
+	// the 5-minute and the 1-hour TTL.
+	CacheReadTokens    int64 `json:"cacheReadTokens,omitempty"`
+	CacheWrite5mTokens int64 `json:"cacheWrite5mTokens,omitempty"`
+	CacheWrite1hTokens int64 `json:"cacheWrite1hTokens,omitempty"`
+	Estimated          bool  `json:"estimated,omitempty"`
+	CostUsdMicros      int64 `json:"costUsdMicros"`
+	// CacheSavingsUsdMicros is what the prompt cache saved: the cost of
+	// the same tokens all at the input price, less CostUsdMicros, at the
+	// prices of the time. Negative when writes cost more than reads saved.
+	CacheSavingsUsdMicros int64 `json:"cacheSavingsUsdMicros,omitempty"`
+	LatencyMs             int64 `json:"latencyMs"`
 	// Status is the HTTP status the client got (200 for a stream that
 	// started, even if it later ended with an error event; 499 when the
 	// client left).

@@ -129,6 +129,14 @@ var migrations = []struct {
 	{3, []string{
 		`ALTER TABLE usage_records ADD COLUMN route TEXT NOT NULL DEFAULT ''`,
 	}},
+	// Prompt-cache tokens and what caching saved; rows written before
+	// read as no caching.
+	{4, []string{
+		`ALTER TABLE usage_records ADD COLUMN cache_read_tokens BIGINT NOT NULL DEFAULT 0`,
+		`ALTER TABLE usage_records ADD COLUMN cache_write_5m_tokens BIGINT NOT NULL DEFAULT 0`,
+		`ALTER TABLE usage_records ADD COLUMN cache_write_1h_tokens BIGINT NOT NULL DEFAULT 0`,
+		`ALTER TABLE usage_records ADD COLUMN cache_savings_usd_micros BIGINT NOT NULL DEFAULT 0`,
+	}},
 }
 
 // ErrSchemaTooNew means the database was migrated by a newer
@@ -190,11 +198,12 @@ func migrate(ctx context.Context, db *sql.DB, d Dialect) (err error) {
 
 // usageColumns is the insert column list; usageArgs must match it.
 const usageColumns = "request_id, at, workspace, credential_id, persona, model, provider, stream, " +
-	"input_tokens, output_tokens, estimated, cost_usd_micros, latency_ms, status, error_code, route"
+	"input_tokens, output_tokens, estimated, cost_usd_micros, latency_ms, status, error_code, route, " +
+	"cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_savings_usd_micros"
 
-const usageColumnCount = 16
+const usageColumnCount = 20
 
-// maxRowsPerInsert keeps one statement's parameters (16 per row) well
+// maxRowsPerInsert keeps one statement's parameters (20 per row) well
 // below SQLite's 32766 and PostgreSQL's 65535.
 const maxRowsPerInsert = 500
 
@@ -234,7 +243,8 @@ func (d Dialect) appendUsageArgs(args []any, r *UsageRecord) []any {
 		storableText(r.RequestID), d.timeArg(r.Time), storableText(r.Workspace),
 		storableText(r.CredentialID), storableText(r.Persona), storableText(r.Model),
 		storableText(r.Provider), r.Stream, r.InputTokens, r.OutputTokens, r.Estimated,
-		r.CostUsdMicros, r.LatencyMs, int64(r.Status), storableText(r.ErrorCode), storableText(r.Route))
+		r.CostUsdMicros, r.LatencyMs, int64(r.Status), storableText(r.ErrorCode), storableText(r.Route),
+		r.CacheReadTokens, r.CacheWrite5mTokens, r.CacheWrite1hTokens, r.CacheSavingsUsdMicros)
 }
 
 // storableText replaces invalid UTF-8 and NUL bytes with U+FFFD, as the
@@ -252,7 +262,9 @@ func storableText(s string) string {
 func (d Dialect) usageSQL() string {
 	p := func(n int) string { return string(d.placeholder(nil, n)) }
 	return `SELECT model, persona, COUNT(*), CAST(SUM(input_tokens) AS BIGINT),
-		CAST(SUM(output_tokens) AS BIGINT), CAST(SUM(cost_usd_micros) AS BIGINT)
+		CAST(SUM(output_tokens) AS BIGINT), CAST(SUM(cost_usd_micros) AS BIGINT),
+		CAST(SUM(cache_read_tokens) AS BIGINT), CAST(SUM(cache_write_5m_tokens) AS BIGINT),
+		CAST(SUM(cache_write_1h_tokens) AS BIGINT), CAST(SUM(cache_savings_usd_micros) AS BIGINT)
 		FROM usage_records WHERE workspace = ` + p(1) + ` AND at >= ` + p(2) + ` AND at < ` + p(3) + `
 		GROUP BY model, persona`
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -300,6 +301,63 @@ func TestSQLLedgerMigrationsIdempotent(t *testing.T) {
 	}
 }
 
+// TestSQLLedgerCacheMigrationKeepsRows: a database last migrated before
+// the prompt-cache columns keeps its rows, which read as no caching, and
+// takes records with cache tokens afterwards.
+func TestSQLLedgerCacheMigrationKeepsRows(t *testing.T) {
+	for _, driver := range sqlDrivers {
+		t.Run(driver, func(t *testing.T) {
+			s := newTestStore(t, driver)
+			d := sqliteDialect
+			if driver == DriverPostgres {
+				d = postgresDialect
+			}
+			if driver == DriverSQLite {
+				if err := os.MkdirAll(filepath.Dir(s.cfg.Path), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			db := s.db(t)
+			if _, err := db.Exec(`CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range migrations[:3] {
+				for _, st := range m.stmts {
+					if _, err := db.Exec(strings.ReplaceAll(st, "{{time}}", d.timeType)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if _, err := db.Exec(`INSERT INTO schema_migrations (version, applied_at) VALUES (` + strconv.FormatInt(m.version, 10) + `, 0)`); err != nil {
+					t.Fatal(err)
+				}
+			}
+			base := time.Date(2030, 3, 1, 0, 0, 0, 0, time.UTC)
+			old := `INSERT INTO usage_records (request_id, at, workspace, credential_id, persona, model, provider, stream,
+				input_tokens, output_tokens, estimated, cost_usd_micros, latency_ms, status, error_code, route) VALUES ` +
+				string(d.appendRow(nil, 1, 16))
+			if _, err := db.Exec(old, "old", d.timeArg(base), "w1", "k", "p1", "m1", "prov", false, int64(100), int64(10), false, int64(55), int64(1), int64(200), "", ""); err != nil {
+				t.Fatal(err)
+			}
+			l := s.open(t, s.cfg)
+			l.Record(UsageRecord{RequestID: "new", Time: base.Add(time.Second), Workspace: "w1", Persona: "p1", Model: "m1",
+				InputTokens: 3004, OutputTokens: 7, CacheReadTokens: 3000, CostUsdMicros: 1017, CacheSavingsUsdMicros: 8100, Status: 200})
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			l = s.open(t, s.cfg)
+			defer l.Close()
+			got, err := l.Usage(context.Background(), "w1", base, base.Add(time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := UsageTotals{Requests: 2, InputTokens: 3104, OutputTokens: 17, CacheReadTokens: 3000, CostUsdMicros: 1072, CacheSavingsUsdMicros: 8100}
+			if got.Total != want {
+				t.Fatalf("total = %+v, want %+v", got.Total, want)
+			}
+		})
+	}
+}
+
 // viaProxy points s's DSN at a new proxy in front of its PostgreSQL.
 func viaProxy(t *testing.T, s *testStore) (Config, *testkit.Proxy) {
 	t.Helper()
@@ -398,7 +456,9 @@ func TestSQLLedgerUsage(t *testing.T) {
 		{RequestID: "e", Time: base.Add(-time.Nanosecond), Workspace: "w1", Model: "m1", Persona: "p1", InputTokens: 7, CostUsdMicros: 7},
 		{RequestID: "f", Time: base.Add(3 * time.Hour), Workspace: "w1", Model: "m3", Status: 401, ErrorCode: "unauthorized"},
 	}
-	tot := func(req, in, out, cost int64) UsageTotals { return UsageTotals{req, in, out, cost} }
+	tot := func(req, in, out, cost int64) UsageTotals {
+		return UsageTotals{Requests: req, InputTokens: in, OutputTokens: out, CostUsdMicros: cost}
+	}
 	tests := []struct {
 		name      string
 		ws        string

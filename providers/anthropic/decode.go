@@ -11,7 +11,10 @@ import (
 //
 //	struct {
 //		Content []struct{ Type, Text string }
-//		Usage   *struct{ InputTokens, OutputTokens, CacheCreationInputTokens, CacheReadInputTokens int64 }
+//		Usage   *struct {
+//			InputTokens, OutputTokens, CacheCreationInputTokens, CacheReadInputTokens int64
+//			CacheCreation *struct{ Ephemeral5mInputTokens, Ephemeral1hInputTokens int64 }
+//		}
 //	}
 //
 // including its quirks, which the fuzz test holds it to: keys match
@@ -28,6 +31,8 @@ type message struct {
 	n      int  // len(Content)
 	usage  bool // Usage != nil
 	tokens [4]int64
+	split  bool     // Usage.CacheCreation != nil
+	ttl    [2]int64 // Usage.CacheCreation's counts, in cacheCreationKeys order
 }
 
 // block holds one content block's raw string literals; nil is "".
@@ -35,6 +40,10 @@ type block struct{ typ, text []byte }
 
 // replyUsageKeys are the usage members read, in message.tokens order.
 var replyUsageKeys = [4]string{"input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"}
+
+// cacheCreationKeys are the members of usage.cache_creation, the cache
+// writes split by TTL, in message.ttl order.
+var cacheCreationKeys = [2]string{"ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens"}
 
 // parseMessage reads body into m, and the content blocks into blocks
 // (appending from blocks[:0]), which it returns; an error means
@@ -123,7 +132,7 @@ func (b *block) parse(val []byte) error {
 
 func (m *message) parseUsage(val []byte) error {
 	if jsonx.IsNull(val) {
-		m.usage, m.tokens = false, [4]int64{}
+		m.usage, m.tokens, m.split, m.ttl = false, [4]int64{}, false, [2]int64{}
 		return nil
 	}
 	obj, err := jsonx.NewObject(val)
@@ -131,25 +140,78 @@ func (m *message) parseUsage(val []byte) error {
 		return err
 	}
 	if !m.usage {
-		m.usage, m.tokens = true, [4]int64{}
+		m.usage, m.tokens, m.split, m.ttl = true, [4]int64{}, false, [2]int64{}
 	}
 	for key, v, ok := obj.Member(); ok; key, v, ok = obj.Member() {
-		for i, name := range replyUsageKeys {
-			if !jsonx.KeyFold(key, name) {
-				continue
-			}
-			if jsonx.IsNull(v) {
-				break // null leaves an int as it was
-			}
-			n, err := jsonx.Int(v)
-			if err != nil {
+		if jsonx.KeyFold(key, "cache_creation") {
+			if err := m.parseCacheCreation(v); err != nil {
 				return err
 			}
-			m.tokens[i] = n
-			break
+			continue
+		}
+		if err := foldInts(key, v, replyUsageKeys[:], m.tokens[:]); err != nil {
+			return err
 		}
 	}
 	return obj.Err()
+}
+
+func (m *message) parseCacheCreation(val []byte) error {
+	if jsonx.IsNull(val) {
+		m.split, m.ttl = false, [2]int64{}
+		return nil
+	}
+	obj, err := jsonx.NewObject(val)
+	if err != nil {
+		return err
+	}
+	if !m.split {
+		m.split, m.ttl = true, [2]int64{}
+	}
+	for key, v, ok := obj.Member(); ok; key, v, ok = obj.Member() {
+		if err := foldInts(key, v, cacheCreationKeys[:], m.ttl[:]); err != nil {
+			return err
+		}
+	}
+	return obj.Err()
+}
+
+// foldInts stores v in dst[i] when key folds to names[i]; null leaves
+// the int as it was, another key is ignored.
+func foldInts(key, v []byte, names []string, dst []int64) error {
+	for i, name := range names {
+		if !jsonx.KeyFold(key, name) {
+			continue
+		}
+		if jsonx.IsNull(v) {
+			return nil
+		}
+		n, err := jsonx.Int(v)
+		if err != nil {
+			return err
+		}
+		dst[i] = n
+		return nil
+	}
+	return nil
+}
+
+// cacheUsage returns the Usage of Anthropic's counts: its input_tokens
+// exclude the cache's reads and writes, which the canonical total
+// includes. The writes split by TTL as cache_creation says when it came
+// (its 1-hour count bounded by the total written), else all 5-minute.
+func cacheUsage(input, output, creation, read int64, split bool, oneHour int64) providers.Usage {
+	u := providers.Usage{
+		InputTokens:        input + creation + read,
+		OutputTokens:       output,
+		CacheReadTokens:    read,
+		CacheWrite5mTokens: creation,
+	}
+	if split {
+		u.CacheWrite1hTokens = min(max(oneHour, 0), max(creation, 0))
+		u.CacheWrite5mTokens = creation - u.CacheWrite1hTokens
+	}
+	return u
 }
 
 func (p *Provider) decodeMessage(body []byte, res *providers.Result) error {
@@ -174,9 +236,6 @@ func (p *Provider) decodeMessage(body []byte, res *providers.Result) error {
 		}
 	}
 	res.Content = string(text)
-	res.Usage = providers.Usage{
-		InputTokens:  m.tokens[0] + m.tokens[2] + m.tokens[3],
-		OutputTokens: m.tokens[1],
-	}
+	res.Usage = cacheUsage(m.tokens[0], m.tokens[1], m.tokens[2], m.tokens[3], m.split, m.ttl[1])
 	return nil
 }

@@ -60,6 +60,7 @@ func appendMessages(dst []byte, r *providers.Request) []byte {
 				dst = append(dst, `,"is_error":true`...)
 			}
 			dst = append(dst, '}')
+			dst = markLast(dst, m.Cache)
 			continue
 		}
 		if inResults {
@@ -96,12 +97,20 @@ func appendMessages(dst []byte, r *providers.Request) []byte {
 				}
 				dst = append(dst, '}')
 			}
-			dst = append(dst, "]}"...)
+			dst = append(markLast(dst, m.Cache), "]}"...)
 			continue
 		}
 		dst = append(dst, `{"role":"user","content":`...)
 		if len(m.Parts) > 0 {
-			dst = append(appendParts(dst, m.Parts), '}')
+			dst = appendParts(dst, m.Parts)
+			dst = append(markLast(dst[:len(dst)-1], m.Cache), "]}"...)
+			continue
+		}
+		if m.Cache != providers.CacheNone && m.Text != "" {
+			// A breakpoint needs a block to sit on.
+			dst = append(dst, `[{"type":"text","text":`...)
+			dst = jsonx.AppendString(dst, m.Text)
+			dst = append(markLast(append(dst, '}'), m.Cache), "]}"...)
 			continue
 		}
 		dst = jsonx.AppendString(dst, m.Text)
@@ -170,6 +179,7 @@ func appendOptions(dst []byte, r *providers.Request) []byte {
 			} else {
 				dst = append(dst, `{"type":"object","properties":{}}`...)
 			}
+			dst = providers.AppendCacheControl(dst, t.Cache)
 			dst = append(dst, '}')
 		}
 		dst = append(dst, ']')

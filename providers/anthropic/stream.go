@@ -118,14 +118,16 @@ func (s *stream) Next() ([]byte, error) {
 // Estimated: input from message_start if it came (else from the prompt
 // size), output the larger of the last report and the deltas seen.
 func (s *stream) Usage() providers.Usage {
-	input := s.usage.input + s.usage.cacheCreation + s.usage.cacheRead
+	u := &s.usage
 	if s.final {
-		return providers.Usage{InputTokens: input, OutputTokens: s.usage.output}
+		return cacheUsage(u.input, u.output, u.cacheCreation, u.cacheRead, u.has&hasSplit != 0, u.oneHour)
 	}
+	out := cacheUsage(u.input, max(u.output, s.deltas), u.cacheCreation, u.cacheRead, u.has&hasSplit != 0, u.oneHour)
 	if !s.haveStart {
-		input = s.inputEstimate
+		out = providers.Usage{InputTokens: s.inputEstimate, OutputTokens: out.OutputTokens}
 	}
-	return providers.Usage{InputTokens: input, OutputTokens: max(s.usage.output, s.deltas), Estimated: true}
+	out.Estimated = true
+	return out
 }
 
 // Abort interrupts the stream from any goroutine.
@@ -143,12 +145,14 @@ const (
 	hasCacheCreation
 	hasCacheRead
 	hasOutput
+	hasSplit // cache_creation's TTL split
 )
 
 // usageFields are the token counts of a usage object; has marks the ones
 // present and not null.
 type usageFields struct {
 	input, cacheCreation, cacheRead, output int64
+	oneHour                                 int64 // cache_creation.ephemeral_1h_input_tokens
 	has                                     uint8
 }
 
@@ -164,6 +168,9 @@ func (u *usageFields) merge(v *usageFields) {
 	}
 	if v.has&hasOutput != 0 {
 		u.output = v.output
+	}
+	if v.has&hasSplit != 0 {
+		u.oneHour = v.oneHour
 	}
 	u.has |= v.has
 }
@@ -284,6 +291,23 @@ func (u *usageFields) parse(val []byte) error {
 			dst, bit = &u.cacheRead, hasCacheRead
 		case jsonx.KeyIs(k, "output_tokens"):
 			dst, bit = &u.output, hasOutput
+		case jsonx.KeyIs(k, "cache_creation"):
+			u.oneHour, u.has = 0, u.has&^hasSplit
+			if jsonx.IsNull(v) {
+				continue
+			}
+			if err := eachMember(v, func(k, v []byte) error {
+				if !jsonx.KeyIs(k, "ephemeral_1h_input_tokens") || jsonx.IsNull(v) {
+					return nil
+				}
+				n, err := jsonx.Int(v)
+				u.oneHour = n
+				return err
+			}); err != nil {
+				return err
+			}
+			u.has |= hasSplit
+			continue
 		default:
 			continue
 		}

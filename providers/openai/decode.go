@@ -11,7 +11,11 @@ import (
 //
 //	struct {
 //		Choices []struct{ Message struct{ Content *string } }
-//		Usage   *struct{ PromptTokens, CompletionTokens int64 }
+//		Usage   *struct {
+//			PromptTokens, CompletionTokens int64
+//			PromptTokensDetails     *struct{ CachedTokens int64 }
+//			CompletionTokensDetails *struct{ ReasoningTokens int64 }
+//		}
 //	}
 //
 // including its quirks, which the fuzz test holds it to: keys match
@@ -26,6 +30,11 @@ type completion struct {
 	usage      bool   // Usage != nil
 	prompt     int64
 	completion int64
+	// details: Usage.PromptTokensDetails != nil, then
+	// Usage.CompletionTokensDetails != nil; their one count each.
+	details   [2]bool
+	cached    int64
+	reasoning int64
 }
 
 // parseCompletion reads body into c; an error means encoding/json would
@@ -129,6 +138,7 @@ func parseChoice(val []byte, content *[]byte) error {
 func (c *completion) parseUsage(val []byte) error {
 	if jsonx.IsNull(val) {
 		c.usage, c.prompt, c.completion = false, 0, 0
+		c.details, c.cached, c.reasoning = [2]bool{}, 0, 0
 		return nil
 	}
 	obj, err := jsonx.NewObject(val)
@@ -137,27 +147,74 @@ func (c *completion) parseUsage(val []byte) error {
 	}
 	if !c.usage {
 		c.usage, c.prompt, c.completion = true, 0, 0
+		c.details, c.cached, c.reasoning = [2]bool{}, 0, 0
 	}
 	for key, v, ok := obj.Member(); ok; key, v, ok = obj.Member() {
-		var dst *int64
+		var err error
 		switch {
 		case jsonx.KeyFold(key, "prompt_tokens"):
-			dst = &c.prompt
+			err = foldInt(v, &c.prompt)
 		case jsonx.KeyFold(key, "completion_tokens"):
-			dst = &c.completion
-		default:
-			continue
+			err = foldInt(v, &c.completion)
+		case jsonx.KeyFold(key, "prompt_tokens_details"):
+			err = parseDetails(v, "cached_tokens", &c.details[0], &c.cached)
+		case jsonx.KeyFold(key, "completion_tokens_details"):
+			err = parseDetails(v, "reasoning_tokens", &c.details[1], &c.reasoning)
 		}
-		if jsonx.IsNull(v) {
-			continue // null leaves an int as it was
-		}
-		n, err := jsonx.Int(v)
 		if err != nil {
 			return err
 		}
-		*dst = n
 	}
 	return obj.Err()
+}
+
+// foldInt decodes an int into dst; null leaves it as it was.
+func foldInt(v []byte, dst *int64) error {
+	if jsonx.IsNull(v) {
+		return nil
+	}
+	n, err := jsonx.Int(v)
+	if err != nil {
+		return err
+	}
+	*dst = n
+	return nil
+}
+
+// parseDetails decodes a *struct{ N int64 } member (N spelled name) the
+// way encoding/json does: null clears it, an object merges into it.
+func parseDetails(val []byte, name string, present *bool, n *int64) error {
+	if jsonx.IsNull(val) {
+		*present, *n = false, 0
+		return nil
+	}
+	obj, err := jsonx.NewObject(val)
+	if err != nil {
+		return err
+	}
+	if !*present {
+		*present, *n = true, 0
+	}
+	for key, v, ok := obj.Member(); ok; key, v, ok = obj.Member() {
+		if jsonx.KeyFold(key, name) {
+			if err := foldInt(v, n); err != nil {
+				return err
+			}
+		}
+	}
+	return obj.Err()
+}
+
+// usageOf returns the Usage of OpenAI's counts: prompt_tokens already
+// include the cached ones (bounded by it here, so a confused upstream
+// cannot make the uncached part negative).
+func usageOf(prompt, completion, cached, reasoning int64) providers.Usage {
+	return providers.Usage{
+		InputTokens:     prompt,
+		OutputTokens:    completion,
+		CacheReadTokens: min(max(cached, 0), max(prompt, 0)),
+		ReasoningTokens: min(max(reasoning, 0), max(completion, 0)),
+	}
 }
 
 func (p *Provider) decodeCompletion(body []byte, r *providers.Request, res *providers.Result) error {
@@ -181,7 +238,7 @@ func (p *Provider) decodeCompletion(body []byte, r *providers.Request, res *prov
 		parseToolCalls(body, res)
 	}
 	if c.usage {
-		res.Usage = providers.Usage{InputTokens: c.prompt, OutputTokens: c.completion}
+		res.Usage = usageOf(c.prompt, c.completion, c.cached, c.reasoning)
 	} else {
 		res.Usage = providers.Usage{
 			InputTokens:  providers.EstimateInputTokens(r),

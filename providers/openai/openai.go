@@ -112,6 +112,10 @@ func appendTail(dst []byte, maxTokensField string, r *providers.Request, stream 
 	dst = append(dst, maxTokensField...)
 	dst = append(dst, `":`...)
 	dst = strconv.AppendInt(dst, int64(r.MaxOutputTokens), 10)
+	if r.CacheKey != "" {
+		dst = append(dst, `,"prompt_cache_key":`...)
+		dst = jsonx.AppendString(dst, r.CacheKey)
+	}
 	if stream {
 		dst = append(dst, `,"stream":true,"stream_options":{"include_usage":true}}`...)
 	} else {

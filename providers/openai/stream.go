@@ -60,7 +60,7 @@ func (s *stream) Next() ([]byte, error) {
 			s.finish = finishReason(f)
 		}
 		if s.chunk.hasUsage {
-			s.usage = providers.Usage{InputTokens: s.chunk.promptTokens, OutputTokens: s.chunk.completionTokens}
+			s.usage = usageOf(s.chunk.promptTokens, s.chunk.completionTokens, s.chunk.cachedTokens, s.chunk.reasoningTokens)
 			s.haveUsage = true
 		}
 		if len(s.chunk.content) > 0 {
@@ -102,6 +102,8 @@ type chunk struct {
 	scratch          []byte // unescaped content, when it had escapes
 	promptTokens     int64
 	completionTokens int64
+	cachedTokens     int64 // prompt_tokens_details.cached_tokens
+	reasoningTokens  int64 // completion_tokens_details.reasoning_tokens
 	hasUsage         bool
 	hasError         bool
 	errType          []byte
@@ -229,7 +231,7 @@ func (c *chunk) parseChoice(val []byte) error {
 
 func (c *chunk) parseUsage(val []byte) error {
 	c.hasUsage = false
-	c.promptTokens, c.completionTokens = 0, 0
+	c.promptTokens, c.completionTokens, c.cachedTokens, c.reasoningTokens = 0, 0, 0, 0
 	if jsonx.IsNull(val) {
 		return nil
 	}
@@ -245,6 +247,16 @@ func (c *chunk) parseUsage(val []byte) error {
 			dst = &c.promptTokens
 		case jsonx.KeyIs(key, "completion_tokens"):
 			dst = &c.completionTokens
+		case jsonx.KeyIs(key, "prompt_tokens_details"):
+			if err := detailInt(v, "cached_tokens", &c.cachedTokens); err != nil {
+				return err
+			}
+			continue
+		case jsonx.KeyIs(key, "completion_tokens_details"):
+			if err := detailInt(v, "reasoning_tokens", &c.reasoningTokens); err != nil {
+				return err
+			}
+			continue
 		default:
 			continue
 		}
@@ -257,6 +269,28 @@ func (c *chunk) parseUsage(val []byte) error {
 			return err
 		}
 		*dst = n
+	}
+	return obj.Err()
+}
+
+// detailInt reads the member name of a usage details object (null: 0).
+func detailInt(val []byte, name string, dst *int64) error {
+	*dst = 0
+	if jsonx.IsNull(val) {
+		return nil
+	}
+	obj, err := jsonx.NewObject(val)
+	if err != nil {
+		return err
+	}
+	for k, v, ok := obj.Member(); ok; k, v, ok = obj.Member() {
+		if jsonx.KeyIs(k, name) && !jsonx.IsNull(v) {
+			n, err := jsonx.Int(v)
+			if err != nil {
+				return err
+			}
+			*dst = n
+		}
 	}
 	return obj.Err()
 }
