@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers/mock"
 )
 
@@ -63,12 +64,7 @@ func testConfig(t *testing.T, up *upstream, server string) string {
 	if up != nil {
 		upAddr = up.addr
 	}
-	dead, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadAddr := dead.Addr().String()
-	dead.Close() // nothing listens there now: connection refused
+	deadAddr := testkit.DeadAddr(t) // nothing listens there: connection refused
 	dir := t.TempDir()
 	return fmt.Sprintf(`
 server:

@@ -474,12 +474,7 @@ func startObservedGateway(t *testing.T) (*gw, *hedgePair) {
 	good := startUpstream(t, mock.ServerConfig{OutputTokens: 7})
 	slow := startUpstream(t, mock.ServerConfig{TimeToFirstToken: 400 * time.Millisecond, OutputTokens: 5})
 	fast := startUpstream(t, mock.ServerConfig{OutputTokens: 5})
-	dead, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadAddr := dead.Addr().String()
-	dead.Close()
+	deadAddr := testkit.DeadAddr(t) // nothing listens there: connection refused
 	dir := t.TempDir()
 	cfg := fmt.Sprintf(`
 server:

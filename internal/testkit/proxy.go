@@ -95,3 +95,17 @@ func (p *Proxy) Cut() {
 
 // Restore accepts connections again after Cut.
 func (p *Proxy) Restore() { p.mu.Lock(); p.down = false; p.mu.Unlock() }
+
+// DeadAddr is a loopback host:port where nothing listens (it was free a
+// moment ago): dialing it is refused at once, an upstream or database
+// that is down rather than slow.
+func DeadAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}

@@ -598,15 +598,10 @@ func TestLedgerConfigValidate(t *testing.T) {
 }
 
 func TestOpenLedgerPostgresUnreachable(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now
+	addr := testkit.DeadAddr(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err = Open(ctx, Config{Driver: "postgres", DSN: "postgres://u:hunter2@" + addr + "/x?sslmode=disable",
+	_, err := Open(ctx, Config{Driver: "postgres", DSN: "postgres://u:hunter2@" + addr + "/x?sslmode=disable",
 		SpoolPath: filepath.Join(t.TempDir(), "s")}, nil)
 	if err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("err = %v", err)

@@ -377,12 +377,7 @@ func TestStatusErrors(t *testing.T) {
 }
 
 func TestConnectRefused(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := testkit.DeadAddr(t)
 	p := newProvider(t, testConfig("http://"+addr))
 	if _, err := p.Complete(context.Background(), &baseReq); kindOf(err) != providers.KindConnect {
 		t.Fatalf("complete: %v", err)
