@@ -30,22 +30,24 @@ func NeedsService(t testing.TB, name string) {
 // 127.0.0.1:6379. It calls NeedsService first.
 func RedisAddr(t testing.TB) string {
 	t.Helper()
-	NeedsService(t, "Redis")
-	if addr := os.Getenv("MOONBORN_TEST_REDIS"); addr != "" {
-		return addr
-	}
-	return DefaultRedisAddr
+	return service(t, "Redis", "MOONBORN_TEST_REDIS", DefaultRedisAddr)
 }
 
 // PostgresDSN is the PostgreSQL the tests use: MOONBORN_TEST_POSTGRES_DSN,
 // default the machine's database test. It calls NeedsService first.
 func PostgresDSN(t testing.TB) string {
 	t.Helper()
-	NeedsService(t, "PostgreSQL")
-	if dsn := os.Getenv("MOONBORN_TEST_POSTGRES_DSN"); dsn != "" {
-		return dsn
+	return service(t, "PostgreSQL", "MOONBORN_TEST_POSTGRES_DSN", DefaultPostgresDSN)
+}
+
+// service is where a test finds a server: env overrides def.
+func service(t testing.TB, name, env, def string) string {
+	t.Helper()
+	NeedsService(t, name)
+	if v := os.Getenv(env); v != "" {
+		return v
 	}
-	return DefaultPostgresDSN
+	return def
 }
 
 // Tool returns the path of an installed program the test runs, after
