@@ -27,10 +27,21 @@ func anthropicStopReason(reason string, calls []providers.ToolCall) string {
 	return "end_turn"
 }
 
+// appendAnthropicUsage writes u in Anthropic's terms: input_tokens is the
+// uncached input only, the cache's reads and writes beside it (and the
+// writes split by TTL), whichever protocol the deployment spoke.
 func appendAnthropicUsage(dst []byte, u providers.Usage) []byte {
 	dst = append(dst, `{"input_tokens":`...)
-	dst = strconv.AppendInt(dst, u.InputTokens, 10)
-	dst = append(dst, `,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":`...)
+	dst = strconv.AppendInt(dst, u.Uncached(), 10)
+	dst = append(dst, `,"cache_creation_input_tokens":`...)
+	dst = strconv.AppendInt(dst, u.CacheWriteTokens(), 10)
+	dst = append(dst, `,"cache_read_input_tokens":`...)
+	dst = strconv.AppendInt(dst, u.CacheReadTokens, 10)
+	dst = append(dst, `,"cache_creation":{"ephemeral_5m_input_tokens":`...)
+	dst = strconv.AppendInt(dst, u.CacheWrite5mTokens, 10)
+	dst = append(dst, `,"ephemeral_1h_input_tokens":`...)
+	dst = strconv.AppendInt(dst, u.CacheWrite1hTokens, 10)
+	dst = append(dst, `},"output_tokens":`...)
 	dst = strconv.AppendInt(dst, u.OutputTokens, 10)
 	return append(dst, '}')
 }

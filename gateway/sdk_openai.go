@@ -133,6 +133,9 @@ func (a *sdkAPI) appendOpenAIHead(dst []byte, object, model string) []byte {
 	return append(dst, `,"system_fingerprint":null,"choices":`...)
 }
 
+// appendOpenAIUsage writes u in OpenAI's terms: prompt_tokens is the
+// whole input, cached_tokens its part read from the cache (OpenAI has no
+// field for cache writes: they count as ordinary prompt tokens there).
 func appendOpenAIUsage(dst []byte, u providers.Usage) []byte {
 	dst = append(dst, `{"prompt_tokens":`...)
 	dst = strconv.AppendInt(dst, u.InputTokens, 10)
@@ -140,7 +143,11 @@ func appendOpenAIUsage(dst []byte, u providers.Usage) []byte {
 	dst = strconv.AppendInt(dst, u.OutputTokens, 10)
 	dst = append(dst, `,"total_tokens":`...)
 	dst = strconv.AppendInt(dst, u.InputTokens+u.OutputTokens, 10)
-	return append(dst, `,"prompt_tokens_details":{"cached_tokens":0},"completion_tokens_details":{"reasoning_tokens":0}}`...)
+	dst = append(dst, `,"prompt_tokens_details":{"cached_tokens":`...)
+	dst = strconv.AppendInt(dst, u.CacheReadTokens, 10)
+	dst = append(dst, `},"completion_tokens_details":{"reasoning_tokens":`...)
+	dst = strconv.AppendInt(dst, u.ReasoningTokens, 10)
+	return append(dst, "}}"...)
 }
 
 func appendOpenAIToolCalls(dst []byte, calls []providers.ToolCall, indexed bool) []byte {
