@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -136,21 +137,6 @@ var baseReq = providers.Request{
 	Temperature:     0.7,
 	HasTemperature:  true,
 	MaxOutputTokens: 256,
-}
-
-// drain reads a stream to its end, returning the text and final error.
-func drain(s providers.Stream) (string, error) {
-	var sb strings.Builder
-	for {
-		d, err := s.Next()
-		if err != nil {
-			return sb.String(), err
-		}
-		if len(d) == 0 {
-			return sb.String(), errors.New("empty delta with nil error")
-		}
-		sb.Write(d)
-	}
 }
 
 func kindOf(err error) providers.ErrorKind {
@@ -316,7 +302,7 @@ func TestStream(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			text, err := drain(s)
+			text, err := testkit.Drain(s)
 			if text != c.wantText {
 				t.Errorf("text = %q, want %q", text, c.wantText)
 			}
@@ -397,12 +383,7 @@ func TestStatusErrors(t *testing.T) {
 }
 
 func TestConnectRefused(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := testkit.DeadAddr(t)
 	p := newProvider(t, testConfig("http://"+addr))
 	if _, err := p.Complete(context.Background(), &baseReq); kindOf(err) != providers.KindConnect {
 		t.Fatalf("complete: %v", err)
@@ -455,7 +436,7 @@ func TestTimeouts(t *testing.T) {
 				s, err = p.Stream(context.Background(), &baseReq)
 				if err == nil {
 					var text string
-					text, err = drain(s)
+					text, err = testkit.Drain(s)
 					if len(text) != c.deltas {
 						t.Errorf("got %q before the timeout", text)
 					}
@@ -498,7 +479,7 @@ func TestStreamOutlivesFirstTokenTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if text, err := drain(s); err != io.EOF || text != "xxxxxxxxxxxx" {
+	if text, err := testkit.Drain(s); err != io.EOF || text != "xxxxxxxxxxxx" {
 		t.Fatalf("got %q, %v", text, err)
 	}
 }
@@ -553,7 +534,7 @@ func TestConnectionReuseAfterDone(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := drain(s); err != io.EOF {
+		if _, err := testkit.Drain(s); err != io.EOF {
 			t.Fatalf("round %d: %v", i, err)
 		}
 		s.Close()
