@@ -188,14 +188,10 @@ func (c *Config) SetDefaults() {
 	c.Limits.SetDefaults()
 	for i := range c.Providers {
 		p := &c.Providers[i]
-		if p.Mock != nil {
-			p.Mock.SetDefaults()
-		}
-		if p.OpenAI != nil {
-			p.OpenAI.SetDefaults()
-		}
-		if p.Anthropic != nil {
-			p.Anthropic.SetDefaults()
+		for _, k := range providerKinds {
+			if k.present(p) {
+				k.setDefaults(p)
+			}
 		}
 	}
 	for i := range c.Models {
@@ -302,32 +298,21 @@ func (c *Config) Validate() error {
 			p.add(path+".name", "duplicate provider %q", pc.Name)
 		}
 		providerNames[pc.Name] = true
-		blocks := map[string]bool{"mock": pc.Mock != nil, "openai": pc.OpenAI != nil, "anthropic": pc.Anthropic != nil}
-		if _, known := blocks[pc.Type]; !known {
-			p.add(path+".type", "unknown type %q; must be one of mock, openai, anthropic", pc.Type)
+		kind, known := providerKinds[pc.Type]
+		if !known {
+			p.add(path+".type", "unknown type %q; must be one of %s", pc.Type, strings.Join(providerKindNames, ", "))
 		}
-		for typ, set := range blocks {
-			if set && typ != pc.Type {
-				p.add(path+"."+typ, "set, but type is %q", pc.Type)
+		for _, name := range providerKindNames {
+			if k := providerKinds[name]; name != pc.Type && k.present(&pc) {
+				p.add(path+"."+name, "set, but type is %q", pc.Type)
 			}
 		}
-		switch pc.Type {
-		case "mock":
-			if pc.Mock != nil {
-				p.addAll(path+".mock", pc.Mock.Validate())
-			}
-		case "openai":
-			if pc.OpenAI == nil {
-				p.add(path+".openai", "is required for type openai")
-			} else {
-				p.addAll(path+".openai", pc.OpenAI.Validate())
-			}
-		case "anthropic":
-			if pc.Anthropic == nil {
-				p.add(path+".anthropic", "is required for type anthropic")
-			} else {
-				p.addAll(path+".anthropic", pc.Anthropic.Validate())
-			}
+		switch {
+		case !known:
+		case kind.present(&pc):
+			p.addAll(path+"."+pc.Type, kind.validate(&pc))
+		case kind.required:
+			p.add(path+"."+pc.Type, "is required for type %s", pc.Type)
 		}
 	}
 	if len(c.Models) == 0 {
