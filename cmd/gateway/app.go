@@ -278,12 +278,11 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 		}
 		src = hs
 	default:
-		ps, err := cfg.Personas.LoadFilePersonas()
-		if err != nil {
+		if cfg.personasErr != nil {
 			closeAuth()
-			return nil, fmt.Errorf("personas: %w", err)
+			return nil, fmt.Errorf("personas: %w", cfg.personasErr)
 		}
-		src, filePersonas = persona.NewFileSource(ps), ps
+		src, filePersonas = persona.NewFileSource(cfg.personas), cfg.personas
 	}
 	personaSrc := newSwapSource(src, filePersonas)
 	resolver, err := persona.NewResolver(personaSrc, cfg.Personas)

@@ -38,6 +38,22 @@ type Config struct {
 	// RetryBudget bounds retries, failovers and hedges across all models
 	// so an outage cannot multiply upstream load.
 	RetryBudget providers.RetryBudgetConfig `yaml:"retryBudget"`
+
+	// personas is what loadPersonas read from the file source (items and
+	// dir), personasErr what was wrong with it: read once per load, so
+	// Validate reads no disk and the app serves what was validated.
+	personas    []persona.Persona
+	personasErr error
+}
+
+// loadPersonas reads the file source's personas (inline items and the
+// dir's files) into c; a no-op for another source. ParseConfig calls it
+// after SetDefaults.
+func (c *Config) loadPersonas() {
+	c.personas, c.personasErr = nil, nil
+	if c.Personas.Source == "file" {
+		c.personas, c.personasErr = c.Personas.LoadFilePersonas()
+	}
 }
 
 // ServerConfig is the listeners and their limits.
@@ -256,6 +272,10 @@ func (p *problems) addAll(path string, err error) {
 }
 
 // Validate reports every problem in the config at once.
+//
+// Validate is pure: it reads no file (the personas were loaded with the
+// config, see loadPersonas), so it can run again after flags override a
+// value.
 func (c *Config) Validate() error {
 	var p problems
 	s := c.Server
@@ -365,11 +385,10 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Personas.Source == "file" {
-		ps, err := c.Personas.LoadFilePersonas()
-		if err != nil {
-			p.addAll("personas", err)
+		if c.personasErr != nil {
+			p.addAll("personas", c.personasErr)
 		}
-		for _, ps := range ps {
+		for _, ps := range c.personas {
 			if !modelIDs[ps.DefaultModel] {
 				p.add("personas["+ps.ID+"].defaultModel", "unknown model %q", ps.DefaultModel)
 			}
