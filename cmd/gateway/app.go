@@ -323,23 +323,16 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 	}
 	reg.MustRegister(coll)
 	gw, err := gateway.New(gateway.Options{
-		Limiter:            limiter,
-		Metrics:            metrics,
-		AccessLog:          cfg.Log.accessLog(),
-		Auth:               auth,
-		Personas:           resolver,
-		Models:             models,
-		Version:            a.ctl.hash,
-		Ledger:             usage,
-		Log:                log,
-		MaxBodyBytes:       s.MaxBodyBytes,
-		ReadTimeout:        s.ReadTimeout,
-		WriteTimeout:       s.WriteTimeout,
-		IdleTimeout:        s.IdleTimeout,
-		StreamWriteTimeout: s.StreamWriteTimeout,
-		PingInterval:       s.PingInterval,
-		RequestTimeout:     s.RequestTimeout,
-		MaxStreamDuration:  s.MaxStreamDuration,
+		Limiter:   limiter,
+		Metrics:   metrics,
+		AccessLog: cfg.Log.accessLog(),
+		Auth:      auth,
+		Personas:  resolver,
+		Models:    models,
+		Version:   a.ctl.hash,
+		Ledger:    usage,
+		Log:       log,
+		Limits:    s.Limits,
 	})
 	if err != nil {
 		closeAuth()

@@ -13,6 +13,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/moonborn/edge/gateway"
 	"github.com/moonborn/edge/gateway/persona"
 	"github.com/moonborn/edge/policy"
 	"github.com/moonborn/edge/policy/ledger"
@@ -66,27 +67,13 @@ type ServerConfig struct {
 	// AdminToken is the bearer token for /admin/* on the admin listener;
 	// empty disables /admin/*. A secret: use ${VAR}.
 	AdminToken string `yaml:"adminToken"`
-	// MaxBodyBytes is the largest request body; default 1 MiB.
-	MaxBodyBytes int `yaml:"maxBodyBytes"`
-	// ReadTimeout bounds reading a request; default 30s.
-	ReadTimeout time.Duration `yaml:"readTimeout"`
-	// WriteTimeout bounds writing a non-streaming reply; default 30s.
-	WriteTimeout time.Duration `yaml:"writeTimeout"`
-	// IdleTimeout closes idle keep-alive connections; default 120s.
-	IdleTimeout time.Duration `yaml:"idleTimeout"`
-	// StreamWriteTimeout bounds each write to a streaming client; default 30s.
-	StreamWriteTimeout time.Duration `yaml:"streamWriteTimeout"`
-	// PingInterval is the silence before a stream gets ": ping"; default 15s.
-	PingInterval time.Duration `yaml:"pingInterval"`
+	// Limits: maxBodyBytes, readTimeout, writeTimeout, idleTimeout,
+	// streamWriteTimeout, pingInterval, requestTimeout, maxStreamDuration
+	// (documented, and defaulted, on gateway.Limits).
+	gateway.Limits `yaml:",inline"`
 	// ShutdownTimeout is how long in-flight requests and streams may run
 	// on after SIGTERM/SIGINT; default 30s.
 	ShutdownTimeout time.Duration `yaml:"shutdownTimeout"`
-	// RequestTimeout bounds a non-streaming request's upstream work across
-	// all its attempts (504 when it passes); default 120s.
-	RequestTimeout time.Duration `yaml:"requestTimeout"`
-	// MaxStreamDuration bounds a stream from its upstream call to its
-	// last event (an error event when it passes); default 30m.
-	MaxStreamDuration time.Duration `yaml:"maxStreamDuration"`
 }
 
 // LogConfig sets logging.
@@ -186,15 +173,8 @@ func (c *Config) SetDefaults() {
 	if s.AdminListen == "" {
 		s.AdminListen = "127.0.0.1:9090"
 	}
-	defInt(&s.MaxBodyBytes, 1<<20)
-	defDur(&s.ReadTimeout, 30*time.Second)
-	defDur(&s.WriteTimeout, 30*time.Second)
-	defDur(&s.IdleTimeout, 120*time.Second)
-	defDur(&s.StreamWriteTimeout, 30*time.Second)
-	defDur(&s.PingInterval, 15*time.Second)
+	s.Limits.SetDefaults()
 	defDur(&s.ShutdownTimeout, 30*time.Second)
-	defDur(&s.RequestTimeout, 120*time.Second)
-	defDur(&s.MaxStreamDuration, 30*time.Minute)
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
