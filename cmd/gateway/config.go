@@ -258,23 +258,7 @@ func (p *problems) addAll(path string, err error) {
 // value.
 func (c *Config) Validate() error {
 	var p problems
-	s := c.Server
-	checkAddr(&p, "server.listen", s.Listen)
-	if s.AdminListen != "off" {
-		checkAddr(&p, "server.adminListen", s.AdminListen)
-	}
-	if s.MaxBodyBytes < 1024 || s.MaxBodyBytes > 64<<20 {
-		p.add("server.maxBodyBytes", "must be between 1024 and 67108864")
-	}
-	for name, d := range map[string]time.Duration{
-		"readTimeout": s.ReadTimeout, "writeTimeout": s.WriteTimeout, "idleTimeout": s.IdleTimeout,
-		"streamWriteTimeout": s.StreamWriteTimeout, "pingInterval": s.PingInterval, "shutdownTimeout": s.ShutdownTimeout,
-		"requestTimeout": s.RequestTimeout, "maxStreamDuration": s.MaxStreamDuration,
-	} {
-		if d < 0 {
-			p.add("server."+name, "must not be negative")
-		}
-	}
+	c.validateServer(&p)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -289,6 +273,35 @@ func (c *Config) Validate() error {
 	p.addAll("retryBudget", c.RetryBudget.Validate())
 	p.addAll("limits", c.Limits.Validate())
 
+	providerNames := c.validateProviders(&p)
+	modelIDs := c.validateModels(&p, providerNames)
+	c.validatePersonaModels(&p, modelIDs)
+	return errors.Join(p...)
+}
+
+// validateServer checks the listeners and their limits.
+func (c *Config) validateServer(p *problems) {
+	s := c.Server
+	checkAddr(p, "server.listen", s.Listen)
+	if s.AdminListen != "off" {
+		checkAddr(p, "server.adminListen", s.AdminListen)
+	}
+	if s.MaxBodyBytes < 1024 || s.MaxBodyBytes > 64<<20 {
+		p.add("server.maxBodyBytes", "must be between 1024 and 67108864")
+	}
+	for name, d := range map[string]time.Duration{
+		"readTimeout": s.ReadTimeout, "writeTimeout": s.WriteTimeout, "idleTimeout": s.IdleTimeout,
+		"streamWriteTimeout": s.StreamWriteTimeout, "pingInterval": s.PingInterval, "shutdownTimeout": s.ShutdownTimeout,
+		"requestTimeout": s.RequestTimeout, "maxStreamDuration": s.MaxStreamDuration,
+	} {
+		if d < 0 {
+			p.add("server."+name, "must not be negative")
+		}
+	}
+}
+
+// validateProviders checks providers[] and returns their names.
+func (c *Config) validateProviders(p *problems) map[string]bool {
 	providerNames := map[string]bool{}
 	for i, pc := range c.Providers {
 		path := fmt.Sprintf("providers[%d]", i)
@@ -315,6 +328,12 @@ func (c *Config) Validate() error {
 			p.add(path+"."+pc.Type, "is required for type %s", pc.Type)
 		}
 	}
+	return providerNames
+}
+
+// validateModels checks models[] against the providers and returns the
+// model ids.
+func (c *Config) validateModels(p *problems, providerNames map[string]bool) map[string]bool {
 	if len(c.Models) == 0 {
 		p.add("models", "at least one model is required")
 	}
@@ -364,6 +383,12 @@ func (c *Config) Validate() error {
 			p.add(path+".promptCache.minTokens", "must be between 1 and 1000000")
 		}
 	}
+	return modelIDs
+}
+
+// validatePersonaModels checks that the file source's personas name
+// models that exist (their own fields were checked when loaded).
+func (c *Config) validatePersonaModels(p *problems, modelIDs map[string]bool) {
 	if c.Personas.Source == "file" {
 		if c.personasErr != nil {
 			p.addAll("personas", c.personasErr)
@@ -379,7 +404,6 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	return errors.Join(p...)
 }
 
 func checkAddr(p *problems, path, addr string) {
