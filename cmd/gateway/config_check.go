@@ -145,36 +145,13 @@ func checkNode(p *problems, n *yaml.Node, t reflect.Type, path string, lines map
 			at("%s where a section of keys is expected", describe(n))
 			return
 		}
-		fields := map[string]reflect.Type{}
-		yamlFields(t, fields)
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k := n.Content[i]
-			sub := k.Value
-			if path != "" {
-				sub = path + "." + k.Value
-			}
-			ft, ok := fields[k.Value]
-			if !ok {
-				p.add(sub, "unknown key (line %d)", k.Line)
-				continue
-			}
-			checkNode(p, n.Content[i+1], ft, sub, lines)
-		}
+		checkSection(p, n, t, path, lines)
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			at("%s where a list is expected", describe(n))
 			return
 		}
-		for i, c := range n.Content {
-			sub := fmt.Sprintf("%s[%d]", path, i)
-			checkNode(p, c, t.Elem(), sub, lines)
-			if id := mappingValue(c, "id"); id != "" {
-				// Validate names entries by id where ids are what people
-				// search for (personas[psn_demo].defaultModel).
-				lines[parentPath(path)+"["+id+"]"] = c.Line
-				lines[path+"["+id+"]"] = c.Line
-			}
-		}
+		checkList(p, n, t, path, lines)
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
 			at("%s where a mapping is expected", describe(n))
@@ -191,6 +168,40 @@ func checkNode(p *problems, n *yaml.Node, t reflect.Type, path string, lines map
 		}
 		if err := n.Decode(reflect.New(t).Interface()); err != nil {
 			at("%s is not %s", describe(n), kindWord(t))
+		}
+	}
+}
+
+// checkSection checks a mapping read into struct type t: every key one of
+// its fields (unknown keys reported), every value against its field.
+func checkSection(p *problems, n *yaml.Node, t reflect.Type, path string, lines map[string]int) {
+	fields := map[string]reflect.Type{}
+	yamlFields(t, fields)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		sub := k.Value
+		if path != "" {
+			sub = path + "." + k.Value
+		}
+		ft, ok := fields[k.Value]
+		if !ok {
+			p.add(sub, "unknown key (line %d)", k.Line)
+			continue
+		}
+		checkNode(p, n.Content[i+1], ft, sub, lines)
+	}
+}
+
+// checkList checks a sequence read into slice type t, element by element.
+func checkList(p *problems, n *yaml.Node, t reflect.Type, path string, lines map[string]int) {
+	for i, c := range n.Content {
+		sub := fmt.Sprintf("%s[%d]", path, i)
+		checkNode(p, c, t.Elem(), sub, lines)
+		if id := mappingValue(c, "id"); id != "" {
+			// Validate names entries by id where ids are what people
+			// search for (personas[psn_demo].defaultModel).
+			lines[parentPath(path)+"["+id+"]"] = c.Line
+			lines[path+"["+id+"]"] = c.Line
 		}
 	}
 }
