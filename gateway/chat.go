@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/moonborn/edge/gateway/persona"
 	"github.com/moonborn/edge/policy"
@@ -68,6 +69,12 @@ type exchange struct {
 	// persona route. api shapes its replies; nil on the persona route.
 	route string
 	api   *sdkAPI
+
+	// span is the request's server span; nil without tracing. finishReason
+	// and output are what it reports of the reply (tracing.go).
+	span         trace.Span
+	finishReason string
+	output       string
 }
 
 // clientLeft runs on the client-gone watcher's goroutine.
@@ -85,7 +92,11 @@ func (s *Server) beginUpstream(ctx *fasthttp.RequestCtx, x *exchange) {
 	if x.stream {
 		limit = s.opts.MaxStreamDuration
 	}
-	x.ctx, x.cancel = context.WithTimeout(context.Background(), limit)
+	base := context.Background()
+	if s.opts.Tracer != nil {
+		base = s.startSpan(ctx, x)
+	}
+	x.ctx, x.cancel = context.WithTimeout(base, limit)
 	x.watch = s.gone.watch(ctx.Conn(), x.clientLeft)
 }
 
@@ -116,9 +127,8 @@ func (s *Server) serveChat(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, ae)
 		if x == nil { // unauthenticated: no workspace to record against
 			x = &exchange{start: start, requestID: string(ctx.Response.Header.Peek("X-Request-Id"))}
-			s.finish(x, providers.Usage{}, ae.status, ae.code, s.now())
-			return
 		}
+		s.traceRefused(ctx, x)
 		s.finish(x, providers.Usage{}, ae.status, ae.code, s.now())
 		return
 	}
@@ -277,6 +287,7 @@ func (s *Server) complete(ctx *fasthttp.RequestCtx, x *exchange) {
 	}
 	cost := costOf(x.model, res.Usage)
 	latency := end.Sub(x.start).Milliseconds()
+	x.noteResult(&res)
 
 	ctx.SetStatusCode(http.StatusOK)
 	ctx.Response.Header.SetContentType("application/json")
@@ -327,6 +338,9 @@ func (s *Server) finish(x *exchange, u providers.Usage, status int, code string,
 	s.opts.Metrics.finished(x, total, u.InputTokens, u.OutputTokens, cost)
 	if s.opts.AccessLog {
 		s.accessLog(x, u, cost, status, code, total)
+	}
+	if x.span != nil {
+		s.endSpan(x, u, status, code)
 	}
 	if x.principal.Workspace == "" {
 		return
@@ -467,6 +481,7 @@ func (s *Server) accessLog(x *exchange, u providers.Usage, cost int64, status in
 		slog.Int64("cost_usd_micros", cost),
 		slog.Int64("latency_ms", total.Milliseconds()),
 		slog.Int64("overhead_us", (total-x.upstreamWait).Microseconds()),
+		slog.String("trace_id", x.traceIDOf()),
 	)
 }
 

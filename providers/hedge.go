@@ -2,9 +2,12 @@ package providers
 
 import (
 	"context"
+	"errors"
 	"io"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // A hedged stream runs each attempt in its own goroutine (the only path
@@ -37,6 +40,8 @@ type hedgeAttempt struct {
 	d      *Deployment
 	done   func(error)
 	cancel context.CancelFunc
+	span   trace.Span // the attempt's span; nil without tracing
+	r      *Request   // the attempt's request, for the span
 	slot   int
 	hedge  bool // started by the hedge timer, not as the first try or a retry
 	st     Stream
@@ -74,13 +79,15 @@ func (p *Pool) streamHedged(ctx context.Context, req *Request, now time.Time) (S
 		prev = d
 		tried |= 1 << d.index
 		actx, cancel := context.WithCancel(ctx)
-		a := &hedgeAttempt{d: d, done: done, cancel: cancel, slot: launched, hedge: hedge}
+		r := d.request(req)
+		actx, sp := p.startAttempt(actx, d, r, launched, hedge)
+		a := &hedgeAttempt{d: d, done: done, cancel: cancel, span: sp, r: r, slot: launched, hedge: hedge}
 		race.mu.Lock()
 		race.cancels[a.slot] = cancel
 		race.mu.Unlock()
 		launched++
 		running++
-		go p.runAttempt(actx, race, a, d.request(req), now)
+		go p.runAttempt(actx, race, a, r, now)
 		return d, true
 	}
 	d, ok := launch(now, false)
@@ -98,7 +105,7 @@ func (p *Pool) streamHedged(ctx context.Context, req *Request, now time.Time) (S
 				}
 				race.cancelLosers(a.slot)
 				ps := newPoolStream(p, a.d, a.done, a.st, a.first, a.err)
-				ps.cancel = a.cancel
+				ps.cancel, ps.span, ps.r = a.cancel, a.span, a.r
 				return ps, nil
 			}
 			running--
@@ -161,11 +168,18 @@ func (p *Pool) runAttempt(ctx context.Context, race *hedgeRace, a *hedgeAttempt,
 		return
 	}
 	a.cancel() // lost or failed: stop the generation now, if any
-	if st != nil {
-		p.discard(a.d, r, st)
-	}
 	if ok {
 		err = nil // it answered; losing the race is not its fault
+	}
+	if a.span != nil {
+		spanErr := err
+		if decided && (err == nil || errors.Is(err, ErrAborted)) {
+			spanErr = errLostRace
+		}
+		endStreamAttempt(a.span, r, st, spanErr)
+	}
+	if st != nil {
+		p.discard(a.d, r, st)
 	}
 	if a.hedge && decided {
 		p.counts.hedgesLost.Add(1)

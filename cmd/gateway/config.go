@@ -37,6 +37,8 @@ type Config struct {
 	// RetryBudget bounds retries, failovers and hedges across all models
 	// so an outage cannot multiply upstream load.
 	RetryBudget providers.RetryBudgetConfig `yaml:"retryBudget"`
+	// Tracing exports OpenTelemetry traces (tracing.go); off by default.
+	Tracing TracingConfig `yaml:"tracing"`
 }
 
 // ServerConfig is the listeners and their limits.
@@ -191,6 +193,7 @@ func (c *Config) SetDefaults() {
 		m.Pool.SetDefaults()
 	}
 	c.RetryBudget.SetDefaults()
+	c.Tracing.SetDefaults()
 }
 
 func defInt(v *int, d int) {
@@ -261,6 +264,7 @@ func (c *Config) Validate() error {
 	p.addAll("ledger", c.Ledger.Validate())
 	p.addAll("retryBudget", c.RetryBudget.Validate())
 	p.addAll("limits", c.Limits.Validate())
+	p.addAll("tracing", c.Tracing.Validate())
 
 	providerNames := map[string]bool{}
 	for i, pc := range c.Providers {
