@@ -70,11 +70,10 @@ type exchange struct {
 	route string
 	api   *sdkAPI
 
-	// span is the request's server span; nil without tracing. finishReason
-	// and output are what it reports of the reply (tracing.go).
-	span         trace.Span
-	finishReason string
-	output       string
+	// span is the request's server span; nil without tracing. output is
+	// the reply's text it records with TraceContent (tracing.go).
+	span   trace.Span
+	output string
 }
 
 // clientLeft runs on the client-gone watcher's goroutine.

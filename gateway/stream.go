@@ -383,7 +383,6 @@ func (r *relay) finish(u providers.Usage, status int, code string) {
 		r.ping.Stop()
 	}
 	r.mu.Unlock()
-	r.x.noteStream(r.st)
 	r.st.Close()
 	r.s.finish(r.x, u, status, code, r.s.now())
 	r.s.mu.Lock()

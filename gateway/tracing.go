@@ -26,19 +26,15 @@ import (
 
 // Attribute keys of the GenAI and HTTP semantic conventions and ours.
 const (
-	attrOperation    = attribute.Key("gen_ai.operation.name")
 	attrRequestModel = attribute.Key("gen_ai.request.model")
 	attrInputTokens  = attribute.Key("gen_ai.usage.input_tokens")
 	attrOutputTokens = attribute.Key("gen_ai.usage.output_tokens")
 	attrInputMsgs    = attribute.Key("gen_ai.input.messages")
 	attrOutputMsgs   = attribute.Key("gen_ai.output.messages")
-	attrRoute        = attribute.Key("http.route")
 	attrStatus       = attribute.Key("http.response.status_code")
-	attrErrorType    = attribute.Key("error.type")
 	attrRequestID    = attribute.Key("moonborn.request_id")
 	attrWorkspace    = attribute.Key("moonborn.workspace")
 	attrPersona      = attribute.Key("moonborn.persona")
-	attrDeployment   = attribute.Key("moonborn.deployment")
 	attrStream       = attribute.Key("moonborn.stream")
 	attrOutcome      = attribute.Key("moonborn.outcome")
 	attrErrorCode    = attribute.Key("moonborn.error_code")
@@ -84,43 +80,28 @@ func (s *Server) traceRefused(ctx *fasthttp.RequestCtx, x *exchange) {
 	}
 }
 
-// noteResult keeps what the span reports of a completed non-streaming
-// reply.
+// noteResult keeps a non-streaming reply's text for the span when
+// content is recorded (TraceContent).
 func (x *exchange) noteResult(res *providers.Result) {
-	if x.span == nil {
-		return
-	}
-	x.finishReason = res.FinishReason
-	if x.s.opts.TraceContent {
+	if x.span != nil && x.s.opts.TraceContent {
 		x.output = res.Content
 	}
 }
 
-// noteStream keeps a stream's finish reason before the stream closes.
-func (x *exchange) noteStream(st providers.Stream) {
-	if x.span == nil {
-		return
-	}
-	if ts, ok := st.(providers.ToolCallStream); ok {
-		x.finishReason = ts.FinishReason()
-	}
-}
-
-// endSpan sets the span's attributes and ends it at end.
+// endSpan sets the span's attributes and ends it. They are few on
+// purpose (eight on an ordinary success): the SDK deduplicates a span's
+// attributes through a map when it ends, and a map of up to eight is
+// one small allocation; each attribute also costs three allocations
+// when exported. What the attempt spans say (deployment, provider,
+// finish reason, the upstream model) is not repeated here.
 func (s *Server) endSpan(x *exchange, u providers.Usage, status int, code string) {
 	sp := x.span
 	if !sp.IsRecording() {
 		sp.End()
 		return
 	}
-	route := x.route
-	if route == "" {
-		route = routeChat
-	}
-	attrs := make([]attribute.KeyValue, 0, 18)
-	attrs = append(attrs,
-		attrOperation.String("chat"),
-		attrRoute.String(route),
+	var buf [12]attribute.KeyValue
+	attrs := append(buf[:0],
 		attrStatus.Int(status),
 		attrRequestID.String(x.requestID),
 		attrOutcome.String(outcomeOf(status, code)),
@@ -132,22 +113,18 @@ func (s *Server) endSpan(x *exchange, u providers.Usage, status int, code string
 		attrs = append(attrs, attrPersona.String(x.personaID))
 	}
 	if x.model != nil {
-		attrs = append(attrs, attrRequestModel.String(x.model.ID), attrStream.Bool(x.stream))
-	}
-	if x.deployment != "" {
-		attrs = append(attrs, attrDeployment.String(x.deployment))
+		attrs = append(attrs, attrRequestModel.String(x.model.ID))
+		if x.stream {
+			attrs = append(attrs, attrStream.Bool(true))
+		}
 	}
 	if x.ctx != nil { // the upstream was called
 		attrs = append(attrs, attrInputTokens.Int64(u.InputTokens), attrOutputTokens.Int64(u.OutputTokens))
-	}
-	if x.finishReason != "" {
-		attrs = append(attrs, providers.FinishReasonAttr(x.finishReason))
 	}
 	if code != "" {
 		attrs = append(attrs, attrErrorCode.String(code))
 	}
 	if status >= 500 {
-		attrs = append(attrs, attrErrorType.String(code))
 		sp.SetStatus(codes.Error, code)
 	}
 	if s.opts.TraceContent && x.model != nil {
@@ -157,7 +134,7 @@ func (s *Server) endSpan(x *exchange, u providers.Usage, status int, code string
 		}
 	}
 	sp.SetAttributes(attrs...)
-	sp.End(trace.WithTimestamp(s.now()))
+	sp.End()
 }
 
 // outcomeOf names how a request ended for moonborn.outcome: ok, refused

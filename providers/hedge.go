@@ -41,7 +41,6 @@ type hedgeAttempt struct {
 	done   func(error)
 	cancel context.CancelFunc
 	span   trace.Span // the attempt's span; nil without tracing
-	r      *Request   // the attempt's request, for the span
 	slot   int
 	hedge  bool // started by the hedge timer, not as the first try or a retry
 	st     Stream
@@ -81,7 +80,7 @@ func (p *Pool) streamHedged(ctx context.Context, req *Request, now time.Time) (S
 		actx, cancel := context.WithCancel(ctx)
 		r := d.request(req)
 		actx, sp := p.startAttempt(actx, d, r, launched, hedge)
-		a := &hedgeAttempt{d: d, done: done, cancel: cancel, span: sp, r: r, slot: launched, hedge: hedge}
+		a := &hedgeAttempt{d: d, done: done, cancel: cancel, span: sp, slot: launched, hedge: hedge}
 		race.mu.Lock()
 		race.cancels[a.slot] = cancel
 		race.mu.Unlock()
@@ -105,7 +104,7 @@ func (p *Pool) streamHedged(ctx context.Context, req *Request, now time.Time) (S
 				}
 				race.cancelLosers(a.slot)
 				ps := newPoolStream(p, a.d, a.done, a.st, a.first, a.err)
-				ps.cancel, ps.span, ps.r = a.cancel, a.span, a.r
+				ps.cancel, ps.span = a.cancel, a.span
 				return ps, nil
 			}
 			running--
@@ -176,7 +175,7 @@ func (p *Pool) runAttempt(ctx context.Context, race *hedgeRace, a *hedgeAttempt,
 		if decided && (err == nil || errors.Is(err, ErrAborted)) {
 			spanErr = errLostRace
 		}
-		endStreamAttempt(a.span, r, st, spanErr)
+		endStreamAttempt(a.span, st, spanErr)
 	}
 	if st != nil {
 		p.discard(a.d, r, st)

@@ -136,7 +136,7 @@ func (p *Pool) Complete(ctx context.Context, req *Request) (Result, error) {
 		end := p.now()
 		d.observe(end.Sub(start))
 		d.finish(done, nil, end)
-		endAttempt(sp, r, res.Usage, res.FinishReason, nil)
+		endAttempt(sp, res.Usage, res.FinishReason, nil)
 		res.Deployment = d.name
 		return nil
 	})
@@ -164,7 +164,7 @@ func (p *Pool) Stream(ctx context.Context, req *Request) (Stream, error) {
 			return err
 		}
 		ps := newPoolStream(p, d, done, st, first, err)
-		ps.span, ps.r = sp, r
+		ps.span = sp
 		out = ps
 		return nil
 	})
@@ -209,7 +209,7 @@ func (p *Pool) failover(ctx context.Context, req *Request, now time.Time, try fu
 		if err = try(actx, d, r, done, sp, now); err == nil {
 			return nil
 		}
-		endAttempt(sp, r, Usage{}, "", err)
+		endAttempt(sp, Usage{}, "", err)
 		now = p.now()
 		d.finish(done, err, now)
 		lastErr = err
@@ -366,7 +366,6 @@ type poolStream struct {
 	done    func(error)
 	cancel  context.CancelFunc // the attempt's own context (hedging); nil if none
 	span    trace.Span         // the attempt's span; nil without tracing
-	r       *Request           // the attempt's request, for the span
 	st      Stream
 	first   []byte
 	pending bool  // first (or firstErr) not yet handed out
@@ -420,7 +419,7 @@ func (s *poolStream) Close() {
 		return
 	}
 	s.closed = true
-	endStreamAttempt(s.span, s.r, s.st, s.err)
+	endStreamAttempt(s.span, s.st, s.err)
 	s.st.Close()
 	if s.cancel != nil {
 		s.cancel()

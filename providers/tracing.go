@@ -26,20 +26,18 @@ import (
 
 // Attribute keys of the GenAI semantic conventions and ours.
 const (
-	attrOperation     = attribute.Key("gen_ai.operation.name")
-	attrProviderName  = attribute.Key("gen_ai.provider.name")
-	attrSystem        = attribute.Key("gen_ai.system")
-	attrRequestModel  = attribute.Key("gen_ai.request.model")
-	attrResponseModel = attribute.Key("gen_ai.response.model")
-	attrInputTokens   = attribute.Key("gen_ai.usage.input_tokens")
-	attrOutputTokens  = attribute.Key("gen_ai.usage.output_tokens")
-	attrFinish        = attribute.Key("gen_ai.response.finish_reasons")
-	attrErrorType     = attribute.Key("error.type")
-	attrHTTPStatus    = attribute.Key("http.response.status_code")
-	attrDeployment    = attribute.Key("moonborn.deployment")
-	attrAttempt       = attribute.Key("moonborn.attempt")
-	attrHedge         = attribute.Key("moonborn.hedge")
-	attrOutcome       = attribute.Key("moonborn.outcome")
+	attrOperation    = attribute.Key("gen_ai.operation.name")
+	attrProviderName = attribute.Key("gen_ai.provider.name")
+	attrRequestModel = attribute.Key("gen_ai.request.model")
+	attrInputTokens  = attribute.Key("gen_ai.usage.input_tokens")
+	attrOutputTokens = attribute.Key("gen_ai.usage.output_tokens")
+	attrFinish       = attribute.Key("gen_ai.response.finish_reasons")
+	attrErrorType    = attribute.Key("error.type")
+	attrHTTPStatus   = attribute.Key("http.response.status_code")
+	attrDeployment   = attribute.Key("moonborn.deployment")
+	attrAttempt      = attribute.Key("moonborn.attempt")
+	attrHedge        = attribute.Key("moonborn.hedge")
+	attrOutcome      = attribute.Key("moonborn.outcome")
 )
 
 // FinishReasonAttr is the gen_ai.response.finish_reasons attribute of
@@ -78,15 +76,16 @@ func (p *Pool) startAttempt(ctx context.Context, d *Deployment, r *Request, n in
 	if !sp.IsRecording() {
 		return ctx, sp
 	}
-	attrs := [7]attribute.KeyValue{
+	// Few attributes (at most eight on success), for the reason given at
+	// the gateway's endSpan.
+	attrs := [6]attribute.KeyValue{
 		attrOperation.String("chat"),
 		attrProviderName.String(d.system),
-		attrSystem.String(d.system),
 		attrRequestModel.String(r.Model),
 		attrDeployment.String(d.name),
 		attrAttempt.Int(n),
 	}
-	k := 6
+	k := 5
 	if hedge {
 		attrs[k] = attrHedge.Bool(true)
 		k++
@@ -108,7 +107,7 @@ func (d *Deployment) spanName(r *Request) string {
 // err nil or io.EOF is success, with the usage and finish reason the
 // attempt reported; ErrAborted (a lost hedge, a client that left) is no
 // failure of the upstream.
-func endAttempt(sp trace.Span, r *Request, u Usage, finish string, err error) {
+func endAttempt(sp trace.Span, u Usage, finish string, err error) {
 	if sp == nil {
 		return
 	}
@@ -116,14 +115,13 @@ func endAttempt(sp trace.Span, r *Request, u Usage, finish string, err error) {
 		sp.End()
 		return
 	}
-	var attrs [4]attribute.KeyValue
+	var attrs [3]attribute.KeyValue
 	k := 0
 	switch {
 	case err == nil || err == io.EOF:
-		attrs[0] = attrResponseModel.String(r.Model)
-		attrs[1] = attrInputTokens.Int64(u.InputTokens)
-		attrs[2] = attrOutputTokens.Int64(u.OutputTokens)
-		k = 3
+		attrs[0] = attrInputTokens.Int64(u.InputTokens)
+		attrs[1] = attrOutputTokens.Int64(u.OutputTokens)
+		k = 2
 		if finish != "" {
 			attrs[k] = FinishReasonAttr(finish)
 			k++
@@ -154,7 +152,7 @@ func endAttempt(sp trace.Span, r *Request, u Usage, finish string, err error) {
 
 // endStreamAttempt ends a stream attempt's span with the stream's usage
 // and finish reason.
-func endStreamAttempt(sp trace.Span, r *Request, st Stream, err error) {
+func endStreamAttempt(sp trace.Span, st Stream, err error) {
 	if sp == nil {
 		return
 	}
@@ -166,7 +164,7 @@ func endStreamAttempt(sp trace.Span, r *Request, st Stream, err error) {
 			finish = ts.FinishReason()
 		}
 	}
-	endAttempt(sp, r, u, finish, err)
+	endAttempt(sp, u, finish, err)
 }
 
 // injectTraceparent sets the W3C traceparent (and tracestate) of ctx's

@@ -315,7 +315,7 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 		closeAuth()
 		return nil, fmt.Errorf("personas: %w", err)
 	}
-	tr, err := newTracing(cfg.Tracing, readBuildInfo().Version)
+	tr, err := newTracing(cfg.Tracing, readBuildInfo().Version, log)
 	if err != nil {
 		closeAuth()
 		resolver.Close()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strings"
 	"time"
@@ -13,6 +14,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/moonborn/edge/internal/spanbatch"
 )
 
 // TracingConfig is the tracing: section: OpenTelemetry traces exported
@@ -111,11 +114,13 @@ type tracing struct {
 }
 
 // newTracing builds the tracer provider of cfg: an OTLP/HTTP exporter
-// behind a batch span processor (spans are exported off the request
+// behind a batching span processor (spans are exported off the request
 // path; a full queue drops spans rather than blocking), sampling
 // parent-based on the configured ratio. Nothing is dialled here: the
-// exporter connects on its first export.
-func newTracing(cfg TracingConfig, version string) (*tracing, error) {
+// exporter connects on its first export. The span processor is ours
+// (internal/spanbatch): the SDK's batcher costs a goroutine wake-up per
+// span on the request path.
+func newTracing(cfg TracingConfig, version string, log *slog.Logger) (*tracing, error) {
 	if !cfg.Enabled {
 		return &tracing{}, nil
 	}
@@ -141,11 +146,10 @@ func newTracing(cfg TracingConfig, version string) (*tracing, error) {
 	tp := sdktrace.NewTracerProvider(
 		sdktrace.WithResource(res),
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(*cfg.SamplingRatio))),
-		sdktrace.WithBatcher(exp,
-			sdktrace.WithBatchTimeout(cfg.BatchTimeout),
-			sdktrace.WithMaxQueueSize(cfg.MaxQueueSize),
-			sdktrace.WithMaxExportBatchSize(cfg.MaxExportBatchSize),
-		),
+		sdktrace.WithSpanProcessor(spanbatch.New(exp, log, spanbatch.Options{
+			MaxQueue: cfg.MaxQueueSize, MaxBatch: cfg.MaxExportBatchSize,
+			Interval: cfg.BatchTimeout, Timeout: cfg.ExportTimeout,
+		})),
 	)
 	return &tracing{tp: tp, tracer: tp.Tracer("github.com/moonborn/edge")}, nil
 }
