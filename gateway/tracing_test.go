@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/moonborn/edge/gateway/persona"
+	"github.com/moonborn/edge/internal/otlpexport"
 	"github.com/moonborn/edge/internal/spanbatch"
 	"github.com/moonborn/edge/policy"
 	"github.com/moonborn/edge/providers"
@@ -296,6 +297,15 @@ func BenchmarkChatTracing(b *testing.B) {
 			b.Fatal(err)
 		}
 		tp := sdktrace.NewTracerProvider(batcher(exp))
+		defer func() { _ = tp.Shutdown(context.Background()) }()
+		benchTraced(b, tp.Tracer("bench"))
+	})
+	b.Run("on-otlpexport", func(b *testing.B) {
+		sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+		}))
+		defer sink.Close()
+		tp := sdktrace.NewTracerProvider(batcher(otlpexport.New(sink.URL+"/v1/traces", nil, 10*time.Second)))
 		defer func() { _ = tp.Shutdown(context.Background()) }()
 		benchTraced(b, tp.Tracer("bench"))
 	})

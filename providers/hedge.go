@@ -6,8 +6,6 @@ import (
 	"io"
 	"sync"
 	"time"
-
-	"go.opentelemetry.io/otel/trace"
 )
 
 // A hedged stream runs each attempt in its own goroutine (the only path
@@ -40,7 +38,7 @@ type hedgeAttempt struct {
 	d      *Deployment
 	done   func(error)
 	cancel context.CancelFunc
-	span   trace.Span // the attempt's span; nil without tracing
+	span   attemptSpan // the attempt's span; none without tracing
 	slot   int
 	hedge  bool // started by the hedge timer, not as the first try or a retry
 	st     Stream
@@ -170,12 +168,12 @@ func (p *Pool) runAttempt(ctx context.Context, race *hedgeRace, a *hedgeAttempt,
 	if ok {
 		err = nil // it answered; losing the race is not its fault
 	}
-	if a.span != nil {
+	if a.span.sp != nil {
 		spanErr := err
 		if decided && (err == nil || errors.Is(err, ErrAborted)) {
 			spanErr = errLostRace
 		}
-		endStreamAttempt(a.span, st, spanErr)
+		a.span.endStream(st, spanErr)
 	}
 	if st != nil {
 		p.discard(a.d, r, st)

@@ -128,7 +128,7 @@ func (p *Pool) Complete(ctx context.Context, req *Request) (Result, error) {
 	p.counts.requests.Add(1)
 	p.budget.Request(now)
 	var res Result
-	err := p.failover(ctx, req, now, func(ctx context.Context, d *Deployment, r *Request, done func(error), sp trace.Span, start time.Time) error {
+	err := p.failover(ctx, req, now, func(ctx context.Context, d *Deployment, r *Request, done func(error), sp attemptSpan, start time.Time) error {
 		var err error
 		if res, err = d.provider.Complete(ctx, r); err != nil {
 			return err
@@ -136,7 +136,7 @@ func (p *Pool) Complete(ctx context.Context, req *Request) (Result, error) {
 		end := p.now()
 		d.observe(end.Sub(start))
 		d.finish(done, nil, end)
-		endAttempt(sp, res.Usage, res.FinishReason, nil)
+		sp.end(res.Usage, res.FinishReason, nil)
 		res.Deployment = d.name
 		return nil
 	})
@@ -158,7 +158,7 @@ func (p *Pool) Stream(ctx context.Context, req *Request) (Stream, error) {
 		return p.streamHedged(ctx, req, now)
 	}
 	var out Stream
-	err := p.failover(ctx, req, now, func(ctx context.Context, d *Deployment, r *Request, done func(error), sp trace.Span, start time.Time) error {
+	err := p.failover(ctx, req, now, func(ctx context.Context, d *Deployment, r *Request, done func(error), sp attemptSpan, start time.Time) error {
 		st, first, err := p.openStream(ctx, d, r, start)
 		if err != nil && err != io.EOF {
 			return err
@@ -181,7 +181,7 @@ func (p *Pool) Stream(ctx context.Context, req *Request) (Stream, error) {
 //
 // Once ctx ended no attempt starts: the request's deadline bounds all of
 // its attempts together.
-func (p *Pool) failover(ctx context.Context, req *Request, now time.Time, try func(ctx context.Context, d *Deployment, r *Request, done func(error), sp trace.Span, start time.Time) error) error {
+func (p *Pool) failover(ctx context.Context, req *Request, now time.Time, try func(ctx context.Context, d *Deployment, r *Request, done func(error), sp attemptSpan, start time.Time) error) error {
 	var tried uint64
 	var lastErr error
 	var prev *Deployment
@@ -209,7 +209,7 @@ func (p *Pool) failover(ctx context.Context, req *Request, now time.Time, try fu
 		if err = try(actx, d, r, done, sp, now); err == nil {
 			return nil
 		}
-		endAttempt(sp, Usage{}, "", err)
+		sp.end(Usage{}, "", err)
 		now = p.now()
 		d.finish(done, err, now)
 		lastErr = err
@@ -365,7 +365,7 @@ type poolStream struct {
 	d       *Deployment
 	done    func(error)
 	cancel  context.CancelFunc // the attempt's own context (hedging); nil if none
-	span    trace.Span         // the attempt's span; nil without tracing
+	span    attemptSpan        // the attempt's span; none without tracing
 	st      Stream
 	first   []byte
 	pending bool  // first (or firstErr) not yet handed out
@@ -419,7 +419,7 @@ func (s *poolStream) Close() {
 		return
 	}
 	s.closed = true
-	endStreamAttempt(s.span, s.st, s.err)
+	s.span.endStream(s.st, s.err)
 	s.st.Close()
 	if s.cancel != nil {
 		s.cancel()

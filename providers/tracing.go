@@ -65,33 +65,26 @@ var (
 // because another attempt won.
 var errLostRace = errors.New("lost the hedge race")
 
+// attemptSpan is an attempt's span and what its attributes say; all of
+// them are set when it ends, in one call (one lock and one slice in the
+// SDK). The zero value is no span.
+type attemptSpan struct {
+	sp    trace.Span
+	d     *Deployment
+	model string // the upstream model
+	n     int
+	hedge bool
+}
+
 // startAttempt starts the client span of attempt n (0 for the first try)
-// on d, a child of ctx's span; it returns ctx unchanged and a nil span
-// when the pool has no Tracer or ctx carries no span.
-func (p *Pool) startAttempt(ctx context.Context, d *Deployment, r *Request, n int, hedge bool) (context.Context, trace.Span) {
+// on d, a child of ctx's span; it returns ctx unchanged and no span when
+// the pool has no Tracer or ctx carries no span.
+func (p *Pool) startAttempt(ctx context.Context, d *Deployment, r *Request, n int, hedge bool) (context.Context, attemptSpan) {
 	if p.Tracer == nil || !trace.SpanContextFromContext(ctx).IsValid() {
-		return ctx, nil
+		return ctx, attemptSpan{}
 	}
 	ctx, sp := p.Tracer.Start(ctx, d.spanName(r), trace.WithSpanKind(trace.SpanKindClient))
-	if !sp.IsRecording() {
-		return ctx, sp
-	}
-	// Few attributes (at most eight on success), for the reason given at
-	// the gateway's endSpan.
-	attrs := [6]attribute.KeyValue{
-		attrOperation.String("chat"),
-		attrProviderName.String(d.system),
-		attrRequestModel.String(r.Model),
-		attrDeployment.String(d.name),
-		attrAttempt.Int(n),
-	}
-	k := 5
-	if hedge {
-		attrs[k] = attrHedge.Bool(true)
-		k++
-	}
-	sp.SetAttributes(attrs[:k]...)
-	return ctx, sp
+	return ctx, attemptSpan{sp: sp, d: d, model: r.Model, n: n, hedge: hedge}
 }
 
 // spanName is the attempt span's name in the conventions' form,
@@ -103,11 +96,13 @@ func (d *Deployment) spanName(r *Request) string {
 	return "chat " + r.Model
 }
 
-// endAttempt ends an attempt span (nil: none) with the attempt's outcome:
-// err nil or io.EOF is success, with the usage and finish reason the
-// attempt reported; ErrAborted (a lost hedge, a client that left) is no
-// failure of the upstream.
-func endAttempt(sp trace.Span, u Usage, finish string, err error) {
+// end ends the span (none: nothing) with the attempt's outcome: err nil
+// or io.EOF is success, with the usage and finish reason the attempt
+// reported; ErrAborted (a client that left) and errLostRace are no
+// failure of the upstream. At most eight attributes on success, for the
+// reason given at the gateway's endSpan.
+func (a attemptSpan) end(u Usage, finish string, err error) {
+	sp := a.sp
 	if sp == nil {
 		return
 	}
@@ -115,45 +110,47 @@ func endAttempt(sp trace.Span, u Usage, finish string, err error) {
 		sp.End()
 		return
 	}
-	var attrs [3]attribute.KeyValue
-	k := 0
+	var buf [9]attribute.KeyValue
+	attrs := append(buf[:0],
+		attrOperation.String("chat"),
+		attrProviderName.String(a.d.system),
+		attrRequestModel.String(a.model),
+		attrDeployment.String(a.d.name),
+		attrAttempt.Int(a.n),
+	)
+	if a.hedge {
+		attrs = append(attrs, attrHedge.Bool(true))
+	}
 	switch {
 	case err == nil || err == io.EOF:
-		attrs[0] = attrInputTokens.Int64(u.InputTokens)
-		attrs[1] = attrOutputTokens.Int64(u.OutputTokens)
-		k = 2
+		attrs = append(attrs, attrInputTokens.Int64(u.InputTokens), attrOutputTokens.Int64(u.OutputTokens))
 		if finish != "" {
-			attrs[k] = FinishReasonAttr(finish)
-			k++
+			attrs = append(attrs, FinishReasonAttr(finish))
 		}
 	case err == errLostRace:
-		attrs[0] = attrOutcome.String("lost")
-		k = 1
+		attrs = append(attrs, attrOutcome.String("lost"))
 	case errors.Is(err, ErrAborted):
-		attrs[0] = attrOutcome.String("aborted")
-		k = 1
+		attrs = append(attrs, attrOutcome.String("aborted"))
 	default:
 		var ue *UpstreamError
 		kind := "error"
 		if errors.As(err, &ue) {
 			kind = ue.Kind.String()
 			if ue.Status != 0 {
-				attrs[k] = attrHTTPStatus.Int(ue.Status)
-				k++
+				attrs = append(attrs, attrHTTPStatus.Int(ue.Status))
 			}
 		}
-		attrs[k] = attrErrorType.String(kind)
-		k++
+		attrs = append(attrs, attrErrorType.String(kind))
 		sp.SetStatus(codes.Error, kind)
 	}
-	sp.SetAttributes(attrs[:k]...)
+	sp.SetAttributes(attrs...)
 	sp.End()
 }
 
-// endStreamAttempt ends a stream attempt's span with the stream's usage
-// and finish reason.
-func endStreamAttempt(sp trace.Span, st Stream, err error) {
-	if sp == nil {
+// endStream ends a stream attempt's span with the stream's usage and
+// finish reason.
+func (a attemptSpan) endStream(st Stream, err error) {
+	if a.sp == nil {
 		return
 	}
 	var u Usage
@@ -164,7 +161,7 @@ func endStreamAttempt(sp trace.Span, st Stream, err error) {
 			finish = ts.FinishReason()
 		}
 	}
-	endAttempt(sp, u, finish, err)
+	a.end(u, finish, err)
 }
 
 // injectTraceparent sets the W3C traceparent (and tracestate) of ctx's

@@ -10,11 +10,11 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/moonborn/edge/internal/otlpexport"
 	"github.com/moonborn/edge/internal/spanbatch"
 )
 
@@ -117,28 +117,19 @@ type tracing struct {
 // behind a batching span processor (spans are exported off the request
 // path; a full queue drops spans rather than blocking), sampling
 // parent-based on the configured ratio. Nothing is dialled here: the
-// exporter connects on its first export. The span processor is ours
-// (internal/spanbatch): the SDK's batcher costs a goroutine wake-up per
-// span on the request path.
+// exporter connects on its first export. The SDK makes the spans; the
+// span processor (internal/spanbatch) and the exporter (internal/
+// otlpexport) are ours, because the SDK's batcher costs a goroutine
+// wake-up per span on the request path and its OTLP exporter most of the
+// export CPU (bench/README.md, "Tracing cost").
 func newTracing(cfg TracingConfig, version string, log *slog.Logger) (*tracing, error) {
 	if !cfg.Enabled {
 		return &tracing{}, nil
 	}
-	u, err := url.Parse(cfg.Endpoint)
-	if err != nil {
+	if _, err := url.Parse(cfg.Endpoint); err != nil {
 		return nil, fmt.Errorf("tracing.endpoint: %w", err)
 	}
-	opts := []otlptracehttp.Option{
-		otlptracehttp.WithEndpointURL(u.String()),
-		otlptracehttp.WithTimeout(cfg.ExportTimeout),
-	}
-	if len(cfg.Headers) > 0 {
-		opts = append(opts, otlptracehttp.WithHeaders(cfg.Headers))
-	}
-	exp, err := otlptracehttp.New(context.Background(), opts...)
-	if err != nil {
-		return nil, fmt.Errorf("tracing: %w", err)
-	}
+	exp := otlpexport.New(cfg.Endpoint, cfg.Headers, cfg.ExportTimeout)
 	res := resource.NewSchemaless(
 		attribute.String("service.name", cfg.ServiceName),
 		attribute.String("service.version", version),
