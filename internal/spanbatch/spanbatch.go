@@ -91,7 +91,7 @@ func (b *Batcher) OnEnd(s sdktrace.ReadOnlySpan) {
 		return
 	}
 	b.buf = append(b.buf, s)
-	full := len(b.buf) == b.maxBatch
+	full := len(b.buf)%b.maxBatch == 0
 	b.mu.Unlock()
 	if full {
 		select {
