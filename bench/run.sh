@@ -3,6 +3,7 @@
 #
 #   bench/run.sh table            # every figure of the results table (JSON + text in $MB_BENCH_DIR)
 #   bench/run.sh scenario NAME    # one bench/scenarios/NAME.json against a fresh gateway + mock
+#   bench/run.sh cache            # the prompt-cache figure: promptCache auto against off
 #   bench/run.sh up               # just start mockllm + gateway (Ctrl-C stops them)
 #   bench/run.sh tracing          # tracing off vs on (sampling 1.0) into a real collector, interleaved
 #
@@ -162,5 +163,40 @@ YAML
     done
   done
   echo "results in $OUT (tracing-off-N.json, tracing-on-N.json)" ;;
-*) echo "usage: $0 table | scenario NAME | up | tracing" >&2; exit 2 ;;
+cache)
+  # The prompt-cache figure (bench/README.md, Prompt caching): psn_long, a
+  # ~3,000-token persona prompt, on an Anthropic-priced model served by
+  # mockllm's Anthropic protocol, whose prompt cache works like
+  # Anthropic's; 1,000 requests with promptCache off, then auto, each on a
+  # fresh gateway and ledger; the ledger's totals read back from the usage API.
+  build; start_mock 18081
+  mkdir -p "$MB_BENCH_DIR/personas"
+  words=$(for i in $(seq 3000); do printf 'rule%d ' $((i % 97)); done)
+  printf 'id: psn_long\nworkspace: wsp_demo\nname: Long\nsystemPrompt: "%s"\ndefaultModel: claude-bench\nmaxOutputTokens: 20\n' "$words" \
+    >"$MB_BENCH_DIR/personas/long.yaml"
+  header | tee "$OUT/prompt-cache-env.txt"
+  for mode in off auto; do
+    rm -f "$MB_BENCH_DIR/usage-cache-$mode.db"*
+    MB_PROMPT_CACHE=$mode start_gateway "$ROOT/bench/scenarios/gateway-cache.yaml"
+    bench -scenario "$ROOT/bench/scenarios/prompt-cache.json" -gateway-pid "$GW_PID" -json >"$OUT/prompt-cache-$mode.json"
+    sleep 0.5 # the ledger's flush interval
+    curl -sf -H "Authorization: Bearer bench-admin-token" \
+      "http://127.0.0.1:18090/admin/workspaces/wsp_demo/usage" >"$OUT/prompt-cache-$mode-usage.json"
+    stop_gateway
+  done
+  python3 - "$OUT" <<'PY'
+import json, sys
+out = sys.argv[1]
+t = {m: json.load(open(f"{out}/prompt-cache-{m}-usage.json"))["total"] for m in ("off", "auto")}
+for m in ("off", "auto"):
+    r = t[m]
+    print(f"{m:4}: {r['requests']} requests, input {r['inputTokens']} (cache read {r['cacheReadTokens']}, "
+          f"written {r['cacheWrite5mTokens'] + r['cacheWrite1hTokens']}), output {r['outputTokens']}, "
+          f"cost {r['costUsdMicros']} µUSD = {r['costUsdMicros'] * 1000 / max(r['requests'], 1) / 1e6:.4f} USD per 1,000 requests, "
+          f"saved {r['cacheSavingsUsdMicros']} µUSD")
+off, auto = t["off"]["costUsdMicros"], t["auto"]["costUsdMicros"]
+print(f"auto costs {auto / off:.3f}x off: {100 * (1 - auto / off):.1f}% less")
+PY
+  ;;
+*) echo "usage: $0 table | scenario NAME | cache | up | tracing" >&2; exit 2 ;;
 esac

@@ -12,7 +12,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/moonborn/edge/policy"
+	"github.com/moonborn/edge/policy/ledger"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -50,7 +50,7 @@ type AdminOptions struct {
 
 // UsageReader sums a workspace's recorded usage over [from, to).
 type UsageReader interface {
-	Usage(ctx context.Context, workspace string, from, to time.Time) (policy.UsageSummary, error)
+	Usage(ctx context.Context, workspace string, from, to time.Time) (ledger.UsageSummary, error)
 }
 
 // AdminHandler serves the admin listener: /healthz (alive), /readyz (every
@@ -164,7 +164,7 @@ func hasEncodedSeparator(path string) bool {
 // persona, from the ledger.
 func serveUsage(ctx *fasthttp.RequestCtx, o AdminOptions, workspace string) {
 	args := ctx.QueryArgs()
-	from, to, err := policy.ParseUsageRange(string(args.Peek("from")), string(args.Peek("to")), o.Now())
+	from, to, err := ledger.ParseUsageRange(string(args.Peek("from")), string(args.Peek("to")), o.Now())
 	if err != nil {
 		writeError(ctx, validationError("from/to", err.Error()))
 		return

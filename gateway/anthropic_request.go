@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/moonborn/edge/internal/jsonx"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -15,53 +16,57 @@ func decodeAnthropicRequest(body []byte, c *conversation) *apiError {
 	if ae := checkBody(body); ae != nil {
 		return ae
 	}
-	obj, _ := providers.NewJSONObject(body)
+	obj, _ := jsonx.NewObject(body)
 	hasModel, hasMessages := false, false
 	c.maxTokensField = "max_tokens"
 	var ae *apiError
 	for key, v, ok := obj.Member(); ok && ae == nil; key, v, ok = obj.Member() {
-		if providers.JSONIsNull(v) {
+		if jsonx.IsNull(v) {
 			continue
 		}
 		r := &c.req
 		switch {
-		case providers.JSONKeyIs(key, "model"):
+		case jsonx.KeyIs(key, "model"):
 			c.model, ae = jsonStr(v, "model")
 			hasModel = true
-		case providers.JSONKeyIs(key, "messages"):
+		case jsonx.KeyIs(key, "messages"):
 			hasMessages = true
 			ae = decodeAnthropicMessages(v, c)
-		case providers.JSONKeyIs(key, "system"):
+		case jsonx.KeyIs(key, "system"):
 			var sys string
-			sys, ae = decodeAnthropicText(v, "system")
+			var breaks []providers.CacheBreak
+			sys, breaks, ae = decodeAnthropicText(v, "system")
+			for _, b := range breaks {
+				c.systemCache = append(c.systemCache, systemBreak{part: len(c.system), at: b.At, ttl: b.TTL})
+			}
 			if sys != "" {
 				c.system = append(c.system, sys)
 			}
-		case providers.JSONKeyIs(key, "stream"):
+		case jsonx.KeyIs(key, "stream"):
 			c.stream, ae = jsonBool(v, "stream")
-		case providers.JSONKeyIs(key, "max_tokens"):
+		case jsonx.KeyIs(key, "max_tokens"):
 			c.maxTokens, ae = jsonWhole(v, "max_tokens", 1)
 			c.hasMaxTokens = true
-		case providers.JSONKeyIs(key, "temperature"):
+		case jsonx.KeyIs(key, "temperature"):
 			r.Temperature, ae = jsonRange(v, "temperature", 0, 1)
 			r.HasTemperature = true
-		case providers.JSONKeyIs(key, "top_p"):
+		case jsonx.KeyIs(key, "top_p"):
 			r.TopP, ae = jsonRange(v, "top_p", 0, 1)
 			r.HasTopP = true
-		case providers.JSONKeyIs(key, "top_k"):
+		case jsonx.KeyIs(key, "top_k"):
 			var k int64
 			k, ae = jsonWhole(v, "top_k", 1)
 			r.TopK = int(min(k, 1<<30))
-		case providers.JSONKeyIs(key, "stop_sequences"):
+		case jsonx.KeyIs(key, "stop_sequences"):
 			r.Stop, ae = jsonStop(v, "stop_sequences", 0)
-		case providers.JSONKeyIs(key, "metadata"):
+		case jsonx.KeyIs(key, "metadata"):
 			ae = decodeAnthropicMetadata(v, r)
-		case providers.JSONKeyIs(key, "tools"):
+		case jsonx.KeyIs(key, "tools"):
 			ae = decodeAnthropicTools(v, &r.Tools)
-		case providers.JSONKeyIs(key, "tool_choice"):
+		case jsonx.KeyIs(key, "tool_choice"):
 			ae = decodeAnthropicToolChoice(v, &r.ToolChoice)
-		case providers.JSONKeyIs(key, "thinking"), providers.JSONKeyIs(key, "mcp_servers"),
-			providers.JSONKeyIs(key, "container"):
+		case jsonx.KeyIs(key, "thinking"), jsonx.KeyIs(key, "mcp_servers"),
+			jsonx.KeyIs(key, "container"):
 			ae = badRequest(string(key[1:len(key)-1]), "is not supported")
 		}
 	}
@@ -78,47 +83,61 @@ func decodeAnthropicRequest(body []byte, c *conversation) *apiError {
 	case len(c.req.Messages) == 0:
 		return badRequest("messages", "at least one message is required")
 	}
-	return checkToolChoice(&c.req, "tool_choice")
+	if ae := checkToolChoice(&c.req, "tool_choice"); ae != nil {
+		return ae
+	}
+	for _, b := range c.systemCache {
+		c.req.SystemCache = append(c.req.SystemCache, providers.CacheBreak{At: b.at, TTL: b.ttl})
+	}
+	ae = checkCallerCache(&c.req)
+	c.req.SystemCache = c.req.SystemCache[:0] // placed by resolveConversation
+	return ae
 }
 
 func decodeAnthropicMetadata(v []byte, r *providers.Request) *apiError {
-	obj, err := providers.NewJSONObject(v)
+	obj, err := jsonx.NewObject(v)
 	if err != nil {
 		return badRequest("metadata", "must be an object")
 	}
 	var ae *apiError
 	for k, mv, ok := obj.Member(); ok && ae == nil; k, mv, ok = obj.Member() {
-		if providers.JSONKeyIs(k, "user_id") && !providers.JSONIsNull(mv) {
+		if jsonx.KeyIs(k, "user_id") && !jsonx.IsNull(mv) {
 			r.User, ae = jsonStr(mv, "metadata.user_id")
 		}
 	}
 	return ae
 }
 
-// decodeAnthropicText reads a string or an array of text blocks.
-func decodeAnthropicText(v []byte, field string) (string, *apiError) {
+// decodeAnthropicText reads a string or an array of text blocks, and the
+// cache breakpoints on those blocks (each at the end of its block's text).
+func decodeAnthropicText(v []byte, field string) (string, []providers.CacheBreak, *apiError) {
 	if len(v) > 0 && v[0] == '"' {
-		return jsonStr(v, field)
+		s, ae := jsonStr(v, field)
+		return s, nil, ae
 	}
-	arr, err := providers.NewJSONArray(v)
+	arr, err := jsonx.NewArray(v)
 	if err != nil {
-		return "", badRequest(field, "must be a string or an array of text blocks")
+		return "", nil, badRequest(field, "must be a string or an array of text blocks")
 	}
 	var text []byte
+	var breaks []providers.CacheBreak
 	i := 0
 	for el, ok := arr.Element(); ok; el, ok = arr.Element() {
 		f := field + "." + strconv.Itoa(i)
 		i++
 		b, ae := readBlock(el, f)
 		if ae != nil {
-			return "", ae
+			return "", nil, ae
 		}
 		if string(b.typ) != `"text"` {
-			return "", badRequest(f+".type", "only text blocks are supported here")
+			return "", nil, badRequest(f+".type", "only text blocks are supported here")
 		}
 		text = append(text, b.text...)
+		if b.cache != providers.CacheNone {
+			breaks = append(breaks, providers.CacheBreak{At: len(text), TTL: b.cache})
+		}
 	}
-	return string(text), nil
+	return string(text), breaks, nil
 }
 
 // block is one content block's members, raw.
@@ -127,41 +146,44 @@ type block struct {
 	text                                             string
 	isError                                          bool
 	hasText                                          bool
+	cache                                            providers.CacheTTL
 }
 
 func readBlock(v []byte, f string) (block, *apiError) {
 	var b block
-	obj, err := providers.NewJSONObject(v)
+	obj, err := jsonx.NewObject(v)
 	if err != nil {
 		return b, badRequest(f, "must be an object")
 	}
 	var ae *apiError
 	for k, bv, ok := obj.Member(); ok && ae == nil; k, bv, ok = obj.Member() {
-		if providers.JSONIsNull(bv) {
+		if jsonx.IsNull(bv) {
 			continue
 		}
 		switch {
-		case providers.JSONKeyIs(k, "type"):
+		case jsonx.KeyIs(k, "type"):
 			b.typ = bv
-		case providers.JSONKeyIs(k, "text"):
+		case jsonx.KeyIs(k, "text"):
 			b.text, ae = jsonStr(bv, f+".text")
 			b.hasText = true
-		case providers.JSONKeyIs(k, "id"):
+		case jsonx.KeyIs(k, "id"):
 			b.id = bv
-		case providers.JSONKeyIs(k, "name"):
+		case jsonx.KeyIs(k, "name"):
 			b.name = bv
-		case providers.JSONKeyIs(k, "input"):
+		case jsonx.KeyIs(k, "input"):
 			b.input = bv
-		case providers.JSONKeyIs(k, "tool_use_id"):
+		case jsonx.KeyIs(k, "tool_use_id"):
 			b.toolUseID = bv
-		case providers.JSONKeyIs(k, "content"):
+		case jsonx.KeyIs(k, "content"):
 			b.content = bv
-		case providers.JSONKeyIs(k, "source"):
+		case jsonx.KeyIs(k, "source"):
 			b.source = bv
-		case providers.JSONKeyIs(k, "is_error"):
+		case jsonx.KeyIs(k, "is_error"):
 			b.isError, ae = jsonBool(bv, f+".is_error")
-		case providers.JSONKeyIs(k, "cache_control"), providers.JSONKeyIs(k, "citations"):
-			// Hints the answer does not depend on; accepted and not sent on.
+		case jsonx.KeyIs(k, "cache_control"):
+			b.cache, ae = decodeCacheControl(bv, f+".cache_control")
+		case jsonx.KeyIs(k, "citations"):
+			// A hint the answer does not depend on; accepted, not sent on.
 		}
 	}
 	if ae == nil && len(b.typ) == 0 {
@@ -174,7 +196,7 @@ func readBlock(v []byte, f string) (block, *apiError) {
 // turn's tool_result blocks become tool messages (in order, before the
 // turn's text), an assistant turn's tool_use blocks its tool calls.
 func decodeAnthropicMessages(v []byte, c *conversation) *apiError {
-	arr, err := providers.NewJSONArray(v)
+	arr, err := jsonx.NewArray(v)
 	if err != nil {
 		return badRequest("messages", "must be an array")
 	}
@@ -182,16 +204,16 @@ func decodeAnthropicMessages(v []byte, c *conversation) *apiError {
 	for el, ok := arr.Element(); ok; el, ok = arr.Element() {
 		f := "messages." + strconv.Itoa(i)
 		i++
-		obj, err := providers.NewJSONObject(el)
+		obj, err := jsonx.NewObject(el)
 		if err != nil {
 			return badRequest(f, "must be an object")
 		}
 		var role, content []byte
 		for k, mv, ok := obj.Member(); ok; k, mv, ok = obj.Member() {
 			switch {
-			case providers.JSONKeyIs(k, "role"):
+			case jsonx.KeyIs(k, "role"):
 				role = mv
-			case providers.JSONKeyIs(k, "content"):
+			case jsonx.KeyIs(k, "content"):
 				content = mv
 			}
 		}
@@ -206,7 +228,7 @@ func decodeAnthropicMessages(v []byte, c *conversation) *apiError {
 		default:
 			return badRequest(f+".role", `must be "user" or "assistant"`)
 		}
-		if len(content) == 0 || providers.JSONIsNull(content) {
+		if len(content) == 0 || jsonx.IsNull(content) {
 			return badRequest(f+".content", "Field required")
 		}
 		if content[0] == '"' {
@@ -218,7 +240,7 @@ func decodeAnthropicMessages(v []byte, c *conversation) *apiError {
 			c.req.Messages = append(c.req.Messages, m)
 			continue
 		}
-		blocks, err := providers.NewJSONArray(content)
+		blocks, err := jsonx.NewArray(content)
 		if err != nil {
 			return badRequest(f+".content", "must be a string or an array of blocks")
 		}
@@ -226,12 +248,20 @@ func decodeAnthropicMessages(v []byte, c *conversation) *apiError {
 		var parts []providers.Part
 		images := false
 		j := 0
+		marked := "" // the field of a text, image or tool_use block with a breakpoint
 		for bel, ok := blocks.Element(); ok; bel, ok = blocks.Element() {
 			bf := f + ".content." + strconv.Itoa(j)
 			j++
 			b, ae := readBlock(bel, bf)
 			if ae != nil {
 				return ae
+			}
+			if marked != "" && string(b.typ) != `"tool_result"` {
+				// Canonical turns keep one breakpoint, on their last block.
+				return badRequest(marked+".cache_control", "is supported only on a turn's last block (or a tool_result)")
+			}
+			if b.cache != providers.CacheNone && string(b.typ) != `"tool_result"` {
+				marked, m.Cache = bf, b.cache
 			}
 			switch string(b.typ) {
 			case `"text"`:
@@ -264,6 +294,9 @@ func decodeAnthropicMessages(v []byte, c *conversation) *apiError {
 				if ae != nil {
 					return ae
 				}
+				if b.cache != providers.CacheNone {
+					tm.Cache = b.cache
+				}
 				c.req.Messages = append(c.req.Messages, tm)
 			default:
 				return badRequest(bf+".type", string(b.typ)+" blocks are not supported; only text, image, tool_use and tool_result")
@@ -287,7 +320,7 @@ func toolUseCall(b *block, f string) (providers.ToolCall, *apiError) {
 	if !ok1 || !ok2 || len(id) == 0 || len(name) == 0 {
 		return tc, badRequest(f, "tool_use needs an id and a name")
 	}
-	if len(b.input) == 0 || !providers.JSONIsObject(b.input) {
+	if len(b.input) == 0 || !jsonx.IsObject(b.input) {
 		return tc, badRequest(f+".input", "must be an object")
 	}
 	return providers.ToolCall{ID: string(id), Name: string(name), Arguments: string(b.input)}, nil
@@ -301,17 +334,24 @@ func toolResultMessage(b *block, f string) (providers.Message, *apiError) {
 	}
 	m.ToolCallID = string(id)
 	if len(b.content) > 0 {
-		s, ae := decodeAnthropicText(b.content, f+".content")
+		s, breaks, ae := decodeAnthropicText(b.content, f+".content")
 		if ae != nil {
 			return m, ae
 		}
 		m.Text = s
+		// A breakpoint on the result's last block marks the result.
+		for i, br := range breaks {
+			if i < len(breaks)-1 || br.At != len(s) {
+				return m, badRequest(f+".content.cache_control", "is supported only on the result's last block")
+			}
+			m.Cache = br.TTL
+		}
 	}
 	return m, nil
 }
 
 func decodeAnthropicTools(v []byte, dst *[]providers.Tool) *apiError {
-	arr, err := providers.NewJSONArray(v)
+	arr, err := jsonx.NewArray(v)
 	if err != nil {
 		return badRequest("tools", "must be an array")
 	}
@@ -319,30 +359,32 @@ func decodeAnthropicTools(v []byte, dst *[]providers.Tool) *apiError {
 	for el, ok := arr.Element(); ok; el, ok = arr.Element() {
 		f := "tools." + strconv.Itoa(i)
 		i++
-		obj, err := providers.NewJSONObject(el)
+		obj, err := jsonx.NewObject(el)
 		if err != nil {
 			return badRequest(f, "must be an object")
 		}
 		var t providers.Tool
 		var ae *apiError
 		for k, tv, ok := obj.Member(); ok && ae == nil; k, tv, ok = obj.Member() {
-			if providers.JSONIsNull(tv) {
+			if jsonx.IsNull(tv) {
 				continue
 			}
 			switch {
-			case providers.JSONKeyIs(k, "name"):
+			case jsonx.KeyIs(k, "name"):
 				t.Name, ae = jsonStr(tv, f+".name")
-			case providers.JSONKeyIs(k, "description"):
+			case jsonx.KeyIs(k, "description"):
 				t.Description, ae = jsonStr(tv, f+".description")
-			case providers.JSONKeyIs(k, "input_schema"):
-				if !providers.JSONIsObject(tv) {
+			case jsonx.KeyIs(k, "input_schema"):
+				if !jsonx.IsObject(tv) {
 					ae = badRequest(f+".input_schema", "must be a JSON Schema object")
 				}
 				t.Parameters = append([]byte(nil), tv...)
-			case providers.JSONKeyIs(k, "type"):
+			case jsonx.KeyIs(k, "type"):
 				if string(tv) != `"custom"` {
 					ae = badRequest(f+".type", "server tools are not supported; only custom tools")
 				}
+			case jsonx.KeyIs(k, "cache_control"):
+				t.Cache, ae = decodeCacheControl(tv, f+".cache_control")
 			}
 		}
 		if ae != nil {
@@ -360,22 +402,22 @@ func decodeAnthropicTools(v []byte, dst *[]providers.Tool) *apiError {
 }
 
 func decodeAnthropicToolChoice(v []byte, tc *providers.ToolChoice) *apiError {
-	obj, err := providers.NewJSONObject(v)
+	obj, err := jsonx.NewObject(v)
 	if err != nil {
 		return badRequest("tool_choice", "must be an object")
 	}
 	var typ []byte
 	var ae *apiError
 	for k, cv, ok := obj.Member(); ok && ae == nil; k, cv, ok = obj.Member() {
-		if providers.JSONIsNull(cv) {
+		if jsonx.IsNull(cv) {
 			continue
 		}
 		switch {
-		case providers.JSONKeyIs(k, "type"):
+		case jsonx.KeyIs(k, "type"):
 			typ = cv
-		case providers.JSONKeyIs(k, "name"):
+		case jsonx.KeyIs(k, "name"):
 			tc.Name, ae = jsonStr(cv, "tool_choice.name")
-		case providers.JSONKeyIs(k, "disable_parallel_tool_use"):
+		case jsonx.KeyIs(k, "disable_parallel_tool_use"):
 			tc.NoParallel, ae = jsonBool(cv, "tool_choice.disable_parallel_tool_use")
 		}
 	}
@@ -403,7 +445,7 @@ func decodeAnthropicToolChoice(v []byte, tc *providers.ToolChoice) *apiError {
 // decodeAnthropicImage reads an image block's source: {"type":"base64",
 // "media_type","data"} or {"type":"url","url"}.
 func decodeAnthropicImage(v []byte, field string) (providers.Image, *apiError) {
-	obj, err := providers.NewJSONObject(v)
+	obj, err := jsonx.NewObject(v)
 	if err != nil {
 		return providers.Image{}, badRequest(field, "Field required")
 	}
@@ -411,13 +453,13 @@ func decodeAnthropicImage(v []byte, field string) (providers.Image, *apiError) {
 	var ae *apiError
 	for k, sv, ok := obj.Member(); ok && ae == nil; k, sv, ok = obj.Member() {
 		switch {
-		case providers.JSONKeyIs(k, "type"):
+		case jsonx.KeyIs(k, "type"):
 			typ, ae = jsonStr(sv, field+".type")
-		case providers.JSONKeyIs(k, "media_type"):
+		case jsonx.KeyIs(k, "media_type"):
 			mediaType, ae = jsonStr(sv, field+".media_type")
-		case providers.JSONKeyIs(k, "data"):
+		case jsonx.KeyIs(k, "data"):
 			data, ae = jsonStr(sv, field+".data")
-		case providers.JSONKeyIs(k, "url"):
+		case jsonx.KeyIs(k, "url"):
 			url, ae = jsonStr(sv, field+".url")
 		}
 	}

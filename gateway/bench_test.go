@@ -15,6 +15,7 @@ import (
 
 	"github.com/moonborn/edge/gateway/persona"
 	"github.com/moonborn/edge/policy"
+	"github.com/moonborn/edge/policy/ledger"
 	"github.com/moonborn/edge/providers/mock"
 )
 
@@ -44,7 +45,7 @@ func mockServer(b testing.TB, withMetrics bool, mc mock.Config) *Server {
 	in, _ := policy.ParsePrice("0.15")
 	out, _ := policy.ParsePrice("0.6")
 	models := map[string]*Model{"m": {ID: "m", ProviderName: "mock", Provider: mock.New("mock", mc),
-		UpstreamModel: "m", InputPrice: in, OutputPrice: out, MaxOutputTokens: 100}}
+		UpstreamModel: "m", Prices: policy.Prices{Input: in, Output: out}, MaxOutputTokens: 100}}
 	var m *Metrics
 	if withMetrics {
 		m = NewMetrics(prometheus.NewRegistry(), models)
@@ -58,7 +59,7 @@ func mockServer(b testing.TB, withMetrics bool, mc mock.Config) *Server {
 
 type discardLedger struct{}
 
-func (discardLedger) Record(policy.UsageRecord) {}
+func (discardLedger) Record(ledger.UsageRecord) {}
 func (discardLedger) Close() error              { return nil }
 
 // nullConn is a connection that discards writes; the stream relay needs

@@ -15,7 +15,9 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/moonborn/edge/gateway/persona"
+	"github.com/moonborn/edge/internal/jsonx"
 	"github.com/moonborn/edge/policy"
+	"github.com/moonborn/edge/policy/ledger"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -69,6 +71,10 @@ type exchange struct {
 	// persona route. api shapes its replies; nil on the persona route.
 	route string
 	api   *sdkAPI
+
+	// personaBreak backs x.req.SystemCache when the persona's prompt is
+	// its only breakpoint, so marking it costs no allocation.
+	personaBreak [1]providers.CacheBreak
 
 	// span is the request's server span; nil without tracing. output is
 	// the reply's text it records with TraceContent (tracing.go).
@@ -228,10 +234,13 @@ func (s *Server) resolveModel(x *exchange, p *persona.Persona, body *chatRequest
 	req.Observer = x
 	req.Model = m.UpstreamModel
 	req.UserText = body.UserText
+	// The digest goes after the persona's prompt, behind its cache
+	// breakpoint: the cached prefix stays the same whatever the digest.
 	req.System = p.SystemPrompt
 	if d := body.MemoryDigest; d != "" {
 		req.System = p.SystemPrompt + memoryDigestOpen + d + memoryDigestClose
 	}
+	cachePersona(x, p, len(p.SystemPrompt))
 	switch {
 	case body.HasTemperature:
 		req.Temperature, req.HasTemperature = body.Temperature, true
@@ -292,7 +301,7 @@ func (s *Server) complete(ctx *fasthttp.RequestCtx, x *exchange) {
 	ctx.Response.Header.SetContentType("application/json")
 	buf := ctx.Response.Body()[:0]
 	buf = append(buf, `{"content":`...)
-	buf = providers.AppendJSONString(buf, res.Content)
+	buf = jsonx.AppendString(buf, res.Content)
 	buf = appendUsageFields(buf, res.Usage, cost, x.model.ID, latency)
 	buf = append(buf, '}')
 	ctx.Response.SetBodyRaw(buf)
@@ -309,7 +318,7 @@ func appendUsageFields(dst []byte, u providers.Usage, cost int64, model string, 
 	dst = append(dst, `,"costUsdMicros":`...)
 	dst = strconv.AppendInt(dst, cost, 10)
 	dst = append(dst, `,"model":`...)
-	dst = providers.AppendJSONString(dst, model)
+	dst = jsonx.AppendString(dst, model)
 	dst = append(dst, `,"latencyMs":`...)
 	return strconv.AppendInt(dst, latencyMs, 10)
 }
@@ -334,7 +343,7 @@ func (s *Server) finish(x *exchange, u providers.Usage, status int, code string,
 		route = x.route
 	}
 	s.opts.Metrics.answered(route, status, code)
-	s.opts.Metrics.finished(x, total, u.InputTokens, u.OutputTokens, cost)
+	s.opts.Metrics.finished(x, total, &u, cost)
 	if s.opts.AccessLog {
 		s.accessLog(x, u, cost, status, code, total)
 	}
@@ -373,24 +382,31 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, x *exchange, u providers.Usage, 
 // (empty: the model's provider). It reads only what is fixed once the
 // upstream call started, so a losing hedge's goroutine may call it while
 // the handler goes on.
-func (s *Server) usageRecord(x *exchange, deployment string, u providers.Usage, cost int64, status int, code string, end time.Time) policy.UsageRecord {
-	r := policy.UsageRecord{
-		RequestID:     x.requestID,
-		Time:          x.start,
-		Workspace:     x.principal.Workspace,
-		CredentialID:  x.principal.CredentialID,
-		Persona:       x.personaID,
-		Stream:        x.stream,
-		InputTokens:   u.InputTokens,
-		OutputTokens:  u.OutputTokens,
-		Estimated:     u.Estimated,
-		CostUsdMicros: cost,
-		LatencyMs:     end.Sub(x.start).Milliseconds(),
-		Status:        status,
-		ErrorCode:     code,
-		Route:         x.route,
+func (s *Server) usageRecord(x *exchange, deployment string, u providers.Usage, cost int64, status int, code string, end time.Time) ledger.UsageRecord {
+	r := ledger.UsageRecord{
+		RequestID:          x.requestID,
+		Time:               x.start,
+		Workspace:          x.principal.Workspace,
+		CredentialID:       x.principal.CredentialID,
+		Persona:            x.personaID,
+		Stream:             x.stream,
+		InputTokens:        u.InputTokens,
+		OutputTokens:       u.OutputTokens,
+		CacheReadTokens:    u.CacheReadTokens,
+		CacheWrite5mTokens: u.CacheWrite5mTokens,
+		CacheWrite1hTokens: u.CacheWrite1hTokens,
+		Estimated:          u.Estimated,
+		CostUsdMicros:      cost,
+		LatencyMs:          end.Sub(x.start).Milliseconds(),
+		Status:             status,
+		ErrorCode:          code,
+		Route:              x.route,
 	}
 	if x.model != nil {
+		if u.CacheReadTokens != 0 || u.CacheWriteTokens() != 0 {
+			// Against the same tokens all at the input price.
+			r.CacheSavingsUsdMicros = x.model.Prices.Cost(policy.Tokens{Input: u.InputTokens, Output: u.OutputTokens}) - cost
+		}
 		r.Model = x.model.ID
 		r.Provider = x.model.ProviderName
 		if deployment != "" {
@@ -448,8 +464,15 @@ func (s *Server) startStream(ctx *fasthttp.RequestCtx, x *exchange) {
 	ctx.Hijack(r.hijacked)
 }
 
+// costOf prices u at m's prices, each kind of token at its own.
 func costOf(m *Model, u providers.Usage) int64 {
-	return policy.Cost(u.InputTokens, u.OutputTokens, m.InputPrice, m.OutputPrice)
+	return m.Prices.Cost(policy.Tokens{
+		Input:        u.Uncached(),
+		Output:       u.OutputTokens,
+		CacheRead:    u.CacheReadTokens,
+		CacheWrite5m: u.CacheWrite5mTokens,
+		CacheWrite1h: u.CacheWrite1hTokens,
+	})
 }
 
 // accessLog writes the request's access line. Credentials never appear:
@@ -477,6 +500,8 @@ func (s *Server) accessLog(x *exchange, u providers.Usage, cost int64, status in
 		slog.String("code", code),
 		slog.Int64("input_tokens", u.InputTokens),
 		slog.Int64("output_tokens", u.OutputTokens),
+		slog.Int64("cache_read_tokens", u.CacheReadTokens),
+		slog.Int64("cache_write_tokens", u.CacheWriteTokens()),
 		slog.Int64("cost_usd_micros", cost),
 		slog.Int64("latency_ms", total.Milliseconds()),
 		slog.Int64("overhead_us", (total-x.upstreamWait).Microseconds()),

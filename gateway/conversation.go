@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/moonborn/edge/gateway/persona"
+	"github.com/moonborn/edge/internal/jsonx"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -16,14 +17,23 @@ import (
 // persona and model are resolved. Field names in errors are the wire
 // protocol's own, so a 400 names what the caller sent.
 type conversation struct {
-	model          string
-	system         []string // the caller's leading system texts, in order
+	model  string
+	system []string // the caller's leading system texts, in order
+	// systemCache are the caller's breakpoints in those texts.
+	systemCache    []systemBreak
 	req            providers.Request
 	maxTokens      int64
 	hasMaxTokens   bool
 	maxTokensField string
 	stream         bool
 	includeUsage   bool
+}
+
+// systemBreak is a caller's cache breakpoint in its system text: after
+// byte at of system[part].
+type systemBreak struct {
+	part, at int
+	ttl      providers.CacheTTL
 }
 
 // personaModelPrefix introduces a persona in the model field: the
@@ -82,6 +92,17 @@ func (s *Server) resolveConversation(x *exchange, c *conversation) error {
 	}
 	sys = append(sys, c.system...)
 	req.System = strings.Join(sys, "\n\n")
+	req.SystemCache = nil
+	for _, b := range c.systemCache {
+		at := b.at
+		for _, t := range sys[:b.part+len(sys)-len(c.system)] {
+			at += len(t) + len("\n\n")
+		}
+		req.SystemCache = append(req.SystemCache, providers.CacheBreak{At: at, TTL: b.ttl})
+	}
+	if p != nil {
+		cachePersona(x, p, len(p.SystemPrompt))
+	}
 	switch {
 	case req.HasTemperature:
 	case p != nil && p.Temperature != nil:
@@ -110,7 +131,7 @@ func (s *Server) resolveConversation(x *exchange, c *conversation) error {
 
 // jsonWhole reads a whole number ≥ min.
 func jsonWhole(v []byte, field string, least int64) (int64, *apiError) {
-	f, err := providers.JSONFloat(v)
+	f, err := jsonx.Float(v)
 	if err != nil {
 		return 0, badRequest(field, "must be an integer")
 	}
@@ -122,7 +143,7 @@ func jsonWhole(v []byte, field string, least int64) (int64, *apiError) {
 
 // jsonRange reads a number in [lo, hi].
 func jsonRange(v []byte, field string, lo, hi float64) (float64, *apiError) {
-	f, err := providers.JSONFloat(v)
+	f, err := jsonx.Float(v)
 	if err != nil {
 		return 0, badRequest(field, "must be a number")
 	}
@@ -158,7 +179,7 @@ func jsonStop(v []byte, field string, max int) ([]string, *apiError) {
 		s, ae := jsonStr(v, field)
 		return []string{s}, ae
 	}
-	arr, err := providers.NewJSONArray(v)
+	arr, err := jsonx.NewArray(v)
 	if err != nil {
 		return nil, badRequest(field, "must be a string or an array of strings")
 	}
@@ -181,10 +202,10 @@ func jsonStop(v []byte, field string, max int) ([]string, *apiError) {
 
 // checkBody applies the checks every SDK route shares before walking.
 func checkBody(body []byte) *apiError {
-	if !providers.JSONIsObject(body) {
+	if !jsonx.IsObject(body) {
 		return badRequest("body", "must be a JSON object")
 	}
-	if !providers.JSONValid(body) {
+	if !jsonx.Valid(body) {
 		return badRequest("body", "malformed JSON")
 	}
 	if !utf8Valid(body) {

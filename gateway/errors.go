@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/moonborn/edge/gateway/persona"
+	"github.com/moonborn/edge/internal/jsonx"
 	"github.com/moonborn/edge/policy"
 	"github.com/moonborn/edge/providers"
 )
@@ -174,9 +175,9 @@ func retryHint(ue *providers.UpstreamError) time.Duration {
 // appendErrorBody appends {"error":{"code":…,"message":…}}.
 func appendErrorBody(dst []byte, code, message string) []byte {
 	dst = append(dst, `{"error":{"code":`...)
-	dst = providers.AppendJSONString(dst, code)
+	dst = jsonx.AppendString(dst, code)
 	dst = append(dst, `,"message":`...)
-	dst = providers.AppendJSONString(dst, message)
+	dst = jsonx.AppendString(dst, message)
 	return append(dst, "}}"...)
 }
 

@@ -6,7 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/moonborn/edge/gateway/persona"
-	"github.com/moonborn/edge/policy"
+	"github.com/moonborn/edge/policy/ledger"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -30,6 +30,7 @@ type Metrics struct {
 	openStreams prometheus.Gauge
 	tokens      *prometheus.CounterVec
 	cost        *prometheus.CounterVec
+	cacheTokens *prometheus.CounterVec
 	rejections  *prometheus.CounterVec
 	unreadables *prometheus.CounterVec
 
@@ -41,6 +42,9 @@ type Metrics struct {
 
 type modelMetrics struct {
 	in, out, cost prometheus.Counter
+	// cache are the prompt-cache token counters: read, 5-minute write,
+	// 1-hour write.
+	cache [3]prometheus.Counter
 }
 
 // latencyBuckets span 1 ms to 60 s: whole LLM answers.
@@ -90,6 +94,10 @@ func NewMetrics(reg prometheus.Registerer, models map[string]*Model) *Metrics {
 			Name: "moonborn_cost_usd_micros_total",
 			Help: "Cost recorded against workspaces, in millionths of a US dollar, by model and provider.",
 		}, []string{"model", "provider"}),
+		cacheTokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "moonborn_cache_tokens_total",
+			Help: "Input tokens the upstream's prompt cache served (kind read) or stored (write_5m, write_1h), by model and provider; part of moonborn_tokens_total's input.",
+		}, []string{"model", "provider", "kind"}),
 		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "moonborn_limit_rejections_total",
 			Help: "Requests refused by rate limits or quotas, by reason (requests, tokens, quota_cost, quota_tokens, limiter_unavailable).",
@@ -99,7 +107,7 @@ func NewMetrics(reg prometheus.Registerer, models map[string]*Model) *Metrics {
 			Help: "Requests the server could not read, by reason (headers_too_large, body_too_large, timeout, malformed_headers, malformed_body, malformed).",
 		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.overhead, m.ttft, m.gap, m.inFlight, m.openStreams, m.tokens, m.cost, m.rejections, m.unreadables)
+	reg.MustRegister(m.requests, m.duration, m.overhead, m.ttft, m.gap, m.inFlight, m.openStreams, m.tokens, m.cost, m.cacheTokens, m.rejections, m.unreadables)
 	m.ok = m.requests.WithLabelValues(routeChat, "2xx", "")
 	for i, s := range []string{"false", "true"} {
 		m.dur[i] = m.duration.WithLabelValues(routeChat, s)
@@ -120,6 +128,11 @@ func (m *Metrics) forModels(models map[string]*Model) map[string]*modelMetrics {
 			in:   m.tokens.WithLabelValues(id, mod.ProviderName, "input"),
 			out:  m.tokens.WithLabelValues(id, mod.ProviderName, "output"),
 			cost: m.cost.WithLabelValues(id, mod.ProviderName),
+			cache: [3]prometheus.Counter{
+				m.cacheTokens.WithLabelValues(id, mod.ProviderName, "read"),
+				m.cacheTokens.WithLabelValues(id, mod.ProviderName, "write_5m"),
+				m.cacheTokens.WithLabelValues(id, mod.ProviderName, "write_1h"),
+			},
 		}
 	}
 	return out
@@ -168,7 +181,7 @@ func (m *Metrics) answered(route string, status int, code string) {
 // finished records a chat request's duration, overhead and usage. Usage
 // is counted under the model's configured provider label (bounded), not
 // the deployment that answered.
-func (m *Metrics) finished(x *exchange, total time.Duration, in, out, cost int64) {
+func (m *Metrics) finished(x *exchange, total time.Duration, u *providers.Usage, cost int64) {
 	if m == nil {
 		return
 	}
@@ -187,11 +200,16 @@ func (m *Metrics) finished(x *exchange, total time.Duration, in, out, cost int64
 	if mm == nil {
 		return
 	}
-	if in > 0 {
-		mm.in.Add(float64(in))
+	if u.InputTokens > 0 {
+		mm.in.Add(float64(u.InputTokens))
 	}
-	if out > 0 {
-		mm.out.Add(float64(out))
+	if u.OutputTokens > 0 {
+		mm.out.Add(float64(u.OutputTokens))
+	}
+	for i, n := range [3]int64{u.CacheReadTokens, u.CacheWrite5mTokens, u.CacheWrite1hTokens} {
+		if n > 0 {
+			mm.cache[i].Add(float64(n))
+		}
 	}
 	if cost > 0 {
 		mm.cost.Add(float64(cost))
@@ -241,7 +259,7 @@ func (m *Metrics) tokenGap(d time.Duration) {
 }
 
 // ledgerStats is what the ledger collector reads.
-type ledgerStats interface{ Stats() policy.LedgerStats }
+type ledgerStats interface{ Stats() ledger.Stats }
 
 // Collectors report, at scrape time, the counters that pools, the persona
 // cache, the ledger and the limiter keep themselves. Nil fields are

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/moonborn/edge/internal/jsonx"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -18,76 +19,79 @@ func decodeOpenAIRequest(body []byte, c *conversation) *apiError {
 	if ae := checkBody(body); ae != nil {
 		return ae
 	}
-	obj, _ := providers.NewJSONObject(body)
+	obj, _ := jsonx.NewObject(body)
 	hasModel, hasMessages := false, false
 	c.maxTokensField = "max_tokens"
 	var ae *apiError
 	for key, v, ok := obj.Member(); ok && ae == nil; key, v, ok = obj.Member() {
-		if providers.JSONIsNull(v) {
+		if jsonx.IsNull(v) {
 			continue
 		}
 		r := &c.req
 		switch {
-		case providers.JSONKeyIs(key, "model"):
+		case jsonx.KeyIs(key, "model"):
 			c.model, ae = jsonStr(v, "model")
 			hasModel = true
-		case providers.JSONKeyIs(key, "messages"):
+		case jsonx.KeyIs(key, "messages"):
 			hasMessages = true
 			ae = decodeOpenAIMessages(v, c)
-		case providers.JSONKeyIs(key, "stream"):
+		case jsonx.KeyIs(key, "stream"):
 			c.stream, ae = jsonBool(v, "stream")
-		case providers.JSONKeyIs(key, "stream_options"):
+		case jsonx.KeyIs(key, "stream_options"):
 			ae = decodeStreamOptions(v, c)
-		case providers.JSONKeyIs(key, "max_completion_tokens"):
+		case jsonx.KeyIs(key, "max_completion_tokens"):
 			c.maxTokens, ae = jsonWhole(v, "max_completion_tokens", 1)
 			c.hasMaxTokens, c.maxTokensField = true, "max_completion_tokens"
-		case providers.JSONKeyIs(key, "max_tokens"):
+		case jsonx.KeyIs(key, "max_tokens"):
 			if c.maxTokensField == "max_completion_tokens" {
 				continue // the newer field wins, as OpenAI documents
 			}
 			c.maxTokens, ae = jsonWhole(v, "max_tokens", 1)
 			c.hasMaxTokens = true
-		case providers.JSONKeyIs(key, "temperature"):
+		case jsonx.KeyIs(key, "temperature"):
 			r.Temperature, ae = jsonRange(v, "temperature", 0, 2)
 			r.HasTemperature = true
-		case providers.JSONKeyIs(key, "top_p"):
+		case jsonx.KeyIs(key, "top_p"):
 			r.TopP, ae = jsonRange(v, "top_p", 0, 1)
 			r.HasTopP = true
-		case providers.JSONKeyIs(key, "seed"):
+		case jsonx.KeyIs(key, "seed"):
 			var f float64
 			f, ae = jsonRange(v, "seed", -(1 << 53), 1<<53)
 			r.Seed, r.HasSeed = int64(f), true
-		case providers.JSONKeyIs(key, "user"):
+		case jsonx.KeyIs(key, "user"):
 			r.User, ae = jsonStr(v, "user")
-		case providers.JSONKeyIs(key, "stop"):
+		case jsonx.KeyIs(key, "prompt_cache_key"):
+			// The caller's own key wins over a persona's (see cachePersona).
+			r.CacheKey, ae = jsonStr(v, "prompt_cache_key")
+		case jsonx.KeyIs(key, "stop"):
 			r.Stop, ae = jsonStop(v, "stop", 4)
-		case providers.JSONKeyIs(key, "n"):
+		case jsonx.KeyIs(key, "n"):
 			var n int64
 			if n, ae = jsonWhole(v, "n", 1); ae == nil && n != 1 {
 				ae = badRequest("n", "only 1 choice is supported")
 			}
-		case providers.JSONKeyIs(key, "tools"):
+		case jsonx.KeyIs(key, "tools"):
 			ae = decodeOpenAITools(v, &r.Tools)
-		case providers.JSONKeyIs(key, "tool_choice"):
+		case jsonx.KeyIs(key, "tool_choice"):
 			ae = decodeOpenAIToolChoice(v, &r.ToolChoice)
-		case providers.JSONKeyIs(key, "parallel_tool_calls"):
+		case jsonx.KeyIs(key, "parallel_tool_calls"):
 			var par bool
 			par, ae = jsonBool(v, "parallel_tool_calls")
 			r.ToolChoice.NoParallel = !par
-		case providers.JSONKeyIs(key, "response_format"):
+		case jsonx.KeyIs(key, "response_format"):
 			ae = decodeResponseFormat(v, r)
-		case providers.JSONKeyIs(key, "logprobs"):
+		case jsonx.KeyIs(key, "logprobs"):
 			if string(v) != "false" {
 				ae = badRequest("logprobs", "is not supported")
 			}
-		case providers.JSONKeyIs(key, "presence_penalty"), providers.JSONKeyIs(key, "frequency_penalty"):
-			if f, err := providers.JSONFloat(v); err != nil || f != 0 {
+		case jsonx.KeyIs(key, "presence_penalty"), jsonx.KeyIs(key, "frequency_penalty"):
+			if f, err := jsonx.Float(v); err != nil || f != 0 {
 				ae = badRequest(string(key[1:len(key)-1]), "is not supported")
 			}
-		case providers.JSONKeyIs(key, "logit_bias"), providers.JSONKeyIs(key, "top_logprobs"),
-			providers.JSONKeyIs(key, "audio"), providers.JSONKeyIs(key, "modalities"),
-			providers.JSONKeyIs(key, "prediction"), providers.JSONKeyIs(key, "functions"),
-			providers.JSONKeyIs(key, "function_call"):
+		case jsonx.KeyIs(key, "logit_bias"), jsonx.KeyIs(key, "top_logprobs"),
+			jsonx.KeyIs(key, "audio"), jsonx.KeyIs(key, "modalities"),
+			jsonx.KeyIs(key, "prediction"), jsonx.KeyIs(key, "functions"),
+			jsonx.KeyIs(key, "function_call"):
 			if string(v) != "{}" && string(v) != "[]" {
 				ae = badRequest(string(key[1:len(key)-1]), "is not supported")
 			}
@@ -108,13 +112,13 @@ func decodeOpenAIRequest(body []byte, c *conversation) *apiError {
 }
 
 func decodeStreamOptions(v []byte, c *conversation) *apiError {
-	obj, err := providers.NewJSONObject(v)
+	obj, err := jsonx.NewObject(v)
 	if err != nil {
 		return badRequest("stream_options", "must be an object")
 	}
 	var ae *apiError
 	for k, ov, ok := obj.Member(); ok && ae == nil; k, ov, ok = obj.Member() {
-		if providers.JSONKeyIs(k, "include_usage") && !providers.JSONIsNull(ov) {
+		if jsonx.KeyIs(k, "include_usage") && !jsonx.IsNull(ov) {
 			c.includeUsage, ae = jsonBool(ov, "stream_options.include_usage")
 		}
 	}
@@ -124,7 +128,7 @@ func decodeStreamOptions(v []byte, c *conversation) *apiError {
 // decodeResponseFormat reads response_format: text is the default; the
 // JSON modes are kept verbatim for upstreams that understand them.
 func decodeResponseFormat(v []byte, r *providers.Request) *apiError {
-	obj, err := providers.NewJSONObject(v)
+	obj, err := jsonx.NewObject(v)
 	if err != nil {
 		return badRequest("response_format", "must be an object")
 	}
@@ -132,10 +136,10 @@ func decodeResponseFormat(v []byte, r *providers.Request) *apiError {
 	hasSchema := false
 	for k, ov, ok := obj.Member(); ok; k, ov, ok = obj.Member() {
 		switch {
-		case providers.JSONKeyIs(k, "type"):
+		case jsonx.KeyIs(k, "type"):
 			typ = ov
-		case providers.JSONKeyIs(k, "json_schema"):
-			hasSchema = providers.JSONIsObject(ov)
+		case jsonx.KeyIs(k, "json_schema"):
+			hasSchema = jsonx.IsObject(ov)
 		}
 	}
 	switch string(typ) {
@@ -157,7 +161,7 @@ func decodeResponseFormat(v []byte, r *providers.Request) *apiError {
 // messages go to c.system (they follow the persona's prompt), later ones
 // stay in place.
 func decodeOpenAIMessages(v []byte, c *conversation) *apiError {
-	arr, err := providers.NewJSONArray(v)
+	arr, err := jsonx.NewArray(v)
 	if err != nil {
 		return badRequest("messages", "must be an array")
 	}
@@ -179,18 +183,18 @@ func decodeOpenAIMessages(v []byte, c *conversation) *apiError {
 }
 
 func decodeOpenAIMessage(v []byte, field string, m *providers.Message) *apiError {
-	obj, err := providers.NewJSONObject(v)
+	obj, err := jsonx.NewObject(v)
 	if err != nil {
 		return badRequest(field, "must be an object")
 	}
 	var ae *apiError
 	hasContent := false
 	for k, mv, ok := obj.Member(); ok && ae == nil; k, mv, ok = obj.Member() {
-		if providers.JSONIsNull(mv) {
+		if jsonx.IsNull(mv) {
 			continue
 		}
 		switch {
-		case providers.JSONKeyIs(k, "role"):
+		case jsonx.KeyIs(k, "role"):
 			var role string
 			role, ae = jsonStr(mv, field+".role")
 			switch role {
@@ -207,14 +211,14 @@ func decodeOpenAIMessage(v []byte, field string, m *providers.Message) *apiError
 					ae = badRequest(field+".role", "must be system, developer, user, assistant or tool")
 				}
 			}
-		case providers.JSONKeyIs(k, "content"):
+		case jsonx.KeyIs(k, "content"):
 			hasContent = true
 			m.Text, m.Parts, ae = decodeOpenAIContent(mv, field+".content")
-		case providers.JSONKeyIs(k, "tool_calls"):
+		case jsonx.KeyIs(k, "tool_calls"):
 			ae = decodeOpenAIToolCalls(mv, field+".tool_calls", &m.ToolCalls)
-		case providers.JSONKeyIs(k, "tool_call_id"):
+		case jsonx.KeyIs(k, "tool_call_id"):
 			m.ToolCallID, ae = jsonStr(mv, field+".tool_call_id")
-		case providers.JSONKeyIs(k, "audio"), providers.JSONKeyIs(k, "function_call"):
+		case jsonx.KeyIs(k, "audio"), jsonx.KeyIs(k, "function_call"):
 			ae = badRequest(field+"."+string(k[1:len(k)-1]), "is not supported")
 		}
 	}
@@ -245,7 +249,7 @@ func decodeOpenAIContent(v []byte, field string) (string, []providers.Part, *api
 		s, ae := jsonStr(v, field)
 		return s, nil, ae
 	}
-	arr, err := providers.NewJSONArray(v)
+	arr, err := jsonx.NewArray(v)
 	if err != nil {
 		return "", nil, badRequest(field, "must be a string or an array of content parts")
 	}
@@ -256,18 +260,18 @@ func decodeOpenAIContent(v []byte, field string) (string, []providers.Part, *api
 	for el, ok := arr.Element(); ok; el, ok = arr.Element() {
 		pf := field + "[" + strconv.Itoa(i) + "]"
 		i++
-		obj, err := providers.NewJSONObject(el)
+		obj, err := jsonx.NewObject(el)
 		if err != nil {
 			return "", nil, badRequest(pf, "must be an object")
 		}
 		var typ, part, image []byte
 		for k, pv, ok := obj.Member(); ok; k, pv, ok = obj.Member() {
 			switch {
-			case providers.JSONKeyIs(k, "type"):
+			case jsonx.KeyIs(k, "type"):
 				typ = pv
-			case providers.JSONKeyIs(k, "text"):
+			case jsonx.KeyIs(k, "text"):
 				part = pv
-			case providers.JSONKeyIs(k, "image_url"):
+			case jsonx.KeyIs(k, "image_url"):
 				image = pv
 			}
 		}
@@ -301,7 +305,7 @@ func decodeOpenAIContent(v []byte, field string) (string, []providers.Part, *api
 
 // decodeOpenAIImage reads an image_url part's {"url","detail"}.
 func decodeOpenAIImage(v []byte, field string) (providers.Image, *apiError) {
-	obj, err := providers.NewJSONObject(v)
+	obj, err := jsonx.NewObject(v)
 	if err != nil {
 		return providers.Image{}, badRequest(field, "must be an object with a url")
 	}
@@ -309,9 +313,9 @@ func decodeOpenAIImage(v []byte, field string) (providers.Image, *apiError) {
 	var ae *apiError
 	for k, iv, ok := obj.Member(); ok && ae == nil; k, iv, ok = obj.Member() {
 		switch {
-		case providers.JSONKeyIs(k, "url"):
+		case jsonx.KeyIs(k, "url"):
 			url, ae = jsonStr(iv, field+".url")
-		case providers.JSONKeyIs(k, "detail"):
+		case jsonx.KeyIs(k, "detail"):
 			detail, ae = jsonStr(iv, field+".detail")
 		}
 	}
@@ -334,7 +338,7 @@ func decodeOpenAIImage(v []byte, field string) (providers.Image, *apiError) {
 }
 
 func decodeOpenAIToolCalls(v []byte, field string, dst *[]providers.ToolCall) *apiError {
-	arr, err := providers.NewJSONArray(v)
+	arr, err := jsonx.NewArray(v)
 	if err != nil {
 		return badRequest(field, "must be an array")
 	}
@@ -342,7 +346,7 @@ func decodeOpenAIToolCalls(v []byte, field string, dst *[]providers.ToolCall) *a
 	for el, ok := arr.Element(); ok; el, ok = arr.Element() {
 		f := field + "[" + strconv.Itoa(i) + "]"
 		i++
-		obj, err := providers.NewJSONObject(el)
+		obj, err := jsonx.NewObject(el)
 		if err != nil {
 			return badRequest(f, "must be an object")
 		}
@@ -350,23 +354,23 @@ func decodeOpenAIToolCalls(v []byte, field string, dst *[]providers.ToolCall) *a
 		var ae *apiError
 		for k, cv, ok := obj.Member(); ok && ae == nil; k, cv, ok = obj.Member() {
 			switch {
-			case providers.JSONKeyIs(k, "id"):
+			case jsonx.KeyIs(k, "id"):
 				tc.ID, ae = jsonStr(cv, f+".id")
-			case providers.JSONKeyIs(k, "type"):
+			case jsonx.KeyIs(k, "type"):
 				if string(cv) != `"function"` {
 					ae = badRequest(f+".type", `must be "function"`)
 				}
-			case providers.JSONKeyIs(k, "function"):
-				fo, err := providers.NewJSONObject(cv)
+			case jsonx.KeyIs(k, "function"):
+				fo, err := jsonx.NewObject(cv)
 				if err != nil {
 					ae = badRequest(f+".function", "must be an object")
 					continue
 				}
 				for fk, fv, ok := fo.Member(); ok && ae == nil; fk, fv, ok = fo.Member() {
 					switch {
-					case providers.JSONKeyIs(fk, "name"):
+					case jsonx.KeyIs(fk, "name"):
 						tc.Name, ae = jsonStr(fv, f+".function.name")
-					case providers.JSONKeyIs(fk, "arguments"):
+					case jsonx.KeyIs(fk, "arguments"):
 						tc.Arguments, ae = jsonStr(fv, f+".function.arguments")
 					}
 				}
@@ -381,7 +385,7 @@ func decodeOpenAIToolCalls(v []byte, field string, dst *[]providers.ToolCall) *a
 		if tc.Arguments == "" {
 			tc.Arguments = "{}"
 		}
-		if !providers.JSONIsObject([]byte(tc.Arguments)) || !providers.JSONValid([]byte(tc.Arguments)) {
+		if !jsonx.IsObject([]byte(tc.Arguments)) || !jsonx.Valid([]byte(tc.Arguments)) {
 			return badRequest(f+".function.arguments", "must be a JSON object")
 		}
 		*dst = append(*dst, tc)
@@ -390,7 +394,7 @@ func decodeOpenAIToolCalls(v []byte, field string, dst *[]providers.ToolCall) *a
 }
 
 func decodeOpenAITools(v []byte, dst *[]providers.Tool) *apiError {
-	arr, err := providers.NewJSONArray(v)
+	arr, err := jsonx.NewArray(v)
 	if err != nil {
 		return badRequest("tools", "must be an array")
 	}
@@ -398,7 +402,7 @@ func decodeOpenAITools(v []byte, dst *[]providers.Tool) *apiError {
 	for el, ok := arr.Element(); ok; el, ok = arr.Element() {
 		f := "tools[" + strconv.Itoa(i) + "]"
 		i++
-		obj, err := providers.NewJSONObject(el)
+		obj, err := jsonx.NewObject(el)
 		if err != nil {
 			return badRequest(f, "must be an object")
 		}
@@ -406,11 +410,11 @@ func decodeOpenAITools(v []byte, dst *[]providers.Tool) *apiError {
 		var ae *apiError
 		for k, tv, ok := obj.Member(); ok && ae == nil; k, tv, ok = obj.Member() {
 			switch {
-			case providers.JSONKeyIs(k, "type"):
+			case jsonx.KeyIs(k, "type"):
 				if string(tv) != `"function"` {
 					ae = badRequest(f+".type", `only "function" tools are supported`)
 				}
-			case providers.JSONKeyIs(k, "function"):
+			case jsonx.KeyIs(k, "function"):
 				ae = decodeFunction(tv, f+".function", &t)
 			}
 		}
@@ -426,26 +430,26 @@ func decodeOpenAITools(v []byte, dst *[]providers.Tool) *apiError {
 }
 
 func decodeFunction(v []byte, f string, t *providers.Tool) *apiError {
-	fo, err := providers.NewJSONObject(v)
+	fo, err := jsonx.NewObject(v)
 	if err != nil {
 		return badRequest(f, "must be an object")
 	}
 	var ae *apiError
 	for k, fv, ok := fo.Member(); ok && ae == nil; k, fv, ok = fo.Member() {
-		if providers.JSONIsNull(fv) {
+		if jsonx.IsNull(fv) {
 			continue
 		}
 		switch {
-		case providers.JSONKeyIs(k, "name"):
+		case jsonx.KeyIs(k, "name"):
 			t.Name, ae = jsonStr(fv, f+".name")
-		case providers.JSONKeyIs(k, "description"):
+		case jsonx.KeyIs(k, "description"):
 			t.Description, ae = jsonStr(fv, f+".description")
-		case providers.JSONKeyIs(k, "parameters"):
-			if !providers.JSONIsObject(fv) {
+		case jsonx.KeyIs(k, "parameters"):
+			if !jsonx.IsObject(fv) {
 				ae = badRequest(f+".parameters", "must be a JSON Schema object")
 			}
 			t.Parameters = append([]byte(nil), fv...)
-		case providers.JSONKeyIs(k, "strict"):
+		case jsonx.KeyIs(k, "strict"):
 			if string(fv) == "true" {
 				ae = badRequest(f+".strict", "is not supported")
 			}
@@ -466,12 +470,12 @@ func decodeOpenAIToolChoice(v []byte, tc *providers.ToolChoice) *apiError {
 		tc.Mode = providers.ToolChoiceRequired
 		return nil
 	}
-	obj, err := providers.NewJSONObject(v)
+	obj, err := jsonx.NewObject(v)
 	if err != nil {
 		return badRequest("tool_choice", `must be "auto", "none", "required" or a function`)
 	}
 	for k, cv, ok := obj.Member(); ok; k, cv, ok = obj.Member() {
-		if !providers.JSONKeyIs(k, "function") {
+		if !jsonx.KeyIs(k, "function") {
 			continue
 		}
 		var t providers.Tool

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/moonborn/edge/providers"
+	"github.com/moonborn/edge/internal/jsonx"
 )
 
 // chatRequest is the decoded body of POST /v1/personas/{id}/chat. A Has*
@@ -32,58 +32,58 @@ type chatRequest struct {
 // accepts; unknown fields are validated and ignored.
 func decodeChatRequest(body []byte) (chatRequest, *apiError) {
 	var req chatRequest
-	if !providers.JSONIsObject(body) {
+	if !jsonx.IsObject(body) {
 		return req, validationError("body", "must be a JSON object")
 	}
 	if !utf8.Valid(body) {
 		return req, validationError("body", "must be valid UTF-8")
 	}
-	obj, err := providers.NewJSONObject(body)
+	obj, err := jsonx.NewObject(body)
 	if err != nil {
 		return req, validationError("body", "malformed JSON")
 	}
 	var typeErr *apiError // the first wrong type; syntax errors win over it
 	for key, v, ok := obj.Member(); ok; key, v, ok = obj.Member() {
-		if providers.JSONIsNull(v) {
+		if jsonx.IsNull(v) {
 			continue
 		}
 		switch {
-		case providers.JSONKeyIs(key, "userText"):
+		case jsonx.KeyIs(key, "userText"):
 			s, ok := jsonText(v)
 			if !ok {
 				typeErr = firstErr(typeErr, "userText", "must be a string")
 				continue
 			}
 			req.UserText, req.HasUserText = string(s), true
-		case providers.JSONKeyIs(key, "modelId"):
+		case jsonx.KeyIs(key, "modelId"):
 			s, ok := jsonText(v)
 			if !ok {
 				typeErr = firstErr(typeErr, "modelId", "must be a string")
 				continue
 			}
 			req.ModelID, req.HasModelID = s, true
-		case providers.JSONKeyIs(key, "memoryDigest"):
+		case jsonx.KeyIs(key, "memoryDigest"):
 			s, ok := jsonText(v)
 			if !ok {
 				typeErr = firstErr(typeErr, "memoryDigest", "must be a string")
 				continue
 			}
 			req.MemoryDigest = string(s)
-		case providers.JSONKeyIs(key, "temperature"):
+		case jsonx.KeyIs(key, "temperature"):
 			f, err := jsonNumber(v)
 			if err != nil {
 				typeErr = firstErr(typeErr, "temperature", "must be a number")
 				continue
 			}
 			req.Temperature, req.HasTemperature = f, true
-		case providers.JSONKeyIs(key, "maxOutputTokens"):
+		case jsonx.KeyIs(key, "maxOutputTokens"):
 			f, err := jsonNumber(v)
 			if err != nil {
 				typeErr = firstErr(typeErr, "maxOutputTokens", "must be a number")
 				continue
 			}
 			req.MaxOutputTokens, req.HasMaxOutputTokens = f, true
-		case providers.JSONKeyIs(key, "stream"):
+		case jsonx.KeyIs(key, "stream"):
 			switch string(v) {
 			case "true":
 				req.Stream = true
@@ -124,13 +124,13 @@ func jsonText(v []byte) ([]byte, bool) {
 	if len(v) == 0 || v[0] != '"' {
 		return nil, false
 	}
-	s, err := providers.JSONString(nil, v)
+	s, err := jsonx.Unquote(nil, v)
 	return s, err == nil
 }
 
 // jsonNumber reads a number value; strings holding digits are not numbers.
 func jsonNumber(v []byte) (float64, error) {
-	return providers.JSONFloat(v)
+	return jsonx.Float(v)
 }
 
 func firstErr(prev *apiError, field, rule string) *apiError {

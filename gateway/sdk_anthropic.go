@@ -5,6 +5,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/moonborn/edge/internal/jsonx"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -26,10 +27,21 @@ func anthropicStopReason(reason string, calls []providers.ToolCall) string {
 	return "end_turn"
 }
 
+// appendAnthropicUsage writes u in Anthropic's terms: input_tokens is the
+// uncached input only, the cache's reads and writes beside it (and the
+// writes split by TTL), whichever protocol the deployment spoke.
 func appendAnthropicUsage(dst []byte, u providers.Usage) []byte {
 	dst = append(dst, `{"input_tokens":`...)
-	dst = strconv.AppendInt(dst, u.InputTokens, 10)
-	dst = append(dst, `,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":`...)
+	dst = strconv.AppendInt(dst, u.Uncached(), 10)
+	dst = append(dst, `,"cache_creation_input_tokens":`...)
+	dst = strconv.AppendInt(dst, u.CacheWriteTokens(), 10)
+	dst = append(dst, `,"cache_read_input_tokens":`...)
+	dst = strconv.AppendInt(dst, u.CacheReadTokens, 10)
+	dst = append(dst, `,"cache_creation":{"ephemeral_5m_input_tokens":`...)
+	dst = strconv.AppendInt(dst, u.CacheWrite5mTokens, 10)
+	dst = append(dst, `,"ephemeral_1h_input_tokens":`...)
+	dst = strconv.AppendInt(dst, u.CacheWrite1hTokens, 10)
+	dst = append(dst, `},"output_tokens":`...)
 	dst = strconv.AppendInt(dst, u.OutputTokens, 10)
 	return append(dst, '}')
 }
@@ -38,14 +50,14 @@ func (a *sdkAPI) appendAnthropicHead(dst []byte, model string) []byte {
 	dst = append(dst, `{"id":"msg_`...)
 	dst = append(dst, a.id...)
 	dst = append(dst, `","type":"message","role":"assistant","model":`...)
-	return providers.AppendJSONString(dst, model)
+	return jsonx.AppendString(dst, model)
 }
 
 func appendToolUse(dst []byte, c *providers.ToolCall, input string) []byte {
 	dst = append(dst, `{"type":"tool_use","id":`...)
-	dst = providers.AppendJSONString(dst, c.ID)
+	dst = jsonx.AppendString(dst, c.ID)
 	dst = append(dst, `,"name":`...)
-	dst = providers.AppendJSONString(dst, c.Name)
+	dst = jsonx.AppendString(dst, c.Name)
 	dst = append(dst, `,"input":`...)
 	return append(append(dst, input...), '}')
 }
@@ -53,7 +65,7 @@ func appendToolUse(dst []byte, c *providers.ToolCall, input string) []byte {
 // toolInput is a call's arguments as a JSON object value; arguments that
 // are not one (a model's malformed output) travel as {}.
 func toolInput(args string) string {
-	if providers.JSONIsObject([]byte(args)) && providers.JSONValid([]byte(args)) {
+	if jsonx.IsObject([]byte(args)) && jsonx.Valid([]byte(args)) {
 		return args
 	}
 	return "{}"
@@ -65,7 +77,7 @@ func (a *sdkAPI) appendAnthropicMessage(dst []byte, x *exchange, res *providers.
 	n := 0
 	if res.Content != "" || len(res.ToolCalls) == 0 {
 		dst = append(dst, `{"type":"text","text":`...)
-		dst = providers.AppendJSONString(dst, res.Content)
+		dst = jsonx.AppendString(dst, res.Content)
 		dst = append(dst, '}')
 		n++
 	}
@@ -106,7 +118,7 @@ func (a *sdkAPI) appendAnthropicDelta(dst []byte, x *exchange, st providers.Stre
 		a.textOpen = true
 	}
 	dst = append(dst, anthropicDeltaPrefix...)
-	dst = providers.AppendJSONString(dst, d)
+	dst = jsonx.AppendString(dst, d)
 	return append(dst, anthropicDeltaTail...)
 }
 
@@ -135,7 +147,7 @@ func (a *sdkAPI) appendAnthropicEnd(dst []byte, x *exchange, st providers.Stream
 		dst = append(dst, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":"...)
 		dst = append(dst, n...)
 		dst = append(dst, `,"delta":{"type":"input_json_delta","partial_json":`...)
-		dst = providers.AppendJSONString(dst, toolInput(c.Arguments))
+		dst = jsonx.AppendString(dst, toolInput(c.Arguments))
 		dst = append(dst, "}}\n\n"...)
 		dst = append(dst, "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":"...)
 		dst = append(dst, n...)

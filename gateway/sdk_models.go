@@ -4,9 +4,8 @@ import (
 	"net/http"
 	"slices"
 
+	"github.com/moonborn/edge/internal/jsonx"
 	"github.com/valyala/fasthttp"
-
-	"github.com/moonborn/edge/providers"
 )
 
 // serveModels handles GET /v1/models: every public model id, which every
@@ -98,13 +97,13 @@ func (s *Server) modelsAuth(ctx *fasthttp.RequestCtx, kind apiKind) bool {
 func appendModel(dst []byte, kind apiKind, id string) []byte {
 	if kind == apiOpenAI {
 		dst = append(dst, `{"id":`...)
-		dst = providers.AppendJSONString(dst, id)
+		dst = jsonx.AppendString(dst, id)
 		return append(dst, `,"object":"model","created":0,"owned_by":"moonborn"}`...)
 	}
 	dst = append(dst, `{"type":"model","id":`...)
-	dst = providers.AppendJSONString(dst, id)
+	dst = jsonx.AppendString(dst, id)
 	dst = append(dst, `,"display_name":`...)
-	dst = providers.AppendJSONString(dst, id)
+	dst = jsonx.AppendString(dst, id)
 	return append(dst, `,"created_at":"1970-01-01T00:00:00Z"}`...)
 }
 
@@ -112,5 +111,5 @@ func appendIDOrNull(dst []byte, ids []string, i int) []byte {
 	if i < 0 || i >= len(ids) {
 		return append(dst, "null"...)
 	}
-	return providers.AppendJSONString(dst, ids[i])
+	return jsonx.AppendString(dst, ids[i])
 }

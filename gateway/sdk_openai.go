@@ -8,6 +8,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/moonborn/edge/internal/jsonx"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -130,10 +131,13 @@ func (a *sdkAPI) appendOpenAIHead(dst []byte, object, model string) []byte {
 	dst = append(dst, `","created":`...)
 	dst = strconv.AppendInt(dst, a.created, 10)
 	dst = append(dst, `,"model":`...)
-	dst = providers.AppendJSONString(dst, model)
+	dst = jsonx.AppendString(dst, model)
 	return append(dst, `,"system_fingerprint":null,"choices":`...)
 }
 
+// appendOpenAIUsage writes u in OpenAI's terms: prompt_tokens is the
+// whole input, cached_tokens its part read from the cache (OpenAI has no
+// field for cache writes: they count as ordinary prompt tokens there).
 func appendOpenAIUsage(dst []byte, u providers.Usage) []byte {
 	dst = append(dst, `{"prompt_tokens":`...)
 	dst = strconv.AppendInt(dst, u.InputTokens, 10)
@@ -141,7 +145,11 @@ func appendOpenAIUsage(dst []byte, u providers.Usage) []byte {
 	dst = strconv.AppendInt(dst, u.OutputTokens, 10)
 	dst = append(dst, `,"total_tokens":`...)
 	dst = strconv.AppendInt(dst, u.InputTokens+u.OutputTokens, 10)
-	return append(dst, `,"prompt_tokens_details":{"cached_tokens":0},"completion_tokens_details":{"reasoning_tokens":0}}`...)
+	dst = append(dst, `,"prompt_tokens_details":{"cached_tokens":`...)
+	dst = strconv.AppendInt(dst, u.CacheReadTokens, 10)
+	dst = append(dst, `},"completion_tokens_details":{"reasoning_tokens":`...)
+	dst = strconv.AppendInt(dst, u.ReasoningTokens, 10)
+	return append(dst, "}}"...)
 }
 
 func appendOpenAIToolCalls(dst []byte, calls []providers.ToolCall, indexed bool) []byte {
@@ -158,11 +166,11 @@ func appendOpenAIToolCalls(dst []byte, calls []providers.ToolCall, indexed bool)
 			dst = append(dst, ',')
 		}
 		dst = append(dst, `"id":`...)
-		dst = providers.AppendJSONString(dst, c.ID)
+		dst = jsonx.AppendString(dst, c.ID)
 		dst = append(dst, `,"type":"function","function":{"name":`...)
-		dst = providers.AppendJSONString(dst, c.Name)
+		dst = jsonx.AppendString(dst, c.Name)
 		dst = append(dst, `,"arguments":`...)
-		dst = providers.AppendJSONString(dst, c.Arguments)
+		dst = jsonx.AppendString(dst, c.Arguments)
 		dst = append(dst, "}}"...)
 	}
 	return append(dst, ']')
@@ -184,7 +192,7 @@ func (a *sdkAPI) appendOpenAICompletion(dst []byte, x *exchange, res *providers.
 	if res.Content == "" && len(res.ToolCalls) > 0 {
 		dst = append(dst, "null"...)
 	} else {
-		dst = providers.AppendJSONString(dst, res.Content)
+		dst = jsonx.AppendString(dst, res.Content)
 	}
 	if len(res.ToolCalls) > 0 {
 		dst = append(dst, ',')
@@ -207,7 +215,7 @@ func (a *sdkAPI) appendOpenAIDelta(dst []byte, x *exchange, d []byte) []byte {
 		dst = a.appendOpenAIStart(dst, x)
 	}
 	dst = append(dst, a.prefix...)
-	dst = providers.AppendJSONString(dst, d)
+	dst = jsonx.AppendString(dst, d)
 	return append(dst, openAIChunkTail...)
 }
 
@@ -294,17 +302,17 @@ func sdkStatus(ae *apiError) int {
 // appendOpenAIError appends {"error":{"message","type","param","code"}}.
 func appendOpenAIError(dst []byte, ae *apiError) []byte {
 	dst = append(dst, `{"error":{"message":`...)
-	dst = providers.AppendJSONString(dst, ae.message)
+	dst = jsonx.AppendString(dst, ae.message)
 	dst = append(dst, `,"type":`...)
-	dst = providers.AppendJSONString(dst, openAIErrorType(sdkStatus(ae)))
+	dst = jsonx.AppendString(dst, openAIErrorType(sdkStatus(ae)))
 	dst = append(dst, `,"param":`...)
 	if p := errorParam(ae); p != "" {
-		dst = providers.AppendJSONString(dst, p)
+		dst = jsonx.AppendString(dst, p)
 	} else {
 		dst = append(dst, "null"...)
 	}
 	dst = append(dst, `,"code":`...)
-	dst = providers.AppendJSONString(dst, ae.code)
+	dst = jsonx.AppendString(dst, ae.code)
 	return append(dst, "}}"...)
 }
 
@@ -332,9 +340,9 @@ func anthropicErrorType(status int) string {
 // appendAnthropicError appends {"type":"error","error":{"type","message"}}.
 func appendAnthropicError(dst []byte, ae *apiError) []byte {
 	dst = append(dst, `{"type":"error","error":{"type":`...)
-	dst = providers.AppendJSONString(dst, anthropicErrorType(sdkStatus(ae)))
+	dst = jsonx.AppendString(dst, anthropicErrorType(sdkStatus(ae)))
 	dst = append(dst, `,"message":`...)
-	dst = providers.AppendJSONString(dst, ae.message)
+	dst = jsonx.AppendString(dst, ae.message)
 	return append(dst, "}}"...)
 }
 

@@ -23,6 +23,7 @@ import (
 
 	"github.com/moonborn/edge/gateway/persona"
 	"github.com/moonborn/edge/policy"
+	"github.com/moonborn/edge/policy/ledger"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -54,13 +55,28 @@ type Model struct {
 	Provider providers.Provider
 	// UpstreamModel is the model name sent upstream.
 	UpstreamModel string
-	// InputPrice and OutputPrice are USD per million tokens.
-	InputPrice, OutputPrice policy.Price
+	// Prices are USD per million tokens of each kind (cache defaults
+	// already applied).
+	Prices policy.Prices
+	// PromptCache is how persona prompts are cached at the provider.
+	PromptCache PromptCache
 	// MaxOutputTokens is the largest cap a request may ask for, and the cap
 	// used when neither request nor persona sets one.
 	MaxOutputTokens int
 	// Temperature is the model's default, nil for the upstream's own.
 	Temperature *float64
+}
+
+// PromptCache is a model's prompt-cache policy for persona prompts.
+type PromptCache struct {
+	// Off asks no caching: no breakpoint, no prompt_cache_key. Callers'
+	// own cache_control markers on the SDK routes still pass.
+	Off bool
+	// TTL is the persona breakpoint's TTL at Anthropic (Cache5m when zero).
+	TTL providers.CacheTTL
+	// MinTokens is the shortest persona prompt (estimated tokens) given an
+	// Anthropic breakpoint: a shorter prefix is not cached upstream.
+	MinTokens int64
 }
 
 // Options configure a Server. Zero values are noted per field.
@@ -75,7 +91,7 @@ type Options struct {
 	// Version names the first State's configuration. Optional.
 	Version string
 	// Ledger receives one usage record per authenticated request. Required.
-	Ledger policy.Ledger
+	Ledger ledger.Ledger
 	// Limiter enforces rate limits and quotas; nil admits everything.
 	Limiter Limiter
 	// Metrics records request metrics; nil records none.

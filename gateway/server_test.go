@@ -12,6 +12,7 @@ import (
 
 	"github.com/moonborn/edge/gateway/persona"
 	"github.com/moonborn/edge/policy"
+	"github.com/moonborn/edge/policy/ledger"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -29,10 +30,10 @@ func (panicProvider) Stream(context.Context, *providers.Request) (providers.Stre
 // memLedger keeps records for assertions.
 type memLedger struct {
 	mu   sync.Mutex
-	recs []policy.UsageRecord
+	recs []ledger.UsageRecord
 }
 
-func (l *memLedger) Record(r policy.UsageRecord) {
+func (l *memLedger) Record(r ledger.UsageRecord) {
 	l.mu.Lock()
 	l.recs = append(l.recs, r)
 	l.mu.Unlock()

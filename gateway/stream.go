@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/moonborn/edge/internal/jsonx"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -264,9 +265,9 @@ func (r *relay) relay(c net.Conn) (complete bool) {
 			r.buf = a.appendError(beginChunk(r.buf), ae)
 		} else {
 			r.buf = append(beginChunk(r.buf), errorPrefix...)
-			r.buf = providers.AppendJSONString(r.buf, ae.code)
+			r.buf = jsonx.AppendString(r.buf, ae.code)
 			r.buf = append(r.buf, `,"message":`...)
-			r.buf = providers.AppendJSONString(r.buf, ae.message)
+			r.buf = jsonx.AppendString(r.buf, ae.message)
 			r.buf = append(r.buf, "}}\n\n"...)
 		}
 		r.buf = append(endChunk(r.buf), lastChunk...)
@@ -283,7 +284,7 @@ func (r *relay) writeDelta(d []byte) error {
 		return r.emit(endChunk(r.buf), false)
 	}
 	r.buf = append(beginChunk(r.buf), deltaPrefix...)
-	r.buf = providers.AppendJSONString(r.buf, d)
+	r.buf = jsonx.AppendString(r.buf, d)
 	return r.emit(endChunk(append(r.buf, "}\n\n"...)), false)
 }
 

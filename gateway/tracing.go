@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/moonborn/edge/internal/jsonx"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -228,7 +229,7 @@ func appendInputMessages(dst []byte, r *providers.Request) []byte {
 		dst = append(dst, `{"role":"`...)
 		dst = append(dst, role...)
 		dst = append(dst, `","parts":[{"type":"text","content":`...)
-		dst = providers.AppendJSONString(dst, text)
+		dst = jsonx.AppendString(dst, text)
 		dst = append(dst, `}]}`...)
 	}
 	if r.System != "" {
@@ -256,6 +257,6 @@ func appendInputMessages(dst []byte, r *providers.Request) []byte {
 // appendOutputMessage renders a reply's text as gen_ai.output.messages.
 func appendOutputMessage(dst []byte, text string) []byte {
 	dst = append(dst, `[{"role":"assistant","parts":[{"type":"text","content":`...)
-	dst = providers.AppendJSONString(dst, text)
+	dst = jsonx.AppendString(dst, text)
 	return append(dst, `}]}]`...)
 }

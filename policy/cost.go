@@ -141,22 +141,48 @@ func (p *Price) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// Cost returns round_half_up(inputTokens×in + outputTokens×out) in µUSD.
+// Prices are one model's prices for each kind of token, USD per million.
+type Prices struct {
+	// Input is the price of uncached input tokens, Output of output
+	// tokens (reasoning included).
+	Input, Output Price
+	// CacheRead is the price of input tokens read from the upstream's
+	// prompt cache; CacheWrite5m and CacheWrite1h of input tokens written
+	// to it with the 5-minute and the 1-hour TTL.
+	CacheRead, CacheWrite5m, CacheWrite1h Price
+}
+
+// Tokens counts one request's tokens by how they are billed. Input is
+// the uncached input only: the cache's reads and writes are apart.
+type Tokens struct {
+	Input, Output, CacheRead, CacheWrite5m, CacheWrite1h int64
+}
+
+// Cost returns round_half_up(Σ tokens×price) over every kind of token, in
+// µUSD: one rounding of the exact sum, never a sum of rounded parts.
 //
-// It is exact for every input: each product is formed in 128 bits
-// (tokens < 2^63 and price < 2^63, so each is < 2^126 and their sum plus
-// the rounding half < 2^128). Only the final quotient can exceed int64,
-// which needs more than about 9.2e12 USD in one request (e.g. 9.2e12
-// tokens at 1 USD/M); it then saturates at math.MaxInt64. Negative token
-// counts or prices count as zero: they cannot come from ParsePrice and
-// mean a caller bug, which should not produce a refund.
-func Cost(inputTokens, outputTokens int64, in, out Price) int64 {
-	hi1, lo1 := bits.Mul64(nonNegative(inputTokens), nonNegative(int64(in)))
-	hi2, lo2 := bits.Mul64(nonNegative(outputTokens), nonNegative(int64(out)))
-	lo, carry := bits.Add64(lo1, lo2, 0)
-	hi := hi1 + hi2 + carry
-	lo, carry = bits.Add64(lo, PriceScale/2, 0)
-	hi += carry
+// It is exact for every input: prices above MaxPrice (which ParsePrice
+// never returns) count as MaxPrice, so each product is below 2^63×2^40 and
+// the five of them plus the rounding half fit in 128 bits. Only the final
+// quotient can exceed int64, which needs more than about 9.2e12 USD in
+// one request; it then saturates at math.MaxInt64. Negative token counts
+// or prices count as zero: they cannot come from ParsePrice and mean a
+// caller bug, which should not produce a refund.
+func (p *Prices) Cost(t Tokens) int64 {
+	var hi, lo uint64
+	add := func(tokens int64, price Price) {
+		h, l := bits.Mul64(nonNegative(tokens), nonNegative(int64(min(price, MaxPrice))))
+		var c uint64
+		lo, c = bits.Add64(lo, l, 0)
+		hi += h + c
+	}
+	add(t.Input, p.Input)
+	add(t.Output, p.Output)
+	add(t.CacheRead, p.CacheRead)
+	add(t.CacheWrite5m, p.CacheWrite5m)
+	add(t.CacheWrite1h, p.CacheWrite1h)
+	lo, c := bits.Add64(lo, PriceScale/2, 0)
+	hi += c
 	if hi >= PriceScale { // the quotient would not fit in 64 bits
 		return math.MaxInt64
 	}
@@ -165,6 +191,30 @@ func Cost(inputTokens, outputTokens int64, in, out Price) int64 {
 		return math.MaxInt64
 	}
 	return int64(q)
+}
+
+// Cost returns round_half_up(inputTokens×in + outputTokens×out) in µUSD:
+// Prices.Cost for a request the prompt cache had no part in.
+func Cost(inputTokens, outputTokens int64, in, out Price) int64 {
+	p := Prices{Input: in, Output: out}
+	return p.Cost(Tokens{Input: inputTokens, Output: outputTokens})
+}
+
+// Scale returns p×num/den rounded half up to the price's 6th decimal,
+// for prices derived from another (a cache read at a tenth of the input
+// price). It saturates at MaxPrice.
+func (p Price) Scale(num, den int64) Price {
+	if p <= 0 || num <= 0 || den <= 0 {
+		return 0
+	}
+	hi, lo := bits.Mul64(uint64(p), uint64(num))
+	lo, c := bits.Add64(lo, uint64(den)/2, 0)
+	hi += c
+	if hi >= uint64(den) {
+		return MaxPrice
+	}
+	q, _ := bits.Div64(hi, lo, uint64(den))
+	return Price(min(q, uint64(MaxPrice)))
 }
 
 func nonNegative(v int64) uint64 {

@@ -164,15 +164,92 @@ func TestCost(t *testing.T) {
 
 // bigCost is the reference: the same formula in arbitrary precision.
 func bigCost(in, out int64, inP, outP Price) int64 {
+	return bigPricesCost(Prices{Input: inP, Output: outP}, Tokens{Input: in, Output: out})
+}
+
+// bigPricesCost is Prices.Cost's reference, in arbitrary precision.
+func bigPricesCost(p Prices, t Tokens) int64 {
 	clamp := func(v int64) *big.Int { return big.NewInt(max(v, 0)) }
-	total := new(big.Int).Mul(clamp(in), clamp(int64(inP)))
-	total.Add(total, new(big.Int).Mul(clamp(out), clamp(int64(outP))))
+	price := func(v Price) *big.Int { return big.NewInt(max(min(int64(v), int64(MaxPrice)), 0)) }
+	total := new(big.Int)
+	for _, k := range []struct {
+		n int64
+		p Price
+	}{{t.Input, p.Input}, {t.Output, p.Output}, {t.CacheRead, p.CacheRead}, {t.CacheWrite5m, p.CacheWrite5m}, {t.CacheWrite1h, p.CacheWrite1h}} {
+		total.Add(total, new(big.Int).Mul(clamp(k.n), price(k.p)))
+	}
 	total.Add(total, big.NewInt(PriceScale/2))
 	total.Quo(total, big.NewInt(PriceScale))
 	if !total.IsInt64() {
 		return math.MaxInt64
 	}
 	return total.Int64()
+}
+
+// TestPricesCost: every kind of token at its own price, against a hand
+// computation (Claude Sonnet 4.5's list prices: input 3, cache read 0.30,
+// 5-minute write 3.75, 1-hour write 6, output 15 USD per million).
+func TestPricesCost(t *testing.T) {
+	sonnet := Prices{Input: 3_000_000, Output: 15_000_000, CacheRead: 300_000, CacheWrite5m: 3_750_000, CacheWrite1h: 6_000_000}
+	tests := []struct {
+		name string
+		t    Tokens
+		want int64
+	}{
+		// 4×3 + 3000×0.30 + 200×15 = 12 + 900 + 3000
+		{"warm: a 3,000-token persona read", Tokens{Input: 4, CacheRead: 3000, Output: 200}, 3912},
+		// 4×3 + 3000×3.75 + 200×15 = 12 + 11250 + 3000
+		{"cold: the persona written (5m)", Tokens{Input: 4, CacheWrite5m: 3000, Output: 200}, 14262},
+		// 4×3 + 3000×6 + 200×15
+		{"cold: the persona written (1h)", Tokens{Input: 4, CacheWrite1h: 3000, Output: 200}, 21012},
+		// 0.3 + 0.375 + 0.6 = 1.275: one rounding of the sum, not of each part
+		{"one rounding", Tokens{CacheRead: 1, CacheWrite5m: 1, CacheWrite1h: 1}, 10},
+		{"parts that round down alone round up together", Tokens{CacheRead: 1, CacheWrite5m: 1}, 4},
+		{"saturates", Tokens{Input: math.MaxInt64, CacheRead: math.MaxInt64}, math.MaxInt64},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := sonnet.Cost(tc.t); got != tc.want {
+				t.Fatalf("Cost = %d, want %d", got, tc.want)
+			}
+			if got, want := sonnet.Cost(tc.t), bigPricesCost(sonnet, tc.t); got != want {
+				t.Fatalf("Cost = %d, big.Int says %d", got, want)
+			}
+		})
+	}
+}
+
+func TestPriceScale(t *testing.T) {
+	for _, c := range []struct {
+		p        Price
+		num, den int64
+		want     Price
+	}{
+		{3_000_000, 1, 10, 300_000},
+		{3_000_000, 5, 4, 3_750_000},
+		{3_000_000, 2, 1, 6_000_000},
+		{150_001, 5, 4, 187_501}, // 187501.25
+		{3, 1, 2, 2},             // 1.5 rounds up
+		{MaxPrice, 2, 1, MaxPrice},
+		{0, 5, 4, 0},
+		{-1, 5, 4, 0},
+	} {
+		if got := c.p.Scale(c.num, c.den); got != c.want {
+			t.Errorf("%d.Scale(%d, %d) = %d, want %d", c.p, c.num, c.den, got, c.want)
+		}
+	}
+}
+
+func FuzzPricesCost(f *testing.F) {
+	f.Add(int64(4), int64(200), int64(3000), int64(0), int64(0), int64(3_000_000), int64(15_000_000), int64(300_000), int64(3_750_000), int64(6_000_000))
+	f.Add(int64(math.MaxInt64), int64(math.MaxInt64), int64(math.MaxInt64), int64(math.MaxInt64), int64(math.MaxInt64), int64(math.MaxInt64), int64(-1), int64(MaxPrice), int64(MaxPrice), int64(1))
+	f.Fuzz(func(t *testing.T, in, out, read, w5, w1, pIn, pOut, pRead, pW5, pW1 int64) {
+		p := Prices{Input: Price(pIn), Output: Price(pOut), CacheRead: Price(pRead), CacheWrite5m: Price(pW5), CacheWrite1h: Price(pW1)}
+		tk := Tokens{Input: in, Output: out, CacheRead: read, CacheWrite5m: w5, CacheWrite1h: w1}
+		if got, want := p.Cost(tk), bigPricesCost(p, tk); got != want {
+			t.Fatalf("Cost(%+v, %+v) = %d, want %d", p, tk, got, want)
+		}
+	})
 }
 
 func FuzzParsePrice(f *testing.F) {

@@ -18,7 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/moonborn/edge/policy/ledger"
 )
 
 // Key store errors. The gateway maps ErrKeyNotFound to 404 and
@@ -86,7 +86,7 @@ func (c *KeyStoreConfig) On(ledgerDriver string) bool {
 	if c.Enabled != nil {
 		return *c.Enabled
 	}
-	return ledgerDriver == LedgerDriverSQLite || ledgerDriver == LedgerDriverPostgres
+	return ledgerDriver == ledger.DriverSQLite || ledgerDriver == ledger.DriverPostgres
 }
 
 func (c *KeyStoreConfig) validate(prefix string, errs *[]error) {
@@ -164,7 +164,7 @@ type KeyUpdate struct {
 // Safe for concurrent use. Build it with OpenKeyStore; Close it.
 type KeyStore struct {
 	db      *sql.DB
-	dialect sqlDialect
+	dialect ledger.Dialect
 	pgCfg   *pgx.ConnConfig // PostgreSQL: for the LISTEN connection
 	prefix  string
 	every   time.Duration
@@ -197,8 +197,7 @@ type keyShard struct {
 // OpenKeyStore opens the key store in the database the ledger config
 // names (sqlite or postgres), migrates it under the ledger's migration
 // lock, loads every key and starts the sync loop. log may be nil.
-func OpenKeyStore(ctx context.Context, ledger LedgerConfig, cfg KeyStoreConfig, log *slog.Logger) (*KeyStore, error) {
-	ledger.SetDefaults()
+func OpenKeyStore(ctx context.Context, ledgerCfg ledger.Config, cfg KeyStoreConfig, log *slog.Logger) (*KeyStore, error) {
 	cfg.SetDefaults()
 	var errs []error
 	cfg.validate("", &errs)
@@ -213,36 +212,17 @@ func OpenKeyStore(ctx context.Context, ledger LedgerConfig, cfg KeyStoreConfig, 
 	for i := range ks.shards {
 		ks.shards[i].m = make(map[[sha256.Size]byte]*StoredKey)
 	}
-	switch ledger.Driver {
-	case LedgerDriverSQLite:
-		if err := makeParentDir(ledger.Path); err != nil {
-			return nil, fmt.Errorf("key store: %w", err)
-		}
-		db, err := sql.Open("sqlite", sqliteDSN(ledger.Path))
-		if err != nil {
-			return nil, fmt.Errorf("key store: sqlite: %w", err)
-		}
-		db.SetMaxOpenConns(2)
-		ks.db, ks.dialect = db, sqliteDialect
-	case LedgerDriverPostgres:
-		pc, err := pgx.ParseConfig(ledger.DSN)
-		if err != nil {
-			return nil, errors.New("key store: ledger.dsn: not a valid PostgreSQL connection string")
-		}
-		if pc.ConnectTimeout == 0 || pc.ConnectTimeout > ledger.WriteTimeout {
-			pc.ConnectTimeout = ledger.WriteTimeout
-		}
-		db := stdlib.OpenDB(*pc)
+	db, err := ledger.OpenDB(ctx, ledgerCfg)
+	if err != nil {
+		return nil, fmt.Errorf("key store: %w", err)
+	}
+	if db.Postgres != nil {
 		db.SetMaxOpenConns(4)
 		db.SetMaxIdleConns(2)
-		ks.db, ks.dialect, ks.pgCfg = db, postgresDialect, pc
-	default:
-		return nil, fmt.Errorf("key store: needs ledger.driver sqlite or postgres, not %s", ledger.Driver)
+	} else {
+		db.SetMaxOpenConns(2)
 	}
-	if err := migrate(ctx, ks.db, ks.dialect); err != nil {
-		ks.db.Close()
-		return nil, fmt.Errorf("key store: %s: %w", ks.dialect.name, err)
-	}
+	ks.db, ks.dialect, ks.pgCfg = db.DB, db.Dialect, db.Postgres
 	if err := ks.Sync(ctx); err != nil {
 		ks.db.Close()
 		return nil, err
@@ -372,7 +352,7 @@ func scanKey(r rowScanner) (*StoredKey, error) {
 	return &k, nil
 }
 
-func (ks *KeyStore) p(n int) string { return string(ks.dialect.placeholder(nil, n)) }
+func (ks *KeyStore) p(n int) string { return string(ks.dialect.Placeholder(nil, n)) }
 
 // Sync reads every row changed since the last one applied. The sync loop
 // calls it; tests and the admin API may too.
@@ -509,7 +489,7 @@ func (ks *KeyStore) insert(ctx context.Context, tx *sql.Tx, k *StoredKey, hash s
 	if own {
 		lim = *k.Limits
 	}
-	q := "INSERT INTO api_keys (" + keyColumns + ") VALUES " + string(ks.dialect.appendRow(nil, 1, keyColumnCount))
+	q := "INSERT INTO api_keys (" + keyColumns + ") VALUES " + string(ks.dialect.AppendRow(nil, 1, keyColumnCount))
 	_, err := tx.ExecContext(ctx, q, k.ID, k.Workspace, k.Name, k.Prefix, hash, k.CreatedAt.UnixMilli(), msOf(k.ExpiresAt), int64(0), "",
 		own, lim.RequestsPerMinute, lim.RequestBurst, lim.TokensPerMinute, lim.MonthlyBudgetUsdMicros, lim.MonthlyTokens, rev)
 	if err != nil {

@@ -9,12 +9,14 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/moonborn/edge/policy/ledger"
 )
 
 func openTestKeyStore(t testing.TB) *KeyStore {
 	t.Helper()
 	dir := t.TempDir()
-	ks, err := OpenKeyStore(context.Background(), LedgerConfig{Driver: LedgerDriverSQLite, Path: filepath.Join(dir, "usage.db"),
+	ks, err := OpenKeyStore(context.Background(), ledger.Config{Driver: ledger.DriverSQLite, Path: filepath.Join(dir, "usage.db"),
 		SpoolPath: filepath.Join(dir, "spool.jsonl")}, KeyStoreConfig{}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +135,7 @@ func TestKeyStoreLifecycle(t *testing.T) {
 func TestKeyStoreSyncsWrites(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	lc := LedgerConfig{Driver: LedgerDriverSQLite, Path: filepath.Join(dir, "usage.db"), SpoolPath: filepath.Join(dir, "s.jsonl")}
+	lc := ledger.Config{Driver: ledger.DriverSQLite, Path: filepath.Join(dir, "usage.db"), SpoolPath: filepath.Join(dir, "s.jsonl")}
 	a, err := OpenKeyStore(ctx, lc, KeyStoreConfig{SyncInterval: 5 * time.Second}, nil)
 	if err != nil {
 		t.Fatal(err)

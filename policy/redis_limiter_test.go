@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moonborn/edge/internal/testkit"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -227,11 +228,11 @@ func TestRedisLimiterOutage(t *testing.T) {
 	for _, mode := range []string{FailClosed, FailOpen} {
 		t.Run(mode, func(t *testing.T) {
 			prefix := testPrefix(t, addr)
-			proxy := startProxy(t, addr) // ledger_sql_test.go
+			proxy := testkit.StartProxy(t, addr)
 			var logs limiterLogBuffer
 			cfg := cfg
 			cfg.Backend, cfg.OnRedisDown = BackendRedis, mode
-			cfg.Redis = RedisConfig{Addr: proxy.ln.Addr().String(), KeyPrefix: prefix, Timeout: 2 * time.Second, DialTimeout: 2 * time.Second, DownBackoff: time.Second}
+			cfg.Redis = RedisConfig{Addr: proxy.Addr(), KeyPrefix: prefix, Timeout: 2 * time.Second, DialTimeout: 2 * time.Second, DownBackoff: time.Second}
 			l, err := NewRedisLimiter(cfg, slog.New(slog.NewJSONHandler(&logs, nil)))
 			if err != nil {
 				t.Fatal(err)
@@ -248,7 +249,7 @@ func TestRedisLimiterOutage(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			proxy.cut()
+			proxy.Cut()
 			for i := range 3 {
 				at := now.Add(time.Duration(i) * 100 * time.Millisecond) // within the backoff
 				d, err := l.Admit(t.Context(), key, 0, at)
@@ -287,7 +288,7 @@ func TestRedisLimiterOutage(t *testing.T) {
 				t.Errorf("%d outage log lines, want 1:\n%s", got, logs.String())
 			}
 
-			proxy.restore()
+			proxy.Restore()
 			// Still within the backoff: Redis is not tried yet.
 			if _, err := l.Admit(t.Context(), key, 0, now.Add(900*time.Millisecond)); mode == FailClosed && !errors.Is(err, ErrLimiterUnavailable) {
 				t.Errorf("within backoff: %v", err)

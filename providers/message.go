@@ -32,6 +32,9 @@ type Message struct {
 	// IsError marks a tool result that reports a failure (Anthropic's
 	// is_error); OpenAI has no such flag, so it is refused there.
 	IsError bool
+	// Cache marks a prompt-cache breakpoint on the turn's last content
+	// block (Anthropic's cache_control); CacheNone for none.
+	Cache CacheTTL
 }
 
 // Part is one piece of a user turn that mixes text and images: Text, or
@@ -102,6 +105,9 @@ type Tool struct {
 	Name        string
 	Description string
 	Parameters  []byte
+	// Cache marks a prompt-cache breakpoint on the tool's definition
+	// (Anthropic's cache_control); CacheNone for none.
+	Cache CacheTTL
 }
 
 // ToolChoiceMode says whether and which tool the model must call.

@@ -1,7 +1,8 @@
 // Package providers holds the canonical request, event and usage types that
 // every upstream speaks after translation, the Provider interface the
-// gateway calls, the typed upstream errors, and the SSE reader shared by the
-// wire-protocol sub-packages (openai, anthropic, mock).
+// gateway calls, the typed upstream errors, the pool, and the upstream
+// HTTP client whose event stream (SSEBody, framed by internal/sse) the
+// wire-protocol sub-packages (openai, anthropic, mock) read.
 //
 // Data flows one way: sub-packages import this package; this package imports
 // none of them, nor gateway or policy.
@@ -25,6 +26,14 @@ type Request struct {
 	// System is the complete system prompt (persona prompt plus any memory
 	// digest, already joined by the gateway). Empty means none.
 	System string
+	// SystemCache lists prompt-cache breakpoints inside System, in
+	// order: Anthropic deployments send System as text blocks cut there,
+	// each marked with cache_control; upstreams that cache prefixes on
+	// their own (OpenAI) ignore them. Empty means none.
+	SystemCache []CacheBreak
+	// CacheKey is OpenAI's prompt_cache_key, which keeps requests sharing
+	// a prefix on the same cache; empty means none. Other upstreams ignore it.
+	CacheKey string
 	// UserText is the user's message; never empty unless Messages is set.
 	UserText string
 	// Messages, when not empty, is the whole conversation in order (the
@@ -75,11 +84,38 @@ type UsageObserver interface {
 // Estimated is true when the upstream never reported usage (a cut stream,
 // a client that left) and the counts were derived locally: output tokens
 // from the deltas seen, input tokens from EstimateTokens.
+//
+// InputTokens is all the input, however it was billed: the uncached part
+// plus CacheReadTokens plus both cache writes (Uncached gives the rest).
+// The providers disagree here — Anthropic's input_tokens excludes its
+// cache reads and writes, OpenAI's prompt_tokens includes its cached
+// tokens — and each client adds them up its own way, so that the persona
+// API's inputTokens and the ledger's input total mean one thing.
 type Usage struct {
 	InputTokens  int64
 	OutputTokens int64
-	Estimated    bool
+	// CacheReadTokens are input tokens served from the upstream's prompt
+	// cache (Anthropic's cache_read_input_tokens, OpenAI's cached_tokens).
+	CacheReadTokens int64
+	// CacheWrite5mTokens and CacheWrite1hTokens are input tokens written
+	// to Anthropic's prompt cache with the 5-minute and the 1-hour TTL
+	// (cache_creation_input_tokens, split as its cache_creation object
+	// reports; all 5-minute when it does not). OpenAI reports none.
+	CacheWrite5mTokens int64
+	CacheWrite1hTokens int64
+	// ReasoningTokens is the part of OutputTokens the model spent
+	// reasoning, where reported (OpenAI's reasoning_tokens); informative.
+	ReasoningTokens int64
+	Estimated       bool
 }
+
+// Uncached returns the input tokens billed at the plain input price.
+func (u *Usage) Uncached() int64 {
+	return max(0, u.InputTokens-u.CacheReadTokens-u.CacheWrite5mTokens-u.CacheWrite1hTokens)
+}
+
+// CacheWriteTokens returns the input tokens written to the cache, all TTLs.
+func (u *Usage) CacheWriteTokens() int64 { return u.CacheWrite5mTokens + u.CacheWrite1hTokens }
 
 // Result is a finished non-streaming completion.
 type Result struct {

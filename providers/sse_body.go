@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/moonborn/edge/internal/sse"
 	"github.com/valyala/fasthttp"
 )
 
@@ -23,7 +24,7 @@ type SSEBody struct {
 	l     *lease
 	req   *fasthttp.Request
 	resp  *fasthttp.Response
-	rd    *SSEReader
+	rd    *sse.Reader
 	timer *time.Timer
 	state atomic.Uint32
 
@@ -50,9 +51,9 @@ var (
 // *UpstreamError for a deadline (KindTimeout: first token, idle gap or
 // the request's own), an oversized event (KindProtocol) or a broken
 // connection (KindTruncated). Errors are sticky.
-func (b *SSEBody) Next() (SSEEvent, error) {
+func (b *SSEBody) Next() (sse.Event, error) {
 	if b.err != nil {
-		return SSEEvent{}, b.err
+		return sse.Event{}, b.err
 	}
 	if b.state.Load() == bodyLive && b.l.cause() == nil {
 		ev, err := b.rd.Next()
@@ -83,7 +84,7 @@ func (b *SSEBody) Next() (SSEEvent, error) {
 			// owner ended the stream, the upstream did nothing wrong, and
 			// breakers must not count it.
 			b.err = ErrAborted
-		case errors.Is(b.err, ErrSSEEventTooLarge):
+		case errors.Is(b.err, sse.ErrEventTooLarge):
 			b.err = &UpstreamError{Kind: KindProtocol, Provider: b.h.name, Detail: "event too large", Err: b.err}
 		default:
 			b.err = b.h.readError(b.err, "stream broke")
@@ -92,7 +93,7 @@ func (b *SSEBody) Next() (SSEEvent, error) {
 			}
 		}
 	}
-	return SSEEvent{}, b.err
+	return sse.Event{}, b.err
 }
 
 // Delivered records that a text delta went out: the first-token deadline

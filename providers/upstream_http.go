@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moonborn/edge/internal/sse"
 	"github.com/valyala/fasthttp"
 )
 
@@ -40,7 +41,7 @@ type UpstreamOptions struct {
 	// deadline) when MaxConns are busy; the Pool bounds how many wait.
 	// 0 fails such a request at once as saturated.
 	MaxQueue int
-	// MaxEventBytes caps one SSE event; 0 means DefaultSSEMaxEvent.
+	// MaxEventBytes caps one SSE event; 0 means sse.DefaultMaxEvent.
 	MaxEventBytes int
 	// MaxBodyBytes caps a non-streaming reply; 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int
@@ -55,7 +56,7 @@ type UpstreamHTTP struct {
 	url     string
 	client  *fasthttp.HostClient
 	opts    UpstreamOptions
-	readers sync.Pool // *SSEReader
+	readers sync.Pool // *sse.Reader
 	// leases hands each in-flight request's lease (by *fasthttp.Request)
 	// to RoundTrip, which runs inside the HostClient's Do.
 	leases sync.Map
@@ -85,7 +86,7 @@ func NewUpstreamHTTP(name, endpoint string, opts UpstreamOptions) (*UpstreamHTTP
 		return nil, errors.New("upstream timeouts and MaxConns must be positive")
 	}
 	if opts.MaxEventBytes <= 0 {
-		opts.MaxEventBytes = DefaultSSEMaxEvent
+		opts.MaxEventBytes = sse.DefaultMaxEvent
 	}
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
@@ -219,9 +220,9 @@ func (h *UpstreamHTTP) Stream(ctx context.Context, req *fasthttp.Request) (*SSEB
 	// here the stream's timer governs, so lift it or it would cut every
 	// stream longer than FirstTokenTimeout.
 	_ = l.raw.Conn.SetReadDeadline(time.Time{})
-	rd, _ := h.readers.Get().(*SSEReader)
+	rd, _ := h.readers.Get().(*sse.Reader)
 	if rd == nil {
-		rd = &SSEReader{}
+		rd = &sse.Reader{}
 	}
 	rd.Reset(body, h.opts.MaxEventBytes)
 	b := &SSEBody{h: h, l: l, req: req, resp: resp, rd: rd}

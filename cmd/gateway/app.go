@@ -21,6 +21,7 @@ import (
 	"github.com/moonborn/edge/gateway"
 	"github.com/moonborn/edge/gateway/persona"
 	"github.com/moonborn/edge/policy"
+	"github.com/moonborn/edge/policy/ledger"
 	"github.com/moonborn/edge/providers"
 	"github.com/moonborn/edge/providers/anthropic"
 	"github.com/moonborn/edge/providers/mock"
@@ -38,7 +39,7 @@ type app struct {
 	log      *slog.Logger
 	gw       *gateway.Server
 	admin    *fasthttp.Server
-	ledger   policy.UsageLedger
+	ledger   ledger.UsageLedger
 	resolver *persona.Resolver
 	limiter  limiter
 	// keys is the managed key store; nil when auth.keyStore is off.
@@ -191,8 +192,8 @@ func buildModelSet(cfg *Config, prev *modelSet, tracer trace.Tracer) (*modelSet,
 			ProviderName:    providerName,
 			Provider:        pool,
 			UpstreamModel:   mc.UpstreamModel,
-			InputPrice:      mc.InputPricePerMTok,
-			OutputPrice:     mc.OutputPricePerMTok,
+			Prices:          modelPrices(mc, byName),
+			PromptCache:     promptCache(mc.PromptCache),
 			MaxOutputTokens: mc.MaxOutputTokens,
 			Temperature:     mc.Temperature,
 		}
@@ -328,7 +329,7 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	models := set.models
-	ledger, err := policy.OpenLedger(context.Background(), cfg.Ledger, log)
+	usage, err := ledger.Open(context.Background(), cfg.Ledger, log)
 	if err != nil {
 		closeAuth()
 		resolver.Close()
@@ -337,7 +338,7 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 	limiter, err := newLimiter(cfg.Limits, log)
 	if err != nil {
 		closeAuth()
-		_ = ledger.Close()
+		_ = usage.Close()
 		resolver.Close()
 		return nil, fmt.Errorf("limits: %w", err)
 	}
@@ -346,9 +347,9 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	readBuildInfo().register(reg)
 	metrics := gateway.NewMetrics(reg, models)
-	a := &app{cfg: cfg, log: log, ledger: ledger, resolver: resolver, limiter: limiter, keys: keys, tracing: tr}
+	a := &app{cfg: cfg, log: log, ledger: usage, resolver: resolver, limiter: limiter, keys: keys, tracing: tr}
 	a.ctl.init(cfg, auth, set, personaSrc, reg)
-	coll := &gateway.Collectors{CurrentPools: a.currentPools, Personas: resolver, Ledger: ledger}
+	coll := &gateway.Collectors{CurrentPools: a.currentPools, Personas: resolver, Ledger: usage}
 	if rl, ok := limiter.(*policy.RedisLimiter); ok {
 		coll.RedisUp = func() bool { return !rl.Stats().Down }
 	}
@@ -361,7 +362,7 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 		Personas:           resolver,
 		Models:             models,
 		Version:            a.ctl.hash,
-		Ledger:             ledger,
+		Ledger:             usage,
 		Log:                log,
 		MaxBodyBytes:       s.MaxBodyBytes,
 		ReadTimeout:        s.ReadTimeout,
@@ -376,7 +377,7 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 	})
 	if err != nil {
 		closeAuth()
-		_ = ledger.Close()
+		_ = usage.Close()
 		resolver.Close()
 		return nil, err
 	}
@@ -387,7 +388,7 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 			CurrentPools: a.currentPools,
 			Reload:       a.reloadFromAdmin,
 			Status:       a.status,
-			Usage:        ledger,
+			Usage:        usage,
 			Ready:        []gateway.ReadyCheck{a.upstreamsReady, a.limiterReady, a.ledgerReady},
 			Metrics:      fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})),
 		}
@@ -546,4 +547,49 @@ type redisLogger struct{ log *slog.Logger }
 
 func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	l.log.Debug(fmt.Sprintf(format, v...), "component", "redis")
+}
+
+// modelPrices returns mc's prices, the cache prices it omits derived
+// from its input price by the protocol its deployments speak:
+//
+//   - every deployment Anthropic: cache reads 0.1×, 5-minute writes 1.25×,
+//     1-hour writes 2× — Anthropic's published multipliers, the same for
+//     every Claude model;
+//   - otherwise: cache reads 0.5×, OpenAI's discount for its GPT-4o
+//     family and the smallest it publishes, so the default never bills
+//     less than the invoice (GPT-4.1 reads cost 0.25×, GPT-5 0.1×: set
+//     cacheReadPricePerMTok for those); writes as Anthropic's, which is
+//     what an Anthropic deployment in a mixed pool charges (OpenAI reports
+//     no writes).
+//
+// Derived prices round half up at the 6th decimal.
+func modelPrices(mc ModelConfig, byName map[string]ProviderConfig) policy.Prices {
+	in := mc.InputPricePerMTok
+	allAnthropic := len(mc.Deployments) > 0
+	for _, d := range mc.Deployments {
+		allAnthropic = allAnthropic && byName[d.Provider].Anthropic != nil
+	}
+	p := policy.Prices{Input: in, Output: mc.OutputPricePerMTok,
+		CacheRead: in.Scale(1, 2), CacheWrite5m: in.Scale(5, 4), CacheWrite1h: in.Scale(2, 1)}
+	if allAnthropic {
+		p.CacheRead = in.Scale(1, 10)
+	}
+	for _, o := range []struct {
+		set *policy.Price
+		dst *policy.Price
+	}{{mc.CacheReadPricePerMTok, &p.CacheRead}, {mc.CacheWritePricePerMTok, &p.CacheWrite5m}, {mc.CacheWrite1hPricePerMTok, &p.CacheWrite1h}} {
+		if o.set != nil {
+			*o.dst = *o.set
+		}
+	}
+	return p
+}
+
+// promptCache converts a validated promptCache section.
+func promptCache(c PromptCacheConfig) gateway.PromptCache {
+	pc := gateway.PromptCache{Off: c.Mode == "off", TTL: providers.Cache5m, MinTokens: int64(c.MinTokens)}
+	if c.TTL == "1h" {
+		pc.TTL = providers.Cache1h
+	}
+	return pc
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/moonborn/edge/gateway/persona"
 	"github.com/moonborn/edge/policy"
+	"github.com/moonborn/edge/policy/ledger"
 	"github.com/moonborn/edge/providers"
 	"github.com/moonborn/edge/providers/anthropic"
 	"github.com/moonborn/edge/providers/mock"
@@ -24,13 +25,13 @@ import (
 // Config is the whole config.yaml. config.yaml in the repository root is
 // the commented reference for every field.
 type Config struct {
-	Server    ServerConfig        `yaml:"server"`
-	Log       LogConfig           `yaml:"log"`
-	Auth      policy.AuthConfig   `yaml:"auth"`
-	Personas  persona.Config      `yaml:"personas"`
-	Providers []ProviderConfig    `yaml:"providers"`
-	Models    []ModelConfig       `yaml:"models"`
-	Ledger    policy.LedgerConfig `yaml:"ledger"`
+	Server    ServerConfig      `yaml:"server"`
+	Log       LogConfig         `yaml:"log"`
+	Auth      policy.AuthConfig `yaml:"auth"`
+	Personas  persona.Config    `yaml:"personas"`
+	Providers []ProviderConfig  `yaml:"providers"`
+	Models    []ModelConfig     `yaml:"models"`
+	Ledger    ledger.Config     `yaml:"ledger"`
 	// Limits are the token buckets and monthly quotas per workspace and
 	// API key, kept in this process or in Redis for a fleet.
 	Limits policy.LimitsConfig `yaml:"limits"`
@@ -117,12 +118,35 @@ type ModelConfig struct {
 	// (= micro-USD per token), up to 6 decimals; default 0.
 	InputPricePerMTok  policy.Price `yaml:"inputPricePerMTok"`
 	OutputPricePerMTok policy.Price `yaml:"outputPricePerMTok"`
+	// CacheReadPricePerMTok prices input tokens read from the upstream's
+	// prompt cache, CacheWritePricePerMTok and CacheWrite1hPricePerMTok
+	// those written to it with the 5-minute and the 1-hour TTL. Omitted,
+	// each derives from the input price (see defaultCachePrices); 0 is
+	// free, not omitted.
+	CacheReadPricePerMTok    *policy.Price `yaml:"cacheReadPricePerMTok"`
+	CacheWritePricePerMTok   *policy.Price `yaml:"cacheWritePricePerMTok"`
+	CacheWrite1hPricePerMTok *policy.Price `yaml:"cacheWrite1hPricePerMTok"`
+	// PromptCache is how persona prompts are cached at the provider.
+	PromptCache PromptCacheConfig `yaml:"promptCache"`
 	// MaxOutputTokens is the largest maxOutputTokens a request may ask and
 	// the cap when none is given; default 4096.
 	MaxOutputTokens int `yaml:"maxOutputTokens"`
 	// Temperature is the model's default, used when neither request nor
 	// persona sets one; unset leaves it to the upstream.
 	Temperature *float64 `yaml:"temperature"`
+}
+
+// PromptCacheConfig is a model's prompt-cache policy.
+type PromptCacheConfig struct {
+	// Mode is auto (mark persona prompts for Anthropic, send a
+	// prompt_cache_key to OpenAI-compatible upstreams) or off; default auto.
+	Mode string `yaml:"mode"`
+	// TTL is the Anthropic breakpoint's: 5m or 1h; default 5m.
+	TTL string `yaml:"ttl"`
+	// MinTokens is the shortest persona prompt, in estimated tokens, that
+	// gets an Anthropic breakpoint (a shorter prefix is not cached);
+	// default 1024.
+	MinTokens int `yaml:"minTokens"`
 }
 
 // DeploymentConfig is one upstream serving a model.
@@ -185,6 +209,13 @@ func (c *Config) SetDefaults() {
 		if len(m.Deployments) == 0 && m.Provider != "" {
 			m.Deployments = []DeploymentConfig{{Provider: m.Provider, UpstreamModel: m.UpstreamModel}}
 		}
+		if m.PromptCache.Mode == "" {
+			m.PromptCache.Mode = "auto"
+		}
+		if m.PromptCache.TTL == "" {
+			m.PromptCache.TTL = "5m"
+		}
+		defInt(&m.PromptCache.MinTokens, 1024)
 		for j := range m.Deployments {
 			if m.Deployments[j].UpstreamModel == "" {
 				m.Deployments[j].UpstreamModel = m.UpstreamModel
@@ -257,7 +288,7 @@ func (c *Config) Validate() error {
 		p.add("log.level", "must be one of debug, info, warn, error")
 	}
 	p.addAll("auth", c.Auth.Validate())
-	if ks := c.Auth.KeyStore.Enabled; ks != nil && *ks && c.Ledger.Driver != policy.LedgerDriverSQLite && c.Ledger.Driver != policy.LedgerDriverPostgres {
+	if ks := c.Auth.KeyStore.Enabled; ks != nil && *ks && c.Ledger.Driver != ledger.DriverSQLite && c.Ledger.Driver != ledger.DriverPostgres {
 		p.add("auth.keyStore.enabled", "needs ledger.driver sqlite or postgres (the keys live in the ledger's database)")
 	}
 	p.addAll("personas", c.Personas.Validate())
@@ -341,6 +372,15 @@ func (c *Config) Validate() error {
 		}
 		if t := m.Temperature; t != nil && (*t < 0 || *t > 2) {
 			p.add(path+".temperature", "must be between 0 and 2")
+		}
+		if pc := m.PromptCache; pc.Mode != "auto" && pc.Mode != "off" {
+			p.add(path+".promptCache.mode", "must be auto or off")
+		}
+		if pc := m.PromptCache; pc.TTL != "5m" && pc.TTL != "1h" {
+			p.add(path+".promptCache.ttl", "must be 5m or 1h")
+		}
+		if pc := m.PromptCache; pc.MinTokens < 1 || pc.MinTokens > 1_000_000 {
+			p.add(path+".promptCache.minTokens", "must be between 1 and 1000000")
 		}
 	}
 	if c.Personas.Source == "file" {

@@ -374,6 +374,12 @@ func checkPersona(p *Persona) []error {
 			errs = append(errs, fmt.Errorf("allowedModels[%d]: must not be empty", i))
 		}
 	}
+	if p.PromptCache != "" && p.PromptCache != "auto" && p.PromptCache != "off" {
+		errs = append(errs, errors.New("promptCache: must be auto or off"))
+	}
+	if p.PromptCacheTTL != "" && p.PromptCacheTTL != "5m" && p.PromptCacheTTL != "1h" {
+		errs = append(errs, errors.New("promptCacheTtl: must be 5m or 1h"))
+	}
 	if p.DefaultModel != "" && len(p.AllowedModels) > 0 && !slices.Contains(p.AllowedModels, p.DefaultModel) {
 		errs = append(errs, errors.New("defaultModel: must be one of allowedModels"))
 	}

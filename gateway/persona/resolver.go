@@ -168,7 +168,7 @@ func (r *Resolver) fetch(ctx context.Context, id string, now time.Time) (*entry,
 	var ttl time.Duration
 	switch {
 	case err == nil && p != nil && p.ID == id:
-		e = &entry{p: p, freshUntil: now.Add(r.cacheTTL), staleUntil: now.Add(r.cacheTTL + r.staleTTL)}
+		e = &entry{p: p.derive(), freshUntil: now.Add(r.cacheTTL), staleUntil: now.Add(r.cacheTTL + r.staleTTL)}
 		ttl = r.cacheTTL + r.staleTTL
 	case err == nil:
 		r.originErrors.Add(1)

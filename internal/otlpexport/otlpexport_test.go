@@ -50,8 +50,8 @@ func testSpans() []sdktrace.ReadOnlySpan {
 		Parent:      server.SpanContext,
 		SpanKind:    trace.SpanKindClient,
 		StartTime:   t0, EndTime: t0.Add(time.Millisecond),
-		Attributes:  []attribute.KeyValue{attribute.String("gen_ai.provider.name", "openai")},
-		Resource:    res, InstrumentationScope: scope,
+		Attributes: []attribute.KeyValue{attribute.String("gen_ai.provider.name", "openai")},
+		Resource:   res, InstrumentationScope: scope,
 	}
 	return tracetest.SpanStubs{client, server}.Snapshots()
 }

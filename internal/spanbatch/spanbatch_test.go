@@ -30,7 +30,12 @@ func (e *recExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnly
 	return nil
 }
 
-func (e *recExporter) Shutdown(context.Context) error { e.mu.Lock(); e.shut = true; e.mu.Unlock(); return nil }
+func (e *recExporter) Shutdown(context.Context) error {
+	e.mu.Lock()
+	e.shut = true
+	e.mu.Unlock()
+	return nil
+}
 
 func (e *recExporter) got() (batches []int, total int) {
 	e.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"math"
 	"strconv"
 
+	"github.com/moonborn/edge/internal/jsonx"
 	"github.com/moonborn/edge/providers"
 	"github.com/valyala/fasthttp"
 )
@@ -79,19 +80,19 @@ func (p *Provider) newRequest(r *providers.Request, stream bool) *fasthttp.Reque
 // appendRequestBody writes the Messages API request for r.
 func appendRequestBody(dst []byte, r *providers.Request, stream bool) []byte {
 	dst = append(dst, `{"model":`...)
-	dst = providers.AppendJSONString(dst, r.Model)
+	dst = jsonx.AppendString(dst, r.Model)
 	dst = append(dst, `,"max_tokens":`...)
 	dst = strconv.AppendInt(dst, int64(r.MaxOutputTokens), 10)
 	if r.System != "" {
 		dst = append(dst, `,"system":`...)
-		dst = providers.AppendJSONString(dst, r.System)
+		dst = appendSystem(dst, r)
 	}
 	if r.Conversation() {
 		dst = appendMessages(dst, r)
 		dst = appendOptions(dst, r)
 	} else {
 		dst = append(dst, `,"messages":[{"role":"user","content":`...)
-		dst = providers.AppendJSONString(dst, r.UserText)
+		dst = jsonx.AppendString(dst, r.UserText)
 		dst = append(dst, `}]`...)
 	}
 	if r.HasTemperature && !math.IsNaN(r.Temperature) && !math.IsInf(r.Temperature, 0) {
@@ -104,4 +105,46 @@ func appendRequestBody(dst []byte, r *providers.Request, stream bool) []byte {
 		dst = append(dst, `,"stream":false}`...)
 	}
 	return dst
+}
+
+// appendSystem writes the system prompt: a string, or, when it carries
+// cache breakpoints, text blocks cut at them, each cut marked with
+// cache_control (the text after the last cut goes unmarked). Empty
+// blocks are left out: the API refuses them.
+func appendSystem(dst []byte, r *providers.Request) []byte {
+	if len(r.SystemCache) == 0 {
+		return jsonx.AppendString(dst, r.System)
+	}
+	dst = append(dst, '[')
+	from, n := 0, 0
+	block := func(text string, ttl providers.CacheTTL) {
+		if n > 0 {
+			dst = append(dst, ',')
+		}
+		n++
+		dst = append(dst, `{"type":"text","text":`...)
+		dst = jsonx.AppendString(dst, text)
+		dst = providers.AppendCacheControl(dst, ttl)
+		dst = append(dst, '}')
+	}
+	for _, b := range r.SystemCache {
+		at := min(max(b.At, from), len(r.System))
+		if at > from {
+			block(r.System[from:at], b.TTL)
+			from = at
+		}
+	}
+	if from < len(r.System) {
+		block(r.System[from:], providers.CacheNone)
+	}
+	return append(dst, ']')
+}
+
+// markLast adds a cache_control breakpoint to the content block just
+// written (dst ends with its closing brace).
+func markLast(dst []byte, ttl providers.CacheTTL) []byte {
+	if ttl == providers.CacheNone || len(dst) == 0 || dst[len(dst)-1] != '}' {
+		return dst
+	}
+	return append(providers.AppendCacheControl(dst[:len(dst)-1], ttl), '}')
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -176,12 +177,52 @@ func TestComplete(t *testing.T) {
 			req:       baseReq,
 			reply:     `{"id":"msg_01","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"thinking","thinking":"hm","signature":"x"},{"type":"text","text":"Hello "},{"type":"tool_use","id":"t","name":"f","input":{}},{"type":"text","text":"\"there\"\n"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":2095,"cache_creation_input_tokens":100,"cache_read_input_tokens":50,"output_tokens":503}}`,
 			wantText:  "Hello \"there\"\n",
-			wantUsage: providers.Usage{InputTokens: 2245, OutputTokens: 503},
+			wantUsage: providers.Usage{InputTokens: 2245, OutputTokens: 503, CacheReadTokens: 50, CacheWrite5mTokens: 100},
 			check: func(t *testing.T, b map[string]any) {
 				msgs := b["messages"].([]any)
 				if b["model"] != baseReq.Model || b["system"] != baseReq.System || b["max_tokens"] != 512.0 || b["temperature"] != 0.25 || b["stream"] != false ||
 					len(msgs) != 1 || msgs[0].(map[string]any)["role"] != "user" || msgs[0].(map[string]any)["content"] != baseReq.UserText {
 					t.Errorf("body = %v", b)
+				}
+			},
+		},
+		{
+			name: "cache breakpoints on system blocks, turns and tools",
+			req: providers.Request{Model: "m", MaxOutputTokens: 3,
+				System:      "PERSONA" + "DIGEST",
+				SystemCache: []providers.CacheBreak{{At: len("PERSONA"), TTL: providers.Cache1h}},
+				Messages: []providers.Message{
+					{Role: providers.RoleUser, Text: "q1", Cache: providers.Cache5m},
+					{Role: providers.RoleAssistant, Text: "a1", ToolCalls: []providers.ToolCall{{ID: "t1", Name: "f", Arguments: `{}`}}, Cache: providers.Cache5m},
+					{Role: providers.RoleTool, ToolCallID: "t1", Text: "r", Cache: providers.Cache5m},
+					{Role: providers.RoleUser, Text: "q2"},
+				},
+				Tools: []providers.Tool{{Name: "f", Cache: providers.Cache1h}},
+			},
+			reply:     `{"content":[],"usage":{"input_tokens":1,"output_tokens":1}}`,
+			wantUsage: providers.Usage{InputTokens: 1, OutputTokens: 1},
+			check: func(t *testing.T, b map[string]any) {
+				eph5 := map[string]any{"type": "ephemeral"}
+				eph1h := map[string]any{"type": "ephemeral", "ttl": "1h"}
+				want := map[string]any{
+					"system": []any{
+						map[string]any{"type": "text", "text": "PERSONA", "cache_control": eph1h},
+						map[string]any{"type": "text", "text": "DIGEST"},
+					},
+					"messages": []any{
+						map[string]any{"role": "user", "content": []any{map[string]any{"type": "text", "text": "q1", "cache_control": eph5}}},
+						map[string]any{"role": "assistant", "content": []any{
+							map[string]any{"type": "text", "text": "a1"},
+							map[string]any{"type": "tool_use", "id": "t1", "name": "f", "input": map[string]any{}, "cache_control": eph5}}},
+						map[string]any{"role": "user", "content": []any{map[string]any{"type": "tool_result", "tool_use_id": "t1", "content": "r", "cache_control": eph5}}},
+						map[string]any{"role": "user", "content": "q2"},
+					},
+					"tools": []any{map[string]any{"name": "f", "input_schema": map[string]any{"type": "object", "properties": map[string]any{}}, "cache_control": eph1h}},
+				}
+				for k, v := range want {
+					if !reflect.DeepEqual(b[k], v) {
+						t.Errorf("%s = %#v\nwant %#v", k, b[k], v)
+					}
 				}
 			},
 		},
@@ -236,26 +277,31 @@ func TestStream(t *testing.T) {
 		wantUsage  providers.Usage
 	}{
 		{"documented stream", []string{msgStart, blockStart, ping, textDelta("Hello"), textDelta(" \"world\"\n"), blockStop, msgDelta, msgStop},
-			"Hello \"world\"\n", 0, 0, providers.Usage{InputTokens: 40, OutputTokens: 15}},
+			"Hello \"world\"\n", 0, 0, providers.Usage{InputTokens: 40, CacheReadTokens: 5, CacheWrite5mTokens: 10, OutputTokens: 15}},
 		{"thinking, tool json and unknown events ignored", []string{msgStart, thinking, ping, jsonDelta, "event: future_event\ndata: {\"type\":\"future_event\",\"x\":[1]}\n\n", textDelta("ok"), msgDelta, msgStop},
-			"ok", 0, 0, providers.Usage{InputTokens: 40, OutputTokens: 15}},
+			"ok", 0, 0, providers.Usage{InputTokens: 40, CacheReadTokens: 5, CacheWrite5mTokens: 10, OutputTokens: 15}},
 		{"message_delta cumulative, latest wins, input there too", []string{msgStart, textDelta("a"),
 			"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{},\"usage\":{\"output_tokens\":3}}\n\n", textDelta("b"),
 			"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"input_tokens\":30,\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":null,\"output_tokens\":9}}\n\n", msgStop},
-			"ab", 0, 0, providers.Usage{InputTokens: 35, OutputTokens: 9}},
+			"ab", 0, 0, providers.Usage{InputTokens: 35, OutputTokens: 9, CacheReadTokens: 5}},
+		{"cache writes split by TTL, repeated in message_delta", []string{
+			"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":4,\"cache_creation_input_tokens\":3000,\"cache_read_input_tokens\":0,\"cache_creation\":{\"ephemeral_5m_input_tokens\":0,\"ephemeral_1h_input_tokens\":3000},\"output_tokens\":1}}}\n\n",
+			textDelta("a"),
+			"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"input_tokens\":4,\"cache_creation_input_tokens\":3000,\"cache_read_input_tokens\":0,\"cache_creation\":{\"ephemeral_5m_input_tokens\":0,\"ephemeral_1h_input_tokens\":3000},\"output_tokens\":7}}\n\n", msgStop},
+			"a", 0, 0, providers.Usage{InputTokens: 3004, OutputTokens: 7, CacheWrite1hTokens: 3000}},
 		{"unnamed events read by type", []string{strings.TrimPrefix(msgStart, "event: message_start\n"), strings.TrimPrefix(textDelta("x"), "event: content_block_delta\n"),
 			strings.TrimPrefix(msgDelta, "event: message_delta\n"), strings.TrimPrefix(msgStop, "event: message_stop\n")},
-			"x", 0, 0, providers.Usage{InputTokens: 40, OutputTokens: 15}},
+			"x", 0, 0, providers.Usage{InputTokens: 40, CacheReadTokens: 5, CacheWrite5mTokens: 10, OutputTokens: 15}},
 		{"missing message_stop is truncated after the deltas", []string{msgStart, textDelta("Hel"), textDelta("lo")},
-			"Hello", providers.KindTruncated, 0, providers.Usage{InputTokens: 40, OutputTokens: 2, Estimated: true}},
+			"Hello", providers.KindTruncated, 0, providers.Usage{InputTokens: 40, CacheReadTokens: 5, CacheWrite5mTokens: 10, OutputTokens: 2, Estimated: true}},
 		{"missing message_start estimates input", []string{textDelta("a"), textDelta("b"), textDelta("c")},
 			"abc", providers.KindTruncated, 0, providers.Usage{InputTokens: 3, OutputTokens: 3, Estimated: true}},
 		{"overloaded mid-stream", []string{msgStart, textDelta("Hel"), overloaded},
-			"Hel", providers.KindProtocol, 529, providers.Usage{InputTokens: 40, OutputTokens: 1, Estimated: true}},
+			"Hel", providers.KindProtocol, 529, providers.Usage{InputTokens: 40, CacheReadTokens: 5, CacheWrite5mTokens: 10, OutputTokens: 1, Estimated: true}},
 		{"api_error mid-stream", []string{msgStart, apiError},
-			"", providers.KindProtocol, 0, providers.Usage{InputTokens: 40, OutputTokens: 1, Estimated: true}},
+			"", providers.KindProtocol, 0, providers.Usage{InputTokens: 40, CacheReadTokens: 5, CacheWrite5mTokens: 10, OutputTokens: 1, Estimated: true}},
 		{"malformed delta", []string{msgStart, "event: content_block_delta\ndata: {\"delta\":\n\n"},
-			"", providers.KindProtocol, 0, providers.Usage{InputTokens: 40, OutputTokens: 1, Estimated: true}},
+			"", providers.KindProtocol, 0, providers.Usage{InputTokens: 40, CacheReadTokens: 5, CacheWrite5mTokens: 10, OutputTokens: 1, Estimated: true}},
 	}
 	req := providers.Request{Model: "m", System: "1234", UserText: "12345", MaxOutputTokens: 10}
 	for _, c := range cases {
@@ -444,7 +490,7 @@ func TestAbort(t *testing.T) {
 	if el := time.Since(start); el > time.Second {
 		t.Fatalf("abort took %v", el)
 	}
-	if got, want := s.Usage(), (providers.Usage{InputTokens: 40, OutputTokens: 1, Estimated: true}); got != want {
+	if got, want := s.Usage(), (providers.Usage{InputTokens: 40, CacheReadTokens: 5, CacheWrite5mTokens: 10, OutputTokens: 1, Estimated: true}); got != want {
 		t.Errorf("usage = %+v, want %+v", got, want)
 	}
 	s.Close()

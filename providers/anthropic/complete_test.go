@@ -57,6 +57,10 @@ type refMessage struct {
 		OutputTokens             int64 `json:"output_tokens"`
 		CacheCreationInputTokens int64 `json:"cache_creation_input_tokens"`
 		CacheReadInputTokens     int64 `json:"cache_read_input_tokens"`
+		CacheCreation            *struct {
+			Ephemeral5m int64 `json:"ephemeral_5m_input_tokens"`
+			Ephemeral1h int64 `json:"ephemeral_1h_input_tokens"`
+		} `json:"cache_creation"`
 	} `json:"usage"`
 }
 
@@ -76,9 +80,17 @@ func refDecodeMessage(name string, body []byte) (providers.Result, error) {
 		}
 	}
 	res.Content = sb.String()
+	u := m.Usage
 	res.Usage = providers.Usage{
-		InputTokens:  m.Usage.InputTokens + m.Usage.CacheCreationInputTokens + m.Usage.CacheReadInputTokens,
-		OutputTokens: m.Usage.OutputTokens,
+		InputTokens:        u.InputTokens + u.CacheCreationInputTokens + u.CacheReadInputTokens,
+		OutputTokens:       u.OutputTokens,
+		CacheReadTokens:    u.CacheReadInputTokens,
+		CacheWrite5mTokens: u.CacheCreationInputTokens,
+	}
+	if u.CacheCreation != nil {
+		oneHour := min(max(u.CacheCreation.Ephemeral1h, 0), max(u.CacheCreationInputTokens, 0))
+		res.Usage.CacheWrite1hTokens = oneHour
+		res.Usage.CacheWrite5mTokens = u.CacheCreationInputTokens - oneHour
 	}
 	return res, nil
 }
@@ -89,7 +101,11 @@ var decodeCases = []struct {
 	wantErr    string // error detail; empty for success
 }{
 	{name: "typical", body: benchReply, want: providers.Result{Content: "Hello! How can I assist you today?\nI am \"Moon\".", Usage: providers.Usage{InputTokens: 19, OutputTokens: 10}}},
-	{name: "text blocks joined, cache tokens", body: `{"content":[{"type":"thinking","thinking":"hm"},{"type":"text","text":"a"},{"type":"tool_use","input":{}},{"type":"t\u0065xt","text":"b\n"}],"usage":{"input_tokens":5,"cache_creation_input_tokens":100,"cache_read_input_tokens":50,"output_tokens":3}}`, want: providers.Result{Content: "ab\n", Usage: providers.Usage{InputTokens: 155, OutputTokens: 3}}},
+	{name: "text blocks joined, cache tokens", body: `{"content":[{"type":"thinking","thinking":"hm"},{"type":"text","text":"a"},{"type":"tool_use","input":{}},{"type":"t\u0065xt","text":"b\n"}],"usage":{"input_tokens":5,"cache_creation_input_tokens":100,"cache_read_input_tokens":50,"output_tokens":3}}`, want: providers.Result{Content: "ab\n", Usage: providers.Usage{InputTokens: 155, OutputTokens: 3, CacheReadTokens: 50, CacheWrite5mTokens: 100}}},
+	{name: "cache writes split by TTL", body: `{"content":[],"usage":{"input_tokens":5,"cache_creation_input_tokens":100,"cache_read_input_tokens":7,"cache_creation":{"ephemeral_5m_input_tokens":60,"ephemeral_1h_input_tokens":40},"output_tokens":3}}`, want: providers.Result{Usage: providers.Usage{InputTokens: 112, OutputTokens: 3, CacheReadTokens: 7, CacheWrite5mTokens: 60, CacheWrite1hTokens: 40}}},
+	{name: "cache_creation merges, null clears", body: `{"usage":{"cache_creation_input_tokens":10,"cache_creation":{"ephemeral_1h_input_tokens":4},"cache_creation":{"ephemeral_5m_input_tokens":6}}}`, want: providers.Result{Usage: providers.Usage{InputTokens: 10, CacheWrite5mTokens: 6, CacheWrite1hTokens: 4}}},
+	{name: "cache_creation null", body: `{"usage":{"cache_creation_input_tokens":10,"cache_creation":{"ephemeral_1h_input_tokens":4},"cache_creation":null}}`, want: providers.Result{Usage: providers.Usage{InputTokens: 10, CacheWrite5mTokens: 10}}},
+	{name: "cache_creation ill-typed", body: `{"usage":{"cache_creation":{"ephemeral_1h_input_tokens":"4"}}}`, wantErr: "reply is not a message"},
 	{name: "keys fold case", body: `{"Content":[{"TYPE":"text","Text":"x"}],"USAGE":{"Input_Tokens":1,"output_to` + "\u212a" + `ens":2}}`, want: providers.Result{Content: "x", Usage: providers.Usage{InputTokens: 1, OutputTokens: 2}}},
 	{name: "type is case-sensitive", body: `{"content":[{"type":"Text","text":"x"}],"usage":{}}`, want: providers.Result{}},
 	{name: "null text keeps earlier", body: `{"content":[{"type":"text","text":"a","text":null}],"usage":{}}`, want: providers.Result{Content: "a"}},

@@ -1,6 +1,9 @@
 package anthropic
 
-import "github.com/moonborn/edge/providers"
+import (
+	"github.com/moonborn/edge/internal/jsonx"
+	"github.com/moonborn/edge/providers"
+)
 
 // message is what a Messages API reply carries for the gateway, read in
 // place from the reply body with the allocation-free JSON walk. It
@@ -8,7 +11,10 @@ import "github.com/moonborn/edge/providers"
 //
 //	struct {
 //		Content []struct{ Type, Text string }
-//		Usage   *struct{ InputTokens, OutputTokens, CacheCreationInputTokens, CacheReadInputTokens int64 }
+//		Usage   *struct {
+//			InputTokens, OutputTokens, CacheCreationInputTokens, CacheReadInputTokens int64
+//			CacheCreation *struct{ Ephemeral5mInputTokens, Ephemeral1hInputTokens int64 }
+//		}
 //	}
 //
 // including its quirks, which the fuzz test holds it to: keys match
@@ -25,6 +31,8 @@ type message struct {
 	n      int  // len(Content)
 	usage  bool // Usage != nil
 	tokens [4]int64
+	split  bool     // Usage.CacheCreation != nil
+	ttl    [2]int64 // Usage.CacheCreation's counts, in cacheCreationKeys order
 }
 
 // block holds one content block's raw string literals; nil is "".
@@ -33,24 +41,28 @@ type block struct{ typ, text []byte }
 // replyUsageKeys are the usage members read, in message.tokens order.
 var replyUsageKeys = [4]string{"input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"}
 
+// cacheCreationKeys are the members of usage.cache_creation, the cache
+// writes split by TTL, in message.ttl order.
+var cacheCreationKeys = [2]string{"ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens"}
+
 // parseMessage reads body into m, and the content blocks into blocks
 // (appending from blocks[:0]), which it returns; an error means
 // encoding/json would have failed too.
 func parseMessage(body []byte, m *message, blocks []block) ([]block, error) {
 	*m = message{}
 	blocks = blocks[:0]
-	if providers.JSONIsNull(body) {
+	if jsonx.IsNull(body) {
 		return blocks, nil
 	}
-	it, err := providers.NewJSONObject(body)
+	it, err := jsonx.NewObject(body)
 	if err != nil {
 		return blocks, err
 	}
 	for key, val, ok := it.Member(); ok; key, val, ok = it.Member() {
 		switch {
-		case providers.JSONKeyFold(key, "content"):
+		case jsonx.KeyFold(key, "content"):
 			blocks, m.n, err = parseContent(val, blocks)
-		case providers.JSONKeyFold(key, "usage"):
+		case jsonx.KeyFold(key, "usage"):
 			err = m.parseUsage(val)
 		}
 		if err != nil {
@@ -63,10 +75,10 @@ func parseMessage(body []byte, m *message, blocks []block) ([]block, error) {
 // parseContent decodes a content array into blocks, merging into the
 // elements an earlier array left, and returns them with the array's length.
 func parseContent(val []byte, blocks []block) ([]block, int, error) {
-	if providers.JSONIsNull(val) {
+	if jsonx.IsNull(val) {
 		return blocks[:0], 0, nil
 	}
-	arr, err := providers.NewJSONArray(val)
+	arr, err := jsonx.NewArray(val)
 	if err != nil {
 		return blocks, 0, err
 	}
@@ -90,28 +102,28 @@ func parseContent(val []byte, blocks []block) ([]block, int, error) {
 }
 
 func (b *block) parse(val []byte) error {
-	if providers.JSONIsNull(val) {
+	if jsonx.IsNull(val) {
 		return nil
 	}
-	obj, err := providers.NewJSONObject(val)
+	obj, err := jsonx.NewObject(val)
 	if err != nil {
 		return err
 	}
 	for key, v, ok := obj.Member(); ok; key, v, ok = obj.Member() {
 		var dst *[]byte
 		switch {
-		case providers.JSONKeyFold(key, "type"):
+		case jsonx.KeyFold(key, "type"):
 			dst = &b.typ
-		case providers.JSONKeyFold(key, "text"):
+		case jsonx.KeyFold(key, "text"):
 			dst = &b.text
 		default:
 			continue
 		}
-		if providers.JSONIsNull(v) {
+		if jsonx.IsNull(v) {
 			continue // null leaves a string as it was
 		}
 		if v[0] != '"' {
-			return providers.ErrJSONSyntax
+			return jsonx.ErrSyntax
 		}
 		*dst = v
 	}
@@ -119,34 +131,87 @@ func (b *block) parse(val []byte) error {
 }
 
 func (m *message) parseUsage(val []byte) error {
-	if providers.JSONIsNull(val) {
-		m.usage, m.tokens = false, [4]int64{}
+	if jsonx.IsNull(val) {
+		m.usage, m.tokens, m.split, m.ttl = false, [4]int64{}, false, [2]int64{}
 		return nil
 	}
-	obj, err := providers.NewJSONObject(val)
+	obj, err := jsonx.NewObject(val)
 	if err != nil {
 		return err
 	}
 	if !m.usage {
-		m.usage, m.tokens = true, [4]int64{}
+		m.usage, m.tokens, m.split, m.ttl = true, [4]int64{}, false, [2]int64{}
 	}
 	for key, v, ok := obj.Member(); ok; key, v, ok = obj.Member() {
-		for i, name := range replyUsageKeys {
-			if !providers.JSONKeyFold(key, name) {
-				continue
-			}
-			if providers.JSONIsNull(v) {
-				break // null leaves an int as it was
-			}
-			n, err := providers.JSONInt(v)
-			if err != nil {
+		if jsonx.KeyFold(key, "cache_creation") {
+			if err := m.parseCacheCreation(v); err != nil {
 				return err
 			}
-			m.tokens[i] = n
-			break
+			continue
+		}
+		if err := foldInts(key, v, replyUsageKeys[:], m.tokens[:]); err != nil {
+			return err
 		}
 	}
 	return obj.Err()
+}
+
+func (m *message) parseCacheCreation(val []byte) error {
+	if jsonx.IsNull(val) {
+		m.split, m.ttl = false, [2]int64{}
+		return nil
+	}
+	obj, err := jsonx.NewObject(val)
+	if err != nil {
+		return err
+	}
+	if !m.split {
+		m.split, m.ttl = true, [2]int64{}
+	}
+	for key, v, ok := obj.Member(); ok; key, v, ok = obj.Member() {
+		if err := foldInts(key, v, cacheCreationKeys[:], m.ttl[:]); err != nil {
+			return err
+		}
+	}
+	return obj.Err()
+}
+
+// foldInts stores v in dst[i] when key folds to names[i]; null leaves
+// the int as it was, another key is ignored.
+func foldInts(key, v []byte, names []string, dst []int64) error {
+	for i, name := range names {
+		if !jsonx.KeyFold(key, name) {
+			continue
+		}
+		if jsonx.IsNull(v) {
+			return nil
+		}
+		n, err := jsonx.Int(v)
+		if err != nil {
+			return err
+		}
+		dst[i] = n
+		return nil
+	}
+	return nil
+}
+
+// cacheUsage returns the Usage of Anthropic's counts: its input_tokens
+// exclude the cache's reads and writes, which the canonical total
+// includes. The writes split by TTL as cache_creation says when it came
+// (its 1-hour count bounded by the total written), else all 5-minute.
+func cacheUsage(input, output, creation, read int64, split bool, oneHour int64) providers.Usage {
+	u := providers.Usage{
+		InputTokens:        input + creation + read,
+		OutputTokens:       output,
+		CacheReadTokens:    read,
+		CacheWrite5mTokens: creation,
+	}
+	if split {
+		u.CacheWrite1hTokens = min(max(oneHour, 0), max(creation, 0))
+		u.CacheWrite5mTokens = creation - u.CacheWrite1hTokens
+	}
+	return u
 }
 
 func (p *Provider) decodeMessage(body []byte, res *providers.Result) error {
@@ -163,17 +228,14 @@ func (p *Provider) decodeMessage(body []byte, res *providers.Result) error {
 	var buf [1024]byte
 	text := buf[:0]
 	for _, b := range blocks[:m.n] {
-		if b.text == nil || !providers.JSONKeyIs(b.typ, "text") {
+		if b.text == nil || !jsonx.KeyIs(b.typ, "text") {
 			continue
 		}
-		if text, err = providers.JSONAppendString(text, b.text); err != nil {
+		if text, err = jsonx.AppendUnquoted(text, b.text); err != nil {
 			return providers.Errorf(p.name, providers.KindProtocol, "reply is not a message")
 		}
 	}
 	res.Content = string(text)
-	res.Usage = providers.Usage{
-		InputTokens:  m.tokens[0] + m.tokens[2] + m.tokens[3],
-		OutputTokens: m.tokens[1],
-	}
+	res.Usage = cacheUsage(m.tokens[0], m.tokens[1], m.tokens[2], m.tokens[3], m.split, m.ttl[1])
 	return nil
 }

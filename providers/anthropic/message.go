@@ -4,6 +4,7 @@ import (
 	"math"
 	"strconv"
 
+	"github.com/moonborn/edge/internal/jsonx"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -52,13 +53,14 @@ func appendMessages(dst []byte, r *providers.Request) []byte {
 				dst = append(dst, ',')
 			}
 			dst = append(dst, `{"type":"tool_result","tool_use_id":`...)
-			dst = providers.AppendJSONString(dst, m.ToolCallID)
+			dst = jsonx.AppendString(dst, m.ToolCallID)
 			dst = append(dst, `,"content":`...)
-			dst = providers.AppendJSONString(dst, m.Text)
+			dst = jsonx.AppendString(dst, m.Text)
 			if m.IsError {
 				dst = append(dst, `,"is_error":true`...)
 			}
 			dst = append(dst, '}')
+			dst = markLast(dst, m.Cache)
 			continue
 		}
 		if inResults {
@@ -73,7 +75,7 @@ func appendMessages(dst []byte, r *providers.Request) []byte {
 			n := 0
 			if m.Text != "" {
 				dst = append(dst, `{"type":"text","text":`...)
-				dst = providers.AppendJSONString(dst, m.Text)
+				dst = jsonx.AppendString(dst, m.Text)
 				dst = append(dst, '}')
 				n++
 			}
@@ -84,26 +86,34 @@ func appendMessages(dst []byte, r *providers.Request) []byte {
 				}
 				n++
 				dst = append(dst, `{"type":"tool_use","id":`...)
-				dst = providers.AppendJSONString(dst, c.ID)
+				dst = jsonx.AppendString(dst, c.ID)
 				dst = append(dst, `,"name":`...)
-				dst = providers.AppendJSONString(dst, c.Name)
+				dst = jsonx.AppendString(dst, c.Name)
 				dst = append(dst, `,"input":`...)
-				if providers.JSONIsObject([]byte(c.Arguments)) {
+				if jsonx.IsObject([]byte(c.Arguments)) {
 					dst = append(dst, c.Arguments...)
 				} else {
 					dst = append(dst, "{}"...)
 				}
 				dst = append(dst, '}')
 			}
-			dst = append(dst, "]}"...)
+			dst = append(markLast(dst, m.Cache), "]}"...)
 			continue
 		}
 		dst = append(dst, `{"role":"user","content":`...)
 		if len(m.Parts) > 0 {
-			dst = append(appendParts(dst, m.Parts), '}')
+			dst = appendParts(dst, m.Parts)
+			dst = append(markLast(dst[:len(dst)-1], m.Cache), "]}"...)
 			continue
 		}
-		dst = providers.AppendJSONString(dst, m.Text)
+		if m.Cache != providers.CacheNone && m.Text != "" {
+			// A breakpoint needs a block to sit on.
+			dst = append(dst, `[{"type":"text","text":`...)
+			dst = jsonx.AppendString(dst, m.Text)
+			dst = append(markLast(append(dst, '}'), m.Cache), "]}"...)
+			continue
+		}
+		dst = jsonx.AppendString(dst, m.Text)
 		dst = append(dst, '}')
 	}
 	if inResults {
@@ -128,16 +138,16 @@ func appendParts(dst []byte, parts []providers.Part) []byte {
 		n++
 		if p.Image == nil {
 			dst = append(dst, `{"type":"text","text":`...)
-			dst = providers.AppendJSONString(dst, p.Text)
+			dst = jsonx.AppendString(dst, p.Text)
 			dst = append(dst, '}')
 			continue
 		}
 		if im := p.Image; im.URL != "" {
 			dst = append(dst, `{"type":"image","source":{"type":"url","url":`...)
-			dst = providers.AppendJSONString(dst, im.URL)
+			dst = jsonx.AppendString(dst, im.URL)
 		} else {
 			dst = append(dst, `{"type":"image","source":{"type":"base64","media_type":`...)
-			dst = providers.AppendJSONString(dst, im.MediaType)
+			dst = jsonx.AppendString(dst, im.MediaType)
 			dst = append(dst, `,"data":"`...)
 			dst = append(dst, im.Data...) // base64: nothing to escape
 			dst = append(dst, '"')
@@ -158,10 +168,10 @@ func appendOptions(dst []byte, r *providers.Request) []byte {
 				dst = append(dst, ',')
 			}
 			dst = append(dst, `{"name":`...)
-			dst = providers.AppendJSONString(dst, t.Name)
+			dst = jsonx.AppendString(dst, t.Name)
 			if t.Description != "" {
 				dst = append(dst, `,"description":`...)
-				dst = providers.AppendJSONString(dst, t.Description)
+				dst = jsonx.AppendString(dst, t.Description)
 			}
 			dst = append(dst, `,"input_schema":`...)
 			if len(t.Parameters) > 0 {
@@ -169,6 +179,7 @@ func appendOptions(dst []byte, r *providers.Request) []byte {
 			} else {
 				dst = append(dst, `{"type":"object","properties":{}}`...)
 			}
+			dst = providers.AppendCacheControl(dst, t.Cache)
 			dst = append(dst, '}')
 		}
 		dst = append(dst, ']')
@@ -187,7 +198,7 @@ func appendOptions(dst []byte, r *providers.Request) []byte {
 		dst = append(dst, `,"tool_choice":{"type":"any"`...)
 	case providers.ToolChoiceNamed:
 		dst = append(dst, `,"tool_choice":{"type":"tool","name":`...)
-		dst = providers.AppendJSONString(dst, tc.Name)
+		dst = jsonx.AppendString(dst, tc.Name)
 	}
 	if mode != providers.ToolChoiceDefault {
 		if tc.NoParallel && mode != providers.ToolChoiceNone {
@@ -201,7 +212,7 @@ func appendOptions(dst []byte, r *providers.Request) []byte {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = providers.AppendJSONString(dst, s)
+			dst = jsonx.AppendString(dst, s)
 		}
 		dst = append(dst, ']')
 	}
@@ -215,7 +226,7 @@ func appendOptions(dst []byte, r *providers.Request) []byte {
 	}
 	if r.User != "" {
 		dst = append(dst, `,"metadata":{"user_id":`...)
-		dst = providers.AppendJSONString(dst, r.User)
+		dst = jsonx.AppendString(dst, r.User)
 		dst = append(dst, '}')
 	}
 	return dst
@@ -236,7 +247,7 @@ func str(raw []byte) string {
 	if len(raw) == 0 || raw[0] != '"' {
 		return ""
 	}
-	s, err := providers.JSONAppendString(nil, raw)
+	s, err := jsonx.AppendUnquoted(nil, raw)
 	if err != nil {
 		return ""
 	}
@@ -246,21 +257,21 @@ func str(raw []byte) string {
 // toolUse reads a tool_use block leniently; ok is false for other blocks.
 func toolUse(raw []byte) (providers.ToolCall, bool) {
 	var c providers.ToolCall
-	obj, err := providers.NewJSONObject(raw)
+	obj, err := jsonx.NewObject(raw)
 	if err != nil {
 		return c, false
 	}
 	isTool := false
 	for k, v, ok := obj.Member(); ok; k, v, ok = obj.Member() {
 		switch {
-		case providers.JSONKeyIs(k, "type"):
+		case jsonx.KeyIs(k, "type"):
 			isTool = string(v) == `"tool_use"`
-		case providers.JSONKeyIs(k, "id"):
+		case jsonx.KeyIs(k, "id"):
 			c.ID = str(v)
-		case providers.JSONKeyIs(k, "name"):
+		case jsonx.KeyIs(k, "name"):
 			c.Name = str(v)
-		case providers.JSONKeyIs(k, "input"):
-			if providers.JSONIsObject(v) {
+		case jsonx.KeyIs(k, "input"):
+			if jsonx.IsObject(v) {
 				c.Arguments = string(v)
 			}
 		}
@@ -271,16 +282,16 @@ func toolUse(raw []byte) (providers.ToolCall, bool) {
 // parseToolUses reads a message's tool_use blocks and stop_reason, for a
 // body parseMessage already accepted.
 func parseToolUses(body []byte, res *providers.Result) {
-	obj, err := providers.NewJSONObject(body)
+	obj, err := jsonx.NewObject(body)
 	if err != nil {
 		return
 	}
 	for k, v, ok := obj.Member(); ok; k, v, ok = obj.Member() {
 		switch {
-		case providers.JSONKeyIs(k, "stop_reason"):
+		case jsonx.KeyIs(k, "stop_reason"):
 			res.FinishReason = stopReason(v)
-		case providers.JSONKeyIs(k, "content"):
-			arr, err := providers.NewJSONArray(v)
+		case jsonx.KeyIs(k, "content"):
+			arr, err := jsonx.NewArray(v)
 			if err != nil {
 				continue
 			}
@@ -304,7 +315,7 @@ type toolEvents struct {
 
 // onEvent folds in one raw event of the kinds above, leniently.
 func (t *toolEvents) onEvent(data []byte) {
-	obj, err := providers.NewJSONObject(data)
+	obj, err := jsonx.NewObject(data)
 	if err != nil {
 		return
 	}
@@ -312,13 +323,13 @@ func (t *toolEvents) onEvent(data []byte) {
 	var block, delta []byte
 	for k, v, ok := obj.Member(); ok; k, v, ok = obj.Member() {
 		switch {
-		case providers.JSONKeyIs(k, "index"):
-			if n, err := providers.JSONInt(v); err == nil {
+		case jsonx.KeyIs(k, "index"):
+			if n, err := jsonx.Int(v); err == nil {
 				idx = n
 			}
-		case providers.JSONKeyIs(k, "content_block"):
+		case jsonx.KeyIs(k, "content_block"):
 			block = v
-		case providers.JSONKeyIs(k, "delta"):
+		case jsonx.KeyIs(k, "delta"):
 			delta = v
 		}
 	}
@@ -333,19 +344,19 @@ func (t *toolEvents) onEvent(data []byte) {
 	if len(delta) == 0 {
 		return
 	}
-	d, err := providers.NewJSONObject(delta)
+	d, err := jsonx.NewObject(delta)
 	if err != nil {
 		return
 	}
 	for k, v, ok := d.Member(); ok; k, v, ok = d.Member() {
 		switch {
-		case providers.JSONKeyIs(k, "partial_json"):
+		case jsonx.KeyIs(k, "partial_json"):
 			for i, x := range t.index {
 				if x == idx {
 					t.calls[i].Arguments += str(v)
 				}
 			}
-		case providers.JSONKeyIs(k, "stop_reason"):
+		case jsonx.KeyIs(k, "stop_reason"):
 			if len(v) > 0 && v[0] == '"' {
 				t.finish = stopReason(v)
 			}

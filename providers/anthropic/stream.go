@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 
+	"github.com/moonborn/edge/internal/jsonx"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -117,14 +118,16 @@ func (s *stream) Next() ([]byte, error) {
 // Estimated: input from message_start if it came (else from the prompt
 // size), output the larger of the last report and the deltas seen.
 func (s *stream) Usage() providers.Usage {
-	input := s.usage.input + s.usage.cacheCreation + s.usage.cacheRead
+	u := &s.usage
 	if s.final {
-		return providers.Usage{InputTokens: input, OutputTokens: s.usage.output}
+		return cacheUsage(u.input, u.output, u.cacheCreation, u.cacheRead, u.has&hasSplit != 0, u.oneHour)
 	}
+	out := cacheUsage(u.input, max(u.output, s.deltas), u.cacheCreation, u.cacheRead, u.has&hasSplit != 0, u.oneHour)
 	if !s.haveStart {
-		input = s.inputEstimate
+		out = providers.Usage{InputTokens: s.inputEstimate, OutputTokens: out.OutputTokens}
 	}
-	return providers.Usage{InputTokens: input, OutputTokens: max(s.usage.output, s.deltas), Estimated: true}
+	out.Estimated = true
+	return out
 }
 
 // Abort interrupts the stream from any goroutine.
@@ -142,12 +145,14 @@ const (
 	hasCacheCreation
 	hasCacheRead
 	hasOutput
+	hasSplit // cache_creation's TTL split
 )
 
 // usageFields are the token counts of a usage object; has marks the ones
 // present and not null.
 type usageFields struct {
 	input, cacheCreation, cacheRead, output int64
+	oneHour                                 int64 // cache_creation.ephemeral_1h_input_tokens
 	has                                     uint8
 }
 
@@ -163,6 +168,9 @@ func (u *usageFields) merge(v *usageFields) {
 	}
 	if v.has&hasOutput != 0 {
 		u.output = v.output
+	}
+	if v.has&hasSplit != 0 {
+		u.oneHour = v.oneHour
 	}
 	u.has |= v.has
 }
@@ -184,29 +192,29 @@ type event struct {
 // wins, as in encoding/json.
 func parseEvent(data []byte, e *event) error {
 	*e = event{scratch: e.scratch[:0]}
-	if !providers.JSONIsObject(data) {
-		return providers.ErrJSONSyntax
+	if !jsonx.IsObject(data) {
+		return jsonx.ErrSyntax
 	}
-	it, err := providers.NewJSONObject(data)
+	it, err := jsonx.NewObject(data)
 	if err != nil {
 		return err
 	}
 	for key, val, ok := it.Member(); ok; key, val, ok = it.Member() {
 		var err error
 		switch {
-		case providers.JSONKeyIs(key, "type"):
+		case jsonx.KeyIs(key, "type"):
 			e.typ, err = rawString(val)
-		case providers.JSONKeyIs(key, "delta"):
+		case jsonx.KeyIs(key, "delta"):
 			e.deltaType, e.text = nil, nil
 			err = e.parseDelta(val)
-		case providers.JSONKeyIs(key, "usage"):
+		case jsonx.KeyIs(key, "usage"):
 			err = e.usage.parse(val)
-		case providers.JSONKeyIs(key, "message"):
+		case jsonx.KeyIs(key, "message"):
 			err = e.parseMessage(val)
-		case providers.JSONKeyIs(key, "error"):
+		case jsonx.KeyIs(key, "error"):
 			e.errType = nil
 			err = eachMember(val, func(k, v []byte) error {
-				if providers.JSONKeyIs(k, "type") {
+				if jsonx.KeyIs(k, "type") {
 					t, err := rawString(v)
 					e.errType = t
 					return err
@@ -222,22 +230,22 @@ func parseEvent(data []byte, e *event) error {
 }
 
 func (e *event) parseDelta(val []byte) error {
-	obj, err := providers.NewJSONObject(val)
+	obj, err := jsonx.NewObject(val)
 	if err != nil {
 		return err
 	}
 	for k, v, ok := obj.Member(); ok; k, v, ok = obj.Member() {
 		switch {
-		case providers.JSONKeyIs(k, "type"):
+		case jsonx.KeyIs(k, "type"):
 			if e.deltaType, err = rawString(v); err != nil {
 				return err
 			}
-		case providers.JSONKeyIs(k, "text"):
+		case jsonx.KeyIs(k, "text"):
 			e.text = nil
-			if providers.JSONIsNull(v) {
+			if jsonx.IsNull(v) {
 				continue
 			}
-			text, err := providers.JSONString(e.scratch[:0], v)
+			text, err := jsonx.Unquote(e.scratch[:0], v)
 			if err != nil {
 				return err
 			}
@@ -251,12 +259,12 @@ func (e *event) parseDelta(val []byte) error {
 }
 
 func (e *event) parseMessage(val []byte) error {
-	obj, err := providers.NewJSONObject(val)
+	obj, err := jsonx.NewObject(val)
 	if err != nil {
 		return err
 	}
 	for k, v, ok := obj.Member(); ok; k, v, ok = obj.Member() {
-		if providers.JSONKeyIs(k, "usage") {
+		if jsonx.KeyIs(k, "usage") {
 			if err := e.usage.parse(v); err != nil {
 				return err
 			}
@@ -267,7 +275,7 @@ func (e *event) parseMessage(val []byte) error {
 
 func (u *usageFields) parse(val []byte) error {
 	*u = usageFields{}
-	obj, err := providers.NewJSONObject(val)
+	obj, err := jsonx.NewObject(val)
 	if err != nil {
 		return err
 	}
@@ -275,22 +283,39 @@ func (u *usageFields) parse(val []byte) error {
 		var dst *int64
 		var bit uint8
 		switch {
-		case providers.JSONKeyIs(k, "input_tokens"):
+		case jsonx.KeyIs(k, "input_tokens"):
 			dst, bit = &u.input, hasInput
-		case providers.JSONKeyIs(k, "cache_creation_input_tokens"):
+		case jsonx.KeyIs(k, "cache_creation_input_tokens"):
 			dst, bit = &u.cacheCreation, hasCacheCreation
-		case providers.JSONKeyIs(k, "cache_read_input_tokens"):
+		case jsonx.KeyIs(k, "cache_read_input_tokens"):
 			dst, bit = &u.cacheRead, hasCacheRead
-		case providers.JSONKeyIs(k, "output_tokens"):
+		case jsonx.KeyIs(k, "output_tokens"):
 			dst, bit = &u.output, hasOutput
+		case jsonx.KeyIs(k, "cache_creation"):
+			u.oneHour, u.has = 0, u.has&^hasSplit
+			if jsonx.IsNull(v) {
+				continue
+			}
+			if err := eachMember(v, func(k, v []byte) error {
+				if !jsonx.KeyIs(k, "ephemeral_1h_input_tokens") || jsonx.IsNull(v) {
+					return nil
+				}
+				n, err := jsonx.Int(v)
+				u.oneHour = n
+				return err
+			}); err != nil {
+				return err
+			}
+			u.has |= hasSplit
+			continue
 		default:
 			continue
 		}
 		*dst, u.has = 0, u.has&^bit
-		if providers.JSONIsNull(v) {
+		if jsonx.IsNull(v) {
 			continue
 		}
-		n, err := providers.JSONInt(v)
+		n, err := jsonx.Int(v)
 		if err != nil {
 			return err
 		}
@@ -302,15 +327,15 @@ func (u *usageFields) parse(val []byte) error {
 // rawString returns the text of a JSON string (type tags), or nil for
 // null. Tags never carry escapes in practice, so only then does it copy.
 func rawString(v []byte) ([]byte, error) {
-	if providers.JSONIsNull(v) {
+	if jsonx.IsNull(v) {
 		return nil, nil
 	}
-	return providers.JSONString(nil, v)
+	return jsonx.Unquote(nil, v)
 }
 
 // eachMember calls fn for each member of the object val (null: none).
 func eachMember(val []byte, fn func(k, v []byte) error) error {
-	obj, err := providers.NewJSONObject(val)
+	obj, err := jsonx.NewObject(val)
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"strconv"
 
-	"github.com/moonborn/edge/providers"
+	"github.com/moonborn/edge/internal/jsonx"
 )
 
 // protocol is the wire format a request arrived in.
@@ -24,7 +24,7 @@ type typeError struct {
 func (e *typeError) Error() string { return "invalid type for " + e.Param }
 
 // errSyntax is a request body that is not valid JSON.
-var errSyntax = providers.ErrJSONSyntax
+var errSyntax = jsonx.ErrSyntax
 
 // wireRequest is the part of a chat request the mock acts on, decoded from
 // either protocol. Texts are not kept: they are folded into the system and
@@ -57,6 +57,9 @@ type wireRequest struct {
 	parts int    // text parts in msg
 	role  []byte
 	btype []byte
+
+	cache  cacheScan
+	points []point // Anthropic's blocks in prefix order, when marked
 }
 
 // decode parses body as a request of protocol p. It returns errSyntax for
@@ -72,24 +75,43 @@ type wireRequest struct {
 // reads only the fields it needs and allocates nothing once its scratch
 // buffers have grown.
 func (r *wireRequest) decode(body []byte, p protocol) error {
+	return r.decodeScan(body, p, false, 0)
+}
+
+// decodeScan is decode that, when scan is set, also runs the prompt-cache
+// pass (cache_scan.go): the prompt's prefix hashes, Anthropic's markers,
+// and for OpenAI (step > 0) the checkpoints from step tokens on, and
+// prompt_cache_key. What decode reports is the same either way.
+func (r *wireRequest) decodeScan(body []byte, p protocol, scan bool, step int64) error {
+	cache := r.cache
 	*r = wireRequest{
 		model: r.model[:0], key: r.key[:0], msg: r.msg[:0], role: r.role[:0], btype: r.btype[:0],
-		proto: p, system: newTextHash(), user: newTextHash(),
+		proto: p, system: newTextHash(), user: newTextHash(), cache: cache, points: r.points[:0],
 	}
-	if !providers.JSONIsObject(body) {
-		if !providers.JSONValid(body) {
+	r.cache.reset(scan, p, step)
+	if !jsonx.IsObject(body) {
+		if !jsonx.Valid(body) {
 			return errSyntax
 		}
 		return &typeError{Param: "body"}
 	}
-	it, err := providers.NewJSONObject(body)
+	it, err := jsonx.NewObject(body)
 	if err != nil {
 		return errSyntax
 	}
 	var slots [numTopFields]error
 	for k, v, ok := it.Member(); ok; k, v, ok = it.Member() {
-		f := topFieldOf(r.keyOf(k), p)
+		key := r.keyOf(k)
+		f := topFieldOf(key, p)
 		if f < 0 {
+			if r.cache.on {
+				switch {
+				case string(key) == "tools":
+					r.cache.tools(r, v)
+				case p == protoOpenAI && string(key) == "prompt_cache_key":
+					r.cache.promptCacheKey(v)
+				}
+			}
 			continue
 		}
 		err := r.topField(f, v)
@@ -160,14 +182,14 @@ func (r *wireRequest) keyOf(k []byte) []byte {
 	if bytes.IndexByte(inner, '\\') < 0 {
 		return inner
 	}
-	r.key, _ = providers.JSONAppendString(r.key[:0], k)
+	r.key, _ = jsonx.AppendUnquoted(r.key[:0], k)
 	return r.key
 }
 
 // members calls fn with each member of the validated object v, its key
 // decoded (valid only during the call).
 func (r *wireRequest) members(v []byte, fn func(key, val []byte) error) error {
-	it, err := providers.NewJSONObject(v)
+	it, err := jsonx.NewObject(v)
 	if err != nil {
 		return errSyntax
 	}
@@ -185,7 +207,7 @@ func (r *wireRequest) members(v []byte, fn func(key, val []byte) error) error {
 // elements calls fn with each element of the validated array v. A type
 // error does not stop the walk; the first one is returned at the end.
 func elements(v []byte, fn func(el []byte) error) error {
-	it, err := providers.NewJSONArray(v)
+	it, err := jsonx.NewArray(v)
 	if err != nil {
 		return errSyntax
 	}
@@ -219,7 +241,7 @@ func (r *wireRequest) topField(f int, v []byte) error {
 			return &typeError{Param: "model"}
 		}
 		var err error
-		r.model, err = providers.JSONAppendString(r.model, v)
+		r.model, err = jsonx.AppendUnquoted(r.model, v)
 		r.hasModel = err == nil
 		return err
 	case fStream:
@@ -242,7 +264,7 @@ func (r *wireRequest) topField(f int, v []byte) error {
 		if !isNumber(v) {
 			return &typeError{Param: "temperature"}
 		}
-		t, err := providers.JSONFloat(v)
+		t, err := jsonx.Float(v)
 		if err != nil { // out of float64's range
 			return &typeError{Param: "temperature"}
 		}
@@ -251,6 +273,9 @@ func (r *wireRequest) topField(f int, v []byte) error {
 	case fMessages:
 		r.messages, r.hasMessages = 0, false
 		r.user = newTextHash()
+		if r.cache.on {
+			r.cache.resetSection(secMessages)
+		}
 		if r.proto == protoOpenAI {
 			r.system = newTextHash()
 		}
@@ -285,14 +310,21 @@ func (r *wireRequest) topField(f int, v []byte) error {
 		return pending
 	case fSystem:
 		r.system = newTextHash()
+		if r.cache.on {
+			r.cache.resetSection(secSystem)
+		}
 		switch v[0] {
 		case 'n':
 			return nil
 		case '"':
 			var err error
-			r.msg, err = providers.JSONAppendString(r.msg[:0], v)
+			r.msg, err = jsonx.AppendUnquoted(r.msg[:0], v)
 			if err == nil {
 				r.system.add(r.msg)
+				if r.cache.on {
+					r.cache.beginBlock()
+					r.cache.endBlock(secSystem, 0, -1, r.msg, true)
+				}
 			}
 			return err
 		case '[':
@@ -315,6 +347,13 @@ func (r *wireRequest) message(v []byte) error {
 	}
 	r.msg, r.parts, r.role = r.msg[:0], 0, r.role[:0]
 	var roleErr, contentErr error
+	var st hasherState
+	var nb int
+	if r.cache.on {
+		r.cache.messageRole(v)
+		sec := &r.cache.sec[secMessages]
+		st, nb = sec.ph.save(), len(sec.bounds)
+	}
 	err := r.members(v, func(key, val []byte) error {
 		var err error
 		switch string(key) {
@@ -327,15 +366,24 @@ func (r *wireRequest) message(v []byte) error {
 				roleErr = &typeError{Param: "messages[" + strconv.Itoa(r.messages) + "].role"}
 				return nil
 			}
-			r.role, err = providers.JSONAppendString(r.role, val)
+			r.role, err = jsonx.AppendUnquoted(r.role, val)
 			return err
 		case "content":
 			r.msg, r.parts, contentErr = r.msg[:0], 0, nil
+			if r.cache.on { // a duplicate content replaces the first
+				sec := &r.cache.sec[secMessages]
+				sec.ph.restore(st)
+				sec.bounds = sec.bounds[:nb]
+			}
 			switch val[0] {
 			case 'n':
 				return nil
 			case '"':
-				r.msg, err = providers.JSONAppendString(r.msg, val)
+				r.msg, err = jsonx.AppendUnquoted(r.msg, val)
+				if err == nil && r.cache.on {
+					r.cache.beginBlock()
+					r.cache.endBlock(secMessages, int32(r.messages), -1, r.msg, true)
+				}
 				return err
 			case '[':
 				err = r.blocks(val, false)
@@ -368,7 +416,12 @@ func (r *wireRequest) message(v []byte) error {
 // blocks reads an array of content blocks, appending the text blocks'
 // texts to r.msg joined by "\n".
 func (r *wireRequest) blocks(v []byte, system bool) error {
-	return elements(v, func(el []byte) error { return r.block(el, system) })
+	r.cache.blockIdx = 0
+	return elements(v, func(el []byte) error {
+		err := r.block(el, system)
+		r.cache.blockIdx++
+		return err
+	})
 }
 
 // block reads one content block and appends its text to r.msg when it is a
@@ -387,8 +440,18 @@ func (r *wireRequest) block(v []byte, system bool) error {
 	textSeen := false
 	r.btype = r.btype[:0]
 	var typeErr, textErr error
+	sec, i, j := secMessages, int32(r.messages), r.cache.blockIdx
+	if system {
+		sec, i, j = secSystem, r.cache.blockIdx, -1
+	}
+	if r.cache.on {
+		r.cache.beginBlock()
+	}
 	err := r.members(v, func(key, val []byte) error {
 		var err error
+		if r.cache.on {
+			r.cache.blockMember(key, val)
+		}
 		switch string(key) {
 		case "type":
 			r.btype, typeErr = r.btype[:0], nil
@@ -399,7 +462,7 @@ func (r *wireRequest) block(v []byte, system bool) error {
 				typeErr = where(".type")
 				return nil
 			}
-			r.btype, err = providers.JSONAppendString(r.btype, val)
+			r.btype, err = jsonx.AppendUnquoted(r.btype, val)
 			return err
 		case "text":
 			r.msg, textErr = r.msg[:mark], nil
@@ -414,7 +477,7 @@ func (r *wireRequest) block(v []byte, system bool) error {
 				textErr = where(".text")
 				return nil
 			}
-			r.msg, err = providers.JSONAppendString(r.msg, val)
+			r.msg, err = jsonx.AppendUnquoted(r.msg, val)
 			return err
 		}
 		return nil
@@ -430,12 +493,21 @@ func (r *wireRequest) block(v []byte, system bool) error {
 	}
 	if string(r.btype) != "text" {
 		r.msg = r.msg[:mark]
+		if r.cache.on {
+			if r.cache.bmark != ttlNone && (string(r.btype) == "thinking" || string(r.btype) == "redacted_thinking") {
+				r.cache.bbad = "." + string(r.btype) + ".cache_control: Extra inputs are not permitted"
+			}
+			r.cache.endBlock(sec, i, j, nil, false)
+		}
 		return nil
 	}
 	if !textSeen && r.parts > 0 {
 		r.msg = append(r.msg, '\n')
 	}
 	r.parts++
+	if r.cache.on {
+		r.cache.endBlock(sec, i, j, r.msg[mark:], true)
+	}
 	return nil
 }
 
@@ -460,7 +532,7 @@ func integer(v []byte, param string) (n int64, ok bool, err error) {
 	if !isNumber(v) {
 		return 0, false, &typeError{Param: param}
 	}
-	n, err = providers.JSONInt(v)
+	n, err = jsonx.Int(v)
 	if err != nil {
 		return 0, false, &typeError{Param: param}
 	}

@@ -1,6 +1,9 @@
 package mock
 
-import "github.com/moonborn/edge/providers"
+import (
+	"github.com/moonborn/edge/internal/jsonx"
+	"github.com/moonborn/edge/providers"
+)
 
 // The mock's tool behaviour, shared by the in-process provider and the
 // wire server: when a request offers tools (and does not forbid them) and
@@ -32,19 +35,19 @@ func toolCallFor(r *providers.Request, seed uint64) (providers.ToolCall, bool) {
 func appendArguments(dst []byte, schema []byte) []byte {
 	start := len(dst)
 	dst = append(dst, '{')
-	if len(schema) == 0 || !providers.JSONIsObject(schema) {
+	if len(schema) == 0 || !jsonx.IsObject(schema) {
 		return append(dst, '}')
 	}
-	obj, err := providers.NewJSONObject(schema)
+	obj, err := jsonx.NewObject(schema)
 	if err != nil {
 		return append(dst[:start], "{}"...)
 	}
 	n := 0
 	for k, v, ok := obj.Member(); ok; k, v, ok = obj.Member() {
-		if !providers.JSONKeyIs(k, "properties") || !providers.JSONIsObject(v) {
+		if !jsonx.KeyIs(k, "properties") || !jsonx.IsObject(v) {
 			continue
 		}
-		props, err := providers.NewJSONObject(v)
+		props, err := jsonx.NewObject(v)
 		if err != nil {
 			return append(dst[:start], "{}"...)
 		}
@@ -68,15 +71,15 @@ func appendArguments(dst []byte, schema []byte) []byte {
 }
 
 func exampleValue(schema []byte) string {
-	if !providers.JSONIsObject(schema) {
+	if !jsonx.IsObject(schema) {
 		return "null"
 	}
-	obj, err := providers.NewJSONObject(schema)
+	obj, err := jsonx.NewObject(schema)
 	if err != nil {
 		return "null"
 	}
 	for k, v, ok := obj.Member(); ok; k, v, ok = obj.Member() {
-		if !providers.JSONKeyIs(k, "type") {
+		if !jsonx.KeyIs(k, "type") {
 			continue
 		}
 		switch string(v) {

@@ -2,51 +2,14 @@ package mock
 
 import (
 	"strconv"
-	"unicode/utf8"
 
+	"github.com/moonborn/edge/internal/jsonx"
 	"github.com/valyala/fasthttp"
 )
 
 // This file holds the bytes of both protocols: replies, stream events and
 // error bodies, as documented by OpenAI (chat completions, chat completion
 // chunks) and Anthropic (messages, streaming messages, errors).
-
-// appendJSONString appends s as a JSON string literal; invalid UTF-8
-// becomes U+FFFD like encoding/json.
-func appendJSONString[T ~string | ~[]byte](dst []byte, s T) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				dst = append(dst, '\\', c)
-			case c == '\n':
-				dst = append(dst, '\\', 'n')
-			case c == '\r':
-				dst = append(dst, '\\', 'r')
-			case c == '\t':
-				dst = append(dst, '\\', 't')
-			case c < 0x20:
-				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			default:
-				dst = append(dst, c)
-			}
-			i++
-			continue
-		}
-		end := min(i+utf8.UTFMax, len(s))
-		r, size := utf8.DecodeRuneInString(string(s[i:end]))
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, `\ufffd`...)
-		} else {
-			dst = append(dst, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(dst, '"')
-}
 
 func appendID(dst []byte, prefix string, id uint64) []byte {
 	dst = append(dst, prefix...)
@@ -78,7 +41,42 @@ func appendOpenAIUsage(dst []byte, a *answer) []byte {
 	dst = strconv.AppendInt(dst, int64(a.plan.n), 10)
 	dst = append(dst, `,"total_tokens":`...)
 	dst = strconv.AppendInt(dst, a.in+int64(a.plan.n), 10)
-	return append(dst, `,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}`...)
+	dst = append(dst, `,"prompt_tokens_details":{"cached_tokens":`...)
+	dst = strconv.AppendInt(dst, a.cache.read, 10)
+	return append(dst, `,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}`...)
+}
+
+// appendAnthropicUsage appends a message's usage object as the messages
+// API reports it (non-streaming reply and message_start): input_tokens
+// is the uncached rest, cache_creation splits the writes by TTL.
+func appendAnthropicUsage(dst []byte, a *answer, output int64) []byte {
+	dst = append(dst, `{"input_tokens":`...)
+	dst = strconv.AppendInt(dst, a.uncached(), 10)
+	dst = append(dst, `,"cache_creation_input_tokens":`...)
+	dst = strconv.AppendInt(dst, a.cache.written(), 10)
+	dst = append(dst, `,"cache_read_input_tokens":`...)
+	dst = strconv.AppendInt(dst, a.cache.read, 10)
+	dst = append(dst, `,"cache_creation":{"ephemeral_5m_input_tokens":`...)
+	dst = strconv.AppendInt(dst, a.cache.write5m, 10)
+	dst = append(dst, `,"ephemeral_1h_input_tokens":`...)
+	dst = strconv.AppendInt(dst, a.cache.write1h, 10)
+	dst = append(dst, `},"output_tokens":`...)
+	dst = strconv.AppendInt(dst, output, 10)
+	return append(dst, `,"service_tier":"standard"}`...)
+}
+
+// appendAnthropicDeltaUsage appends message_delta's usage: cumulative,
+// repeating the input and cache counts beside the final output.
+func appendAnthropicDeltaUsage(dst []byte, a *answer, output int64) []byte {
+	dst = append(dst, `{"input_tokens":`...)
+	dst = strconv.AppendInt(dst, a.uncached(), 10)
+	dst = append(dst, `,"cache_creation_input_tokens":`...)
+	dst = strconv.AppendInt(dst, a.cache.written(), 10)
+	dst = append(dst, `,"cache_read_input_tokens":`...)
+	dst = strconv.AppendInt(dst, a.cache.read, 10)
+	dst = append(dst, `,"output_tokens":`...)
+	dst = strconv.AppendInt(dst, output, 10)
+	return append(dst, '}')
 }
 
 // appendOpenAIHead appends a chat completion (chunk) object's fields up to
@@ -90,7 +88,7 @@ func appendOpenAIHead(dst []byte, object string, id uint64, created int64, model
 	dst = append(dst, `","created":`...)
 	dst = strconv.AppendInt(dst, created, 10)
 	dst = append(dst, `,"model":`...)
-	dst = appendJSONString(dst, model)
+	dst = jsonx.AppendString(dst, model)
 	return append(dst, `,"service_tier":"default","system_fingerprint":"fp_mock","choices":`...)
 }
 
@@ -110,16 +108,14 @@ func appendOpenAICompletion(dst []byte, a *answer, model []byte, created int64) 
 func appendAnthropicMessage(dst []byte, a *answer, model []byte) []byte {
 	dst = appendID(append(dst, `{"id":`...), `"msg_mock`, a.id)
 	dst = append(dst, `","type":"message","role":"assistant","model":`...)
-	dst = appendJSONString(dst, model)
+	dst = jsonx.AppendString(dst, model)
 	dst = append(dst, `,"content":[{"type":"text","text":"`...)
 	dst = a.plan.appendContent(dst)
 	dst = append(dst, `"}],"stop_reason":"`...)
 	dst = append(dst, anthropicStop(&a.plan)...)
-	dst = append(dst, `","stop_sequence":null,"usage":{"input_tokens":`...)
-	dst = strconv.AppendInt(dst, a.in, 10)
-	dst = append(dst, `,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":`...)
-	dst = strconv.AppendInt(dst, int64(a.plan.n), 10)
-	return append(dst, `,"service_tier":"standard"}}`...)
+	dst = append(dst, `","stop_sequence":null,"usage":`...)
+	dst = appendAnthropicUsage(dst, a, int64(a.plan.n))
+	return append(dst, '}')
 }
 
 // runOpenAI writes the chat.completion.chunk stream: a role chunk, one
@@ -193,10 +189,10 @@ func (j *streamJob) runAnthropic(w eventWriter) streamEnd {
 	j.buf = append(j.buf[:0], "event: message_start\ndata: "...)
 	j.buf = appendID(append(j.buf, `{"type":"message_start","message":{"id":`...), `"msg_mock`, j.a.id)
 	j.buf = append(j.buf, `","type":"message","role":"assistant","model":`...)
-	j.buf = appendJSONString(j.buf, j.model)
-	j.buf = append(j.buf, `,"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":`...)
-	j.buf = strconv.AppendInt(j.buf, j.a.in, 10)
-	j.buf = append(j.buf, `,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":1,"service_tier":"standard"}}}`+"\n\n"...)
+	j.buf = jsonx.AppendString(j.buf, j.model)
+	j.buf = append(j.buf, `,"content":[],"stop_reason":null,"stop_sequence":null,"usage":`...)
+	j.buf = appendAnthropicUsage(j.buf, &j.a, 1)
+	j.buf = append(j.buf, "}}\n\n"...)
 	if !j.emit(w) {
 		return endGone
 	}
@@ -234,9 +230,9 @@ func (j *streamJob) runAnthropic(w eventWriter) streamEnd {
 	}
 	j.buf = append(j.buf[:0], "event: message_delta\ndata: "+`{"type":"message_delta","delta":{"stop_reason":"`...)
 	j.buf = append(j.buf, anthropicStop(&j.a.plan)...)
-	j.buf = append(j.buf, `","stop_sequence":null},"usage":{"output_tokens":`...)
-	j.buf = strconv.AppendInt(j.buf, int64(j.a.plan.n), 10)
-	j.buf = append(j.buf, "}}\n\n"...)
+	j.buf = append(j.buf, `","stop_sequence":null},"usage":`...)
+	j.buf = appendAnthropicDeltaUsage(j.buf, &j.a, int64(j.a.plan.n))
+	j.buf = append(j.buf, "}\n\n"...)
 	if !j.emit(w) {
 		return endGone
 	}
@@ -252,20 +248,20 @@ func (j *streamJob) runAnthropic(w eventWriter) streamEnd {
 func writeOpenAIError(ctx *fasthttp.RequestCtx, status int, typ, param, code, msg string) {
 	b := make([]byte, 0, 128+len(msg))
 	b = append(b, `{"error":{"message":`...)
-	b = appendJSONString(b, msg)
+	b = jsonx.AppendString(b, msg)
 	b = append(b, `,"type":`...)
-	b = appendJSONString(b, typ)
+	b = jsonx.AppendString(b, typ)
 	b = append(b, `,"param":`...)
 	if param == "" {
 		b = append(b, "null"...)
 	} else {
-		b = appendJSONString(b, param)
+		b = jsonx.AppendString(b, param)
 	}
 	b = append(b, `,"code":`...)
 	if code == "" {
 		b = append(b, "null"...)
 	} else {
-		b = appendJSONString(b, code)
+		b = jsonx.AppendString(b, code)
 	}
 	b = append(b, "}}"...)
 	ctx.SetStatusCode(status)
@@ -277,9 +273,9 @@ func writeOpenAIError(ctx *fasthttp.RequestCtx, status int, typ, param, code, ms
 func writeAnthropicError(ctx *fasthttp.RequestCtx, status int, typ, msg string) {
 	b := make([]byte, 0, 96+len(msg))
 	b = append(b, `{"type":"error","error":{"type":`...)
-	b = appendJSONString(b, typ)
+	b = jsonx.AppendString(b, typ)
 	b = append(b, `,"message":`...)
-	b = appendJSONString(b, msg)
+	b = jsonx.AppendString(b, msg)
 	b = append(b, "}}"...)
 	ctx.SetStatusCode(status)
 	ctx.Response.Header.SetContentTypeBytes(contentTypeJSON)

@@ -3,11 +3,11 @@ package mock
 import (
 	"bufio"
 	"bytes"
-	"strconv"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/moonborn/edge/internal/jsonx"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -19,18 +19,18 @@ func wireToolCall(body []byte, p protocol, seed uint64) (providers.ToolCall, boo
 	if !bytes.Contains(body, []byte(`"tools"`)) {
 		return providers.ToolCall{}, false
 	}
-	obj, err := providers.NewJSONObject(body)
+	obj, err := jsonx.NewObject(body)
 	if err != nil {
 		return providers.ToolCall{}, false
 	}
 	var r providers.Request
 	for k, v, ok := obj.Member(); ok; k, v, ok = obj.Member() {
 		switch {
-		case providers.JSONKeyIs(k, "tools"):
+		case jsonx.KeyIs(k, "tools"):
 			r.Tools = wireTools(v)
-		case providers.JSONKeyIs(k, "tool_choice"):
+		case jsonx.KeyIs(k, "tool_choice"):
 			r.ToolChoice = wireToolChoice(v)
-		case providers.JSONKeyIs(k, "messages"):
+		case jsonx.KeyIs(k, "messages"):
 			if lastIsToolResult(v, p) {
 				r.Messages = []providers.Message{{Role: providers.RoleTool}}
 			}
@@ -40,12 +40,12 @@ func wireToolCall(body []byte, p protocol, seed uint64) (providers.ToolCall, boo
 }
 
 func member(obj []byte, name string) []byte {
-	it, err := providers.NewJSONObject(obj)
+	it, err := jsonx.NewObject(obj)
 	if err != nil {
 		return nil
 	}
 	for k, v, ok := it.Member(); ok; k, v, ok = it.Member() {
-		if providers.JSONKeyIs(k, name) {
+		if jsonx.KeyIs(k, name) {
 			return v
 		}
 	}
@@ -53,7 +53,7 @@ func member(obj []byte, name string) []byte {
 }
 
 func text(raw []byte) string {
-	s, ok := providers.JSONAppendString(nil, raw)
+	s, ok := jsonx.AppendUnquoted(nil, raw)
 	if ok != nil || len(raw) == 0 || raw[0] != '"' {
 		return ""
 	}
@@ -61,7 +61,7 @@ func text(raw []byte) string {
 }
 
 func wireTools(v []byte) []providers.Tool {
-	arr, err := providers.NewJSONArray(v)
+	arr, err := jsonx.NewArray(v)
 	if err != nil {
 		return nil
 	}
@@ -96,7 +96,7 @@ func wireToolChoice(v []byte) providers.ToolChoice {
 // lastIsToolResult: OpenAI's last message has role "tool"; Anthropic's
 // is a user turn holding a tool_result block.
 func lastIsToolResult(v []byte, p protocol) bool {
-	arr, err := providers.NewJSONArray(v)
+	arr, err := jsonx.NewArray(v)
 	if err != nil {
 		return false
 	}
@@ -116,8 +116,12 @@ func lastIsToolResult(v []byte, p protocol) bool {
 
 // answerToolCall writes the tool-call answer in protocol p, streamed (all
 // events at once) or not.
-func (s *Server) answerToolCall(ctx *fasthttp.RequestCtx, p protocol, model []byte, stream, includeUsage bool, id uint64, in int64, c providers.ToolCall) {
+func (s *Server) answerToolCall(ctx *fasthttp.RequestCtx, p protocol, model []byte, stream, includeUsage bool, a *answer, c providers.ToolCall) {
 	out := toolCallTokens(&c)
+	id := a.id
+	// Usage as for a text answer of out tokens.
+	ua := *a
+	ua.plan = plan{n: int(out)}
 	created := time.Now().Unix()
 	var b []byte
 	if !stream {
@@ -126,19 +130,17 @@ func (s *Server) answerToolCall(ctx *fasthttp.RequestCtx, p protocol, model []by
 			b = append(b, `[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[`...)
 			b = appendOpenAICall(b, &c, false)
 			b = append(b, `],"refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"tool_calls"}],"usage":`...)
-			b = appendOpenAIUsage(b, &answer{in: in, plan: plan{n: int(out)}})
+			b = appendOpenAIUsage(b, &ua)
 			b = append(b, '}')
 		} else {
 			b = appendID(append(b, `{"id":`...), `"msg_mock`, id)
 			b = append(b, `","type":"message","role":"assistant","model":`...)
-			b = appendJSONString(b, model)
+			b = jsonx.AppendString(b, model)
 			b = append(b, `,"content":[`...)
 			b = appendAnthropicToolUse(b, &c, c.Arguments)
-			b = append(b, `],"stop_reason":"tool_use","stop_sequence":null,"usage":{"input_tokens":`...)
-			b = strconv.AppendInt(b, in, 10)
-			b = append(b, `,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":`...)
-			b = strconv.AppendInt(b, out, 10)
-			b = append(b, "}}"...)
+			b = append(b, `],"stop_reason":"tool_use","stop_sequence":null,"usage":`...)
+			b = appendAnthropicUsage(b, &ua, out)
+			b = append(b, '}')
 		}
 		ctx.Response.Header.SetContentTypeBytes(contentTypeJSON)
 		ctx.SetBody(b)
@@ -155,12 +157,12 @@ func (s *Server) answerToolCall(ctx *fasthttp.RequestCtx, p protocol, model []by
 		b = appendOpenAICall(b, &first, true)
 		b = append(b, `]},"logprobs":null,"finish_reason":null}]}`+"\n\n"...)
 		b = append(append(b, head...), `[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":`...)
-		b = appendJSONString(b, c.Arguments)
+		b = jsonx.AppendString(b, c.Arguments)
 		b = append(b, `}}]},"logprobs":null,"finish_reason":null}]}`+"\n\n"...)
 		b = append(append(b, head...), `[{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}]}`+"\n\n"...)
 		if includeUsage {
 			b = append(append(b, head...), `[],"usage":`...)
-			b = appendOpenAIUsage(b, &answer{in: in, plan: plan{n: int(out)}})
+			b = appendOpenAIUsage(b, &ua)
 			b = append(b, "}\n\n"...)
 		}
 		b = append(b, "data: [DONE]\n\n"...)
@@ -168,20 +170,20 @@ func (s *Server) answerToolCall(ctx *fasthttp.RequestCtx, p protocol, model []by
 		b = append(b, "event: message_start\ndata: "...)
 		b = appendID(append(b, `{"type":"message_start","message":{"id":`...), `"msg_mock`, id)
 		b = append(b, `","type":"message","role":"assistant","model":`...)
-		b = appendJSONString(b, model)
-		b = append(b, `,"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":`...)
-		b = strconv.AppendInt(b, in, 10)
-		b = append(b, `,"output_tokens":1}}}`+"\n\n"...)
+		b = jsonx.AppendString(b, model)
+		b = append(b, `,"content":[],"stop_reason":null,"stop_sequence":null,"usage":`...)
+		b = appendAnthropicUsage(b, &ua, 1)
+		b = append(b, "}}\n\n"...)
 		b = append(b, "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":"...)
 		b = appendAnthropicToolUse(b, &c, "{}")
 		b = append(b, "}\n\n"...)
 		b = append(b, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":"...)
-		b = appendJSONString(b, c.Arguments)
+		b = jsonx.AppendString(b, c.Arguments)
 		b = append(b, "}}\n\n"...)
 		b = append(b, "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n"...)
-		b = append(b, "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":"...)
-		b = strconv.AppendInt(b, out, 10)
-		b = append(b, "}}\n\n"...)
+		b = append(b, "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":"...)
+		b = appendAnthropicDeltaUsage(b, &ua, out)
+		b = append(b, "}\n\n"...)
 		b = append(b, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"...)
 	}
 	s.streamsStarted.Add(1)
@@ -206,19 +208,19 @@ func appendOpenAICall(b []byte, c *providers.ToolCall, indexed bool) []byte {
 		b = append(b, `"index":0,`...)
 	}
 	b = append(b, `"id":`...)
-	b = appendJSONString(b, c.ID)
+	b = jsonx.AppendString(b, c.ID)
 	b = append(b, `,"type":"function","function":{"name":`...)
-	b = appendJSONString(b, c.Name)
+	b = jsonx.AppendString(b, c.Name)
 	b = append(b, `,"arguments":`...)
-	b = appendJSONString(b, c.Arguments)
+	b = jsonx.AppendString(b, c.Arguments)
 	return append(b, "}}"...)
 }
 
 func appendAnthropicToolUse(b []byte, c *providers.ToolCall, input string) []byte {
 	b = append(b, `{"type":"tool_use","id":`...)
-	b = appendJSONString(b, c.ID)
+	b = jsonx.AppendString(b, c.ID)
 	b = append(b, `,"name":`...)
-	b = appendJSONString(b, c.Name)
+	b = jsonx.AppendString(b, c.Name)
 	b = append(b, `,"input":`...)
 	b = append(b, input...)
 	return append(b, '}')

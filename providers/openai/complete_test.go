@@ -53,8 +53,14 @@ type refCompletion struct {
 		} `json:"message"`
 	} `json:"choices"`
 	Usage *struct {
-		PromptTokens     int64 `json:"prompt_tokens"`
-		CompletionTokens int64 `json:"completion_tokens"`
+		PromptTokens        int64 `json:"prompt_tokens"`
+		CompletionTokens    int64 `json:"completion_tokens"`
+		PromptTokensDetails *struct {
+			CachedTokens int64 `json:"cached_tokens"`
+		} `json:"prompt_tokens_details"`
+		CompletionTokensDetails *struct {
+			ReasoningTokens int64 `json:"reasoning_tokens"`
+		} `json:"completion_tokens_details"`
 	} `json:"usage"`
 }
 
@@ -71,7 +77,14 @@ func refDecodeCompletion(name string, body []byte, r *providers.Request) (provid
 		res.Content = *c.Choices[0].Message.Content
 	}
 	if c.Usage != nil {
-		res.Usage = providers.Usage{InputTokens: c.Usage.PromptTokens, OutputTokens: c.Usage.CompletionTokens}
+		u := c.Usage
+		res.Usage = providers.Usage{InputTokens: u.PromptTokens, OutputTokens: u.CompletionTokens}
+		if u.PromptTokensDetails != nil {
+			res.Usage.CacheReadTokens = min(max(u.PromptTokensDetails.CachedTokens, 0), max(u.PromptTokens, 0))
+		}
+		if u.CompletionTokensDetails != nil {
+			res.Usage.ReasoningTokens = min(max(u.CompletionTokensDetails.ReasoningTokens, 0), max(u.CompletionTokens, 0))
+		}
 	} else {
 		res.Usage = providers.Usage{InputTokens: providers.EstimateInputTokens(r), OutputTokens: providers.EstimateTokens(res.Content), Estimated: true}
 	}
@@ -84,6 +97,9 @@ var decodeCases = []struct {
 	wantErr    string // error detail; empty for success
 }{
 	{name: "typical", body: benchReply, want: providers.Result{Content: "Hello! How can I assist you today?\nI am \"Moon\".", Usage: providers.Usage{InputTokens: 19, OutputTokens: 10}}},
+	{name: "cached and reasoning tokens", body: `{"choices":[{"message":{"content":"a"}}],"usage":{"prompt_tokens":2006,"completion_tokens":300,"prompt_tokens_details":{"cached_tokens":1920,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":256}}}`, want: providers.Result{Content: "a", Usage: providers.Usage{InputTokens: 2006, OutputTokens: 300, CacheReadTokens: 1920, ReasoningTokens: 256}}},
+	{name: "details merge, null clears, cached bounded by prompt", body: `{"choices":[{}],"usage":{"prompt_tokens":10,"prompt_tokens_details":{"cached_tokens":64},"completion_tokens_details":{"reasoning_tokens":3},"completion_tokens_details":null}}`, want: providers.Result{Usage: providers.Usage{InputTokens: 10, CacheReadTokens: 10}}},
+	{name: "details ill-typed", body: `{"choices":[{}],"usage":{"prompt_tokens_details":{"cached_tokens":"1"}}}`, wantErr: "reply is not a chat completion"},
 	{name: "null content, no usage", body: `{"choices":[{"message":{"content":null}}]}`, want: providers.Result{Usage: providers.Usage{InputTokens: 2, OutputTokens: 0, Estimated: true}}},
 	{name: "keys fold case", body: `{"CHOICES":[{"Message":{"Content":"a"}}],"Usage":{"PROMPT_TOKENS":1,"completion_to` + "\u212a" + `ens":2}}`, want: providers.Result{Content: "a", Usage: providers.Usage{InputTokens: 1, OutputTokens: 2}}},
 	{name: "duplicate choices merge", body: `{"choices":[{"message":{"content":"a"}}],"choices":[{}]}`, want: providers.Result{Content: "a", Usage: providers.Usage{InputTokens: 2, OutputTokens: 1, Estimated: true}}},

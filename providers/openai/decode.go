@@ -1,6 +1,9 @@
 package openai
 
-import "github.com/moonborn/edge/providers"
+import (
+	"github.com/moonborn/edge/internal/jsonx"
+	"github.com/moonborn/edge/providers"
+)
 
 // completion is what a chat completion reply carries for the gateway,
 // read in place from the reply body with the allocation-free JSON walk.
@@ -8,7 +11,11 @@ import "github.com/moonborn/edge/providers"
 //
 //	struct {
 //		Choices []struct{ Message struct{ Content *string } }
-//		Usage   *struct{ PromptTokens, CompletionTokens int64 }
+//		Usage   *struct {
+//			PromptTokens, CompletionTokens int64
+//			PromptTokensDetails     *struct{ CachedTokens int64 }
+//			CompletionTokensDetails *struct{ ReasoningTokens int64 }
+//		}
 //	}
 //
 // including its quirks, which the fuzz test holds it to: keys match
@@ -23,24 +30,29 @@ type completion struct {
 	usage      bool   // Usage != nil
 	prompt     int64
 	completion int64
+	// details: Usage.PromptTokensDetails != nil, then
+	// Usage.CompletionTokensDetails != nil; their one count each.
+	details   [2]bool
+	cached    int64
+	reasoning int64
 }
 
 // parseCompletion reads body into c; an error means encoding/json would
 // have failed too.
 func parseCompletion(body []byte, c *completion) error {
 	*c = completion{}
-	if providers.JSONIsNull(body) {
+	if jsonx.IsNull(body) {
 		return nil
 	}
-	it, err := providers.NewJSONObject(body)
+	it, err := jsonx.NewObject(body)
 	if err != nil {
 		return err
 	}
 	for key, val, ok := it.Member(); ok; key, val, ok = it.Member() {
 		switch {
-		case providers.JSONKeyFold(key, "choices"):
+		case jsonx.KeyFold(key, "choices"):
 			err = c.parseChoices(val)
-		case providers.JSONKeyFold(key, "usage"):
+		case jsonx.KeyFold(key, "usage"):
 			err = c.parseUsage(val)
 		}
 		if err != nil {
@@ -51,11 +63,11 @@ func parseCompletion(body []byte, c *completion) error {
 }
 
 func (c *completion) parseChoices(val []byte) error {
-	if providers.JSONIsNull(val) {
+	if jsonx.IsNull(val) {
 		c.choices, c.content = 0, nil
 		return nil
 	}
-	arr, err := providers.NewJSONArray(val)
+	arr, err := jsonx.NewArray(val)
 	if err != nil {
 		return err
 	}
@@ -86,29 +98,29 @@ func (c *completion) parseChoices(val []byte) error {
 // parseChoice reads one choice's message.content into *content (a raw
 // literal, nil for null) when content is not nil, and checks types.
 func parseChoice(val []byte, content *[]byte) error {
-	if providers.JSONIsNull(val) {
+	if jsonx.IsNull(val) {
 		return nil
 	}
-	obj, err := providers.NewJSONObject(val)
+	obj, err := jsonx.NewObject(val)
 	if err != nil {
 		return err
 	}
 	for key, v, ok := obj.Member(); ok; key, v, ok = obj.Member() {
-		if !providers.JSONKeyFold(key, "message") || providers.JSONIsNull(v) {
+		if !jsonx.KeyFold(key, "message") || jsonx.IsNull(v) {
 			continue
 		}
-		msg, err := providers.NewJSONObject(v)
+		msg, err := jsonx.NewObject(v)
 		if err != nil {
 			return err
 		}
 		for k, mv, ok := msg.Member(); ok; k, mv, ok = msg.Member() {
-			if !providers.JSONKeyFold(k, "content") {
+			if !jsonx.KeyFold(k, "content") {
 				continue
 			}
 			var raw []byte
-			if !providers.JSONIsNull(mv) {
+			if !jsonx.IsNull(mv) {
 				if mv[0] != '"' {
-					return providers.ErrJSONSyntax
+					return jsonx.ErrSyntax
 				}
 				raw = mv
 			}
@@ -124,37 +136,85 @@ func parseChoice(val []byte, content *[]byte) error {
 }
 
 func (c *completion) parseUsage(val []byte) error {
-	if providers.JSONIsNull(val) {
+	if jsonx.IsNull(val) {
 		c.usage, c.prompt, c.completion = false, 0, 0
+		c.details, c.cached, c.reasoning = [2]bool{}, 0, 0
 		return nil
 	}
-	obj, err := providers.NewJSONObject(val)
+	obj, err := jsonx.NewObject(val)
 	if err != nil {
 		return err
 	}
 	if !c.usage {
 		c.usage, c.prompt, c.completion = true, 0, 0
+		c.details, c.cached, c.reasoning = [2]bool{}, 0, 0
 	}
 	for key, v, ok := obj.Member(); ok; key, v, ok = obj.Member() {
-		var dst *int64
+		var err error
 		switch {
-		case providers.JSONKeyFold(key, "prompt_tokens"):
-			dst = &c.prompt
-		case providers.JSONKeyFold(key, "completion_tokens"):
-			dst = &c.completion
-		default:
-			continue
+		case jsonx.KeyFold(key, "prompt_tokens"):
+			err = foldInt(v, &c.prompt)
+		case jsonx.KeyFold(key, "completion_tokens"):
+			err = foldInt(v, &c.completion)
+		case jsonx.KeyFold(key, "prompt_tokens_details"):
+			err = parseDetails(v, "cached_tokens", &c.details[0], &c.cached)
+		case jsonx.KeyFold(key, "completion_tokens_details"):
+			err = parseDetails(v, "reasoning_tokens", &c.details[1], &c.reasoning)
 		}
-		if providers.JSONIsNull(v) {
-			continue // null leaves an int as it was
-		}
-		n, err := providers.JSONInt(v)
 		if err != nil {
 			return err
 		}
-		*dst = n
 	}
 	return obj.Err()
+}
+
+// foldInt decodes an int into dst; null leaves it as it was.
+func foldInt(v []byte, dst *int64) error {
+	if jsonx.IsNull(v) {
+		return nil
+	}
+	n, err := jsonx.Int(v)
+	if err != nil {
+		return err
+	}
+	*dst = n
+	return nil
+}
+
+// parseDetails decodes a *struct{ N int64 } member (N spelled name) the
+// way encoding/json does: null clears it, an object merges into it.
+func parseDetails(val []byte, name string, present *bool, n *int64) error {
+	if jsonx.IsNull(val) {
+		*present, *n = false, 0
+		return nil
+	}
+	obj, err := jsonx.NewObject(val)
+	if err != nil {
+		return err
+	}
+	if !*present {
+		*present, *n = true, 0
+	}
+	for key, v, ok := obj.Member(); ok; key, v, ok = obj.Member() {
+		if jsonx.KeyFold(key, name) {
+			if err := foldInt(v, n); err != nil {
+				return err
+			}
+		}
+	}
+	return obj.Err()
+}
+
+// usageOf returns the Usage of OpenAI's counts: prompt_tokens already
+// include the cached ones (bounded by it here, so a confused upstream
+// cannot make the uncached part negative).
+func usageOf(prompt, completion, cached, reasoning int64) providers.Usage {
+	return providers.Usage{
+		InputTokens:     prompt,
+		OutputTokens:    completion,
+		CacheReadTokens: min(max(cached, 0), max(prompt, 0)),
+		ReasoningTokens: min(max(reasoning, 0), max(completion, 0)),
+	}
 }
 
 func (p *Provider) decodeCompletion(body []byte, r *providers.Request, res *providers.Result) error {
@@ -168,7 +228,7 @@ func (p *Provider) decodeCompletion(body []byte, r *providers.Request, res *prov
 	}
 	if c.content != nil {
 		var buf [1024]byte
-		text, err := providers.JSONString(buf[:0], c.content)
+		text, err := jsonx.Unquote(buf[:0], c.content)
 		if err != nil {
 			return providers.Errorf(p.name, providers.KindProtocol, "reply is not a chat completion")
 		}
@@ -178,7 +238,7 @@ func (p *Provider) decodeCompletion(body []byte, r *providers.Request, res *prov
 		parseToolCalls(body, res)
 	}
 	if c.usage {
-		res.Usage = providers.Usage{InputTokens: c.prompt, OutputTokens: c.completion}
+		res.Usage = usageOf(c.prompt, c.completion, c.cached, c.reasoning)
 	} else {
 		res.Usage = providers.Usage{
 			InputTokens:  providers.EstimateInputTokens(r),

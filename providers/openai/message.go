@@ -4,6 +4,7 @@ import (
 	"math"
 	"strconv"
 
+	"github.com/moonborn/edge/internal/jsonx"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -24,7 +25,7 @@ func (p *Provider) Check(r *providers.Request) *providers.FieldError {
 func appendMessages(dst []byte, r *providers.Request) []byte {
 	if r.System != "" {
 		dst = append(dst, `{"role":"system","content":`...)
-		dst = providers.AppendJSONString(dst, r.System)
+		dst = jsonx.AppendString(dst, r.System)
 		dst = append(dst, `},`...)
 	}
 	for i := range r.Messages {
@@ -43,14 +44,14 @@ func appendMessages(dst []byte, r *providers.Request) []byte {
 			}
 		case providers.RoleTool:
 			dst = append(dst, `{"role":"tool","tool_call_id":`...)
-			dst = providers.AppendJSONString(dst, m.ToolCallID)
+			dst = jsonx.AppendString(dst, m.ToolCallID)
 			dst = append(dst, `,"content":`...)
 		case providers.RoleAssistant:
 			dst = append(dst, `{"role":"assistant","content":`...)
 			if m.Text == "" && len(m.ToolCalls) > 0 {
 				dst = append(dst, "null"...)
 			} else {
-				dst = providers.AppendJSONString(dst, m.Text)
+				dst = jsonx.AppendString(dst, m.Text)
 			}
 			if len(m.ToolCalls) > 0 {
 				dst = append(dst, `,"tool_calls":[`...)
@@ -60,11 +61,11 @@ func appendMessages(dst []byte, r *providers.Request) []byte {
 						dst = append(dst, ',')
 					}
 					dst = append(dst, `{"id":`...)
-					dst = providers.AppendJSONString(dst, c.ID)
+					dst = jsonx.AppendString(dst, c.ID)
 					dst = append(dst, `,"type":"function","function":{"name":`...)
-					dst = providers.AppendJSONString(dst, c.Name)
+					dst = jsonx.AppendString(dst, c.Name)
 					dst = append(dst, `,"arguments":`...)
-					dst = providers.AppendJSONString(dst, c.Arguments)
+					dst = jsonx.AppendString(dst, c.Arguments)
 					dst = append(dst, "}}"...)
 				}
 				dst = append(dst, ']')
@@ -72,7 +73,7 @@ func appendMessages(dst []byte, r *providers.Request) []byte {
 			dst = append(dst, '}')
 			continue
 		}
-		dst = providers.AppendJSONString(dst, m.Text)
+		dst = jsonx.AppendString(dst, m.Text)
 		dst = append(dst, '}')
 	}
 	return dst
@@ -89,13 +90,13 @@ func appendParts(dst []byte, parts []providers.Part) []byte {
 		}
 		if p.Image == nil {
 			dst = append(dst, `{"type":"text","text":`...)
-			dst = providers.AppendJSONString(dst, p.Text)
+			dst = jsonx.AppendString(dst, p.Text)
 			dst = append(dst, '}')
 			continue
 		}
 		dst = append(dst, `{"type":"image_url","image_url":{"url":`...)
 		if im := p.Image; im.URL != "" {
-			dst = providers.AppendJSONString(dst, im.URL)
+			dst = jsonx.AppendString(dst, im.URL)
 		} else {
 			dst = append(dst, `"data:`...)
 			dst = append(dst, im.MediaType...)
@@ -105,7 +106,7 @@ func appendParts(dst []byte, parts []providers.Part) []byte {
 		}
 		if p.Image.Detail != "" {
 			dst = append(dst, `,"detail":`...)
-			dst = providers.AppendJSONString(dst, p.Image.Detail)
+			dst = jsonx.AppendString(dst, p.Image.Detail)
 		}
 		dst = append(dst, "}}"...)
 	}
@@ -122,10 +123,10 @@ func appendOptions(dst []byte, r *providers.Request) []byte {
 				dst = append(dst, ',')
 			}
 			dst = append(dst, `{"type":"function","function":{"name":`...)
-			dst = providers.AppendJSONString(dst, t.Name)
+			dst = jsonx.AppendString(dst, t.Name)
 			if t.Description != "" {
 				dst = append(dst, `,"description":`...)
-				dst = providers.AppendJSONString(dst, t.Description)
+				dst = jsonx.AppendString(dst, t.Description)
 			}
 			if len(t.Parameters) > 0 {
 				dst = append(dst, `,"parameters":`...)
@@ -147,7 +148,7 @@ func appendOptions(dst []byte, r *providers.Request) []byte {
 		dst = append(dst, `,"tool_choice":"required"`...)
 	case providers.ToolChoiceNamed:
 		dst = append(dst, `,"tool_choice":{"type":"function","function":{"name":`...)
-		dst = providers.AppendJSONString(dst, r.ToolChoice.Name)
+		dst = jsonx.AppendString(dst, r.ToolChoice.Name)
 		dst = append(dst, "}}"...)
 	}
 	if len(r.Stop) > 0 {
@@ -156,7 +157,7 @@ func appendOptions(dst []byte, r *providers.Request) []byte {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = providers.AppendJSONString(dst, s)
+			dst = jsonx.AppendString(dst, s)
 		}
 		dst = append(dst, ']')
 	}
@@ -174,7 +175,7 @@ func appendOptions(dst []byte, r *providers.Request) []byte {
 	}
 	if r.User != "" {
 		dst = append(dst, `,"user":`...)
-		dst = providers.AppendJSONString(dst, r.User)
+		dst = jsonx.AppendString(dst, r.User)
 	}
 	return dst
 }
@@ -190,12 +191,12 @@ type toolCallAcc struct {
 // lenient: a malformed member is skipped (the chunk's own parse already
 // checked the JSON).
 func (a *toolCallAcc) addDeltas(raw []byte) {
-	arr, err := providers.NewJSONArray(raw)
+	arr, err := jsonx.NewArray(raw)
 	if err != nil {
 		return
 	}
 	for el, ok := arr.Element(); ok; el, ok = arr.Element() {
-		obj, err := providers.NewJSONObject(el)
+		obj, err := jsonx.NewObject(el)
 		if err != nil {
 			continue
 		}
@@ -203,23 +204,23 @@ func (a *toolCallAcc) addDeltas(raw []byte) {
 		var id, name, args []byte
 		for k, v, ok := obj.Member(); ok; k, v, ok = obj.Member() {
 			switch {
-			case providers.JSONKeyIs(k, "index"):
-				if n, err := providers.JSONInt(v); err == nil {
+			case jsonx.KeyIs(k, "index"):
+				if n, err := jsonx.Int(v); err == nil {
 					idx = n
 				}
-			case providers.JSONKeyIs(k, "id"):
-				id, _ = providers.JSONAppendString(nil, v)
-			case providers.JSONKeyIs(k, "function"):
-				fo, err := providers.NewJSONObject(v)
+			case jsonx.KeyIs(k, "id"):
+				id, _ = jsonx.AppendUnquoted(nil, v)
+			case jsonx.KeyIs(k, "function"):
+				fo, err := jsonx.NewObject(v)
 				if err != nil {
 					continue
 				}
 				for fk, fv, ok := fo.Member(); ok; fk, fv, ok = fo.Member() {
 					switch {
-					case providers.JSONKeyIs(fk, "name"):
-						name, _ = providers.JSONAppendString(nil, fv)
-					case providers.JSONKeyIs(fk, "arguments"):
-						args, _ = providers.JSONString(nil, fv)
+					case jsonx.KeyIs(fk, "name"):
+						name, _ = jsonx.AppendUnquoted(nil, fv)
+					case jsonx.KeyIs(fk, "arguments"):
+						args, _ = jsonx.Unquote(nil, fv)
 					}
 				}
 			}
@@ -262,15 +263,15 @@ func finishReason(raw []byte) string {
 // parseToolCalls reads choices[0].message.tool_calls and finish_reason of
 // a completion already checked by parseCompletion, leniently.
 func parseToolCalls(body []byte, res *providers.Result) {
-	obj, err := providers.NewJSONObject(body)
+	obj, err := jsonx.NewObject(body)
 	if err != nil {
 		return
 	}
 	for k, v, ok := obj.Member(); ok; k, v, ok = obj.Member() {
-		if !providers.JSONKeyIs(k, "choices") {
+		if !jsonx.KeyIs(k, "choices") {
 			continue
 		}
-		arr, err := providers.NewJSONArray(v)
+		arr, err := jsonx.NewArray(v)
 		if err != nil {
 			return
 		}
@@ -278,23 +279,23 @@ func parseToolCalls(body []byte, res *providers.Result) {
 		if !ok {
 			return
 		}
-		ch, err := providers.NewJSONObject(el)
+		ch, err := jsonx.NewObject(el)
 		if err != nil {
 			return
 		}
 		for ck, cv, ok := ch.Member(); ok; ck, cv, ok = ch.Member() {
 			switch {
-			case providers.JSONKeyIs(ck, "finish_reason"):
+			case jsonx.KeyIs(ck, "finish_reason"):
 				if len(cv) > 0 && cv[0] == '"' {
 					res.FinishReason = finishReason(cv)
 				}
-			case providers.JSONKeyIs(ck, "message"):
-				msg, err := providers.NewJSONObject(cv)
+			case jsonx.KeyIs(ck, "message"):
+				msg, err := jsonx.NewObject(cv)
 				if err != nil {
 					continue
 				}
 				for mk, mv, ok := msg.Member(); ok; mk, mv, ok = msg.Member() {
-					if providers.JSONKeyIs(mk, "tool_calls") {
+					if jsonx.KeyIs(mk, "tool_calls") {
 						var acc toolCallAcc
 						acc.addDeltas(mv)
 						res.ToolCalls = acc.calls

@@ -7,6 +7,7 @@ import (
 	"math"
 	"strconv"
 
+	"github.com/moonborn/edge/internal/jsonx"
 	"github.com/moonborn/edge/providers"
 	"github.com/valyala/fasthttp"
 )
@@ -76,7 +77,7 @@ func (p *Provider) newRequest(r *providers.Request, stream bool) *fasthttp.Reque
 // appendRequestBody writes the chat completions request for r.
 func appendRequestBody(dst []byte, maxTokensField string, r *providers.Request, stream bool) []byte {
 	dst = append(dst, `{"model":`...)
-	dst = providers.AppendJSONString(dst, r.Model)
+	dst = jsonx.AppendString(dst, r.Model)
 	dst = append(dst, `,"messages":[`...)
 	if r.Conversation() {
 		dst = appendMessages(dst, r)
@@ -92,11 +93,11 @@ func appendRequestBody(dst []byte, maxTokensField string, r *providers.Request, 
 func appendPersonaMessages(dst []byte, r *providers.Request) []byte {
 	if r.System != "" {
 		dst = append(dst, `{"role":"system","content":`...)
-		dst = providers.AppendJSONString(dst, r.System)
+		dst = jsonx.AppendString(dst, r.System)
 		dst = append(dst, `},`...)
 	}
 	dst = append(dst, `{"role":"user","content":`...)
-	dst = providers.AppendJSONString(dst, r.UserText)
+	dst = jsonx.AppendString(dst, r.UserText)
 	return append(dst, `}]`...)
 }
 
@@ -111,6 +112,10 @@ func appendTail(dst []byte, maxTokensField string, r *providers.Request, stream 
 	dst = append(dst, maxTokensField...)
 	dst = append(dst, `":`...)
 	dst = strconv.AppendInt(dst, int64(r.MaxOutputTokens), 10)
+	if r.CacheKey != "" {
+		dst = append(dst, `,"prompt_cache_key":`...)
+		dst = jsonx.AppendString(dst, r.CacheKey)
+	}
 	if stream {
 		dst = append(dst, `,"stream":true,"stream_options":{"include_usage":true}}`...)
 	} else {

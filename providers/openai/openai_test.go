@@ -172,6 +172,20 @@ func TestComplete(t *testing.T) {
 		check     func(t *testing.T, body map[string]any)
 	}{
 		{
+			name: "prompt_cache_key sent, breakpoints ignored, system one message",
+			req: providers.Request{Model: "m", System: "PERSONA" + "DIGEST", MaxOutputTokens: 3, UserText: "hi",
+				SystemCache: []providers.CacheBreak{{At: len("PERSONA"), TTL: providers.Cache5m}}, CacheKey: "pck_abc"},
+			reply:     `{"choices":[{"message":{"content":"x"}}],"usage":{"prompt_tokens":2048,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":1920}}}`,
+			wantText:  "x",
+			wantUsage: providers.Usage{InputTokens: 2048, OutputTokens: 1, CacheReadTokens: 1920},
+			check: func(t *testing.T, b map[string]any) {
+				msgs := b["messages"].([]any)
+				if b["prompt_cache_key"] != "pck_abc" || len(msgs) != 2 || msgs[0].(map[string]any)["content"] != "PERSONADIGEST" {
+					t.Errorf("body = %v", b)
+				}
+			},
+		},
+		{
 			name:      "system, temperature, max_tokens",
 			req:       baseReq,
 			reply:     `{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Hello \"you\"\n","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":21,"completion_tokens":4,"total_tokens":25}}`,
@@ -255,6 +269,9 @@ func TestStream(t *testing.T) {
 	}{
 		{"usage chunk with choices []", []string{roleChunk, deltaChunk("Hel"), deltaChunk("lo \"x\"\n"), deltaChunk("!"), finishChunk, usageEmpty, done},
 			"Hello \"x\"\n!", 0, providers.Usage{InputTokens: 19, OutputTokens: 3}},
+		{"usage chunk with cached and reasoning tokens", []string{roleChunk, deltaChunk("a"), finishChunk,
+			"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":2006,\"completion_tokens\":300,\"total_tokens\":2306,\"prompt_tokens_details\":{\"cached_tokens\":1920,\"audio_tokens\":0},\"completion_tokens_details\":{\"reasoning_tokens\":256}}}\n\n", done},
+			"a", 0, providers.Usage{InputTokens: 2006, OutputTokens: 300, CacheReadTokens: 1920, ReasoningTokens: 256}},
 		{"usage chunk with choices null", []string{roleChunk, deltaChunk("a"), deltaChunk("b"), finishChunk, usageNull, done},
 			"ab", 0, providers.Usage{InputTokens: 19, OutputTokens: 3}},
 		{"done without usage is estimated", []string{deltaChunk("a"), deltaChunk("b"), done},

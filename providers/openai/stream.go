@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 
+	"github.com/moonborn/edge/internal/jsonx"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -59,7 +60,7 @@ func (s *stream) Next() ([]byte, error) {
 			s.finish = finishReason(f)
 		}
 		if s.chunk.hasUsage {
-			s.usage = providers.Usage{InputTokens: s.chunk.promptTokens, OutputTokens: s.chunk.completionTokens}
+			s.usage = usageOf(s.chunk.promptTokens, s.chunk.completionTokens, s.chunk.cachedTokens, s.chunk.reasoningTokens)
 			s.haveUsage = true
 		}
 		if len(s.chunk.content) > 0 {
@@ -101,6 +102,8 @@ type chunk struct {
 	scratch          []byte // unescaped content, when it had escapes
 	promptTokens     int64
 	completionTokens int64
+	cachedTokens     int64 // prompt_tokens_details.cached_tokens
+	reasoningTokens  int64 // completion_tokens_details.reasoning_tokens
 	hasUsage         bool
 	hasError         bool
 	errType          []byte
@@ -116,40 +119,40 @@ type chunk struct {
 // in encoding/json.
 func parseChunk(data []byte, c *chunk) error {
 	*c = chunk{scratch: c.scratch[:0]}
-	if !providers.JSONIsObject(data) {
-		return providers.ErrJSONSyntax
+	if !jsonx.IsObject(data) {
+		return jsonx.ErrSyntax
 	}
-	it, err := providers.NewJSONObject(data)
+	it, err := jsonx.NewObject(data)
 	if err != nil {
 		return err
 	}
 	for key, val, ok := it.Member(); ok; key, val, ok = it.Member() {
 		switch {
-		case providers.JSONKeyIs(key, "choices"):
+		case jsonx.KeyIs(key, "choices"):
 			c.content = nil
 			if err := c.parseChoices(val); err != nil {
 				return err
 			}
-		case providers.JSONKeyIs(key, "usage"):
+		case jsonx.KeyIs(key, "usage"):
 			if err := c.parseUsage(val); err != nil {
 				return err
 			}
-		case providers.JSONKeyIs(key, "error"):
+		case jsonx.KeyIs(key, "error"):
 			c.hasError, c.errType = false, nil
-			if providers.JSONIsNull(val) {
+			if jsonx.IsNull(val) {
 				continue
 			}
 			c.hasError = true
 			// Only the error's type goes further, and only as a short
 			// identifier (see providers.SafeErrorType); an object is all
 			// we require.
-			if providers.JSONIsObject(val) {
-				e, err := providers.NewJSONObject(val)
+			if jsonx.IsObject(val) {
+				e, err := jsonx.NewObject(val)
 				if err != nil {
 					return err
 				}
 				for k, v, ok := e.Member(); ok; k, v, ok = e.Member() {
-					if providers.JSONKeyIs(k, "type") && len(v) > 0 && v[0] == '"' {
+					if jsonx.KeyIs(k, "type") && len(v) > 0 && v[0] == '"' {
 						c.errType = v[1 : len(v)-1]
 					}
 				}
@@ -163,7 +166,7 @@ func parseChunk(data []byte, c *chunk) error {
 }
 
 func (c *chunk) parseChoices(val []byte) error {
-	arr, err := providers.NewJSONArray(val)
+	arr, err := jsonx.NewArray(val)
 	if err != nil {
 		return err
 	}
@@ -181,36 +184,36 @@ func (c *chunk) parseChoices(val []byte) error {
 }
 
 func (c *chunk) parseChoice(val []byte) error {
-	obj, err := providers.NewJSONObject(val)
+	obj, err := jsonx.NewObject(val)
 	if err != nil {
 		return err
 	}
 	for key, v, ok := obj.Member(); ok; key, v, ok = obj.Member() {
-		if providers.JSONKeyIs(key, "finish_reason") {
+		if jsonx.KeyIs(key, "finish_reason") {
 			c.finish = v
 			continue
 		}
-		if !providers.JSONKeyIs(key, "delta") {
+		if !jsonx.KeyIs(key, "delta") {
 			continue
 		}
 		c.content = nil
-		delta, err := providers.NewJSONObject(v)
+		delta, err := jsonx.NewObject(v)
 		if err != nil {
 			return err
 		}
 		for k, dv, ok := delta.Member(); ok; k, dv, ok = delta.Member() {
-			if providers.JSONKeyIs(k, "tool_calls") {
+			if jsonx.KeyIs(k, "tool_calls") {
 				c.toolCalls = dv
 				continue
 			}
-			if !providers.JSONKeyIs(k, "content") {
+			if !jsonx.KeyIs(k, "content") {
 				continue
 			}
 			c.content = nil
-			if providers.JSONIsNull(dv) {
+			if jsonx.IsNull(dv) {
 				continue
 			}
-			text, err := providers.JSONString(c.scratch[:0], dv)
+			text, err := jsonx.Unquote(c.scratch[:0], dv)
 			if err != nil {
 				return err
 			}
@@ -228,11 +231,11 @@ func (c *chunk) parseChoice(val []byte) error {
 
 func (c *chunk) parseUsage(val []byte) error {
 	c.hasUsage = false
-	c.promptTokens, c.completionTokens = 0, 0
-	if providers.JSONIsNull(val) {
+	c.promptTokens, c.completionTokens, c.cachedTokens, c.reasoningTokens = 0, 0, 0, 0
+	if jsonx.IsNull(val) {
 		return nil
 	}
-	obj, err := providers.NewJSONObject(val)
+	obj, err := jsonx.NewObject(val)
 	if err != nil {
 		return err
 	}
@@ -240,22 +243,54 @@ func (c *chunk) parseUsage(val []byte) error {
 	for key, v, ok := obj.Member(); ok; key, v, ok = obj.Member() {
 		var dst *int64
 		switch {
-		case providers.JSONKeyIs(key, "prompt_tokens"):
+		case jsonx.KeyIs(key, "prompt_tokens"):
 			dst = &c.promptTokens
-		case providers.JSONKeyIs(key, "completion_tokens"):
+		case jsonx.KeyIs(key, "completion_tokens"):
 			dst = &c.completionTokens
+		case jsonx.KeyIs(key, "prompt_tokens_details"):
+			if err := detailInt(v, "cached_tokens", &c.cachedTokens); err != nil {
+				return err
+			}
+			continue
+		case jsonx.KeyIs(key, "completion_tokens_details"):
+			if err := detailInt(v, "reasoning_tokens", &c.reasoningTokens); err != nil {
+				return err
+			}
+			continue
 		default:
 			continue
 		}
 		*dst = 0
-		if providers.JSONIsNull(v) {
+		if jsonx.IsNull(v) {
 			continue
 		}
-		n, err := providers.JSONInt(v)
+		n, err := jsonx.Int(v)
 		if err != nil {
 			return err
 		}
 		*dst = n
+	}
+	return obj.Err()
+}
+
+// detailInt reads the member name of a usage details object (null: 0).
+func detailInt(val []byte, name string, dst *int64) error {
+	*dst = 0
+	if jsonx.IsNull(val) {
+		return nil
+	}
+	obj, err := jsonx.NewObject(val)
+	if err != nil {
+		return err
+	}
+	for k, v, ok := obj.Member(); ok; k, v, ok = obj.Member() {
+		if jsonx.KeyIs(k, name) && !jsonx.IsNull(v) {
+			n, err := jsonx.Int(v)
+			if err != nil {
+				return err
+			}
+			*dst = n
+		}
 	}
 	return obj.Err()
 }

@@ -1,4 +1,4 @@
-package providers
+package jsonx
 
 import (
 	"encoding/json"
@@ -18,10 +18,10 @@ func TestAppendJSONString(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if got := string(AppendJSONString(nil, c.in)); got != c.want {
+			if got := string(AppendString(nil, c.in)); got != c.want {
 				t.Fatalf("string: got %s want %s", got, c.want)
 			}
-			if got := string(AppendJSONString(nil, []byte(c.in))); got != c.want {
+			if got := string(AppendString(nil, []byte(c.in))); got != c.want {
 				t.Fatalf("bytes: got %s want %s", got, c.want)
 			}
 		})
@@ -33,13 +33,13 @@ func FuzzAppendJSONString(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		got := AppendJSONString(nil, s)
+		got := AppendString(nil, s)
 		want, err := json.Marshal(s)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if string(got) != string(want) {
-			t.Fatalf("AppendJSONString(%q) = %s, encoding/json = %s", s, got, want)
+			t.Fatalf("AppendString(%q) = %s, encoding/json = %s", s, got, want)
 		}
 	})
 }
@@ -49,6 +49,6 @@ func BenchmarkAppendJSONString(b *testing.B) {
 	buf := make([]byte, 0, 256)
 	s := "Hello, world! A typical \"delta\" with some text\n"
 	for b.Loop() {
-		buf = AppendJSONString(buf[:0], s)
+		buf = AppendString(buf[:0], s)
 	}
 }

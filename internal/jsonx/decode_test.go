@@ -1,4 +1,4 @@
-package providers
+package jsonx
 
 import (
 	"bytes"
@@ -8,21 +8,21 @@ import (
 	"testing"
 )
 
-// walkJSON visits every value of data through JSONIter, the way the
+// walkJSON visits every value of data through Iter, the way the
 // protocol parsers do, and reports whether the whole input was valid.
 func walkJSON(data []byte) error {
-	trimmed := jsonTrim(data)
+	trimmed := trim(data)
 	if len(trimmed) == 0 {
-		return ErrJSONSyntax
+		return ErrSyntax
 	}
 	switch trimmed[0] {
 	case '{':
-		it, err := NewJSONObject(data)
+		it, err := NewObject(data)
 		if err != nil {
 			return err
 		}
 		for key, v, ok := it.Member(); ok; key, v, ok = it.Member() {
-			if _, err := JSONString(nil, key); err != nil {
+			if _, err := Unquote(nil, key); err != nil {
 				return err
 			}
 			if err := walkJSON(v); err != nil {
@@ -31,7 +31,7 @@ func walkJSON(data []byte) error {
 		}
 		return it.Err()
 	case '[':
-		it, err := NewJSONArray(data)
+		it, err := NewArray(data)
 		if err != nil {
 			return err
 		}
@@ -42,12 +42,12 @@ func walkJSON(data []byte) error {
 		}
 		return it.Err()
 	case '"':
-		_, err := JSONString(nil, data)
+		_, err := Unquote(nil, data)
 		return err
 	}
-	end, err := jsonSkipValue(trimmed, 0, 1)
+	end, err := skipValue(trimmed, 0, 1)
 	if err == nil && end != len(trimmed) {
-		err = ErrJSONSyntax
+		err = ErrSyntax
 	}
 	return err
 }
@@ -97,25 +97,25 @@ func TestJSONStringAndKey(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := JSONString(nil, []byte(c.raw))
+			got, err := Unquote(nil, []byte(c.raw))
 			if err != nil || string(got) != c.want {
-				t.Fatalf("JSONString(%s) = %q, %v; want %q", c.raw, got, err, c.want)
+				t.Fatalf("Unquote(%s) = %q, %v; want %q", c.raw, got, err, c.want)
 			}
 		})
 	}
-	if !JSONKeyIs([]byte(`"cont\u0065nt"`), "content") || JSONKeyIs([]byte(`"Content"`), "content") {
-		t.Fatal("JSONKeyIs must decode escapes and match case-sensitively")
+	if !KeyIs([]byte(`"cont\u0065nt"`), "content") || KeyIs([]byte(`"Content"`), "content") {
+		t.Fatal("KeyIs must decode escapes and match case-sensitively")
 	}
 	for _, raw := range []string{`9223372036854775807`, `-9223372036854775808`, `0`} {
 		var want int64
 		_ = json.Unmarshal([]byte(raw), &want)
-		if got, err := JSONInt([]byte(raw)); err != nil || got != want {
-			t.Fatalf("JSONInt(%s) = %d, %v", raw, got, err)
+		if got, err := Int([]byte(raw)); err != nil || got != want {
+			t.Fatalf("Int(%s) = %d, %v", raw, got, err)
 		}
 	}
 	for _, raw := range []string{`9223372036854775808`, `1.0`, `1e3`, `"1"`, `-`} {
-		if _, err := JSONInt([]byte(raw)); err == nil {
-			t.Fatalf("JSONInt(%s) accepted", raw)
+		if _, err := Int([]byte(raw)); err == nil {
+			t.Fatalf("Int(%s) accepted", raw)
 		}
 	}
 }
@@ -129,9 +129,9 @@ func TestJSONDepth(t *testing.T) {
 			want := json.Valid([]byte(doc))
 			// One level of iteration validates the rest (walkJSON would
 			// revisit every level, quadratic at this depth).
-			it, err := NewJSONObject([]byte(doc))
+			it, err := NewObject([]byte(doc))
 			if doc[0] == '[' {
-				it, err = NewJSONArray([]byte(doc))
+				it, err = NewArray([]byte(doc))
 			}
 			for ok := err == nil; ok; _, ok = it.Element() {
 				if doc[0] == '{' {
@@ -144,8 +144,8 @@ func TestJSONDepth(t *testing.T) {
 			if (err == nil) != want {
 				t.Errorf("%d levels %.2s...: iterator err = %v, encoding/json valid = %v", levels, doc, err, want)
 			}
-			if got := JSONValid([]byte(doc)); got != want {
-				t.Errorf("%d levels %.2s...: JSONValid = %v, encoding/json = %v", levels, doc, got, want)
+			if got := Valid([]byte(doc)); got != want {
+				t.Errorf("%d levels %.2s...: Valid = %v, encoding/json = %v", levels, doc, got, want)
 			}
 		}
 	}
@@ -171,13 +171,13 @@ func TestJSONFloat(t *testing.T) {
 		{``, 0, false},
 	}
 	for _, c := range cases {
-		got, err := JSONFloat([]byte(c.raw))
+		got, err := Float([]byte(c.raw))
 		if (err == nil) != c.ok || got != c.want {
-			t.Errorf("JSONFloat(%q) = %v, %v; want %v, ok %v", c.raw, got, err, c.want, c.ok)
+			t.Errorf("Float(%q) = %v, %v; want %v, ok %v", c.raw, got, err, c.want, c.ok)
 		}
 	}
-	if a := testing.AllocsPerRun(100, func() { _, _ = JSONFloat([]byte(`0.123456789`)) }); a != 0 {
-		t.Errorf("JSONFloat allocates %.1f times", a)
+	if a := testing.AllocsPerRun(100, func() { _, _ = Float([]byte(`0.123456789`)) }); a != 0 {
+		t.Errorf("Float allocates %.1f times", a)
 	}
 }
 
@@ -185,21 +185,21 @@ func TestJSONAppendString(t *testing.T) {
 	raw := []byte(`"plain"`)
 	dst := make([]byte, 0, 16)
 	dst = append(dst, "a\n"...)
-	got, err := JSONAppendString(dst, raw)
+	got, err := AppendUnquoted(dst, raw)
 	if err != nil || string(got) != "a\nplain" {
-		t.Fatalf("JSONAppendString = %q, %v", got, err)
+		t.Fatalf("AppendUnquoted = %q, %v", got, err)
 	}
 	if &got[0] != &dst[0] {
-		t.Fatal("JSONAppendString did not append to dst")
+		t.Fatal("AppendUnquoted did not append to dst")
 	}
 	raw[1] = 'X' // the result must not alias raw
 	if string(got) != "a\nplain" {
 		t.Fatalf("result aliases raw: %q", got)
 	}
-	if got, err := JSONAppendString([]byte("x"), []byte(`"\u00e9"`)); err != nil || string(got) != "xé" {
+	if got, err := AppendUnquoted([]byte("x"), []byte(`"\u00e9"`)); err != nil || string(got) != "xé" {
 		t.Fatalf("escaped: %q, %v", got, err)
 	}
-	if got, err := JSONAppendString([]byte("x"), []byte(`1`)); err == nil || string(got) != "x" {
+	if got, err := AppendUnquoted([]byte("x"), []byte(`1`)); err == nil || string(got) != "x" {
 		t.Fatalf("non-string: %q, %v", got, err)
 	}
 }
@@ -219,8 +219,8 @@ func TestJSONIsObject(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if got := JSONIsObject([]byte(c.in)); got != c.want {
-				t.Fatalf("JSONIsObject(%q) = %v", c.in, got)
+			if got := IsObject([]byte(c.in)); got != c.want {
+				t.Fatalf("IsObject(%q) = %v", c.in, got)
 			}
 		})
 	}
@@ -245,40 +245,40 @@ func FuzzJSONScan(f *testing.F) {
 		if err := walkJSON(data); (err == nil) != valid {
 			t.Fatalf("walk err = %v, encoding/json valid = %v", err, valid)
 		}
-		if got := JSONValid(data); got != valid {
-			t.Fatalf("JSONValid = %v, encoding/json = %v", got, valid)
+		if got := Valid(data); got != valid {
+			t.Fatalf("Valid = %v, encoding/json = %v", got, valid)
 		}
-		isNull := JSONIsNull(data) // encoding/json reads null as "leave unchanged"
+		isNull := IsNull(data) // encoding/json reads null as "leave unchanged"
 		var s string
 		errStd := json.Unmarshal(data, &s)
-		got, err := JSONString(nil, data)
+		got, err := Unquote(nil, data)
 		if !isNull && (err == nil) != (errStd == nil) {
-			t.Fatalf("JSONString err = %v, encoding/json err = %v", err, errStd)
+			t.Fatalf("Unquote err = %v, encoding/json err = %v", err, errStd)
 		}
 		if errStd == nil && !isNull && string(got) != s {
-			t.Fatalf("JSONString = %q, encoding/json = %q", got, s)
+			t.Fatalf("Unquote = %q, encoding/json = %q", got, s)
 		}
-		app, errApp := JSONAppendString([]byte("p"), data)
+		app, errApp := AppendUnquoted([]byte("p"), data)
 		if (errApp == nil) != (err == nil) || (err == nil && string(app) != "p"+string(got)) || (err != nil && string(app) != "p") {
-			t.Fatalf("JSONAppendString = %q, %v; JSONString = %q, %v", app, errApp, got, err)
+			t.Fatalf("AppendUnquoted = %q, %v; Unquote = %q, %v", app, errApp, got, err)
 		}
 		var n int64
 		errStd = json.Unmarshal(data, &n)
-		gotN, err := JSONInt(data)
+		gotN, err := Int(data)
 		if !isNull && (err == nil) != (errStd == nil) {
-			t.Fatalf("JSONInt err = %v, encoding/json err = %v", err, errStd)
+			t.Fatalf("Int err = %v, encoding/json err = %v", err, errStd)
 		}
 		if errStd == nil && !isNull && gotN != n {
-			t.Fatalf("JSONInt = %d, encoding/json = %d", gotN, n)
+			t.Fatalf("Int = %d, encoding/json = %d", gotN, n)
 		}
 		var fl float64
 		errStd = json.Unmarshal(data, &fl)
-		gotF, err := JSONFloat(data)
+		gotF, err := Float(data)
 		if !isNull && (err == nil) != (errStd == nil) {
-			t.Fatalf("JSONFloat err = %v, encoding/json err = %v", err, errStd)
+			t.Fatalf("Float err = %v, encoding/json err = %v", err, errStd)
 		}
 		if errStd == nil && !isNull && gotF != fl && !(math.IsNaN(gotF) && math.IsNaN(fl)) {
-			t.Fatalf("JSONFloat = %v, encoding/json = %v", gotF, fl)
+			t.Fatalf("Float = %v, encoding/json = %v", gotF, fl)
 		}
 	})
 }

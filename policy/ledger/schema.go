@@ -1,4 +1,4 @@
-package policy
+package ledger
 
 import (
 	"context"
@@ -11,9 +11,10 @@ import (
 	"unicode/utf8"
 )
 
-// sqlDialect is what differs between SQLite and PostgreSQL; the schema,
-// the statements and the code around them are shared.
-type sqlDialect struct {
+// Dialect is what differs between SQLite and PostgreSQL; the schema,
+// the statements and the code around them are shared. The zero value is
+// not usable: a Dialect comes with a DB from OpenDB.
+type Dialect struct {
 	name string
 	// timeType is the column type of usage_records.at: TIMESTAMPTZ on
 	// PostgreSQL (readable, microseconds), INTEGER Unix nanoseconds on
@@ -39,7 +40,7 @@ type sqlDialect struct {
 	// to run, and a yielding goroutine, or one whose timer has already
 	// fired, is picked again first. Parking long enough for the core
 	// to go idle lets the scheduler poll and serve those requests
-	// between statements (SQLLedger.shouldYield says when). PostgreSQL's
+	// between statements (SQL.shouldYield says when). PostgreSQL's
 	// statements wait on the network anyway.
 	yield time.Duration
 }
@@ -50,8 +51,8 @@ type sqlDialect struct {
 const migrationLockKey = 0x6d6f6f6e626f726e
 
 var (
-	sqliteDialect = sqlDialect{
-		name:     LedgerDriverSQLite,
+	sqliteDialect = Dialect{
+		name:     DriverSQLite,
 		timeType: "INTEGER",
 		timeArg:  func(t time.Time) any { return t.UnixNano() },
 		placeholder: func(b []byte, _ int) []byte {
@@ -62,8 +63,8 @@ var (
 		rowsPerInsert: 32,
 		yield:         time.Millisecond,
 	}
-	postgresDialect = sqlDialect{
-		name:     LedgerDriverPostgres,
+	postgresDialect = Dialect{
+		name:     DriverPostgres,
 		timeType: "TIMESTAMPTZ",
 		timeArg:  func(t time.Time) any { return t.UTC() },
 		placeholder: func(b []byte, n int) []byte {
@@ -101,7 +102,7 @@ var migrations = []struct {
 		)`,
 		`CREATE INDEX IF NOT EXISTS usage_records_workspace_at ON usage_records (workspace, at)`,
 	}},
-	// The key store (keystore.go): managed API keys, only their hashes.
+	// The key store (policy/keystore.go): managed API keys, only their hashes.
 	{2, []string{
 		`CREATE TABLE IF NOT EXISTS api_keys (
 			id                        TEXT PRIMARY KEY,
@@ -128,17 +129,25 @@ var migrations = []struct {
 	{3, []string{
 		`ALTER TABLE usage_records ADD COLUMN route TEXT NOT NULL DEFAULT ''`,
 	}},
+	// Prompt-cache tokens and what caching saved; rows written before
+	// read as no caching.
+	{4, []string{
+		`ALTER TABLE usage_records ADD COLUMN cache_read_tokens BIGINT NOT NULL DEFAULT 0`,
+		`ALTER TABLE usage_records ADD COLUMN cache_write_5m_tokens BIGINT NOT NULL DEFAULT 0`,
+		`ALTER TABLE usage_records ADD COLUMN cache_write_1h_tokens BIGINT NOT NULL DEFAULT 0`,
+		`ALTER TABLE usage_records ADD COLUMN cache_savings_usd_micros BIGINT NOT NULL DEFAULT 0`,
+	}},
 }
 
-// ErrLedgerSchemaTooNew means the database was migrated by a newer
+// ErrSchemaTooNew means the database was migrated by a newer
 // gateway; this one refuses to write into a schema it does not know.
-var ErrLedgerSchemaTooNew = errors.New("usage ledger: database schema is newer than this gateway")
+var ErrSchemaTooNew = errors.New("usage ledger: database schema is newer than this gateway")
 
 // migrate brings the schema to the latest version in one transaction. It
 // is idempotent, and on PostgreSQL safe when several gateways start at
 // once: the advisory lock makes them take turns, and each one after the
 // first finds nothing to do.
-func migrate(ctx context.Context, db *sql.DB, d sqlDialect) (err error) {
+func migrate(ctx context.Context, db *sql.DB, d Dialect) (err error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("migrate: begin: %w", err)
@@ -165,7 +174,7 @@ func migrate(ctx context.Context, db *sql.DB, d sqlDialect) (err error) {
 	}
 	latest := migrations[len(migrations)-1].version
 	if current > latest {
-		return fmt.Errorf("%w (database version %d, gateway knows %d)", ErrLedgerSchemaTooNew, current, latest)
+		return fmt.Errorf("%w (database version %d, gateway knows %d)", ErrSchemaTooNew, current, latest)
 	}
 	for _, m := range migrations {
 		if m.version <= current {
@@ -189,17 +198,18 @@ func migrate(ctx context.Context, db *sql.DB, d sqlDialect) (err error) {
 
 // usageColumns is the insert column list; usageArgs must match it.
 const usageColumns = "request_id, at, workspace, credential_id, persona, model, provider, stream, " +
-	"input_tokens, output_tokens, estimated, cost_usd_micros, latency_ms, status, error_code, route"
+	"input_tokens, output_tokens, estimated, cost_usd_micros, latency_ms, status, error_code, route, " +
+	"cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_savings_usd_micros"
 
-const usageColumnCount = 16
+const usageColumnCount = 20
 
-// maxRowsPerInsert keeps one statement's parameters (16 per row) well
+// maxRowsPerInsert keeps one statement's parameters (20 per row) well
 // below SQLite's 32766 and PostgreSQL's 65535.
 const maxRowsPerInsert = 500
 
 // insertSQL is the idempotent multi-row insert for n rows: a request id
 // already stored is skipped, so redelivering a batch never duplicates.
-func (d sqlDialect) insertSQL(n int) string {
+func (d Dialect) insertSQL(n int) string {
 	b := make([]byte, 0, 128+n*usageColumnCount*5)
 	b = append(b, "INSERT INTO usage_records ("+usageColumns+") VALUES "...)
 	for i := range n {
@@ -214,7 +224,7 @@ func (d sqlDialect) insertSQL(n int) string {
 
 // appendRow appends "(p, p+1, ...)" with n parameter markers from the
 // first-th.
-func (d sqlDialect) appendRow(b []byte, first, n int) []byte {
+func (d Dialect) appendRow(b []byte, first, n int) []byte {
 	b = append(b, '(')
 	for i := range n {
 		if i > 0 {
@@ -228,12 +238,13 @@ func (d sqlDialect) appendRow(b []byte, first, n int) []byte {
 // appendUsageArgs appends r's values in usageColumns order. Text is made
 // valid UTF-8 without NUL bytes, which PostgreSQL rejects: a record the
 // store cannot take would otherwise sit in the spool forever.
-func (d sqlDialect) appendUsageArgs(args []any, r *UsageRecord) []any {
+func (d Dialect) appendUsageArgs(args []any, r *UsageRecord) []any {
 	return append(args,
 		storableText(r.RequestID), d.timeArg(r.Time), storableText(r.Workspace),
 		storableText(r.CredentialID), storableText(r.Persona), storableText(r.Model),
 		storableText(r.Provider), r.Stream, r.InputTokens, r.OutputTokens, r.Estimated,
-		r.CostUsdMicros, r.LatencyMs, int64(r.Status), storableText(r.ErrorCode), storableText(r.Route))
+		r.CostUsdMicros, r.LatencyMs, int64(r.Status), storableText(r.ErrorCode), storableText(r.Route),
+		r.CacheReadTokens, r.CacheWrite5mTokens, r.CacheWrite1hTokens, r.CacheSavingsUsdMicros)
 }
 
 // storableText replaces invalid UTF-8 and NUL bytes with U+FFFD, as the
@@ -248,10 +259,12 @@ func storableText(s string) string {
 // usageSQL sums one workspace's rows in [from, to) per (model, persona);
 // the (workspace, at) index serves the WHERE. The casts keep PostgreSQL's
 // SUM(BIGINT), a NUMERIC, scannable into int64.
-func (d sqlDialect) usageSQL() string {
+func (d Dialect) usageSQL() string {
 	p := func(n int) string { return string(d.placeholder(nil, n)) }
 	return `SELECT model, persona, COUNT(*), CAST(SUM(input_tokens) AS BIGINT),
-		CAST(SUM(output_tokens) AS BIGINT), CAST(SUM(cost_usd_micros) AS BIGINT)
+		CAST(SUM(output_tokens) AS BIGINT), CAST(SUM(cost_usd_micros) AS BIGINT),
+		CAST(SUM(cache_read_tokens) AS BIGINT), CAST(SUM(cache_write_5m_tokens) AS BIGINT),
+		CAST(SUM(cache_write_1h_tokens) AS BIGINT), CAST(SUM(cache_savings_usd_micros) AS BIGINT)
 		FROM usage_records WHERE workspace = ` + p(1) + ` AND at >= ` + p(2) + ` AND at < ` + p(3) + `
 		GROUP BY model, persona`
 }

@@ -1,4 +1,4 @@
-package policy
+package ledger
 
 import (
 	"bufio"
@@ -70,7 +70,7 @@ func TestJSONLLedgerConcurrentRecords(t *testing.T) {
 	const n = 10_000
 	path := filepath.Join(t.TempDir(), "nested", "usage.jsonl")
 	// A small queue forces Records to wait on the writer.
-	l, err := NewJSONLLedger(LedgerConfig{Path: path, QueueSize: 16, FlushInterval: time.Millisecond}, nil)
+	l, err := NewJSONL(Config{Path: path, QueueSize: 16, FlushInterval: time.Millisecond}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func TestJSONLLedgerAppendsAndRecordAfterClose(t *testing.T) {
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 
 	for round := range 2 { // the second open must append, not truncate
-		l, err := NewJSONLLedger(LedgerConfig{Path: path}, log)
+		l, err := NewJSONL(Config{Path: path}, log)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -160,7 +160,7 @@ func TestJSONLLedgerAppendsAndRecordAfterClose(t *testing.T) {
 
 func TestJSONLLedgerFlushesWithoutClose(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "usage.jsonl")
-	l, err := NewJSONLLedger(LedgerConfig{Path: path}, nil)
+	l, err := NewJSONL(Config{Path: path}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,20 +188,20 @@ func TestNewJSONLLedgerErrors(t *testing.T) {
 	}
 	tests := []struct {
 		name string
-		cfg  LedgerConfig
+		cfg  Config
 		want []string
 	}{
-		{"path is a directory", LedgerConfig{Path: dir}, []string{"usage ledger: open " + dir, "is a directory"}},
-		{"parent is a file", LedgerConfig{Path: filepath.Join(fileAsDir, "usage.jsonl")}, []string{"usage ledger: create directory"}},
-		{"bad settings", LedgerConfig{Path: filepath.Join(dir, "u.jsonl"), QueueSize: -1, FlushInterval: time.Hour},
+		{"path is a directory", Config{Path: dir}, []string{"usage ledger: open " + dir, "is a directory"}},
+		{"parent is a file", Config{Path: filepath.Join(fileAsDir, "usage.jsonl")}, []string{"usage ledger: create directory"}},
+		{"bad settings", Config{Path: filepath.Join(dir, "u.jsonl"), QueueSize: -1, FlushInterval: time.Hour},
 			[]string{"queueSize: must be between 1 and 1000000", "flushInterval: must be between 1ms and 1m0s"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			l, err := NewJSONLLedger(tc.cfg, nil)
+			l, err := NewJSONL(tc.cfg, nil)
 			if err == nil {
 				l.Close()
-				t.Fatal("NewJSONLLedger succeeded")
+				t.Fatal("NewJSONL succeeded")
 			}
 			for _, w := range tc.want {
 				if !strings.Contains(err.Error(), w) {
@@ -213,9 +213,9 @@ func TestNewJSONLLedgerErrors(t *testing.T) {
 }
 
 func TestLedgerConfigDefaults(t *testing.T) {
-	var c LedgerConfig
+	var c Config
 	c.SetDefaults()
-	if c.Driver != LedgerDriverSQLite || c.Path != "data/usage.db" || c.QueueSize != 10_000 || c.FlushInterval != 200*time.Millisecond {
+	if c.Driver != DriverSQLite || c.Path != "data/usage.db" || c.QueueSize != 10_000 || c.FlushInterval != 200*time.Millisecond {
 		t.Fatalf("defaults = %+v", c)
 	}
 	if err := c.Validate(); err != nil {
@@ -255,7 +255,7 @@ func (f *flakyFile) setBroken(b bool) { f.mu.Lock(); f.broken = b; f.mu.Unlock()
 func TestJSONLLedgerWriteErrors(t *testing.T) {
 	f := &flakyFile{broken: true}
 	var logs bytes.Buffer
-	l := newJSONLLedger(LedgerConfig{Path: "flaky", QueueSize: 4, FlushInterval: time.Millisecond},
+	l := newJSONL(Config{Path: "flaky", QueueSize: 4, FlushInterval: time.Millisecond},
 		slog.New(slog.NewJSONHandler(&logs, nil)), f, false)
 
 	l.Record(testRecord(1))
@@ -303,7 +303,7 @@ func waitFor(t *testing.T, cond func() bool) {
 }
 
 func BenchmarkJSONLLedgerRecord(b *testing.B) {
-	l, err := NewJSONLLedger(LedgerConfig{Path: filepath.Join(b.TempDir(), "usage.jsonl")}, nil)
+	l, err := NewJSONL(Config{Path: filepath.Join(b.TempDir(), "usage.jsonl")}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -326,11 +326,8 @@ func BenchmarkJSONLLedgerRecord(b *testing.B) {
 // stdUsageJSON is the reference encoding appendUsageJSON must equal.
 func stdUsageJSON(r UsageRecord) ([]byte, error) {
 	r.Time = r.Time.UTC()
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	err := enc.Encode(r)
-	return buf.Bytes(), err
+	b, err := json.Marshal(r)
+	return append(b, '\n'), err
 }
 
 func TestAppendUsageJSON(t *testing.T) {
@@ -345,6 +342,7 @@ func TestAppendUsageJSON(t *testing.T) {
 		{"typical", testRecord(1)},
 		{"estimated with error code", full},
 		{"zero", UsageRecord{}},
+		{"prompt cache", UsageRecord{InputTokens: 3004, CacheReadTokens: 3000, CacheWrite5mTokens: 2, CacheWrite1hTokens: 1, CostUsdMicros: 9, CacheSavingsUsdMicros: -4}},
 		{"escapes", UsageRecord{RequestID: "a\"b\\c\n\t\r\b\f\x00\x1f\x7f<>&", Persona: "héllo \u2028\u2029 😀", Model: "bad\xffutf8\xc3"}},
 		{"negative numbers", UsageRecord{InputTokens: -1, OutputTokens: math.MinInt64, Status: -499}},
 	}
@@ -413,7 +411,7 @@ func (f *lineFile) Close() error { return nil }
 // two writes never leaves half a record.
 func TestJSONLLedgerWritesWholeLines(t *testing.T) {
 	f := &lineFile{}
-	l := newJSONLLedger(LedgerConfig{Path: "lines", QueueSize: 64, FlushInterval: time.Minute}, nil, f, false)
+	l := newJSONL(Config{Path: "lines", QueueSize: 64, FlushInterval: time.Minute}, nil, f, false)
 	const n = 3000 // about 10 buffers' worth
 	for i := range n {
 		l.Record(testRecord(i))
@@ -436,7 +434,7 @@ func TestJSONLLedgerAfterTornTail(t *testing.T) {
 	if err := os.WriteFile(path, []byte("{\"requestId\":\"req_whole\"}\n{\"requestId\":\"req_to"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	l, err := NewJSONLLedger(LedgerConfig{Path: path, QueueSize: 4, FlushInterval: time.Millisecond}, nil)
+	l, err := NewJSONL(Config{Path: path, QueueSize: 4, FlushInterval: time.Millisecond}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package policy
+package ledger
 
 import (
 	"context"
@@ -7,17 +7,19 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/moonborn/edge/internal/testkit"
 )
 
 const defaultTestPostgresDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
@@ -36,7 +38,7 @@ func ledgerRecord(i int) UsageRecord {
 // directory, or a fresh schema in the machine's PostgreSQL, dropped at the
 // end. verify is a separate connection for assertions.
 type testStore struct {
-	cfg    LedgerConfig
+	cfg    Config
 	verify *sql.DB
 	// pgURL is the base DSN with the schema selected, for rewriting the
 	// address (postgres only).
@@ -46,15 +48,15 @@ type testStore struct {
 func newTestStore(t *testing.T, driver string) *testStore {
 	t.Helper()
 	dir := t.TempDir()
-	cfg := LedgerConfig{
+	cfg := Config{
 		Driver: driver, SpoolPath: filepath.Join(dir, "spool.jsonl"),
 		FlushInterval: 5 * time.Millisecond, WriteTimeout: 5 * time.Second, RetryInterval: 20 * time.Millisecond,
 	}
 	switch driver {
-	case LedgerDriverSQLite:
+	case DriverSQLite:
 		cfg.Path = filepath.Join(dir, "data", "usage.db")
 		return &testStore{cfg: cfg}
-	case LedgerDriverPostgres:
+	case DriverPostgres:
 		dsn := os.Getenv("MOONBORN_TEST_POSTGRES_DSN")
 		if dsn == "" {
 			dsn = defaultTestPostgresDSN
@@ -98,17 +100,17 @@ func newTestStore(t *testing.T, driver string) *testStore {
 	return nil
 }
 
-func (s *testStore) open(t *testing.T, cfg LedgerConfig) *SQLLedger {
+func (s *testStore) open(t *testing.T, cfg Config) *SQL {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	l, err := OpenLedger(ctx, cfg, nil)
+	l, err := Open(ctx, cfg, nil)
 	if err != nil {
-		t.Fatalf("OpenLedger: %v", err)
+		t.Fatalf("Open: %v", err)
 	}
-	sl, ok := l.(*SQLLedger)
+	sl, ok := l.(*SQL)
 	if !ok {
-		t.Fatalf("OpenLedger returned %T", l)
+		t.Fatalf("Open returned %T", l)
 	}
 	return sl
 }
@@ -161,7 +163,7 @@ func recordRange(l Ledger, from, to int) {
 	wg.Wait()
 }
 
-var sqlDrivers = []string{LedgerDriverSQLite, LedgerDriverPostgres}
+var sqlDrivers = []string{DriverSQLite, DriverPostgres}
 
 func TestSQLLedgerTenThousand(t *testing.T) {
 	for _, driver := range sqlDrivers {
@@ -257,7 +259,7 @@ func TestSQLLedgerMigrationsIdempotent(t *testing.T) {
 			// Gateways starting together: concurrent migrations on
 			// separate connections must all succeed and change nothing.
 			d := sqliteDialect
-			if driver == LedgerDriverPostgres {
+			if driver == DriverPostgres {
 				d = postgresDialect
 			}
 			var wg sync.WaitGroup
@@ -265,7 +267,7 @@ func TestSQLLedgerMigrationsIdempotent(t *testing.T) {
 			for range 4 {
 				wg.Go(func() {
 					db, err := sql.Open("pgx", s.cfg.DSN)
-					if driver == LedgerDriverSQLite {
+					if driver == DriverSQLite {
 						db, err = sql.Open("sqlite", sqliteDSN(s.cfg.Path))
 					}
 					if err != nil {
@@ -297,95 +299,80 @@ func TestSQLLedgerMigrationsIdempotent(t *testing.T) {
 			if _, err := s.db(t).Exec(`INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)`); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := OpenLedger(context.Background(), s.cfg, nil); !errors.Is(err, ErrLedgerSchemaTooNew) {
-				t.Fatalf("OpenLedger on a newer schema: %v", err)
+			if _, err := Open(context.Background(), s.cfg, nil); !errors.Is(err, ErrSchemaTooNew) {
+				t.Fatalf("Open on a newer schema: %v", err)
 			}
 		})
 	}
 }
 
-// tcpProxy forwards loopback connections to a target until cut; while cut
-// it closes every connection, new ones at once. It stands between the
-// ledger and PostgreSQL so a test can take the database away without
-// touching the machine's server.
-type tcpProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	down   bool
-	conns  map[net.Conn]struct{}
-}
-
-func startProxy(t *testing.T, target string) *tcpProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &tcpProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
-	t.Cleanup(func() { ln.Close(); p.cut() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
+// TestSQLLedgerCacheMigrationKeepsRows: a database last migrated before
+// the prompt-cache columns keeps its rows, which read as no caching, and
+// takes records with cache tokens afterwards.
+func TestSQLLedgerCacheMigrationKeepsRows(t *testing.T) {
+	for _, driver := range sqlDrivers {
+		t.Run(driver, func(t *testing.T) {
+			s := newTestStore(t, driver)
+			d := sqliteDialect
+			if driver == DriverPostgres {
+				d = postgresDialect
 			}
-			go p.serve(c)
-		}
-	}()
-	return p
+			if driver == DriverSQLite {
+				if err := os.MkdirAll(filepath.Dir(s.cfg.Path), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			db := s.db(t)
+			if _, err := db.Exec(`CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range migrations[:3] {
+				for _, st := range m.stmts {
+					if _, err := db.Exec(strings.ReplaceAll(st, "{{time}}", d.timeType)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if _, err := db.Exec(`INSERT INTO schema_migrations (version, applied_at) VALUES (` + strconv.FormatInt(m.version, 10) + `, 0)`); err != nil {
+					t.Fatal(err)
+				}
+			}
+			base := time.Date(2030, 3, 1, 0, 0, 0, 0, time.UTC)
+			old := `INSERT INTO usage_records (request_id, at, workspace, credential_id, persona, model, provider, stream,
+				input_tokens, output_tokens, estimated, cost_usd_micros, latency_ms, status, error_code, route) VALUES ` +
+				string(d.appendRow(nil, 1, 16))
+			if _, err := db.Exec(old, "old", d.timeArg(base), "w1", "k", "p1", "m1", "prov", false, int64(100), int64(10), false, int64(55), int64(1), int64(200), "", ""); err != nil {
+				t.Fatal(err)
+			}
+			l := s.open(t, s.cfg)
+			l.Record(UsageRecord{RequestID: "new", Time: base.Add(time.Second), Workspace: "w1", Persona: "p1", Model: "m1",
+				InputTokens: 3004, OutputTokens: 7, CacheReadTokens: 3000, CostUsdMicros: 1017, CacheSavingsUsdMicros: 8100, Status: 200})
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			l = s.open(t, s.cfg)
+			defer l.Close()
+			got, err := l.Usage(context.Background(), "w1", base, base.Add(time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := UsageTotals{Requests: 2, InputTokens: 3104, OutputTokens: 17, CacheReadTokens: 3000, CostUsdMicros: 1072, CacheSavingsUsdMicros: 8100}
+			if got.Total != want {
+				t.Fatalf("total = %+v, want %+v", got.Total, want)
+			}
+		})
+	}
 }
-
-func (p *tcpProxy) track(cs ...net.Conn) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.down {
-		return false
-	}
-	for _, c := range cs {
-		p.conns[c] = struct{}{}
-	}
-	return true
-}
-
-func (p *tcpProxy) serve(c net.Conn) {
-	up, err := net.Dial("tcp", p.target)
-	if err != nil {
-		c.Close()
-		return
-	}
-	if !p.track(c, up) {
-		c.Close()
-		up.Close()
-		return
-	}
-	go func() { _, _ = io.Copy(up, c); up.Close() }()
-	_, _ = io.Copy(c, up)
-	c.Close()
-}
-
-func (p *tcpProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = true
-	for c := range p.conns {
-		c.Close()
-	}
-	clear(p.conns)
-}
-
-func (p *tcpProxy) restore() { p.mu.Lock(); p.down = false; p.mu.Unlock() }
 
 // viaProxy points s's DSN at a new proxy in front of its PostgreSQL.
-func viaProxy(t *testing.T, s *testStore) (LedgerConfig, *tcpProxy) {
+func viaProxy(t *testing.T, s *testStore) (Config, *testkit.Proxy) {
 	t.Helper()
 	host := s.pgURL.Host
 	if s.pgURL.Port() == "" {
 		host = net.JoinHostPort(s.pgURL.Hostname(), "5432")
 	}
-	p := startProxy(t, host)
+	p := testkit.StartProxy(t, host)
 	u := *s.pgURL
-	u.Host = p.ln.Addr().String()
+	u.Host = p.Addr()
 	cfg := s.cfg
 	cfg.DSN = u.String()
 	return cfg, p
@@ -393,20 +380,20 @@ func viaProxy(t *testing.T, s *testStore) (LedgerConfig, *tcpProxy) {
 
 func TestPostgresLedgerOutage(t *testing.T) {
 	const n = 10_000
-	s := newTestStore(t, LedgerDriverPostgres)
+	s := newTestStore(t, DriverPostgres)
 	cfg, proxy := viaProxy(t, s)
 	cfg.QueueSize, cfg.BatchSize = 256, 100
 	l := s.open(t, cfg)
 
 	recordRange(l, 0, 3000)
 	waitLong(t, func() bool { return l.Stats().Written == 3000 })
-	proxy.cut()
+	proxy.Cut()
 	recordRange(l, 3000, 7000)
 	waitLong(t, func() bool { st := l.Stats(); return st.Spooled > 0 && st.QueueDepth == 0 })
 	if st := l.Stats(); st.StoreErrors == 0 || st.SpoolPending == 0 {
 		t.Fatalf("outage not seen: %+v", st)
 	}
-	proxy.restore()
+	proxy.Restore()
 	recordRange(l, 7000, n)
 	waitLong(t, func() bool { st := l.Stats(); return st.Written+st.Redelivered == n })
 	if err := l.Close(); err != nil {
@@ -426,11 +413,11 @@ func TestPostgresLedgerOutage(t *testing.T) {
 
 func TestPostgresLedgerCloseWhileDown(t *testing.T) {
 	const n = 1000
-	s := newTestStore(t, LedgerDriverPostgres)
+	s := newTestStore(t, DriverPostgres)
 	cfg, proxy := viaProxy(t, s)
 	cfg.WriteTimeout = 2 * time.Second
 	l := s.open(t, cfg)
-	proxy.cut()
+	proxy.Cut()
 	recordRange(l, 0, n)
 	if err := l.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
@@ -450,7 +437,7 @@ func TestPostgresLedgerCloseWhileDown(t *testing.T) {
 	}
 
 	// The next process, store back, delivers the spool on start.
-	proxy.restore()
+	proxy.Restore()
 	l2 := s.open(t, cfg)
 	waitLong(t, func() bool { return l2.Stats().SpoolPending == 0 })
 	if err := l2.Close(); err != nil {
@@ -474,7 +461,9 @@ func TestSQLLedgerUsage(t *testing.T) {
 		{RequestID: "e", Time: base.Add(-time.Nanosecond), Workspace: "w1", Model: "m1", Persona: "p1", InputTokens: 7, CostUsdMicros: 7},
 		{RequestID: "f", Time: base.Add(3 * time.Hour), Workspace: "w1", Model: "m3", Status: 401, ErrorCode: "unauthorized"},
 	}
-	tot := func(req, in, out, cost int64) UsageTotals { return UsageTotals{req, in, out, cost} }
+	tot := func(req, in, out, cost int64) UsageTotals {
+		return UsageTotals{Requests: req, InputTokens: in, OutputTokens: out, CostUsdMicros: cost}
+	}
 	tests := []struct {
 		name      string
 		ws        string
@@ -522,8 +511,8 @@ func TestSQLLedgerUsage(t *testing.T) {
 			check(t, l)
 		})
 	}
-	t.Run(LedgerDriverJSONL, func(t *testing.T) {
-		l, err := OpenLedger(context.Background(), LedgerConfig{Driver: LedgerDriverJSONL, Path: filepath.Join(t.TempDir(), "u.jsonl")}, nil)
+	t.Run(DriverJSONL, func(t *testing.T) {
+		l, err := Open(context.Background(), Config{Driver: DriverJSONL, Path: filepath.Join(t.TempDir(), "u.jsonl")}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -537,7 +526,7 @@ func TestSQLLedgerUsage(t *testing.T) {
 }
 
 func TestSQLiteLedgerFiles(t *testing.T) {
-	s := newTestStore(t, LedgerDriverSQLite)
+	s := newTestStore(t, DriverSQLite)
 	l := s.open(t, s.cfg)
 	l.Record(ledgerRecord(1))
 	if err := l.Close(); err != nil {
@@ -564,20 +553,20 @@ func TestLedgerConfigValidate(t *testing.T) {
 	const secret = "postgres://u:hunter2@db.example:5432/x"
 	tests := []struct {
 		name string
-		cfg  LedgerConfig
+		cfg  Config
 		want []string // empty: valid
 	}{
-		{"jsonl default", LedgerConfig{}, nil},
-		{"sqlite", LedgerConfig{Driver: "sqlite"}, nil},
-		{"postgres", LedgerConfig{Driver: "postgres", DSN: secret}, nil},
-		{"unknown driver", LedgerConfig{Driver: "mysql"}, []string{"driver: must be one of jsonl, sqlite, postgres"}},
-		{"postgres without dsn", LedgerConfig{Driver: "postgres"}, []string{"dsn: required for driver postgres"}},
-		{"postgres with path", LedgerConfig{Driver: "postgres", DSN: secret, Path: "x.db"}, []string{"path: not used by driver postgres"}},
-		{"bad dsn", LedgerConfig{Driver: "postgres", DSN: "postgres://u:hunter2@[::1"}, []string{"dsn: not a valid PostgreSQL connection string"}},
-		{"dsn on sqlite", LedgerConfig{Driver: "sqlite", DSN: secret}, []string{"dsn: only used by driver postgres"}},
-		{"sqlite path with ?", LedgerConfig{Driver: "sqlite", Path: "a?b"}, []string{"path: must not contain '?'"}},
-		{"spool is the database", LedgerConfig{Driver: "sqlite", Path: "d/u.db", SpoolPath: "d/./u.db"}, []string{"spoolPath: must differ from path"}},
-		{"sql bounds", LedgerConfig{Driver: "sqlite", BatchSize: 20_000, WriteTimeout: time.Millisecond, RetryInterval: time.Hour},
+		{"jsonl default", Config{}, nil},
+		{"sqlite", Config{Driver: "sqlite"}, nil},
+		{"postgres", Config{Driver: "postgres", DSN: secret}, nil},
+		{"unknown driver", Config{Driver: "mysql"}, []string{"driver: must be one of jsonl, sqlite, postgres"}},
+		{"postgres without dsn", Config{Driver: "postgres"}, []string{"dsn: required for driver postgres"}},
+		{"postgres with path", Config{Driver: "postgres", DSN: secret, Path: "x.db"}, []string{"path: not used by driver postgres"}},
+		{"bad dsn", Config{Driver: "postgres", DSN: "postgres://u:hunter2@[::1"}, []string{"dsn: not a valid PostgreSQL connection string"}},
+		{"dsn on sqlite", Config{Driver: "sqlite", DSN: secret}, []string{"dsn: only used by driver postgres"}},
+		{"sqlite path with ?", Config{Driver: "sqlite", Path: "a?b"}, []string{"path: must not contain '?'"}},
+		{"spool is the database", Config{Driver: "sqlite", Path: "d/u.db", SpoolPath: "d/./u.db"}, []string{"spoolPath: must differ from path"}},
+		{"sql bounds", Config{Driver: "sqlite", BatchSize: 20_000, WriteTimeout: time.Millisecond, RetryInterval: time.Hour},
 			[]string{"batchSize: must be between 1 and 10000", "writeTimeout: must be between 10ms and 1m0s", "retryInterval: must be between 10ms and 10m0s"}},
 	}
 	for _, tc := range tests {
@@ -604,8 +593,8 @@ func TestLedgerConfigValidate(t *testing.T) {
 			}
 		})
 	}
-	var c LedgerConfig
-	c.Driver = LedgerDriverSQLite
+	var c Config
+	c.Driver = DriverSQLite
 	c.SetDefaults()
 	if c.Path != "data/usage.db" || c.SpoolPath != "data/usage-spool.jsonl" || c.BatchSize != 500 ||
 		c.WriteTimeout != 5*time.Second || c.RetryInterval != time.Second {
@@ -622,7 +611,7 @@ func TestOpenLedgerPostgresUnreachable(t *testing.T) {
 	ln.Close() // nothing listens there now
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err = OpenLedger(ctx, LedgerConfig{Driver: "postgres", DSN: "postgres://u:hunter2@" + addr + "/x?sslmode=disable",
+	_, err = Open(ctx, Config{Driver: "postgres", DSN: "postgres://u:hunter2@" + addr + "/x?sslmode=disable",
 		SpoolPath: filepath.Join(t.TempDir(), "s")}, nil)
 	if err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("err = %v", err)
@@ -631,7 +620,7 @@ func TestOpenLedgerPostgresUnreachable(t *testing.T) {
 
 func BenchmarkSQLiteLedgerRecord(b *testing.B) {
 	dir := b.TempDir()
-	l, err := NewSQLiteLedger(context.Background(), LedgerConfig{
+	l, err := NewSQLite(context.Background(), Config{
 		Path: filepath.Join(dir, "usage.db"), SpoolPath: filepath.Join(dir, "spool.jsonl"),
 	}, nil)
 	if err != nil {
@@ -677,7 +666,7 @@ func waitLong(t *testing.T, cond func() bool) {
 // in the batch's budget, and while it keeps up with the queue.
 func TestSQLiteWriterYields(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	l := &SQLLedger{dialect: sqliteDialect, batchSize: 4, writeTimeout: time.Second}
+	l := &SQL{dialect: sqliteDialect, batchSize: 4, writeTimeout: time.Second}
 	l.q.init(16, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()

@@ -1,4 +1,4 @@
-package policy
+package ledger
 
 import (
 	"bufio"
@@ -15,28 +15,47 @@ import (
 )
 
 // UsageLedger is a Ledger that can also answer usage queries and report
-// its counters: what OpenLedger returns, whatever the driver.
+// its counters: what Open returns, whatever the driver.
 type UsageLedger interface {
 	Ledger
 	// Usage sums a workspace's records with from <= time < to.
 	Usage(ctx context.Context, workspace string, from, to time.Time) (UsageSummary, error)
 	// Stats returns a snapshot of the ledger's counters.
-	Stats() LedgerStats
+	Stats() Stats
 }
 
 // UsageTotals are sums over a set of usage records.
+// InputTokens include the prompt cache's reads and writes, counted apart
+// beside them; CacheSavingsUsdMicros is what caching saved against the
+// same tokens all at the input price.
 type UsageTotals struct {
-	Requests      int64 `json:"requests"`
-	InputTokens   int64 `json:"inputTokens"`
-	OutputTokens  int64 `json:"outputTokens"`
-	CostUsdMicros int64 `json:"costUsdMicros"`
+	Requests              int64 `json:"requests"`
+	InputTokens           int64 `json:"inputTokens"`
+	OutputTokens          int64 `json:"outputTokens"`
+	CacheReadTokens       int64 `json:"cacheReadTokens"`
+	CacheWrite5mTokens    int64 `json:"cacheWrite5mTokens"`
+	CacheWrite1hTokens    int64 `json:"cacheWrite1hTokens"`
+	CostUsdMicros         int64 `json:"costUsdMicros"`
+	CacheSavingsUsdMicros int64 `json:"cacheSavingsUsdMicros"`
 }
 
 func (t *UsageTotals) add(o UsageTotals) {
 	t.Requests += o.Requests
 	t.InputTokens += o.InputTokens
 	t.OutputTokens += o.OutputTokens
+	t.CacheReadTokens += o.CacheReadTokens
+	t.CacheWrite5mTokens += o.CacheWrite5mTokens
+	t.CacheWrite1hTokens += o.CacheWrite1hTokens
 	t.CostUsdMicros += o.CostUsdMicros
+	t.CacheSavingsUsdMicros += o.CacheSavingsUsdMicros
+}
+
+// totalsOf is one record's contribution.
+func totalsOf(r *UsageRecord) UsageTotals {
+	return UsageTotals{Requests: 1, InputTokens: r.InputTokens, OutputTokens: r.OutputTokens,
+		CacheReadTokens: r.CacheReadTokens, CacheWrite5mTokens: r.CacheWrite5mTokens,
+		CacheWrite1hTokens: r.CacheWrite1hTokens, CostUsdMicros: r.CostUsdMicros,
+		CacheSavingsUsdMicros: r.CacheSavingsUsdMicros}
 }
 
 // UsageGroup is the totals of the records sharing one model or persona.
@@ -171,7 +190,7 @@ func checkUsageQuery(workspace string, from, to time.Time) error {
 // Usage sums workspace's committed records with from <= time < to in one
 // indexed query (workspace, at). Records still queued or spooled are not
 // counted yet.
-func (l *SQLLedger) Usage(ctx context.Context, workspace string, from, to time.Time) (UsageSummary, error) {
+func (l *SQL) Usage(ctx context.Context, workspace string, from, to time.Time) (UsageSummary, error) {
 	if err := checkUsageQuery(workspace, from, to); err != nil {
 		return UsageSummary{}, err
 	}
@@ -185,7 +204,8 @@ func (l *SQLLedger) Usage(ctx context.Context, workspace string, from, to time.T
 	for rows.Next() {
 		var model, persona string
 		var t UsageTotals
-		if err := rows.Scan(&model, &persona, &t.Requests, &t.InputTokens, &t.OutputTokens, &t.CostUsdMicros); err != nil {
+		if err := rows.Scan(&model, &persona, &t.Requests, &t.InputTokens, &t.OutputTokens, &t.CostUsdMicros,
+			&t.CacheReadTokens, &t.CacheWrite5mTokens, &t.CacheWrite1hTokens, &t.CacheSavingsUsdMicros); err != nil {
 			return UsageSummary{}, fmt.Errorf("usage ledger: query: %w", err)
 		}
 		agg.add(model, persona, t)
@@ -200,7 +220,7 @@ func (l *SQLLedger) Usage(ctx context.Context, workspace string, from, to time.T
 // ledger: fine for a laptop, not for an admin API under load (use
 // sqlite). Records still buffered (the last FlushInterval) are not
 // counted yet; lines that do not decode are skipped.
-func (l *JSONLLedger) Usage(ctx context.Context, workspace string, from, to time.Time) (UsageSummary, error) {
+func (l *JSONL) Usage(ctx context.Context, workspace string, from, to time.Time) (UsageSummary, error) {
 	if err := checkUsageQuery(workspace, from, to); err != nil {
 		return UsageSummary{}, err
 	}
@@ -235,10 +255,7 @@ func scanUsage(ctx context.Context, r *bufio.Reader, workspace string, from, to 
 			var rec UsageRecord
 			if json.Unmarshal(line, &rec) == nil && rec.Workspace == workspace &&
 				!rec.Time.Before(from) && rec.Time.Before(to) {
-				agg.add(rec.Model, rec.Persona, UsageTotals{
-					Requests: 1, InputTokens: rec.InputTokens,
-					OutputTokens: rec.OutputTokens, CostUsdMicros: rec.CostUsdMicros,
-				})
+				agg.add(rec.Model, rec.Persona, totalsOf(&rec))
 			}
 		}
 		if readErr != nil {

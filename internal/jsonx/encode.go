@@ -1,15 +1,16 @@
-package providers
+package jsonx
 
 import "unicode/utf8"
 
 const hexDigits = "0123456789abcdef"
 
-// AppendJSONString appends s to dst as a quoted JSON string. It escapes
-// what encoding/json escapes (quotes, backslashes, control characters,
-// <, >, &, U+2028 and U+2029) and replaces invalid UTF-8 with U+FFFD, so
-// its output decodes to what encoding/json would have produced, without
-// reflection or allocation beyond growing dst.
-func AppendJSONString[S ~string | ~[]byte](dst []byte, s S) []byte {
+// AppendString appends s to dst as a quoted JSON string, byte for byte
+// what json.Marshal writes for it: quotes, backslashes and control
+// characters escaped, <, > and & escaped (so the text is safe inside
+// HTML, as encoding/json's default), U+2028 and U+2029 escaped, invalid
+// UTF-8 replaced with U+FFFD. No reflection, no allocation beyond
+// growing dst.
+func AppendString[S ~string | ~[]byte](dst []byte, s S) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {

@@ -1,4 +1,14 @@
-package providers
+// Package sse reads server-sent event streams (text/event-stream, as the
+// WHATWG HTML standard defines them) into events, without allocating per
+// event: the framing half of an upstream's streamed reply, below any
+// protocol. What the events mean (OpenAI chunks, Anthropic events) is the
+// wire packages' business; reading them under deadlines from a connection
+// is providers' (sse_body.go). The gateway writes its own events as
+// precomputed byte prefixes (gateway/stream.go, sdk_openai.go,
+// sdk_anthropic.go) with no framing layer to share.
+//
+// It imports nothing of the gateway's.
+package sse
 
 import (
 	"bytes"
@@ -6,40 +16,40 @@ import (
 	"io"
 )
 
-// ErrSSEEventTooLarge is returned by SSEReader.Next when one event (or one
+// ErrEventTooLarge is returned by Reader.Next when one event (or one
 // line) is longer than the reader's limit: an upstream that never sends a
 // blank line must not make the gateway buffer without bound.
-var ErrSSEEventTooLarge = errors.New("sse: event too large")
+var ErrEventTooLarge = errors.New("sse: event too large")
 
-// DefaultSSEMaxEvent is the event size limit NewSSEReader uses when given
+// DefaultMaxEvent is the event size limit NewReader uses when given
 // zero or less: far above any chat delta, small enough to bound memory.
-const DefaultSSEMaxEvent = 1 << 20
+const DefaultMaxEvent = 1 << 20
 
-// sseInitialBuf is the first read buffer size; it grows (up to the event
+// initialBuf is the first read buffer size; it grows (up to the event
 // limit) only when a single line does not fit.
-const sseInitialBuf = 4096
+const initialBuf = 4096
 
-// SSEEvent is one dispatched server-sent event. Name is the last `event:`
+// Event is one dispatched server-sent event. Name is the last `event:`
 // value (empty when the event had none; the spec's default type is
 // "message"). Data is the `data:` lines joined by "\n". Both slices belong
 // to the reader and are valid only until its next Next or Reset.
-type SSEEvent struct {
+type Event struct {
 	Name []byte
 	Data []byte
 }
 
-// SSEReader splits an event stream (text/event-stream, as the WHATWG HTML
+// Reader splits an event stream (text/event-stream, as the WHATWG HTML
 // standard defines it) into events. Lines end in "\n", "\r\n" or "\r";
 // comments (":" lines) and the id and retry fields are skipped, since the
 // gateway never reconnects an upstream stream. An event with no data line
 // is not dispatched, and an unfinished event at end of input is dropped:
 // whether the stream was complete is the protocol layer's decision.
 //
-// The zero value is not usable; build one with NewSSEReader or Reset. A
+// The zero value is not usable; build one with NewReader or Reset. A
 // reader reuses its buffers across events and across Reset, so a pooled
 // reader reads a stream without allocating. It is not safe for concurrent
 // use.
-type SSEReader struct {
+type Reader struct {
 	r        io.Reader
 	max      int
 	buf      []byte // read buffer; unread bytes are buf[start:end]
@@ -55,34 +65,34 @@ type SSEReader struct {
 	eventLen int // raw bytes of the pending event's field lines
 }
 
-// NewSSEReader returns a reader of r that rejects events over maxEvent
-// bytes (DefaultSSEMaxEvent when maxEvent ≤ 0).
-func NewSSEReader(r io.Reader, maxEvent int) *SSEReader {
-	s := &SSEReader{}
+// NewReader returns a reader of r that rejects events over maxEvent
+// bytes (DefaultMaxEvent when maxEvent ≤ 0).
+func NewReader(r io.Reader, maxEvent int) *Reader {
+	s := &Reader{}
 	s.Reset(r, maxEvent)
 	return s
 }
 
 // Reset makes the reader read a new stream from r, keeping its buffers.
-func (s *SSEReader) Reset(r io.Reader, maxEvent int) {
+func (s *Reader) Reset(r io.Reader, maxEvent int) {
 	if maxEvent <= 0 {
-		maxEvent = DefaultSSEMaxEvent
+		maxEvent = DefaultMaxEvent
 	}
 	if s.buf == nil {
-		s.buf = make([]byte, min(sseInitialBuf, maxEvent+2))
+		s.buf = make([]byte, min(initialBuf, maxEvent+2))
 	}
-	*s = SSEReader{r: r, max: maxEvent, buf: s.buf, name: s.name[:0], data: s.data[:0]}
+	*s = Reader{r: r, max: maxEvent, buf: s.buf, name: s.name[:0], data: s.data[:0]}
 }
 
 // Next returns the next dispatched event. At the end of the input it
 // returns io.EOF (an unfinished event is discarded); a read error from the
 // underlying reader is returned as is, and an oversized event as
-// ErrSSEEventTooLarge. After an error every call returns an error.
-func (s *SSEReader) Next() (SSEEvent, error) {
+// ErrEventTooLarge. After an error every call returns an error.
+func (s *Reader) Next() (Event, error) {
 	for {
 		line, err := s.line()
 		if err != nil {
-			return SSEEvent{}, err
+			return Event{}, err
 		}
 		if len(line) == 0 {
 			if !s.hasData {
@@ -90,7 +100,7 @@ func (s *SSEReader) Next() (SSEEvent, error) {
 				s.eventLen = 0
 				continue
 			}
-			ev := SSEEvent{Name: s.name, Data: s.data[:len(s.data)-1]}
+			ev := Event{Name: s.name, Data: s.data[:len(s.data)-1]}
 			s.name = s.name[:0]
 			s.data = s.data[:0]
 			s.hasData = false
@@ -102,8 +112,8 @@ func (s *SSEReader) Next() (SSEEvent, error) {
 		}
 		s.eventLen += len(line)
 		if s.eventLen > s.max {
-			s.err = ErrSSEEventTooLarge
-			return SSEEvent{}, s.err
+			s.err = ErrEventTooLarge
+			return Event{}, s.err
 		}
 		field, value := line, line[len(line):]
 		if i := bytes.IndexByte(line, ':'); i >= 0 {
@@ -125,7 +135,7 @@ func (s *SSEReader) Next() (SSEEvent, error) {
 
 // line returns the next line without its terminator. The slice points into
 // the read buffer and is valid until the next call.
-func (s *SSEReader) line() ([]byte, error) {
+func (s *Reader) line() ([]byte, error) {
 	for {
 		if s.skipLF && s.start < s.end {
 			if s.buf[s.start] == '\n' {
@@ -160,7 +170,7 @@ var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
 // terminator returns the index in buf of the first '\r' or '\n' at or
 // after the scan mark, or -1, moving the mark so that a long line arriving
 // in many reads is scanned once.
-func (s *SSEReader) terminator() int {
+func (s *Reader) terminator() int {
 	from := max(s.scan, s.start)
 	window := s.buf[from:s.end]
 	nl := bytes.IndexByte(window, '\n')
@@ -179,7 +189,7 @@ func (s *SSEReader) terminator() int {
 
 // fill reads more input, compacting or growing the buffer first. It
 // returns an error only when the line in progress can never fit.
-func (s *SSEReader) fill() error {
+func (s *Reader) fill() error {
 	if s.start > 0 {
 		n := copy(s.buf, s.buf[s.start:s.end])
 		s.scan -= s.start
@@ -190,7 +200,7 @@ func (s *SSEReader) fill() error {
 		// terminator (a "\r\n" may straddle reads, skipLF handles that).
 		limit := s.max + 1
 		if len(s.buf) >= limit {
-			s.err = ErrSSEEventTooLarge
+			s.err = ErrEventTooLarge
 			return s.err
 		}
 		nb := make([]byte, min(2*len(s.buf), limit))

@@ -1,4 +1,4 @@
-package policy
+package ledger
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
 
-// SQLLedger stores usage records in a SQL database, SQLite (one node) or
+// SQL stores usage records in a SQL database, SQLite (one node) or
 // PostgreSQL (a fleet), in the table usage_records keyed by request id.
 //
 // Record hands the record to a bounded queue read by one writer goroutine,
@@ -44,11 +44,11 @@ import (
 //
 // Safe for concurrent use. Usage reads the committed rows; spooled
 // records appear once redelivered.
-type SQLLedger struct {
+type SQL struct {
 	q       recordQueue
 	log     *slog.Logger
 	db      *sql.DB
-	dialect sqlDialect
+	dialect Dialect
 	spool   *spool
 
 	batchSize     int
@@ -77,34 +77,34 @@ type SQLLedger struct {
 	insertFull string
 }
 
-// OpenLedger opens the ledger cfg.Driver names: jsonl, sqlite or postgres.
+// Open opens the ledger cfg.Driver names: jsonl, sqlite or postgres.
 // cfg gets defaults applied and is validated. For the SQL drivers ctx
 // bounds connecting and migrating; the store must be reachable at start.
 // log may be nil.
-func OpenLedger(ctx context.Context, cfg LedgerConfig, log *slog.Logger) (UsageLedger, error) {
+func Open(ctx context.Context, cfg Config, log *slog.Logger) (UsageLedger, error) {
 	cfg.SetDefaults()
 	switch cfg.Driver {
-	case LedgerDriverSQLite:
-		return NewSQLiteLedger(ctx, cfg, log)
-	case LedgerDriverPostgres:
-		return NewPostgresLedger(ctx, cfg, log)
+	case DriverSQLite:
+		return NewSQLite(ctx, cfg, log)
+	case DriverPostgres:
+		return NewPostgres(ctx, cfg, log)
 	default:
-		return NewJSONLLedger(cfg, log)
+		return NewJSONL(cfg, log)
 	}
 }
 
-// NewSQLiteLedger opens (creating, mode 0600, directories 0700) the SQLite
+// NewSQLite opens (creating, mode 0600, directories 0700) the SQLite
 // database at cfg.Path in WAL mode, migrates it and starts the writer.
 // The driver must be sqlite or empty.
-func NewSQLiteLedger(ctx context.Context, cfg LedgerConfig, log *slog.Logger) (*SQLLedger, error) {
+func NewSQLite(ctx context.Context, cfg Config, log *slog.Logger) (*SQL, error) {
 	if cfg.Driver == "" {
-		cfg.Driver = LedgerDriverSQLite
+		cfg.Driver = DriverSQLite
 	}
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("usage ledger: %w", err)
 	}
-	if cfg.Driver != LedgerDriverSQLite {
+	if cfg.Driver != DriverSQLite {
 		return nil, fmt.Errorf("usage ledger: driver %s is not sqlite", cfg.Driver)
 	}
 	if err := makeParentDir(cfg.Path); err != nil {
@@ -124,7 +124,7 @@ func NewSQLiteLedger(ctx context.Context, cfg LedgerConfig, log *slog.Logger) (*
 	// One writer and the redelivery loop write; queries read beside them
 	// (WAL lets readers run during a write).
 	db.SetMaxOpenConns(4)
-	return newSQLLedger(ctx, cfg, log, db, sqliteDialect)
+	return newSQL(ctx, cfg, log, db, sqliteDialect)
 }
 
 // sqliteDSN opens path with the ledger's settings: busy_timeout covers a
@@ -137,16 +137,16 @@ func sqliteDSN(path string) string {
 		"&_pragma=synchronous(FULL)"
 }
 
-// NewPostgresLedger connects to cfg.DSN, migrates the schema and starts
+// NewPostgres connects to cfg.DSN, migrates the schema and starts
 // the writer. The driver must be postgres. It uses pgx through
 // database/sql so both dialects share one code path; the writer commits
 // one batch at a time, so pgxpool's extra throughput would buy nothing.
-func NewPostgresLedger(ctx context.Context, cfg LedgerConfig, log *slog.Logger) (*SQLLedger, error) {
+func NewPostgres(ctx context.Context, cfg Config, log *slog.Logger) (*SQL, error) {
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("usage ledger: %w", err)
 	}
-	if cfg.Driver != LedgerDriverPostgres {
+	if cfg.Driver != DriverPostgres {
 		return nil, fmt.Errorf("usage ledger: driver %s is not postgres", cfg.Driver)
 	}
 	pc, err := pgx.ParseConfig(cfg.DSN)
@@ -160,12 +160,12 @@ func NewPostgresLedger(ctx context.Context, cfg LedgerConfig, log *slog.Logger) 
 	db.SetMaxOpenConns(4)
 	db.SetMaxIdleConns(4)
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	return newSQLLedger(ctx, cfg, log, db, postgresDialect)
+	return newSQL(ctx, cfg, log, db, postgresDialect)
 }
 
-// newSQLLedger migrates db, opens the spool and starts the writer and the
+// newSQL migrates db, opens the spool and starts the writer and the
 // redelivery loop. It closes db on failure.
-func newSQLLedger(ctx context.Context, cfg LedgerConfig, log *slog.Logger, db *sql.DB, d sqlDialect) (*SQLLedger, error) {
+func newSQL(ctx context.Context, cfg Config, log *slog.Logger, db *sql.DB, d Dialect) (*SQL, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -179,7 +179,7 @@ func newSQLLedger(ctx context.Context, cfg LedgerConfig, log *slog.Logger, db *s
 		db.Close()
 		return nil, fmt.Errorf("usage ledger: %w", err)
 	}
-	l := &SQLLedger{
+	l := &SQL{
 		log:           log,
 		db:            db,
 		dialect:       d,
@@ -206,7 +206,7 @@ func newSQLLedger(ctx context.Context, cfg LedgerConfig, log *slog.Logger, db *s
 // Record queues r. It never drops an accepted record: when the queue is
 // full it waits for the writer (counted in WaitedFull, logged). After
 // Close it logs and counts the drop instead.
-func (l *SQLLedger) Record(r UsageRecord) { l.q.put(r) }
+func (l *SQL) Record(r UsageRecord) { l.q.put(r) }
 
 // Close stops accepting records and writes everything accepted, to the
 // store or, if it is down, to the spool; offers the spool to the store
@@ -214,7 +214,7 @@ func (l *SQLLedger) Record(r UsageRecord) { l.q.put(r) }
 // idempotent: later calls wait for the first and return its result. The
 // error reports records lost (refused by both store and spool) and close
 // failures; records left in the spool are logged, not an error.
-func (l *SQLLedger) Close() error {
+func (l *SQL) Close() error {
 	l.closeOnce.Do(func() {
 		l.q.close()
 		<-l.done
@@ -243,8 +243,8 @@ func (l *SQLLedger) Close() error {
 }
 
 // Stats returns a snapshot of the counters.
-func (l *SQLLedger) Stats() LedgerStats {
-	return LedgerStats{
+func (l *SQL) Stats() Stats {
+	return Stats{
 		Written:           l.written.Load(),
 		WaitedFull:        l.q.waitedFull.Load(),
 		DroppedAfterClose: l.q.droppedAfterClose.Load(),
@@ -262,7 +262,7 @@ func (l *SQLLedger) Stats() LedgerStats {
 }
 
 // run is the writer goroutine, the only user of batch and args.
-func (l *SQLLedger) run() {
+func (l *SQL) run() {
 	defer close(l.done)
 	l.q.drain(l.flushInterval, func(r *UsageRecord) bool {
 		l.batch = append(l.batch, *r)
@@ -273,7 +273,7 @@ func (l *SQLLedger) run() {
 
 // flush commits the batch, or spools it when the store is down or the
 // commit fails.
-func (l *SQLLedger) flush() {
+func (l *SQL) flush() {
 	if len(l.batch) == 0 {
 		return
 	}
@@ -311,7 +311,7 @@ func (l *SQLLedger) flush() {
 
 // tryStore commits the batch, reporting success; a failure is counted
 // and logged, and the caller spools.
-func (l *SQLLedger) tryStore() bool {
+func (l *SQL) tryStore() bool {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), l.writeTimeout)
 	err := l.insert(ctx, l.batch, &l.args)
@@ -328,7 +328,7 @@ func (l *SQLLedger) tryStore() bool {
 	return false
 }
 
-func (l *SQLLedger) observe(d time.Duration) {
+func (l *SQL) observe(d time.Duration) {
 	l.latencyNanos.Add(int64(d))
 	for {
 		m := l.latencyMaxNanos.Load()
@@ -342,7 +342,7 @@ func (l *SQLLedger) observe(d time.Duration) {
 // the dialect's rowsPerInsert rows, parking the dialect's yield between
 // them. Request ids already stored are skipped.
 // scratch is reused for the statement arguments.
-func (l *SQLLedger) insert(ctx context.Context, recs []UsageRecord, scratch *[]any) (err error) {
+func (l *SQL) insert(ctx context.Context, recs []UsageRecord, scratch *[]any) (err error) {
 	defer func() {
 		// A driver panic must not kill the process; the batch is spooled.
 		if p := recover(); p != nil {
@@ -383,11 +383,11 @@ func (l *SQLLedger) insert(ctx context.Context, recs []UsageRecord, scratch *[]a
 }
 
 // shouldYield reports whether to park between two statements of a batch
-// (see sqlDialect.yield): only for an in-process engine, only when the
+// (see Dialect.yield): only for an in-process engine, only when the
 // process has one P (with more, requests run on the others), not while
 // records pile up in the queue (then the writer catches up first), and
 // never past half of the batch's WriteTimeout.
-func (l *SQLLedger) shouldYield(ctx context.Context) bool {
+func (l *SQL) shouldYield(ctx context.Context) bool {
 	if l.dialect.yield <= 0 || runtime.GOMAXPROCS(0) != 1 || len(l.q.ch) >= l.batchSize {
 		return false
 	}
@@ -397,7 +397,7 @@ func (l *SQLLedger) shouldYield(ctx context.Context) bool {
 
 // redeliverLoop offers the spool to the store at start and then every
 // retryInterval while it holds records or the store is marked down.
-func (l *SQLLedger) redeliverLoop() {
+func (l *SQL) redeliverLoop() {
 	defer close(l.redeliverDone)
 	t := time.NewTicker(l.retryInterval)
 	defer t.Stop()
@@ -415,7 +415,7 @@ func (l *SQLLedger) redeliverLoop() {
 
 // redeliver runs one pass over the spool. With the spool empty it just
 // clears down, and the writer's next batch tests the store.
-func (l *SQLLedger) redeliver() {
+func (l *SQL) redeliver() {
 	var args []any // the writer's scratch is the writer's
 	n, err := l.spool.deliver(l.batchSize, func(recs []UsageRecord) error {
 		ctx, cancel := context.WithTimeout(context.Background(), l.writeTimeout)

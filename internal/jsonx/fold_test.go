@@ -1,4 +1,4 @@
-package providers
+package jsonx
 
 import (
 	"encoding/json"
@@ -26,26 +26,26 @@ func TestJSONKeyFold(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if got := JSONKeyFold([]byte(c.key), "usage"); got != c.want {
-				t.Fatalf("JSONKeyFold(%s, usage) = %v, want %v", c.key, got, c.want)
+			if got := KeyFold([]byte(c.key), "usage"); got != c.want {
+				t.Fatalf("KeyFold(%s, usage) = %v, want %v", c.key, got, c.want)
 			}
 		})
 	}
-	if !JSONKeyFold([]byte(`"Prompt_To`+"\u212a"+`ens"`), "prompt_tokens") {
+	if !KeyFold([]byte(`"Prompt_To`+"\u212a"+`ens"`), "prompt_tokens") {
 		t.Fatal("Kelvin sign does not fold to k")
 	}
 }
 
-// FuzzJSONKeyFold holds JSONKeyFold to encoding/json's field matching.
+// FuzzJSONKeyFold holds KeyFold to encoding/json's field matching.
 func FuzzJSONKeyFold(f *testing.F) {
 	for _, s := range []string{"prompt_tokens", "PROMPT_TOKENS", "prompt_to\u212aens", "\\u0070rompt_tokens", "prompt_token\u017f", "x", ""} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, key string) {
 		raw := strconv.Quote(key) // Go escapes are JSON escapes for most input
-		if !JSONValid([]byte(raw)) {
+		if !Valid([]byte(raw)) {
 			raw = `"` + key + `"`
-			if !JSONValid([]byte(raw)) {
+			if !Valid([]byte(raw)) {
 				return
 			}
 		}
@@ -55,8 +55,8 @@ func FuzzJSONKeyFold(f *testing.F) {
 		if err := json.Unmarshal([]byte(`{`+raw+`:1}`), &v); err != nil {
 			t.Fatalf("reference rejected %s: %v", raw, err)
 		}
-		if got := JSONKeyFold([]byte(raw), "prompt_tokens"); got != (v.F == 1) {
-			t.Fatalf("JSONKeyFold(%s) = %v, encoding/json matched = %v", raw, got, v.F == 1)
+		if got := KeyFold([]byte(raw), "prompt_tokens"); got != (v.F == 1) {
+			t.Fatalf("KeyFold(%s) = %v, encoding/json matched = %v", raw, got, v.F == 1)
 		}
 	})
 }
@@ -65,7 +65,7 @@ func BenchmarkJSONKeyFold(b *testing.B) {
 	key := []byte(`"completion_tokens"`)
 	b.ReportAllocs()
 	for b.Loop() {
-		if JSONKeyFold(key, "prompt_tokens") || !JSONKeyFold(key, "completion_tokens") {
+		if KeyFold(key, "prompt_tokens") || !KeyFold(key, "completion_tokens") {
 			b.Fatal("mismatch")
 		}
 	}

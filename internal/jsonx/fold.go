@@ -1,4 +1,4 @@
-package providers
+package jsonx
 
 import (
 	"bytes"
@@ -6,13 +6,13 @@ import (
 	"unicode/utf8"
 )
 
-// JSONKeyFold reports whether the raw string literal key (as Member
+// KeyFold reports whether the raw string literal key (as Member
 // returns it) names the struct field name the way encoding/json matches
 // keys to fields: after unescaping, case-insensitively under Unicode
 // simple folding (so "Usage" and "uſage" match "usage"). The non-streaming
 // decoders use it to keep encoding/json's semantics exactly; name must be
 // ASCII.
-func JSONKeyFold(key []byte, name string) bool {
+func KeyFold(key []byte, name string) bool {
 	if len(key) < 2 {
 		return false
 	}
@@ -25,7 +25,7 @@ func JSONKeyFold(key []byte, name string) bool {
 				ascii = false
 				break
 			}
-			if jsonUpper(c) != jsonUpper(name[i]) {
+			if upper(c) != upper(name[i]) {
 				return false
 			}
 		}
@@ -39,7 +39,7 @@ func JSONKeyFold(key []byte, name string) bool {
 	dec := inner
 	if !plain || !utf8.Valid(inner) {
 		var err error
-		if dec, err = JSONString(buf[:0], key); err != nil {
+		if dec, err = Unquote(buf[:0], key); err != nil {
 			return false
 		}
 	}
@@ -51,11 +51,11 @@ func JSONKeyFold(key []byte, name string) bool {
 		r, size := rune(dec[i]), 1
 		if r >= utf8.RuneSelf {
 			r, size = utf8.DecodeRune(dec[i:])
-			r = jsonFoldRune(r)
+			r = foldRune(r)
 		} else {
-			r = rune(jsonUpper(byte(r)))
+			r = rune(upper(byte(r)))
 		}
-		if r != rune(jsonUpper(name[j])) {
+		if r != rune(upper(name[j])) {
 			return false
 		}
 		i += size
@@ -63,16 +63,16 @@ func JSONKeyFold(key []byte, name string) bool {
 	return j == len(name)
 }
 
-func jsonUpper(c byte) byte {
+func upper(c byte) byte {
 	if 'a' <= c && c <= 'z' {
 		return c - ('a' - 'A')
 	}
 	return c
 }
 
-// jsonFoldRune returns the smallest rune of r's simple fold orbit, as
+// foldRune returns the smallest rune of r's simple fold orbit, as
 // encoding/json folds field names.
-func jsonFoldRune(r rune) rune {
+func foldRune(r rune) rune {
 	for {
 		r2 := unicode.SimpleFold(r)
 		if r2 <= r {

@@ -1,4 +1,4 @@
-package providers
+package sse
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 
 type sseEv struct{ name, data string }
 
-func readAllEvents(r *SSEReader) ([]sseEv, error) {
+func readAllEvents(r *Reader) ([]sseEv, error) {
 	var out []sseEv
 	for {
 		ev, err := r.Next()
@@ -45,9 +45,9 @@ func TestSSEReader(t *testing.T) {
 		{"BOM stripped", "\xEF\xBB\xBFdata: a\n\n", 0, []sseEv{{"", "a"}}, io.EOF},
 		{"openai done", "data: {\"x\":1}\n\ndata: [DONE]\n\n", 0, []sseEv{{"", `{"x":1}`}, {"", "[DONE]"}}, io.EOF},
 		{"last event name wins", "event: a\nevent: b\ndata: 1\n\n", 0, []sseEv{{"b", "1"}}, io.EOF},
-		{"event too large", "data: " + strings.Repeat("x", 100) + "\n\n", 64, nil, ErrSSEEventTooLarge},
-		{"many lines too large", strings.Repeat("data: 0123456789\n", 10) + "\n", 64, nil, ErrSSEEventTooLarge},
-		{"long comment too large", ":" + strings.Repeat("x", 100) + "\ndata: a\n\n", 64, nil, ErrSSEEventTooLarge},
+		{"event too large", "data: " + strings.Repeat("x", 100) + "\n\n", 64, nil, ErrEventTooLarge},
+		{"many lines too large", strings.Repeat("data: 0123456789\n", 10) + "\n", 64, nil, ErrEventTooLarge},
+		{"long comment too large", ":" + strings.Repeat("x", 100) + "\ndata: a\n\n", 64, nil, ErrEventTooLarge},
 		{"within limit", "data: " + strings.Repeat("x", 58) + "\n\n", 64, []sseEv{{"", strings.Repeat("x", 58)}}, io.EOF},
 		{"large event grows buffer", "data: " + strings.Repeat("y", 20000) + "\n\n", 0, []sseEv{{"", strings.Repeat("y", 20000)}}, io.EOF},
 	}
@@ -57,7 +57,7 @@ func TestSSEReader(t *testing.T) {
 			wrap func(io.Reader) io.Reader
 		}{{"whole", func(r io.Reader) io.Reader { return r }}, {"bytewise", iotest.OneByteReader}, {"halves", iotest.HalfReader}} {
 			t.Run(c.name+"/"+split.name, func(t *testing.T) {
-				got, err := readAllEvents(NewSSEReader(split.wrap(strings.NewReader(c.in)), c.max))
+				got, err := readAllEvents(NewReader(split.wrap(strings.NewReader(c.in)), c.max))
 				if !errors.Is(err, c.wantErr) {
 					t.Fatalf("err = %v, want %v", err, c.wantErr)
 				}
@@ -71,7 +71,7 @@ func TestSSEReader(t *testing.T) {
 
 func TestSSEReaderReadError(t *testing.T) {
 	boom := errors.New("boom")
-	r := NewSSEReader(io.MultiReader(strings.NewReader("data: a\n\ndata: b"), iotest.ErrReader(boom)), 0)
+	r := NewReader(io.MultiReader(strings.NewReader("data: a\n\ndata: b"), iotest.ErrReader(boom)), 0)
 	got, err := readAllEvents(r)
 	if !errors.Is(err, boom) || !equalEvents(got, []sseEv{{"", "a"}}) {
 		t.Fatalf("got %q, %v", got, err)
@@ -82,7 +82,7 @@ func TestSSEReaderReadError(t *testing.T) {
 }
 
 func TestSSEReaderReset(t *testing.T) {
-	r := NewSSEReader(strings.NewReader("data: a\n\ndata: partial"), 0)
+	r := NewReader(strings.NewReader("data: a\n\ndata: partial"), 0)
 	if _, err := readAllEvents(r); err != io.EOF {
 		t.Fatal(err)
 	}
@@ -182,8 +182,8 @@ func FuzzSSEReader(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in, sizes []byte) {
 		want := refSSE(in)
-		whole, errWhole := readAllEvents(NewSSEReader(bytes.NewReader(in), 1<<20))
-		chunked, errChunked := readAllEvents(NewSSEReader(&chunkReader{data: in, sizes: sizes}, 1<<20))
+		whole, errWhole := readAllEvents(NewReader(bytes.NewReader(in), 1<<20))
+		chunked, errChunked := readAllEvents(NewReader(&chunkReader{data: in, sizes: sizes}, 1<<20))
 		if errWhole != io.EOF || errChunked != io.EOF {
 			t.Fatalf("errors: %v, %v", errWhole, errChunked)
 		}
@@ -194,7 +194,7 @@ func FuzzSSEReader(f *testing.F) {
 			t.Fatalf("chunked read %q, reference %q", chunked, want)
 		}
 		// A tiny limit must fail cleanly, never panic.
-		small := NewSSEReader(&chunkReader{data: in, sizes: sizes}, 8)
+		small := NewReader(&chunkReader{data: in, sizes: sizes}, 8)
 		for {
 			if _, err := small.Next(); err != nil {
 				break
@@ -219,7 +219,7 @@ func (l *loopReader) Read(p []byte) (int, error) {
 func BenchmarkSSEReader(b *testing.B) {
 	ev := "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"},\"finish_reason\":null}],\"usage\":null}\n\n"
 	src := &loopReader{data: []byte(strings.Repeat(ev, 64))}
-	r := NewSSEReader(src, 0)
+	r := NewReader(src, 0)
 	b.SetBytes(int64(len(ev)))
 	b.ReportAllocs()
 	for b.Loop() {
