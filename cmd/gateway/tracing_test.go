@@ -53,7 +53,7 @@ func collectorBinary(t *testing.T) string {
 	if err != nil {
 		cache = os.TempDir()
 	}
-	dir := filepath.Join(cache, "moonborn-edge", "otelcol-"+hex.EncodeToString(h.Sum(nil))[:16])
+	dir := filepath.Join(cache, "moonborn", "otelcol-"+hex.EncodeToString(h.Sum(nil))[:16]) // beside .ci/run's helm
 	bin := filepath.Join(dir, "otelcol")
 	if _, err := os.Stat(bin); err == nil {
 		return bin
