@@ -30,6 +30,7 @@ const (
 	attrRequestModel = attribute.Key("gen_ai.request.model")
 	attrInputTokens  = attribute.Key("gen_ai.usage.input_tokens")
 	attrOutputTokens = attribute.Key("gen_ai.usage.output_tokens")
+	attrCacheRead    = attribute.Key("gen_ai.usage.cache_read.input_tokens")
 	attrInputMsgs    = attribute.Key("gen_ai.input.messages")
 	attrOutputMsgs   = attribute.Key("gen_ai.output.messages")
 	attrStatus       = attribute.Key("http.response.status_code")
@@ -121,6 +122,9 @@ func (s *Server) endSpan(x *exchange, u providers.Usage, status int, code string
 	}
 	if x.ctx != nil { // the upstream was called
 		attrs = append(attrs, attrInputTokens.Int64(u.InputTokens), attrOutputTokens.Int64(u.OutputTokens))
+		if u.CacheReadTokens > 0 { // a prompt-cache hit
+			attrs = append(attrs, attrCacheRead.Int64(u.CacheReadTokens))
+		}
 	}
 	if code != "" {
 		attrs = append(attrs, attrErrorCode.String(code))

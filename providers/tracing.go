@@ -31,6 +31,8 @@ const (
 	attrRequestModel = attribute.Key("gen_ai.request.model")
 	attrInputTokens  = attribute.Key("gen_ai.usage.input_tokens")
 	attrOutputTokens = attribute.Key("gen_ai.usage.output_tokens")
+	attrCacheRead    = attribute.Key("gen_ai.usage.cache_read.input_tokens")
+	attrCacheWrite   = attribute.Key("gen_ai.usage.cache_creation.input_tokens")
 	attrFinish       = attribute.Key("gen_ai.response.finish_reasons")
 	attrErrorType    = attribute.Key("error.type")
 	attrHTTPStatus   = attribute.Key("http.response.status_code")
@@ -110,7 +112,7 @@ func (a attemptSpan) end(u Usage, finish string, err error) {
 		sp.End()
 		return
 	}
-	var buf [9]attribute.KeyValue
+	var buf [11]attribute.KeyValue
 	attrs := append(buf[:0],
 		attrOperation.String("chat"),
 		attrProviderName.String(a.d.system),
@@ -124,6 +126,14 @@ func (a attemptSpan) end(u Usage, finish string, err error) {
 	switch {
 	case err == nil || err == io.EOF:
 		attrs = append(attrs, attrInputTokens.Int64(u.InputTokens), attrOutputTokens.Int64(u.OutputTokens))
+		// Prompt-cache tokens only when there are some: the ordinary
+		// span stays at eight attributes.
+		if u.CacheReadTokens > 0 {
+			attrs = append(attrs, attrCacheRead.Int64(u.CacheReadTokens))
+		}
+		if w := u.CacheWrite5mTokens + u.CacheWrite1hTokens; w > 0 {
+			attrs = append(attrs, attrCacheWrite.Int64(w))
+		}
 		if finish != "" {
 			attrs = append(attrs, FinishReasonAttr(finish))
 		}
