@@ -5,6 +5,7 @@
 #   bench/run.sh scenario NAME    # one bench/scenarios/NAME.json against a fresh gateway + mock
 #   bench/run.sh cache            # the prompt-cache figure: promptCache auto against off
 #   bench/run.sh up               # just start mockllm + gateway (Ctrl-C stops them)
+#   bench/run.sh tracing          # tracing off vs on (sampling 1.0) into a real collector, interleaved
 #
 # Layout (DESIGN.md): the gateway is pinned to core 0 (taskset -c 0, so Go
 # sets GOMAXPROCS=1), the mock and the load generator share core 1. Binaries
@@ -122,6 +123,46 @@ table)
   bench -hold "$HOLD_STREAMS" -hold-for 3s -timeout 60s -gateway-pid "$GW_PID" -json >"$OUT/hold.json" || true
   mock_config '{"outputTokens":20}'
   echo "results in $OUT" ;;
+tracing)
+  # Tracing's cost (README "Tracing cost"): the same config with tracing
+  # off and on at sampling 1.0, exporting to a real OpenTelemetry
+  # Collector (internal/otelcol, debug exporter, on the load core),
+  # interleaved off/on REPS times at 2,000 req/s; compare the gateway CPU
+  # per request of the pairs.
+  build
+  [ -n "${NO_BUILD:-}" ] || (cd "$ROOT/internal/otelcol" && go build -o "$BIN/otelcol" .)
+  start_mock 18081
+  cat >"$MB_BENCH_DIR/otelcol.yaml" <<'YAML'
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:18318
+exporters:
+  debug:
+    verbosity: basic
+service:
+  telemetry:
+    metrics: {level: none}
+    logs: {level: warn}
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [debug]
+YAML
+  taskset -c $LOAD_CORE "$BIN/otelcol" --config "file:$MB_BENCH_DIR/otelcol.yaml" >"$MB_BENCH_DIR/otelcol.log" 2>&1 &
+  PIDS+=($!); wait_port 18318
+  cp "$ROOT/bench/scenarios/gateway.yaml" "$MB_BENCH_DIR/gateway-tracing-off.yaml"
+  { cat "$ROOT/bench/scenarios/gateway.yaml"; printf 'tracing:\n  enabled: true\n  endpoint: http://127.0.0.1:18318/v1/traces\n  samplingRatio: 1.0\n'; } >"$MB_BENCH_DIR/gateway-tracing-on.yaml"
+  header | tee "$OUT/env-tracing.txt"
+  for rep in $(seq "${REPS:-3}"); do
+    for fig in ${TRACE_FIGS:-off on}; do
+      start_gateway "$MB_BENCH_DIR/gateway-tracing-$fig.yaml"
+      bench -compare -rate "${RATE:-2000}" -d "$DUR" -max-tokens 20 -gateway-pid "$GW_PID" -json >"$OUT/tracing-$fig-$rep.json"
+      stop_gateway
+    done
+  done
+  echo "results in $OUT (tracing-off-N.json, tracing-on-N.json)" ;;
 cache)
   # The prompt-cache figure (bench/README.md, Prompt caching): psn_long, a
   # ~3,000-token persona prompt, on an Anthropic-priced model served by
@@ -157,5 +198,5 @@ off, auto = t["off"]["costUsdMicros"], t["auto"]["costUsdMicros"]
 print(f"auto costs {auto / off:.3f}x off: {100 * (1 - auto / off):.1f}% less")
 PY
   ;;
-*) echo "usage: $0 table | scenario NAME | cache | up" >&2; exit 2 ;;
+*) echo "usage: $0 table | scenario NAME | cache | up | tracing" >&2; exit 2 ;;
 esac

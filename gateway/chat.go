@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/moonborn/edge/gateway/persona"
 	"github.com/moonborn/edge/internal/jsonx"
@@ -74,6 +75,11 @@ type exchange struct {
 	// personaBreak backs x.req.SystemCache when the persona's prompt is
 	// its only breakpoint, so marking it costs no allocation.
 	personaBreak [1]providers.CacheBreak
+
+	// span is the request's server span; nil without tracing. output is
+	// the reply's text it records with TraceContent (tracing.go).
+	span   trace.Span
+	output string
 }
 
 // clientLeft runs on the client-gone watcher's goroutine.
@@ -91,7 +97,11 @@ func (s *Server) beginUpstream(ctx *fasthttp.RequestCtx, x *exchange) {
 	if x.stream {
 		limit = s.opts.MaxStreamDuration
 	}
-	x.ctx, x.cancel = context.WithTimeout(context.Background(), limit)
+	base := context.Background()
+	if s.opts.Tracer != nil {
+		base = s.startSpan(ctx, x)
+	}
+	x.ctx, x.cancel = context.WithTimeout(base, limit)
 	x.watch = s.gone.watch(ctx.Conn(), x.clientLeft)
 }
 
@@ -122,9 +132,8 @@ func (s *Server) serveChat(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, ae)
 		if x == nil { // unauthenticated: no workspace to record against
 			x = &exchange{start: start, requestID: string(ctx.Response.Header.Peek("X-Request-Id"))}
-			s.finish(x, providers.Usage{}, ae.status, ae.code, s.now())
-			return
 		}
+		s.traceRefused(ctx, x)
 		s.finish(x, providers.Usage{}, ae.status, ae.code, s.now())
 		return
 	}
@@ -286,6 +295,7 @@ func (s *Server) complete(ctx *fasthttp.RequestCtx, x *exchange) {
 	}
 	cost := costOf(x.model, res.Usage)
 	latency := end.Sub(x.start).Milliseconds()
+	x.noteResult(&res)
 
 	ctx.SetStatusCode(http.StatusOK)
 	ctx.Response.Header.SetContentType("application/json")
@@ -336,6 +346,9 @@ func (s *Server) finish(x *exchange, u providers.Usage, status int, code string,
 	s.opts.Metrics.finished(x, total, &u, cost)
 	if s.opts.AccessLog {
 		s.accessLog(x, u, cost, status, code, total)
+	}
+	if x.span != nil {
+		s.endSpan(x, u, status, code)
 	}
 	if x.principal.Workspace == "" {
 		return
@@ -492,6 +505,7 @@ func (s *Server) accessLog(x *exchange, u providers.Usage, cost int64, status in
 		slog.Int64("cost_usd_micros", cost),
 		slog.Int64("latency_ms", total.Milliseconds()),
 		slog.Int64("overhead_us", (total-x.upstreamWait).Microseconds()),
+		slog.String("trace_id", x.traceIDOf()),
 	)
 }
 

@@ -58,6 +58,7 @@ func (s *Server) serveSDK(ctx *fasthttp.RequestCtx, kind apiKind, route string, 
 	if err != nil {
 		ae := toAPIError(err)
 		x.writeError(ctx, ae)
+		s.traceRefused(ctx, x)
 		s.finish(x, providers.Usage{}, ae.status, ae.code, s.now())
 		return
 	}
@@ -109,6 +110,7 @@ func (s *Server) completeSDK(ctx *fasthttp.RequestCtx, x *exchange) {
 		s.fail(ctx, x, providers.Usage{}, err, end)
 		return
 	}
+	x.noteResult(&res)
 	ctx.SetStatusCode(http.StatusOK)
 	ctx.Response.Header.SetContentType("application/json")
 	buf := ctx.Response.Body()[:0]

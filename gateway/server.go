@@ -19,6 +19,7 @@ import (
 
 	"github.com/fasthttp/router"
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/moonborn/edge/gateway/persona"
 	"github.com/moonborn/edge/policy"
@@ -104,6 +105,13 @@ type Options struct {
 	Limits
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Tracer starts each chat request's server span (see tracing.go);
+	// nil traces nothing. Give the models' pools the same provider's
+	// tracer so their attempt spans join.
+	Tracer trace.Tracer
+	// TraceContent puts prompts and non-streaming replies on the spans
+	// (tracing.recordContent); false keeps them off.
+	TraceContent bool
 }
 
 // Server serves the public API. Build it with New; it is safe for

@@ -2,6 +2,7 @@ package providers
 
 import (
 	"context"
+	"errors"
 	"io"
 	"sync"
 	"time"
@@ -37,6 +38,7 @@ type hedgeAttempt struct {
 	d      *Deployment
 	done   func(error)
 	cancel context.CancelFunc
+	span   attemptSpan // the attempt's span; none without tracing
 	slot   int
 	hedge  bool // started by the hedge timer, not as the first try or a retry
 	st     Stream
@@ -74,13 +76,15 @@ func (p *Pool) streamHedged(ctx context.Context, req *Request, now time.Time) (S
 		prev = d
 		tried |= 1 << d.index
 		actx, cancel := context.WithCancel(ctx)
-		a := &hedgeAttempt{d: d, done: done, cancel: cancel, slot: launched, hedge: hedge}
+		r := d.request(req)
+		actx, sp := p.startAttempt(actx, d, r, launched, hedge)
+		a := &hedgeAttempt{d: d, done: done, cancel: cancel, span: sp, slot: launched, hedge: hedge}
 		race.mu.Lock()
 		race.cancels[a.slot] = cancel
 		race.mu.Unlock()
 		launched++
 		running++
-		go p.runAttempt(actx, race, a, d.request(req), now)
+		go p.runAttempt(actx, race, a, r, now)
 		return d, true
 	}
 	d, ok := launch(now, false)
@@ -98,7 +102,7 @@ func (p *Pool) streamHedged(ctx context.Context, req *Request, now time.Time) (S
 				}
 				race.cancelLosers(a.slot)
 				ps := newPoolStream(p, a.d, a.done, a.st, a.first, a.err)
-				ps.cancel = a.cancel
+				ps.cancel, ps.span = a.cancel, a.span
 				return ps, nil
 			}
 			running--
@@ -161,11 +165,18 @@ func (p *Pool) runAttempt(ctx context.Context, race *hedgeRace, a *hedgeAttempt,
 		return
 	}
 	a.cancel() // lost or failed: stop the generation now, if any
-	if st != nil {
-		p.discard(a.d, r, st)
-	}
 	if ok {
 		err = nil // it answered; losing the race is not its fault
+	}
+	if a.span.sp != nil {
+		spanErr := err
+		if decided && (err == nil || errors.Is(err, ErrAborted)) {
+			spanErr = errLostRace
+		}
+		a.span.endStream(st, spanErr)
+	}
+	if st != nil {
+		p.discard(a.d, r, st)
 	}
 	if a.hedge && decided {
 		p.counts.hedgesLost.Add(1)

@@ -8,6 +8,8 @@ import (
 	"io"
 	"slices"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Pool serves one public model from one or more deployments and is itself
@@ -32,6 +34,9 @@ type Pool struct {
 	// delta. The upstream may bill it; the gateway records it. It may be
 	// called from another goroutine, after Stream returned. Nil drops it.
 	OnDiscardedUsage func(deployment string, u Usage)
+	// Tracer, when set, starts a client span per attempt under the span of
+	// the request's context (see tracing.go). Nil: no attempt spans.
+	Tracer trace.Tracer
 
 	model  string
 	deps   []*Deployment
@@ -93,6 +98,8 @@ func NewPool(model string, deps []DeploymentSpec, cfg PoolConfig, budget *RetryB
 			maxConns:    int64(s.MaxConns),
 			br:          br,
 			window:      newWindow(cfg.Breaker.Window),
+			system:      s.System,
+			chatName:    "chat " + s.Model,
 		})
 	}
 	slices.SortStableFunc(p.deps, func(a, b *Deployment) int { return cmp.Compare(a.priority, b.priority) })
@@ -121,7 +128,7 @@ func (p *Pool) Complete(ctx context.Context, req *Request) (Result, error) {
 	p.counts.requests.Add(1)
 	p.budget.Request(now)
 	var res Result
-	err := p.failover(ctx, req, now, func(d *Deployment, r *Request, done func(error), start time.Time) error {
+	err := p.failover(ctx, req, now, func(ctx context.Context, d *Deployment, r *Request, done func(error), sp attemptSpan, start time.Time) error {
 		var err error
 		if res, err = d.provider.Complete(ctx, r); err != nil {
 			return err
@@ -129,6 +136,7 @@ func (p *Pool) Complete(ctx context.Context, req *Request) (Result, error) {
 		end := p.now()
 		d.observe(end.Sub(start))
 		d.finish(done, nil, end)
+		sp.end(res.Usage, res.FinishReason, nil)
 		res.Deployment = d.name
 		return nil
 	})
@@ -150,12 +158,14 @@ func (p *Pool) Stream(ctx context.Context, req *Request) (Stream, error) {
 		return p.streamHedged(ctx, req, now)
 	}
 	var out Stream
-	err := p.failover(ctx, req, now, func(d *Deployment, r *Request, done func(error), start time.Time) error {
+	err := p.failover(ctx, req, now, func(ctx context.Context, d *Deployment, r *Request, done func(error), sp attemptSpan, start time.Time) error {
 		st, first, err := p.openStream(ctx, d, r, start)
 		if err != nil && err != io.EOF {
 			return err
 		}
-		out = newPoolStream(p, d, done, st, first, err)
+		ps := newPoolStream(p, d, done, st, first, err)
+		ps.span = sp
+		out = ps
 		return nil
 	})
 	return out, err
@@ -165,12 +175,13 @@ func (p *Pool) Stream(ctx context.Context, req *Request) (Stream, error) {
 // tried, until try succeeds, an error is not worth retrying, MaxAttempts
 // is reached or the retry budget is spent, and returns the last error (nil
 // once try succeeded). try gets the deployment's own request and the
-// breaker's done: on success try owns done; on failure failover reports
-// the error to the breaker.
+// breaker's done and the attempt's span (nil without tracing), with ctx
+// carrying that span: on success try owns done and the span; on failure
+// failover reports the error to the breaker and ends the span.
 //
 // Once ctx ended no attempt starts: the request's deadline bounds all of
 // its attempts together.
-func (p *Pool) failover(ctx context.Context, req *Request, now time.Time, try func(d *Deployment, r *Request, done func(error), start time.Time) error) error {
+func (p *Pool) failover(ctx context.Context, req *Request, now time.Time, try func(ctx context.Context, d *Deployment, r *Request, done func(error), sp attemptSpan, start time.Time) error) error {
 	var tried uint64
 	var lastErr error
 	var prev *Deployment
@@ -193,9 +204,12 @@ func (p *Pool) failover(ctx context.Context, req *Request, now time.Time, try fu
 		}
 		prev = d
 		tried |= 1 << d.index
-		if err = try(d, d.request(req), done, now); err == nil {
+		r := d.request(req)
+		actx, sp := p.startAttempt(ctx, d, r, attempt, false)
+		if err = try(actx, d, r, done, sp, now); err == nil {
 			return nil
 		}
+		sp.end(Usage{}, "", err)
 		now = p.now()
 		d.finish(done, err, now)
 		lastErr = err
@@ -351,6 +365,7 @@ type poolStream struct {
 	d       *Deployment
 	done    func(error)
 	cancel  context.CancelFunc // the attempt's own context (hedging); nil if none
+	span    attemptSpan        // the attempt's span; none without tracing
 	st      Stream
 	first   []byte
 	pending bool  // first (or firstErr) not yet handed out
@@ -404,6 +419,7 @@ func (s *poolStream) Close() {
 		return
 	}
 	s.closed = true
+	s.span.endStream(s.st, s.err)
 	s.st.Close()
 	if s.cancel != nil {
 		s.cancel()

@@ -35,6 +35,9 @@ type DeploymentSpec struct {
 	// the snapshot (attempts in flight beyond it wait for a connection).
 	// 0: unknown, no queue figure.
 	MaxConns int
+	// System names the upstream's kind for traces (gen_ai.provider.name:
+	// openai, anthropic, mock); empty leaves it unnamed.
+	System string
 	// Carry, when set, is this deployment as an earlier pool had it (a
 	// config reload that changed the model's other deployments or its
 	// pool settings but not this one, nor its breaker settings): the new
@@ -57,6 +60,8 @@ type Deployment struct {
 	maxConns    int64
 	index       int
 	br          *breaker
+	system      string // DeploymentSpec.System
+	chatName    string // the attempt span's name when model is set
 
 	inFlight atomic.Int64
 	counts   deploymentCounters

@@ -159,6 +159,7 @@ func (h *UpstreamHTTP) Complete(ctx context.Context, req *fasthttp.Request, deco
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(resp)
 	req.Header.Set(fasthttp.HeaderAccept, "application/json")
+	injectTraceparent(ctx, req)
 	l := newLease(ctx, time.Now().Add(h.opts.Timeout))
 	err := h.do(l, req, resp)
 	if err != nil {
@@ -185,6 +186,7 @@ func (h *UpstreamHTTP) Stream(ctx context.Context, req *fasthttp.Request) (*SSEB
 	resp := fasthttp.AcquireResponse()
 	start := time.Now()
 	req.Header.Set(fasthttp.HeaderAccept, "text/event-stream")
+	injectTraceparent(ctx, req)
 	resp.StreamBody = true
 	l := newLease(ctx, start.Add(h.opts.FirstTokenTimeout))
 	fail := func(err error) (*SSEBody, error) {

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/moonborn/edge/gateway"
 	"github.com/moonborn/edge/gateway/persona"
@@ -43,6 +44,8 @@ type app struct {
 	// ctl is the reloadable part: the live config, its hash, the
 	// authenticator, models and persona source (reload.go).
 	ctl control
+	// tracing exports the spans; a no-op when tracing is off.
+	tracing *tracing
 	// ledgerErrs is the ledger's write-error count at the last readiness
 	// check: new errors since then make the gateway unready.
 	ledgerErrs atomic.Uint64
@@ -63,7 +66,7 @@ func newLogger(w *redactor, level string) *slog.Logger {
 // model uses, and one Pool per model over its deployments, all sharing
 // one retry budget.
 func buildModels(cfg *Config) (map[string]*gateway.Model, []*providers.Pool, error) {
-	set, err := buildModelSet(cfg, nil)
+	set, err := buildModelSet(cfg, nil, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -81,6 +84,8 @@ type modelSet struct {
 	built map[string]builtProvider
 	// byModel are the pools by model id, with what they were made from.
 	byModel map[string]builtPool
+	// tracer is given to every new pool for attempt spans; nil: none.
+	tracer trace.Tracer
 }
 
 type builtProvider struct {
@@ -101,9 +106,13 @@ type builtPool struct {
 // settings and providers are all unchanged: its breakers, statistics and
 // in-flight counts carry over. Prices, output caps and temperatures are
 // per-request values, so they change without touching the pool. The
-// retry budget is prev's (retryBudget needs a restart).
-func buildModelSet(cfg *Config, prev *modelSet) (*modelSet, error) {
-	set := &modelSet{models: map[string]*gateway.Model{}, built: map[string]builtProvider{}, byModel: map[string]builtPool{}}
+// retry budget is prev's (retryBudget needs a restart), and so is the
+// tracer (tracing needs a restart too).
+func buildModelSet(cfg *Config, prev *modelSet, tracer trace.Tracer) (*modelSet, error) {
+	set := &modelSet{models: map[string]*gateway.Model{}, built: map[string]builtProvider{}, byModel: map[string]builtPool{}, tracer: tracer}
+	if prev != nil {
+		set.tracer = prev.tracer
+	}
 	if prev != nil {
 		set.budget = prev.budget
 	} else {
@@ -162,7 +171,7 @@ func buildModelSet(cfg *Config, prev *modelSet) (*modelSet, error) {
 				conns, queue := connLimits(byName[d.Provider])
 				name := deploymentName(mc, d)
 				specs = append(specs, providers.DeploymentSpec{Name: name, Provider: p, Model: d.UpstreamModel,
-					Weight: d.Weight, Priority: d.Priority, MaxInFlight: conns + queue, MaxConns: conns,
+					Weight: d.Weight, Priority: d.Priority, MaxInFlight: conns + queue, MaxConns: conns, System: byName[d.Provider].Type,
 					Carry: prev.carry(mc.ID, name, p, d.UpstreamModel, mc.Pool.Breaker)})
 			}
 			var err error
@@ -170,6 +179,7 @@ func buildModelSet(cfg *Config, prev *modelSet) (*modelSet, error) {
 			if err != nil {
 				return nil, fmt.Errorf("models[%s]: %w", mc.ID, err)
 			}
+			pool.Tracer = set.tracer
 		}
 		set.byModel[mc.ID] = builtPool{deployments: mc.Deployments, pool: mc.Pool, providers: used, p: pool}
 		set.pools = append(set.pools, pool)
@@ -290,7 +300,13 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 		closeAuth()
 		return nil, fmt.Errorf("personas: %w", err)
 	}
-	set, err := buildModelSet(cfg, nil)
+	tr, err := newTracing(cfg.Tracing, readBuildInfo().Version, log)
+	if err != nil {
+		closeAuth()
+		resolver.Close()
+		return nil, err
+	}
+	set, err := buildModelSet(cfg, nil, tr.Tracer())
 	if err != nil {
 		closeAuth()
 		resolver.Close()
@@ -315,7 +331,7 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	readBuildInfo().register(reg)
 	metrics := gateway.NewMetrics(reg, models)
-	a := &app{cfg: cfg, log: log, ledger: usage, resolver: resolver, limiter: limiter, keys: keys}
+	a := &app{cfg: cfg, log: log, ledger: usage, resolver: resolver, limiter: limiter, keys: keys, tracing: tr}
 	a.ctl.init(cfg, auth, set, personaSrc, reg)
 	coll := &gateway.Collectors{CurrentPools: a.currentPools, Personas: resolver, Ledger: usage}
 	if rl, ok := limiter.(*policy.RedisLimiter); ok {
@@ -323,16 +339,18 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 	}
 	reg.MustRegister(coll)
 	gw, err := gateway.New(gateway.Options{
-		Limiter:   limiter,
-		Metrics:   metrics,
-		AccessLog: cfg.Log.accessLog(),
-		Auth:      auth,
-		Personas:  resolver,
-		Models:    models,
-		Version:   a.ctl.hash,
-		Ledger:    usage,
-		Log:       log,
-		Limits:    s.Limits,
+		Limiter:      limiter,
+		Metrics:      metrics,
+		AccessLog:    cfg.Log.accessLog(),
+		Auth:         auth,
+		Personas:     resolver,
+		Models:       models,
+		Version:      a.ctl.hash,
+		Ledger:       usage,
+		Log:          log,
+		Limits:       s.Limits,
+		Tracer:       tr.Tracer(),
+		TraceContent: cfg.Tracing.RecordContent,
 	})
 	if err != nil {
 		closeAuth()
@@ -468,6 +486,9 @@ func (a *app) close() {
 		a.log.Error("ledger close", "err", err.Error())
 	}
 	a.resolver.Close()
+	if err := a.tracing.shutdown(tracingFlushTimeout); err != nil {
+		a.log.Warn("tracing: spans not exported at shutdown", "err", err.Error())
+	}
 }
 
 // upstreamsReady fails while some model has every deployment's breaker

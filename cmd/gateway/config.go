@@ -39,6 +39,8 @@ type Config struct {
 	// RetryBudget bounds retries, failovers and hedges across all models
 	// so an outage cannot multiply upstream load.
 	RetryBudget providers.RetryBudgetConfig `yaml:"retryBudget"`
+	// Tracing exports OpenTelemetry traces (tracing.go); off by default.
+	Tracing TracingConfig `yaml:"tracing"`
 
 	// personas is what loadPersonas read from the file source (items and
 	// dir), personasErr what was wrong with it: read once per load, so
@@ -214,6 +216,7 @@ func (c *Config) SetDefaults() {
 		m.Pool.SetDefaults()
 	}
 	c.RetryBudget.SetDefaults()
+	c.Tracing.SetDefaults()
 }
 
 func defInt(v *int, d int) {
@@ -272,6 +275,7 @@ func (c *Config) Validate() error {
 	p.addAll("ledger", c.Ledger.Validate())
 	p.addAll("retryBudget", c.RetryBudget.Validate())
 	p.addAll("limits", c.Limits.Validate())
+	p.addAll("tracing", c.Tracing.Validate())
 
 	providerNames := c.validateProviders(&p)
 	modelIDs := c.validateModels(&p, providerNames)

@@ -30,7 +30,7 @@ import (
 //	         (the figures; buckets and quota counters are kept)
 //	restart: server (listeners, admin token, timeouts, body limit), log,
 //	         ledger, limits.backend/onRedisDown/redis, auth.keyStore,
-//	         personas.source and cache settings, retryBudget
+//	         personas.source and cache settings, retryBudget, tracing
 //
 // A reload builds everything new first; any problem refuses it whole and
 // the running config stays. Then it swaps: the gateway's State (one
@@ -200,7 +200,7 @@ func (a *app) reloadLocked() (gateway.ReloadResult, error) {
 		src = persona.NewFileSource(cfg.personas)
 		personaIDs = byID(cfg.personas)
 	}
-	set, err := buildModelSet(cfg, c.set)
+	set, err := buildModelSet(cfg, c.set, nil)
 	if err != nil {
 		auth.CloseUnshared(c.auth)
 		return gateway.ReloadResult{}, err
@@ -277,6 +277,7 @@ func restartRequired(old, next *Config) []string {
 	check("personas.staleTTL", old.Personas.StaleTTL, next.Personas.StaleTTL)
 	check("personas.cacheMaxItems", old.Personas.CacheMaxItems, next.Personas.CacheMaxItems)
 	check("retryBudget", old.RetryBudget, next.RetryBudget)
+	check("tracing", old.Tracing, next.Tracing)
 	return out
 }
 

@@ -1,0 +1,341 @@
+package gateway
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/moonborn/edge/gateway/persona"
+	"github.com/moonborn/edge/internal/otlpexport"
+	"github.com/moonborn/edge/internal/spanbatch"
+	"github.com/moonborn/edge/policy"
+	"github.com/moonborn/edge/providers"
+	"github.com/moonborn/edge/providers/mock"
+)
+
+// tracedServer is benchServer with the model served by a Pool over the
+// in-process mock (so attempt spans exist) and tracer (nil: off).
+func tracedServer(tb testing.TB, tracer trace.Tracer, content bool) *Server {
+	tb.Helper()
+	auth, err := policy.NewAuthenticator(policy.AuthConfig{APIKeys: []policy.APIKeyConfig{
+		{ID: "k", Workspace: "w", SHA256: policy.HashKey("key")}}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var pc persona.Config
+	pc.SetDefaults()
+	res, err := persona.NewResolver(persona.NewFileSource([]persona.Persona{
+		{ID: "psn_x", Workspace: "w", SystemPrompt: "You are terse.", DefaultModel: "m"}}), pc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(res.Close)
+	pool, err := providers.NewPool("m", []providers.DeploymentSpec{
+		{Name: "mock-a", Provider: mock.New("mock-a", mock.Config{OutputTokens: 20}), Model: "m-up", System: "mock"}},
+		providers.PoolConfig{}, nil, time.Now)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pool.Tracer = tracer
+	models := map[string]*Model{"m": {ID: "m", ProviderName: "mock-a", Provider: pool,
+		UpstreamModel: "m-up", MaxOutputTokens: 100}}
+	s, err := New(Options{Auth: auth, Personas: res, Ledger: discardLedger{}, Models: models,
+		Tracer: tracer, TraceContent: content})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// serveOnce runs one request through the handler.
+func serveOnce(h fasthttp.RequestHandler, auth, body string, headers ...string) *fasthttp.RequestCtx {
+	var ctx fasthttp.RequestCtx
+	ctx.Init2(nullConn{}, nil, true)
+	ctx.Request.Header.SetMethod("POST")
+	ctx.Request.SetRequestURI("/v1/personas/psn_x/chat")
+	if auth != "" {
+		ctx.Request.Header.Set("Authorization", auth)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		ctx.Request.Header.Set(headers[i], headers[i+1])
+	}
+	ctx.Request.Header.SetContentType("application/json")
+	ctx.Request.SetBodyString(body)
+	h(&ctx)
+	return &ctx
+}
+
+func attrMap(kvs []attribute.KeyValue) map[string]string {
+	m := map[string]string{}
+	for _, kv := range kvs {
+		m[string(kv.Key)] = kv.Value.Emit()
+	}
+	return m
+}
+
+func TestTraceServerAndAttemptSpans(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	s := tracedServer(t, tp.Tracer("test"), false)
+	h := s.Handler()
+	const parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	ctx := serveOnce(h, "Bearer key", `{"userText":"secret prompt text"}`,
+		"traceparent", parent, "tracestate", "vendor=x")
+	if ctx.Response.StatusCode() != 200 {
+		t.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	spans := rec.Ended()
+	if len(spans) != 2 {
+		t.Fatalf("%d spans, want server + attempt", len(spans))
+	}
+	attempt, server := spans[0], spans[1]
+	if server.SpanKind() != trace.SpanKindServer || attempt.SpanKind() != trace.SpanKindClient {
+		t.Fatalf("kinds %v, %v", server.SpanKind(), attempt.SpanKind())
+	}
+	if got := server.Parent().SpanID().String(); got != "00f067aa0ba902b7" || !server.Parent().IsRemote() {
+		t.Fatalf("server parent %s, want the caller's span", got)
+	}
+	if server.SpanContext().TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" {
+		t.Fatalf("trace id %s, want the caller's", server.SpanContext().TraceID())
+	}
+	if server.SpanContext().TraceState().Get("vendor") != "x" {
+		t.Fatalf("tracestate %q not kept", server.SpanContext().TraceState())
+	}
+	if attempt.Parent().SpanID() != server.SpanContext().SpanID() {
+		t.Fatal("attempt span is not the server span's child")
+	}
+	if server.Name() != "POST /v1/personas/{id}/chat" || attempt.Name() != "chat m-up" {
+		t.Fatalf("names %q, %q", server.Name(), attempt.Name())
+	}
+	sa, aa := attrMap(server.Attributes()), attrMap(attempt.Attributes())
+	for k, want := range map[string]string{
+		"moonborn.workspace": "w", "moonborn.persona": "psn_x", "gen_ai.request.model": "m",
+		"http.response.status_code": "200", "moonborn.outcome": "ok", "gen_ai.usage.output_tokens": "20",
+	} {
+		if sa[k] != want {
+			t.Errorf("server %s = %q, want %q (all: %v)", k, sa[k], want, sa)
+		}
+	}
+	for k, want := range map[string]string{
+		"gen_ai.provider.name": "mock", "gen_ai.request.model": "m-up", "gen_ai.operation.name": "chat",
+		"moonborn.deployment": "mock-a", "moonborn.attempt": "0", "gen_ai.usage.output_tokens": "20",
+		"gen_ai.response.finish_reasons": `["stop"]`,
+	} {
+		if aa[k] != want {
+			t.Errorf("attempt %s = %q, want %q (all: %v)", k, aa[k], want, aa)
+		}
+	}
+	for _, sp := range spans {
+		for _, kv := range sp.Attributes() {
+			if strings.Contains(kv.Value.Emit(), "secret prompt") || strings.Contains(kv.Value.Emit(), "You are terse") {
+				t.Fatalf("%s carries prompt text in %s", sp.Name(), kv.Key)
+			}
+		}
+	}
+}
+
+func TestTraceRecordContent(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	h := tracedServer(t, tp.Tracer("test"), true).Handler()
+	serveOnce(h, "Bearer key", `{"userText":"secret prompt text"}`)
+	sa := attrMap(rec.Ended()[1].Attributes())
+	if !strings.Contains(sa["gen_ai.input.messages"], `"content":"secret prompt text"`) ||
+		!strings.Contains(sa["gen_ai.input.messages"], `"role":"system"`) {
+		t.Fatalf("input messages %q", sa["gen_ai.input.messages"])
+	}
+	if !strings.Contains(sa["gen_ai.output.messages"], `"role":"assistant"`) {
+		t.Fatalf("output messages %q", sa["gen_ai.output.messages"])
+	}
+}
+
+func TestTraceRefusedRequestsHaveSpans(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	h := tracedServer(t, tp.Tracer("test"), false).Handler()
+	cases := []struct {
+		name, auth, body string
+		status           int
+		code             string
+	}{
+		{"no credentials", "", `{"userText":"hi"}`, 401, "unauthenticated"},
+		{"bad body", "Bearer key", `{"userText":`, 422, "invalid_request"},
+		{"unknown model", "Bearer key", `{"userText":"hi","modelId":"nope"}`, 422, "invalid_request"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := len(rec.Ended())
+			ctx := serveOnce(h, c.auth, c.body)
+			if ctx.Response.StatusCode() != c.status {
+				t.Fatalf("status %d, want %d", ctx.Response.StatusCode(), c.status)
+			}
+			spans := rec.Ended()[before:]
+			if len(spans) != 1 || spans[0].SpanKind() != trace.SpanKindServer {
+				t.Fatalf("%d spans, want one server span", len(spans))
+			}
+			a := attrMap(spans[0].Attributes())
+			if a["http.response.status_code"] != strconv.Itoa(c.status) || a["moonborn.outcome"] != "refused" || a["moonborn.error_code"] == "" {
+				t.Fatalf("attributes %v", a)
+			}
+		})
+	}
+}
+
+func TestParseTraceparent(t *testing.T) {
+	cases := []struct {
+		name, in string
+		ok       bool
+	}{
+		{"valid sampled", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", true},
+		{"valid unsampled", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", true},
+		{"future version with more", "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what", true},
+		{"version ff", "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", false},
+		{"v00 too long", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x", false},
+		{"uppercase", "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", false},
+		{"zero trace id", "00-00000000000000000000000000000000-00f067aa0ba902b7-01", false},
+		{"zero span id", "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", false},
+		{"short", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7", false},
+		{"empty", "", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			sc, ok := parseTraceparent([]byte(c.in))
+			if ok != c.ok {
+				t.Fatalf("ok = %v, want %v", ok, c.ok)
+			}
+			if ok {
+				var buf []byte
+				got := string(providers.AppendTraceparent(buf, sc))
+				if got[3:53] != c.in[3:53] {
+					t.Fatalf("round trip %q from %q", got, c.in)
+				}
+			}
+		})
+	}
+}
+
+func FuzzParseTraceparent(f *testing.F) {
+	f.Add("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	f.Fuzz(func(t *testing.T, in string) {
+		sc, ok := parseTraceparent([]byte(in))
+		if ok && !sc.IsValid() {
+			t.Fatal("accepted an invalid span context")
+		}
+	})
+}
+
+// Tracing off adds nothing to a request: the same allocations as a
+// server without the tracing hooks would make (checked against the
+// figure with a Tracer that is never set).
+func TestTracingOffAllocatesNothing(t *testing.T) {
+	s := tracedServer(t, nil, false)
+	h := s.Handler()
+	var req fasthttp.Request
+	req.Header.SetMethod("POST")
+	req.SetRequestURI("/v1/personas/psn_x/chat")
+	req.Header.Set("Authorization", "Bearer key")
+	req.Header.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	req.SetBodyString(`{"userText":"Hello there"}`)
+	var ctx fasthttp.RequestCtx
+	run := func() {
+		ctx.Init2(nullConn{}, nil, true)
+		req.CopyTo(&ctx.Request)
+		h(&ctx)
+	}
+	with := testing.AllocsPerRun(200, run)
+	req.Header.Del("traceparent")
+	without := testing.AllocsPerRun(200, run)
+	if with != without {
+		t.Fatalf("a traceparent costs %.1f allocations with tracing off (%.1f vs %.1f)", with-without, with, without)
+	}
+}
+
+// BenchmarkChatTracing prices tracing on the handler path with a Pool
+// (server span + attempt span): off, and on at sampling 1.0 exporting
+// through the real OTLP/HTTP exporter to a loopback receiver that
+// discards. cpu-ns/op is the process's CPU time (user+system) per
+// request, so the batch exporter's goroutine is counted too.
+func BenchmarkChatTracing(b *testing.B) {
+	b.Run("off", func(b *testing.B) { benchTraced(b, nil) })
+	batcher := func(exp sdktrace.SpanExporter) sdktrace.TracerProviderOption {
+		return sdktrace.WithSpanProcessor(spanbatch.New(exp, slog.New(slog.DiscardHandler),
+			spanbatch.Options{MaxQueue: 8192, MaxBatch: 1024, Interval: 5 * time.Second, Timeout: 10 * time.Second}))
+	}
+	b.Run("on-noexport", func(b *testing.B) {
+		tp := sdktrace.NewTracerProvider(batcher(tracetest.NewNoopExporter()))
+		defer func() { _ = tp.Shutdown(context.Background()) }()
+		benchTraced(b, tp.Tracer("bench"))
+	})
+	b.Run("on-sdkbatcher", func(b *testing.B) {
+		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter(),
+			sdktrace.WithMaxQueueSize(8192), sdktrace.WithMaxExportBatchSize(1024)))
+		defer func() { _ = tp.Shutdown(context.Background()) }()
+		benchTraced(b, tp.Tracer("bench"))
+	})
+	b.Run("on", func(b *testing.B) {
+		sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/x-protobuf")
+		}))
+		defer sink.Close()
+		exp, err := otlptracehttp.New(context.Background(), otlptracehttp.WithEndpointURL(sink.URL+"/v1/traces"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		tp := sdktrace.NewTracerProvider(batcher(exp))
+		defer func() { _ = tp.Shutdown(context.Background()) }()
+		benchTraced(b, tp.Tracer("bench"))
+	})
+	b.Run("on-otlpexport", func(b *testing.B) {
+		sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+		}))
+		defer sink.Close()
+		tp := sdktrace.NewTracerProvider(batcher(otlpexport.New(sink.URL+"/v1/traces", nil, 10*time.Second)))
+		defer func() { _ = tp.Shutdown(context.Background()) }()
+		benchTraced(b, tp.Tracer("bench"))
+	})
+}
+
+func benchTraced(b *testing.B, tracer trace.Tracer) {
+	s := tracedServer(b, tracer, false)
+	h := s.Handler()
+	var req fasthttp.Request
+	req.Header.SetMethod("POST")
+	req.SetRequestURI("/v1/personas/psn_x/chat")
+	req.Header.Set("Authorization", "Bearer key")
+	req.Header.SetContentType("application/json")
+	req.SetBodyString(`{"userText":"Hello there, how are you today?"}`)
+	var ctx fasthttp.RequestCtx
+	b.ReportAllocs()
+	cpu0 := cpuTime()
+	for b.Loop() {
+		ctx.Init2(nullConn{}, nil, true)
+		req.CopyTo(&ctx.Request)
+		h(&ctx)
+		if ctx.Response.StatusCode() != 200 {
+			b.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
+		}
+	}
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
