@@ -7,33 +7,15 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"runtime/debug"
 	"strings"
 	"time"
+
+	"github.com/moonborn/edge/internal/buildinfo"
 )
 
 // demoSystemPrompt is the demo persona's prompt, sent to direct targets so
 // the upstream sees the same messages as through the gateway.
 const demoSystemPrompt = "You are Moonborn's demo persona: concise, friendly and accurate."
-
-// versionLine names the build: module version, VCS revision and time.
-func versionLine() string {
-	v, rev, at := "(devel)", "unknown", ""
-	if info, ok := debug.ReadBuildInfo(); ok {
-		if info.Main.Version != "" {
-			v = info.Main.Version
-		}
-		for _, s := range info.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				rev = s.Value
-			case "vcs.time":
-				at = ", " + s.Value
-			}
-		}
-	}
-	return "moonborn bench " + v + " (revision " + rev + at + ") " + runtime.Version()
-}
 
 // Main is the bench command: it parses args, runs, writes the report to
 // stdout (text, or JSON with -json) and progress to stderr, and returns the
@@ -47,7 +29,7 @@ func Main(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int {
 		return 2
 	}
 	if o.version {
-		fmt.Fprintln(stdout, versionLine())
+		fmt.Fprintln(stdout, buildinfo.Line("bench"))
 		return 0
 	}
 	var sc *Scenario
