@@ -157,6 +157,14 @@ func (r *wireRequest) block(v []byte, system bool) error {
 	if textErr != nil {
 		return textErr
 	}
+	r.endBlock(sec, i, j, mark, textSeen)
+	return nil
+}
+
+// endBlock closes a decoded block whose text starts at r.msg[mark:]: a
+// text block counts as a part, any other type's text is dropped; the
+// prompt cache (when on) sees the block end at section sec, indexes i, j.
+func (r *wireRequest) endBlock(sec int, i, j int32, mark int, textSeen bool) {
 	if string(r.btype) != "text" {
 		r.msg = r.msg[:mark]
 		if r.cache.on {
@@ -165,7 +173,7 @@ func (r *wireRequest) block(v []byte, system bool) error {
 			}
 			r.cache.endBlock(sec, i, j, nil, false)
 		}
-		return nil
+		return
 	}
 	if !textSeen && r.parts > 0 {
 		r.msg = append(r.msg, '\n')
@@ -174,5 +182,4 @@ func (r *wireRequest) block(v []byte, system bool) error {
 	if r.cache.on {
 		r.cache.endBlock(sec, i, j, r.msg[mark:], true)
 	}
-	return nil
 }
