@@ -24,7 +24,6 @@ func decodeAnthropicRequest(body []byte, c *conversation) *apiError {
 		if jsonx.IsNull(v) {
 			continue
 		}
-		r := &c.req
 		switch {
 		case jsonx.KeyIs(key, "model"):
 			c.model, ae = jsonStr(v, "model")
@@ -32,42 +31,8 @@ func decodeAnthropicRequest(body []byte, c *conversation) *apiError {
 		case jsonx.KeyIs(key, "messages"):
 			hasMessages = true
 			ae = decodeAnthropicMessages(v, c)
-		case jsonx.KeyIs(key, "system"):
-			var sys string
-			var breaks []providers.CacheBreak
-			sys, breaks, ae = decodeAnthropicText(v, "system")
-			for _, b := range breaks {
-				c.systemCache = append(c.systemCache, systemBreak{part: len(c.system), at: b.At, ttl: b.TTL})
-			}
-			if sys != "" {
-				c.system = append(c.system, sys)
-			}
-		case jsonx.KeyIs(key, "stream"):
-			c.stream, ae = jsonBool(v, "stream")
-		case jsonx.KeyIs(key, "max_tokens"):
-			c.maxTokens, ae = jsonWhole(v, "max_tokens", 1)
-			c.hasMaxTokens = true
-		case jsonx.KeyIs(key, "temperature"):
-			r.Temperature, ae = jsonRange(v, "temperature", 0, 1)
-			r.HasTemperature = true
-		case jsonx.KeyIs(key, "top_p"):
-			r.TopP, ae = jsonRange(v, "top_p", 0, 1)
-			r.HasTopP = true
-		case jsonx.KeyIs(key, "top_k"):
-			var k int64
-			k, ae = jsonWhole(v, "top_k", 1)
-			r.TopK = int(min(k, 1<<30))
-		case jsonx.KeyIs(key, "stop_sequences"):
-			r.Stop, ae = jsonStop(v, "stop_sequences", 0)
-		case jsonx.KeyIs(key, "metadata"):
-			ae = decodeAnthropicMetadata(v, r)
-		case jsonx.KeyIs(key, "tools"):
-			ae = decodeAnthropicTools(v, &r.Tools)
-		case jsonx.KeyIs(key, "tool_choice"):
-			ae = decodeAnthropicToolChoice(v, &r.ToolChoice)
-		case jsonx.KeyIs(key, "thinking"), jsonx.KeyIs(key, "mcp_servers"),
-			jsonx.KeyIs(key, "container"):
-			ae = badRequest(string(key[1:len(key)-1]), "is not supported")
+		default:
+			ae = decodeAnthropicMember(key, v, c)
 		}
 	}
 	if ae != nil {
@@ -91,6 +56,52 @@ func decodeAnthropicRequest(body []byte, c *conversation) *apiError {
 	}
 	ae = checkCallerCache(&c.req)
 	c.req.SystemCache = c.req.SystemCache[:0] // placed by resolveConversation
+	return ae
+}
+
+// decodeAnthropicMember decodes one non-null member of the body other
+// than model and messages into c.
+func decodeAnthropicMember(key, v []byte, c *conversation) *apiError {
+	r := &c.req
+	var ae *apiError
+	switch {
+	case jsonx.KeyIs(key, "system"):
+		var sys string
+		var breaks []providers.CacheBreak
+		sys, breaks, ae = decodeAnthropicText(v, "system")
+		for _, b := range breaks {
+			c.systemCache = append(c.systemCache, systemBreak{part: len(c.system), at: b.At, ttl: b.TTL})
+		}
+		if sys != "" {
+			c.system = append(c.system, sys)
+		}
+	case jsonx.KeyIs(key, "stream"):
+		c.stream, ae = jsonBool(v, "stream")
+	case jsonx.KeyIs(key, "max_tokens"):
+		c.maxTokens, ae = jsonWhole(v, "max_tokens", 1)
+		c.hasMaxTokens = true
+	case jsonx.KeyIs(key, "temperature"):
+		r.Temperature, ae = jsonRange(v, "temperature", 0, 1)
+		r.HasTemperature = true
+	case jsonx.KeyIs(key, "top_p"):
+		r.TopP, ae = jsonRange(v, "top_p", 0, 1)
+		r.HasTopP = true
+	case jsonx.KeyIs(key, "top_k"):
+		var k int64
+		k, ae = jsonWhole(v, "top_k", 1)
+		r.TopK = int(min(k, 1<<30))
+	case jsonx.KeyIs(key, "stop_sequences"):
+		r.Stop, ae = jsonStop(v, "stop_sequences", 0)
+	case jsonx.KeyIs(key, "metadata"):
+		ae = decodeAnthropicMetadata(v, r)
+	case jsonx.KeyIs(key, "tools"):
+		ae = decodeAnthropicTools(v, &r.Tools)
+	case jsonx.KeyIs(key, "tool_choice"):
+		ae = decodeAnthropicToolChoice(v, &r.ToolChoice)
+	case jsonx.KeyIs(key, "thinking"), jsonx.KeyIs(key, "mcp_servers"),
+		jsonx.KeyIs(key, "container"):
+		ae = badRequest(string(key[1:len(key)-1]), "is not supported")
+	}
 	return ae
 }
 
