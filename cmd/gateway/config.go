@@ -38,6 +38,22 @@ type Config struct {
 	// RetryBudget bounds retries, failovers and hedges across all models
 	// so an outage cannot multiply upstream load.
 	RetryBudget providers.RetryBudgetConfig `yaml:"retryBudget"`
+
+	// personas is what loadPersonas read from the file source (items and
+	// dir), personasErr what was wrong with it: read once per load, so
+	// Validate reads no disk and the app serves what was validated.
+	personas    []persona.Persona
+	personasErr error
+}
+
+// loadPersonas reads the file source's personas (inline items and the
+// dir's files) into c; a no-op for another source. ParseConfig calls it
+// after SetDefaults.
+func (c *Config) loadPersonas() {
+	c.personas, c.personasErr = nil, nil
+	if c.Personas.Source == "file" {
+		c.personas, c.personasErr = c.Personas.LoadFilePersonas()
+	}
 }
 
 // ServerConfig is the listeners and their limits.
@@ -188,14 +204,10 @@ func (c *Config) SetDefaults() {
 	c.Limits.SetDefaults()
 	for i := range c.Providers {
 		p := &c.Providers[i]
-		if p.Mock != nil {
-			p.Mock.SetDefaults()
-		}
-		if p.OpenAI != nil {
-			p.OpenAI.SetDefaults()
-		}
-		if p.Anthropic != nil {
-			p.Anthropic.SetDefaults()
+		for _, k := range providerKinds {
+			if k.present(p) {
+				k.setDefaults(p)
+			}
 		}
 	}
 	for i := range c.Models {
@@ -260,6 +272,10 @@ func (p *problems) addAll(path string, err error) {
 }
 
 // Validate reports every problem in the config at once.
+//
+// Validate is pure: it reads no file (the personas were loaded with the
+// config, see loadPersonas), so it can run again after flags override a
+// value.
 func (c *Config) Validate() error {
 	var p problems
 	s := c.Server
@@ -302,32 +318,21 @@ func (c *Config) Validate() error {
 			p.add(path+".name", "duplicate provider %q", pc.Name)
 		}
 		providerNames[pc.Name] = true
-		blocks := map[string]bool{"mock": pc.Mock != nil, "openai": pc.OpenAI != nil, "anthropic": pc.Anthropic != nil}
-		if _, known := blocks[pc.Type]; !known {
-			p.add(path+".type", "unknown type %q; must be one of mock, openai, anthropic", pc.Type)
+		kind, known := providerKinds[pc.Type]
+		if !known {
+			p.add(path+".type", "unknown type %q; must be one of %s", pc.Type, strings.Join(providerKindNames, ", "))
 		}
-		for typ, set := range blocks {
-			if set && typ != pc.Type {
-				p.add(path+"."+typ, "set, but type is %q", pc.Type)
+		for _, name := range providerKindNames {
+			if k := providerKinds[name]; name != pc.Type && k.present(&pc) {
+				p.add(path+"."+name, "set, but type is %q", pc.Type)
 			}
 		}
-		switch pc.Type {
-		case "mock":
-			if pc.Mock != nil {
-				p.addAll(path+".mock", pc.Mock.Validate())
-			}
-		case "openai":
-			if pc.OpenAI == nil {
-				p.add(path+".openai", "is required for type openai")
-			} else {
-				p.addAll(path+".openai", pc.OpenAI.Validate())
-			}
-		case "anthropic":
-			if pc.Anthropic == nil {
-				p.add(path+".anthropic", "is required for type anthropic")
-			} else {
-				p.addAll(path+".anthropic", pc.Anthropic.Validate())
-			}
+		switch {
+		case !known:
+		case kind.present(&pc):
+			p.addAll(path+"."+pc.Type, kind.validate(&pc))
+		case kind.required:
+			p.add(path+"."+pc.Type, "is required for type %s", pc.Type)
 		}
 	}
 	if len(c.Models) == 0 {
@@ -380,11 +385,10 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Personas.Source == "file" {
-		ps, err := c.Personas.LoadFilePersonas()
-		if err != nil {
-			p.addAll("personas", err)
+		if c.personasErr != nil {
+			p.addAll("personas", c.personasErr)
 		}
-		for _, ps := range ps {
+		for _, ps := range c.personas {
 			if !modelIDs[ps.DefaultModel] {
 				p.add("personas["+ps.ID+"].defaultModel", "unknown model %q", ps.DefaultModel)
 			}
