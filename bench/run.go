@@ -149,80 +149,111 @@ func Run(cfg Config, targets []*Target, clk Clock, stop <-chan struct{}) ([]*Sta
 		stats[i] = NewStats(t.Name)
 	}
 	start := clk.Now().Add(10 * time.Millisecond)
-	sl := Slicer{Start: start, Slice: cfg.Slice}
-	pick := func(due time.Time) int {
-		if len(targets) == 1 {
-			return 0
-		}
-		return sl.Target(due)
-	}
-	var wg sync.WaitGroup
+	r := &runner{cfg: cfg, targets: targets, stats: stats, clk: clk, stop: stop,
+		start: start, sl: Slicer{Start: start, Slice: cfg.Slice}}
 	progDone := make(chan struct{})
 	if cfg.Progress != nil {
 		go progress(cfg.Progress, stats, start, progDone)
 	}
-	one := func(i int, due time.Time) {
-		ti := pick(due)
-		t, st := targets[ti], stats[ti]
-		lag := time.Since(due)
-		st.SendLag.RecordDuration(lag)
-		o := t.Do(i, due, due.Add(cfg.Timeout), st.Gap.RecordDuration)
-		o.Sent = lag
-		if o.Code != "" && len(t.Variants) > 1 {
-			if l := t.Variants[i%len(t.Variants)].Label; l != "" {
-				o.Code = l + " " + o.Code
-			}
-		}
-		st.Add(&o)
-	}
 	if cfg.Rate > 0 {
-		var inflight atomic.Int64
-		s := Schedule{Start: start, Rate: cfg.Rate, Count: cfg.Count, Duration: cfg.Duration}
-		s.Run(clk, stop, func(i int, due time.Time) {
-			if inflight.Load() >= int64(cfg.MaxInFlight) {
-				st := stats[pick(due)]
-				st.Add(&Outcome{Code: "bench_overload", Done: time.Since(due)})
-				return
-			}
-			inflight.Add(1)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer inflight.Add(-1)
-				one(i, due)
-			}()
-		})
+		r.openLoop()
 	} else {
-		clk.SleepUntil(start)
-		var next atomic.Int64
-		end := start.Add(cfg.Duration)
-		for w := 0; w < cfg.Concurrency; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					i := int(next.Add(1) - 1)
-					if cfg.Count > 0 && i >= cfg.Count {
-						return
-					}
-					now := clk.Now()
-					if cfg.Duration > 0 && !now.Before(end) {
-						return
-					}
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					one(i, now)
-				}
-			}()
-		}
+		r.closedLoop()
 	}
-	wg.Wait()
+	r.wg.Wait()
 	elapsed := clk.Now().Sub(start)
 	close(progDone)
 	return stats, elapsed, nil
+}
+
+// runner is one Run's state: the targets, their stats and the requests
+// in flight.
+type runner struct {
+	cfg     Config
+	targets []*Target
+	stats   []*Stats
+	clk     Clock
+	stop    <-chan struct{}
+	start   time.Time
+	sl      Slicer
+	wg      sync.WaitGroup
+}
+
+// pick is the index of the target a request due at due goes to.
+func (r *runner) pick(due time.Time) int {
+	if len(r.targets) == 1 {
+		return 0
+	}
+	return r.sl.Target(due)
+}
+
+// one sends request i, due at due, and records its outcome.
+func (r *runner) one(i int, due time.Time) {
+	ti := r.pick(due)
+	t, st := r.targets[ti], r.stats[ti]
+	lag := time.Since(due)
+	st.SendLag.RecordDuration(lag)
+	o := t.Do(i, due, due.Add(r.cfg.Timeout), st.Gap.RecordDuration)
+	o.Sent = lag
+	if o.Code != "" && len(t.Variants) > 1 {
+		if l := t.Variants[i%len(t.Variants)].Label; l != "" {
+			o.Code = l + " " + o.Code
+		}
+	}
+	st.Add(&o)
+}
+
+// openLoop launches requests on a fixed schedule, failing them as
+// bench_overload beyond MaxInFlight.
+func (r *runner) openLoop() {
+	cfg := r.cfg
+	var inflight atomic.Int64
+	s := Schedule{Start: r.start, Rate: cfg.Rate, Count: cfg.Count, Duration: cfg.Duration}
+	s.Run(r.clk, r.stop, func(i int, due time.Time) {
+		if inflight.Load() >= int64(cfg.MaxInFlight) {
+			st := r.stats[r.pick(due)]
+			st.Add(&Outcome{Code: "bench_overload", Done: time.Since(due)})
+			return
+		}
+		inflight.Add(1)
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			defer inflight.Add(-1)
+			r.one(i, due)
+		}()
+	})
+}
+
+// closedLoop runs Concurrency workers, each sending its next request as
+// soon as the last one finished.
+func (r *runner) closedLoop() {
+	cfg := r.cfg
+	r.clk.SleepUntil(r.start)
+	var next atomic.Int64
+	end := r.start.Add(cfg.Duration)
+	for w := 0; w < cfg.Concurrency; w++ {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if cfg.Count > 0 && i >= cfg.Count {
+					return
+				}
+				now := r.clk.Now()
+				if cfg.Duration > 0 && !now.Before(end) {
+					return
+				}
+				select {
+				case <-r.stop:
+					return
+				default:
+				}
+				r.one(i, now)
+			}
+		}()
+	}
 }
 
 // progress prints one line per second: per target, requests finished in

@@ -208,18 +208,8 @@ func (t *Target) Do(v int, due time.Time, deadline time.Time, gaps func(time.Dur
 	o.Status = resp.StatusCode()
 	bs := resp.BodyStream()
 	if o.Status != 200 {
-		var body []byte
-		if bs != nil {
-			body, _ = io.ReadAll(io.LimitReader(bs, 4096))
-			_ = resp.CloseBodyStream()
-		} else {
-			body = resp.Body()
-		}
+		o.Code = errorStatusCode(resp, bs, o.Status)
 		o.Done = time.Since(due)
-		o.Code = "http_" + strconv.Itoa(o.Status)
-		if c := errorCode(body); len(c) > 0 {
-			o.Code = strconv.Itoa(o.Status) + " " + string(c)
-		}
 		return o
 	}
 	if !t.Stream {
@@ -236,6 +226,32 @@ func (t *Target) Do(v int, due time.Time, deadline time.Time, gaps func(time.Dur
 		o.Code = "no_stream"
 		return o
 	}
+	t.readStream(bs, due, gaps, &o)
+	_ = resp.CloseBodyStream()
+	return o
+}
+
+// errorStatusCode reads a non-200 answer's body and names it for the
+// error table: "http_503", or "503 rate_limited" when the body carries an
+// error code.
+func errorStatusCode(resp *fasthttp.Response, bs io.Reader, status int) string {
+	var body []byte
+	if bs != nil {
+		body, _ = io.ReadAll(io.LimitReader(bs, 4096))
+		_ = resp.CloseBodyStream()
+	} else {
+		body = resp.Body()
+	}
+	if c := errorCode(body); len(c) > 0 {
+		return strconv.Itoa(status) + " " + string(c)
+	}
+	return "http_" + strconv.Itoa(status)
+}
+
+// readStream reads an event stream to its end into o: tokens, the time to
+// the first, the gaps between them (to gaps, when not nil), and whether
+// and how it ended.
+func (t *Target) readStream(bs io.Reader, due time.Time, gaps func(time.Duration), o *Outcome) {
 	sr := t.readers.Get().(*streamReader)
 	sr.br.Reset(bs)
 	sr.p.Reset()
@@ -276,8 +292,6 @@ func (t *Target) Do(v int, due time.Time, deadline time.Time, gaps func(time.Dur
 	o.Done = time.Since(due)
 	sr.br.Reset(nil)
 	t.readers.Put(sr)
-	_ = resp.CloseBodyStream()
-	return o
 }
 
 var contentJSON = []byte("application/json")

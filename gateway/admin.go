@@ -89,52 +89,59 @@ func AdminHandler(o AdminOptions) fasthttp.RequestHandler {
 			ctx.SetBodyString(`{"status":"ready"}`)
 			return
 		}
-		if len(path) >= 7 && path[:7] == "/admin/" {
-			if o.Token == "" {
-				writeError(ctx, notFoundError("admin API disabled: set server.adminToken"))
-				return
-			}
-			// Compare hashes so the comparison takes the same time whatever
-			// the presented token's length.
-			tok, _ := bearerToken(ctx.Request.Header.Peek("Authorization"))
-			got := sha256.Sum256(tok)
-			if subtle.ConstantTimeCompare(got[:], tokenHash[:]) != 1 {
-				writeError(ctx, unauthenticatedError("admin endpoints need the admin bearer token"))
-				return
-			}
-			if serveControl(ctx, &o, path) {
-				return
-			}
-			if !ctx.IsGet() {
-				ctx.Response.Header.Set("Allow", "GET")
-				writeError(ctx, methodNotAllowedError("use GET"))
-				return
-			}
-			if path == "/admin/upstreams" {
-				now := o.Now()
-				pools := o.Pools
-				if o.CurrentPools != nil {
-					pools = o.CurrentPools()
-				}
-				out := make([]providers.PoolSnapshot, 0, len(pools))
-				for _, p := range pools {
-					out = append(out, p.Snapshot(now))
-				}
-				b, _ := json.Marshal(map[string]any{"models": out})
-				ctx.SetBody(b)
-				return
-			}
-			if ws, ok := strings.CutPrefix(path, "/admin/workspaces/"); ok && o.Usage != nil {
-				if ws, ok = strings.CutSuffix(ws, "/usage"); ok && ws != "" && !strings.Contains(ws, "/") {
-					if ws, err := url.PathUnescape(ws); err == nil {
-						serveUsage(ctx, o, ws)
-						return
-					}
-				}
-			}
+		if strings.HasPrefix(path, "/admin/") && serveAdminAPI(ctx, &o, &tokenHash, path) {
+			return
 		}
 		writeError(ctx, notFoundError("no route for "+path))
 	}
+}
+
+// serveAdminAPI answers the token-protected /admin/* routes; it reports
+// false for a path it has no route for (a 404 for the caller to write).
+func serveAdminAPI(ctx *fasthttp.RequestCtx, o *AdminOptions, tokenHash *[sha256.Size]byte, path string) bool {
+	if o.Token == "" {
+		writeError(ctx, notFoundError("admin API disabled: set server.adminToken"))
+		return true
+	}
+	// Compare hashes so the comparison takes the same time whatever
+	// the presented token's length.
+	tok, _ := bearerToken(ctx.Request.Header.Peek("Authorization"))
+	got := sha256.Sum256(tok)
+	if subtle.ConstantTimeCompare(got[:], tokenHash[:]) != 1 {
+		writeError(ctx, unauthenticatedError("admin endpoints need the admin bearer token"))
+		return true
+	}
+	if serveControl(ctx, o, path) {
+		return true
+	}
+	if !ctx.IsGet() {
+		ctx.Response.Header.Set("Allow", "GET")
+		writeError(ctx, methodNotAllowedError("use GET"))
+		return true
+	}
+	if path == "/admin/upstreams" {
+		now := o.Now()
+		pools := o.Pools
+		if o.CurrentPools != nil {
+			pools = o.CurrentPools()
+		}
+		out := make([]providers.PoolSnapshot, 0, len(pools))
+		for _, p := range pools {
+			out = append(out, p.Snapshot(now))
+		}
+		b, _ := json.Marshal(map[string]any{"models": out})
+		ctx.SetBody(b)
+		return true
+	}
+	if ws, ok := strings.CutPrefix(path, "/admin/workspaces/"); ok && o.Usage != nil {
+		if ws, ok = strings.CutSuffix(ws, "/usage"); ok && ws != "" && !strings.Contains(ws, "/") {
+			if ws, err := url.PathUnescape(ws); err == nil {
+				serveUsage(ctx, *o, ws)
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // hasEncodedSeparator reports a raw path that a decoding or normalising

@@ -54,18 +54,7 @@ func serveControl(ctx *fasthttp.RequestCtx, o *AdminOptions, path string) bool {
 	method := string(ctx.Method())
 	switch {
 	case path == "/admin/reload" && o.Reload != nil:
-		if !allow(ctx, method, "POST") {
-			return true
-		}
-		res, err := o.Reload()
-		if err != nil {
-			writeError(ctx, validationError("config", "reload refused, the running config stays: "+err.Error()))
-			return true
-		}
-		if res.RestartRequired == nil {
-			res.RestartRequired = []string{}
-		}
-		writeJSON(ctx, http.StatusOK, res)
+		serveReload(ctx, o, method)
 		return true
 	case path == "/admin/status" && o.Status != nil:
 		if allow(ctx, method, "GET") {
@@ -80,52 +69,69 @@ func serveControl(ctx *fasthttp.RequestCtx, o *AdminOptions, path string) bool {
 		if !ok || ws == "" || strings.Contains(ws, "/") {
 			return false
 		}
-		switch method {
-		case "GET":
-			c, cancel := context.WithTimeout(context.Background(), keyTimeout)
-			defer cancel()
-			keys, err := o.Keys.List(c, ws)
-			if err != nil {
-				writeKeyError(ctx, err)
-				return true
-			}
-			writeJSON(ctx, http.StatusOK, map[string]any{"keys": keys})
-		case "POST":
-			createKey(ctx, o, ws)
-		default:
-			allow(ctx, method, "GET, POST")
-		}
+		serveKeyCollection(ctx, o, method, ws)
 		return true
 	}
 	if path == "/admin/keys" {
 		// The same collection addressed by ?workspace= (GET) or a
 		// "workspace" field (POST), for clients that prefer one URL.
-		switch method {
-		case "GET":
-			ws := string(ctx.QueryArgs().Peek("workspace"))
-			if ws == "" {
-				writeError(ctx, validationError("workspace", "query parameter required"))
-				return true
-			}
-			c, cancel := context.WithTimeout(context.Background(), keyTimeout)
-			defer cancel()
-			keys, err := o.Keys.List(c, ws)
-			if err != nil {
-				writeKeyError(ctx, err)
-				return true
-			}
-			writeJSON(ctx, http.StatusOK, map[string]any{"keys": keys})
-		case "POST":
-			createKey(ctx, o, "")
-		default:
-			allow(ctx, method, "GET, POST")
-		}
+		serveKeyCollection(ctx, o, method, "")
 		return true
 	}
 	rest, ok := strings.CutPrefix(path, "/admin/keys/")
 	if !ok || rest == "" {
 		return false
 	}
+	return serveKey(ctx, o, method, rest)
+}
+
+// serveReload answers POST /admin/reload.
+func serveReload(ctx *fasthttp.RequestCtx, o *AdminOptions, method string) {
+	if !allow(ctx, method, "POST") {
+		return
+	}
+	res, err := o.Reload()
+	if err != nil {
+		writeError(ctx, validationError("config", "reload refused, the running config stays: "+err.Error()))
+		return
+	}
+	if res.RestartRequired == nil {
+		res.RestartRequired = []string{}
+	}
+	writeJSON(ctx, http.StatusOK, res)
+}
+
+// serveKeyCollection answers GET and POST on a workspace's keys. ws is
+// the workspace from the path, or "" for /admin/keys, where GET reads it
+// from ?workspace= and POST from the body.
+func serveKeyCollection(ctx *fasthttp.RequestCtx, o *AdminOptions, method, ws string) {
+	switch method {
+	case "GET":
+		if ws == "" {
+			ws = string(ctx.QueryArgs().Peek("workspace"))
+			if ws == "" {
+				writeError(ctx, validationError("workspace", "query parameter required"))
+				return
+			}
+		}
+		c, cancel := context.WithTimeout(context.Background(), keyTimeout)
+		defer cancel()
+		keys, err := o.Keys.List(c, ws)
+		if err != nil {
+			writeKeyError(ctx, err)
+			return
+		}
+		writeJSON(ctx, http.StatusOK, map[string]any{"keys": keys})
+	case "POST":
+		createKey(ctx, o, ws)
+	default:
+		allow(ctx, method, "GET, POST")
+	}
+}
+
+// serveKey answers /admin/keys/{id} and its actions (rest is what follows
+// /admin/keys/); it reports false for an unknown action.
+func serveKey(ctx *fasthttp.RequestCtx, o *AdminOptions, method, rest string) bool {
 	id, action, _ := strings.Cut(rest, "/")
 	c, cancel := context.WithTimeout(context.Background(), keyTimeout)
 	defer cancel()
@@ -156,35 +162,39 @@ func serveControl(ctx *fasthttp.RequestCtx, o *AdminOptions, path string) bool {
 			replyKey(ctx, k, err)
 		}
 	case "rotate":
-		if !allow(ctx, method, "POST") {
-			return true
+		if allow(ctx, method, "POST") {
+			rotateKey(ctx, o, c, id, now)
 		}
-		var body struct {
-			GracePeriod *string `json:"gracePeriod"`
-		}
-		if err := decodeStrict(ctx.Request.Body(), &body); err != nil {
-			writeError(ctx, validationError("body", err.Error()))
-			return true
-		}
-		grace := DefaultRotationGrace
-		if body.GracePeriod != nil {
-			d, err := time.ParseDuration(*body.GracePeriod)
-			if err != nil {
-				writeError(ctx, validationError("gracePeriod", `must be a Go duration such as "1h" or "0s"`))
-				return true
-			}
-			grace = d
-		}
-		k, secret, err := o.Keys.Rotate(c, id, grace, now)
-		if err != nil {
-			writeKeyError(ctx, err)
-			return true
-		}
-		writeJSON(ctx, http.StatusCreated, withSecret{StoredKey: k, Key: secret})
 	default:
 		return false
 	}
 	return true
+}
+
+// rotateKey answers POST /admin/keys/{id}/rotate.
+func rotateKey(ctx *fasthttp.RequestCtx, o *AdminOptions, c context.Context, id string, now time.Time) {
+	var body struct {
+		GracePeriod *string `json:"gracePeriod"`
+	}
+	if err := decodeStrict(ctx.Request.Body(), &body); err != nil {
+		writeError(ctx, validationError("body", err.Error()))
+		return
+	}
+	grace := DefaultRotationGrace
+	if body.GracePeriod != nil {
+		d, err := time.ParseDuration(*body.GracePeriod)
+		if err != nil {
+			writeError(ctx, validationError("gracePeriod", `must be a Go duration such as "1h" or "0s"`))
+			return
+		}
+		grace = d
+	}
+	k, secret, err := o.Keys.Rotate(c, id, grace, now)
+	if err != nil {
+		writeKeyError(ctx, err)
+		return
+	}
+	writeJSON(ctx, http.StatusCreated, withSecret{StoredKey: k, Key: secret})
 }
 
 // withSecret is a created key as the one reply that ever shows its secret.

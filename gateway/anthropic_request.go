@@ -24,7 +24,6 @@ func decodeAnthropicRequest(body []byte, c *conversation) *apiError {
 		if jsonx.IsNull(v) {
 			continue
 		}
-		r := &c.req
 		switch {
 		case jsonx.KeyIs(key, "model"):
 			c.model, ae = jsonStr(v, "model")
@@ -32,42 +31,8 @@ func decodeAnthropicRequest(body []byte, c *conversation) *apiError {
 		case jsonx.KeyIs(key, "messages"):
 			hasMessages = true
 			ae = decodeAnthropicMessages(v, c)
-		case jsonx.KeyIs(key, "system"):
-			var sys string
-			var breaks []providers.CacheBreak
-			sys, breaks, ae = decodeAnthropicText(v, "system")
-			for _, b := range breaks {
-				c.systemCache = append(c.systemCache, systemBreak{part: len(c.system), at: b.At, ttl: b.TTL})
-			}
-			if sys != "" {
-				c.system = append(c.system, sys)
-			}
-		case jsonx.KeyIs(key, "stream"):
-			c.stream, ae = jsonBool(v, "stream")
-		case jsonx.KeyIs(key, "max_tokens"):
-			c.maxTokens, ae = jsonWhole(v, "max_tokens", 1)
-			c.hasMaxTokens = true
-		case jsonx.KeyIs(key, "temperature"):
-			r.Temperature, ae = jsonRange(v, "temperature", 0, 1)
-			r.HasTemperature = true
-		case jsonx.KeyIs(key, "top_p"):
-			r.TopP, ae = jsonRange(v, "top_p", 0, 1)
-			r.HasTopP = true
-		case jsonx.KeyIs(key, "top_k"):
-			var k int64
-			k, ae = jsonWhole(v, "top_k", 1)
-			r.TopK = int(min(k, 1<<30))
-		case jsonx.KeyIs(key, "stop_sequences"):
-			r.Stop, ae = jsonStop(v, "stop_sequences", 0)
-		case jsonx.KeyIs(key, "metadata"):
-			ae = decodeAnthropicMetadata(v, r)
-		case jsonx.KeyIs(key, "tools"):
-			ae = decodeAnthropicTools(v, &r.Tools)
-		case jsonx.KeyIs(key, "tool_choice"):
-			ae = decodeAnthropicToolChoice(v, &r.ToolChoice)
-		case jsonx.KeyIs(key, "thinking"), jsonx.KeyIs(key, "mcp_servers"),
-			jsonx.KeyIs(key, "container"):
-			ae = badRequest(string(key[1:len(key)-1]), "is not supported")
+		default:
+			ae = decodeAnthropicMember(key, v, c)
 		}
 	}
 	if ae != nil {
@@ -91,6 +56,52 @@ func decodeAnthropicRequest(body []byte, c *conversation) *apiError {
 	}
 	ae = checkCallerCache(&c.req)
 	c.req.SystemCache = c.req.SystemCache[:0] // placed by resolveConversation
+	return ae
+}
+
+// decodeAnthropicMember decodes one non-null member of the body other
+// than model and messages into c.
+func decodeAnthropicMember(key, v []byte, c *conversation) *apiError {
+	r := &c.req
+	var ae *apiError
+	switch {
+	case jsonx.KeyIs(key, "system"):
+		var sys string
+		var breaks []providers.CacheBreak
+		sys, breaks, ae = decodeAnthropicText(v, "system")
+		for _, b := range breaks {
+			c.systemCache = append(c.systemCache, systemBreak{part: len(c.system), at: b.At, ttl: b.TTL})
+		}
+		if sys != "" {
+			c.system = append(c.system, sys)
+		}
+	case jsonx.KeyIs(key, "stream"):
+		c.stream, ae = jsonBool(v, "stream")
+	case jsonx.KeyIs(key, "max_tokens"):
+		c.maxTokens, ae = jsonWhole(v, "max_tokens", 1)
+		c.hasMaxTokens = true
+	case jsonx.KeyIs(key, "temperature"):
+		r.Temperature, ae = jsonRange(v, "temperature", 0, 1)
+		r.HasTemperature = true
+	case jsonx.KeyIs(key, "top_p"):
+		r.TopP, ae = jsonRange(v, "top_p", 0, 1)
+		r.HasTopP = true
+	case jsonx.KeyIs(key, "top_k"):
+		var k int64
+		k, ae = jsonWhole(v, "top_k", 1)
+		r.TopK = int(min(k, 1<<30))
+	case jsonx.KeyIs(key, "stop_sequences"):
+		r.Stop, ae = jsonStop(v, "stop_sequences", 0)
+	case jsonx.KeyIs(key, "metadata"):
+		ae = decodeAnthropicMetadata(v, r)
+	case jsonx.KeyIs(key, "tools"):
+		ae = decodeAnthropicTools(v, &r.Tools)
+	case jsonx.KeyIs(key, "tool_choice"):
+		ae = decodeAnthropicToolChoice(v, &r.ToolChoice)
+	case jsonx.KeyIs(key, "thinking"), jsonx.KeyIs(key, "mcp_servers"),
+		jsonx.KeyIs(key, "container"):
+		ae = badRequest(string(key[1:len(key)-1]), "is not supported")
+	}
 	return ae
 }
 
@@ -204,240 +215,126 @@ func decodeAnthropicMessages(v []byte, c *conversation) *apiError {
 	for el, ok := arr.Element(); ok; el, ok = arr.Element() {
 		f := "messages." + strconv.Itoa(i)
 		i++
-		obj, err := jsonx.NewObject(el)
-		if err != nil {
-			return badRequest(f, "must be an object")
-		}
-		var role, content []byte
-		for k, mv, ok := obj.Member(); ok; k, mv, ok = obj.Member() {
-			switch {
-			case jsonx.KeyIs(k, "role"):
-				role = mv
-			case jsonx.KeyIs(k, "content"):
-				content = mv
-			}
-		}
-		var m providers.Message
-		switch string(role) {
-		case `"user"`:
-			m.Role = providers.RoleUser
-		case `"assistant"`:
-			m.Role = providers.RoleAssistant
-		case "":
-			return badRequest(f+".role", "Field required")
-		default:
-			return badRequest(f+".role", `must be "user" or "assistant"`)
-		}
-		if len(content) == 0 || jsonx.IsNull(content) {
-			return badRequest(f+".content", "Field required")
-		}
-		if content[0] == '"' {
-			s, ae := jsonStr(content, f+".content")
-			if ae != nil {
-				return ae
-			}
-			m.Text = s
-			c.req.Messages = append(c.req.Messages, m)
-			continue
-		}
-		blocks, err := jsonx.NewArray(content)
-		if err != nil {
-			return badRequest(f+".content", "must be a string or an array of blocks")
-		}
-		var text []byte
-		var parts []providers.Part
-		images := false
-		j := 0
-		marked := "" // the field of a text, image or tool_use block with a breakpoint
-		for bel, ok := blocks.Element(); ok; bel, ok = blocks.Element() {
-			bf := f + ".content." + strconv.Itoa(j)
-			j++
-			b, ae := readBlock(bel, bf)
-			if ae != nil {
-				return ae
-			}
-			if marked != "" && string(b.typ) != `"tool_result"` {
-				// Canonical turns keep one breakpoint, on their last block.
-				return badRequest(marked+".cache_control", "is supported only on a turn's last block (or a tool_result)")
-			}
-			if b.cache != providers.CacheNone && string(b.typ) != `"tool_result"` {
-				marked, m.Cache = bf, b.cache
-			}
-			switch string(b.typ) {
-			case `"text"`:
-				text = append(text, b.text...)
-				parts = append(parts, providers.Part{Text: b.text})
-			case `"image"`:
-				if m.Role != providers.RoleUser {
-					return badRequest(bf+".type", "image blocks belong to user turns")
-				}
-				im, ae := decodeAnthropicImage(b.source, bf+".source")
-				if ae != nil {
-					return ae
-				}
-				parts = append(parts, providers.Part{Image: &im})
-				images = true
-			case `"tool_use"`:
-				if m.Role != providers.RoleAssistant {
-					return badRequest(bf+".type", "tool_use blocks belong to assistant turns")
-				}
-				tc, ae := toolUseCall(&b, bf)
-				if ae != nil {
-					return ae
-				}
-				m.ToolCalls = append(m.ToolCalls, tc)
-			case `"tool_result"`:
-				if m.Role != providers.RoleUser {
-					return badRequest(bf+".type", "tool_result blocks belong to user turns")
-				}
-				tm, ae := toolResultMessage(&b, bf)
-				if ae != nil {
-					return ae
-				}
-				if b.cache != providers.CacheNone {
-					tm.Cache = b.cache
-				}
-				c.req.Messages = append(c.req.Messages, tm)
-			default:
-				return badRequest(bf+".type", string(b.typ)+" blocks are not supported; only text, image, tool_use and tool_result")
-			}
-		}
-		m.Text = string(text)
-		if images {
-			m.Parts = parts
-		}
-		if m.Text != "" || len(m.ToolCalls) > 0 || images || j == 0 {
-			c.req.Messages = append(c.req.Messages, m)
+		if ae := decodeAnthropicTurn(el, f, c); ae != nil {
+			return ae
 		}
 	}
 	return nil
 }
 
-func toolUseCall(b *block, f string) (providers.ToolCall, *apiError) {
-	var tc providers.ToolCall
-	id, ok1 := jsonText(b.id)
-	name, ok2 := jsonText(b.name)
-	if !ok1 || !ok2 || len(id) == 0 || len(name) == 0 {
-		return tc, badRequest(f, "tool_use needs an id and a name")
-	}
-	if len(b.input) == 0 || !jsonx.IsObject(b.input) {
-		return tc, badRequest(f+".input", "must be an object")
-	}
-	return providers.ToolCall{ID: string(id), Name: string(name), Arguments: string(b.input)}, nil
-}
-
-func toolResultMessage(b *block, f string) (providers.Message, *apiError) {
-	m := providers.Message{Role: providers.RoleTool, IsError: b.isError}
-	id, ok := jsonText(b.toolUseID)
-	if !ok || len(id) == 0 {
-		return m, badRequest(f+".tool_use_id", "Field required")
-	}
-	m.ToolCallID = string(id)
-	if len(b.content) > 0 {
-		s, breaks, ae := decodeAnthropicText(b.content, f+".content")
-		if ae != nil {
-			return m, ae
-		}
-		m.Text = s
-		// A breakpoint on the result's last block marks the result.
-		for i, br := range breaks {
-			if i < len(breaks)-1 || br.At != len(s) {
-				return m, badRequest(f+".content.cache_control", "is supported only on the result's last block")
-			}
-			m.Cache = br.TTL
-		}
-	}
-	return m, nil
-}
-
-func decodeAnthropicTools(v []byte, dst *[]providers.Tool) *apiError {
-	arr, err := jsonx.NewArray(v)
+// decodeAnthropicTurn appends one turn (field f) to c's messages.
+func decodeAnthropicTurn(el []byte, f string, c *conversation) *apiError {
+	obj, err := jsonx.NewObject(el)
 	if err != nil {
-		return badRequest("tools", "must be an array")
+		return badRequest(f, "must be an object")
 	}
-	i := 0
-	for el, ok := arr.Element(); ok; el, ok = arr.Element() {
-		f := "tools." + strconv.Itoa(i)
-		i++
-		obj, err := jsonx.NewObject(el)
-		if err != nil {
-			return badRequest(f, "must be an object")
+	var role, content []byte
+	for k, mv, ok := obj.Member(); ok; k, mv, ok = obj.Member() {
+		switch {
+		case jsonx.KeyIs(k, "role"):
+			role = mv
+		case jsonx.KeyIs(k, "content"):
+			content = mv
 		}
-		var t providers.Tool
-		var ae *apiError
-		for k, tv, ok := obj.Member(); ok && ae == nil; k, tv, ok = obj.Member() {
-			if jsonx.IsNull(tv) {
-				continue
-			}
-			switch {
-			case jsonx.KeyIs(k, "name"):
-				t.Name, ae = jsonStr(tv, f+".name")
-			case jsonx.KeyIs(k, "description"):
-				t.Description, ae = jsonStr(tv, f+".description")
-			case jsonx.KeyIs(k, "input_schema"):
-				if !jsonx.IsObject(tv) {
-					ae = badRequest(f+".input_schema", "must be a JSON Schema object")
-				}
-				t.Parameters = append([]byte(nil), tv...)
-			case jsonx.KeyIs(k, "type"):
-				if string(tv) != `"custom"` {
-					ae = badRequest(f+".type", "server tools are not supported; only custom tools")
-				}
-			case jsonx.KeyIs(k, "cache_control"):
-				t.Cache, ae = decodeCacheControl(tv, f+".cache_control")
-			}
-		}
+	}
+	var m providers.Message
+	switch string(role) {
+	case `"user"`:
+		m.Role = providers.RoleUser
+	case `"assistant"`:
+		m.Role = providers.RoleAssistant
+	case "":
+		return badRequest(f+".role", "Field required")
+	default:
+		return badRequest(f+".role", `must be "user" or "assistant"`)
+	}
+	if len(content) == 0 || jsonx.IsNull(content) {
+		return badRequest(f+".content", "Field required")
+	}
+	if content[0] == '"' {
+		s, ae := jsonStr(content, f+".content")
 		if ae != nil {
 			return ae
 		}
-		if t.Name == "" {
-			return badRequest(f+".name", "Field required")
-		}
-		if len(t.Parameters) == 0 {
-			return badRequest(f+".input_schema", "Field required")
-		}
-		*dst = append(*dst, t)
+		m.Text = s
+		c.req.Messages = append(c.req.Messages, m)
+		return nil
 	}
-	return nil
+	return decodeAnthropicBlocks(content, f, m, c)
 }
 
-func decodeAnthropicToolChoice(v []byte, tc *providers.ToolChoice) *apiError {
-	obj, err := jsonx.NewObject(v)
+// decodeAnthropicBlocks appends a turn whose content is an array of
+// blocks: its tool results as tool messages first, then m with the
+// turn's text, images and tool calls.
+func decodeAnthropicBlocks(content []byte, f string, m providers.Message, c *conversation) *apiError {
+	blocks, err := jsonx.NewArray(content)
 	if err != nil {
-		return badRequest("tool_choice", "must be an object")
+		return badRequest(f+".content", "must be a string or an array of blocks")
 	}
-	var typ []byte
-	var ae *apiError
-	for k, cv, ok := obj.Member(); ok && ae == nil; k, cv, ok = obj.Member() {
-		if jsonx.IsNull(cv) {
-			continue
+	var text []byte
+	var parts []providers.Part
+	images := false
+	j := 0
+	marked := "" // the field of a text, image or tool_use block with a breakpoint
+	for bel, ok := blocks.Element(); ok; bel, ok = blocks.Element() {
+		bf := f + ".content." + strconv.Itoa(j)
+		j++
+		b, ae := readBlock(bel, bf)
+		if ae != nil {
+			return ae
 		}
-		switch {
-		case jsonx.KeyIs(k, "type"):
-			typ = cv
-		case jsonx.KeyIs(k, "name"):
-			tc.Name, ae = jsonStr(cv, "tool_choice.name")
-		case jsonx.KeyIs(k, "disable_parallel_tool_use"):
-			tc.NoParallel, ae = jsonBool(cv, "tool_choice.disable_parallel_tool_use")
+		if marked != "" && string(b.typ) != `"tool_result"` {
+			// Canonical turns keep one breakpoint, on their last block.
+			return badRequest(marked+".cache_control", "is supported only on a turn's last block (or a tool_result)")
+		}
+		if b.cache != providers.CacheNone && string(b.typ) != `"tool_result"` {
+			marked, m.Cache = bf, b.cache
+		}
+		switch string(b.typ) {
+		case `"text"`:
+			text = append(text, b.text...)
+			parts = append(parts, providers.Part{Text: b.text})
+		case `"image"`:
+			if m.Role != providers.RoleUser {
+				return badRequest(bf+".type", "image blocks belong to user turns")
+			}
+			im, ae := decodeAnthropicImage(b.source, bf+".source")
+			if ae != nil {
+				return ae
+			}
+			parts = append(parts, providers.Part{Image: &im})
+			images = true
+		case `"tool_use"`:
+			if m.Role != providers.RoleAssistant {
+				return badRequest(bf+".type", "tool_use blocks belong to assistant turns")
+			}
+			tc, ae := toolUseCall(&b, bf)
+			if ae != nil {
+				return ae
+			}
+			m.ToolCalls = append(m.ToolCalls, tc)
+		case `"tool_result"`:
+			if m.Role != providers.RoleUser {
+				return badRequest(bf+".type", "tool_result blocks belong to user turns")
+			}
+			tm, ae := toolResultMessage(&b, bf)
+			if ae != nil {
+				return ae
+			}
+			if b.cache != providers.CacheNone {
+				tm.Cache = b.cache
+			}
+			c.req.Messages = append(c.req.Messages, tm)
+		default:
+			return badRequest(bf+".type", string(b.typ)+" blocks are not supported; only text, image, tool_use and tool_result")
 		}
 	}
-	if ae != nil {
-		return ae
+	m.Text = string(text)
+	if images {
+		m.Parts = parts
 	}
-	switch string(typ) {
-	case `"auto"`:
-		tc.Mode = providers.ToolChoiceAuto
-	case `"any"`:
-		tc.Mode = providers.ToolChoiceRequired
-	case `"none"`:
-		tc.Mode = providers.ToolChoiceNone
-	case `"tool"`:
-		tc.Mode = providers.ToolChoiceNamed
-		if tc.Name == "" {
-			return badRequest("tool_choice.name", "Field required")
-		}
-	default:
-		return badRequest("tool_choice.type", `must be "auto", "any", "tool" or "none"`)
+	if m.Text != "" || len(m.ToolCalls) > 0 || images || j == 0 {
+		c.req.Messages = append(c.req.Messages, m)
 	}
 	return nil
 }

@@ -27,7 +27,6 @@ func decodeOpenAIRequest(body []byte, c *conversation) *apiError {
 		if jsonx.IsNull(v) {
 			continue
 		}
-		r := &c.req
 		switch {
 		case jsonx.KeyIs(key, "model"):
 			c.model, ae = jsonStr(v, "model")
@@ -35,66 +34,8 @@ func decodeOpenAIRequest(body []byte, c *conversation) *apiError {
 		case jsonx.KeyIs(key, "messages"):
 			hasMessages = true
 			ae = decodeOpenAIMessages(v, c)
-		case jsonx.KeyIs(key, "stream"):
-			c.stream, ae = jsonBool(v, "stream")
-		case jsonx.KeyIs(key, "stream_options"):
-			ae = decodeStreamOptions(v, c)
-		case jsonx.KeyIs(key, "max_completion_tokens"):
-			c.maxTokens, ae = jsonWhole(v, "max_completion_tokens", 1)
-			c.hasMaxTokens, c.maxTokensField = true, "max_completion_tokens"
-		case jsonx.KeyIs(key, "max_tokens"):
-			if c.maxTokensField == "max_completion_tokens" {
-				continue // the newer field wins, as OpenAI documents
-			}
-			c.maxTokens, ae = jsonWhole(v, "max_tokens", 1)
-			c.hasMaxTokens = true
-		case jsonx.KeyIs(key, "temperature"):
-			r.Temperature, ae = jsonRange(v, "temperature", 0, 2)
-			r.HasTemperature = true
-		case jsonx.KeyIs(key, "top_p"):
-			r.TopP, ae = jsonRange(v, "top_p", 0, 1)
-			r.HasTopP = true
-		case jsonx.KeyIs(key, "seed"):
-			var f float64
-			f, ae = jsonRange(v, "seed", -(1 << 53), 1<<53)
-			r.Seed, r.HasSeed = int64(f), true
-		case jsonx.KeyIs(key, "user"):
-			r.User, ae = jsonStr(v, "user")
-		case jsonx.KeyIs(key, "prompt_cache_key"):
-			// The caller's own key wins over a persona's (see cachePersona).
-			r.CacheKey, ae = jsonStr(v, "prompt_cache_key")
-		case jsonx.KeyIs(key, "stop"):
-			r.Stop, ae = jsonStop(v, "stop", 4)
-		case jsonx.KeyIs(key, "n"):
-			var n int64
-			if n, ae = jsonWhole(v, "n", 1); ae == nil && n != 1 {
-				ae = badRequest("n", "only 1 choice is supported")
-			}
-		case jsonx.KeyIs(key, "tools"):
-			ae = decodeOpenAITools(v, &r.Tools)
-		case jsonx.KeyIs(key, "tool_choice"):
-			ae = decodeOpenAIToolChoice(v, &r.ToolChoice)
-		case jsonx.KeyIs(key, "parallel_tool_calls"):
-			var par bool
-			par, ae = jsonBool(v, "parallel_tool_calls")
-			r.ToolChoice.NoParallel = !par
-		case jsonx.KeyIs(key, "response_format"):
-			ae = decodeResponseFormat(v, r)
-		case jsonx.KeyIs(key, "logprobs"):
-			if string(v) != "false" {
-				ae = badRequest("logprobs", "is not supported")
-			}
-		case jsonx.KeyIs(key, "presence_penalty"), jsonx.KeyIs(key, "frequency_penalty"):
-			if f, err := jsonx.Float(v); err != nil || f != 0 {
-				ae = badRequest(string(key[1:len(key)-1]), "is not supported")
-			}
-		case jsonx.KeyIs(key, "logit_bias"), jsonx.KeyIs(key, "top_logprobs"),
-			jsonx.KeyIs(key, "audio"), jsonx.KeyIs(key, "modalities"),
-			jsonx.KeyIs(key, "prediction"), jsonx.KeyIs(key, "functions"),
-			jsonx.KeyIs(key, "function_call"):
-			if string(v) != "{}" && string(v) != "[]" {
-				ae = badRequest(string(key[1:len(key)-1]), "is not supported")
-			}
+		default:
+			ae = decodeOpenAIMember(key, v, c)
 		}
 	}
 	if ae != nil {
@@ -109,6 +50,86 @@ func decodeOpenAIRequest(body []byte, c *conversation) *apiError {
 		return badRequest("messages", "must hold at least one non-system message")
 	}
 	return checkToolChoice(&c.req, "tool_choice")
+}
+
+// decodeOpenAIMember decodes one non-null member of the body other than
+// model and messages into c.
+func decodeOpenAIMember(key, v []byte, c *conversation) *apiError {
+	r := &c.req
+	var ae *apiError
+	switch {
+	case jsonx.KeyIs(key, "stream"):
+		c.stream, ae = jsonBool(v, "stream")
+	case jsonx.KeyIs(key, "stream_options"):
+		ae = decodeStreamOptions(v, c)
+	case jsonx.KeyIs(key, "max_completion_tokens"):
+		c.maxTokens, ae = jsonWhole(v, "max_completion_tokens", 1)
+		c.hasMaxTokens, c.maxTokensField = true, "max_completion_tokens"
+	case jsonx.KeyIs(key, "max_tokens"):
+		if c.maxTokensField == "max_completion_tokens" {
+			return nil // the newer field wins, as OpenAI documents
+		}
+		c.maxTokens, ae = jsonWhole(v, "max_tokens", 1)
+		c.hasMaxTokens = true
+	case jsonx.KeyIs(key, "temperature"):
+		r.Temperature, ae = jsonRange(v, "temperature", 0, 2)
+		r.HasTemperature = true
+	case jsonx.KeyIs(key, "top_p"):
+		r.TopP, ae = jsonRange(v, "top_p", 0, 1)
+		r.HasTopP = true
+	case jsonx.KeyIs(key, "seed"):
+		var f float64
+		f, ae = jsonRange(v, "seed", -(1 << 53), 1<<53)
+		r.Seed, r.HasSeed = int64(f), true
+	case jsonx.KeyIs(key, "user"):
+		r.User, ae = jsonStr(v, "user")
+	case jsonx.KeyIs(key, "prompt_cache_key"):
+		// The caller's own key wins over a persona's (see cachePersona).
+		r.CacheKey, ae = jsonStr(v, "prompt_cache_key")
+	case jsonx.KeyIs(key, "stop"):
+		r.Stop, ae = jsonStop(v, "stop", 4)
+	case jsonx.KeyIs(key, "n"):
+		var n int64
+		if n, ae = jsonWhole(v, "n", 1); ae == nil && n != 1 {
+			ae = badRequest("n", "only 1 choice is supported")
+		}
+	case jsonx.KeyIs(key, "tools"):
+		ae = decodeOpenAITools(v, &r.Tools)
+	case jsonx.KeyIs(key, "tool_choice"):
+		ae = decodeOpenAIToolChoice(v, &r.ToolChoice)
+	case jsonx.KeyIs(key, "parallel_tool_calls"):
+		var par bool
+		par, ae = jsonBool(v, "parallel_tool_calls")
+		r.ToolChoice.NoParallel = !par
+	case jsonx.KeyIs(key, "response_format"):
+		ae = decodeResponseFormat(v, r)
+	default:
+		ae = refuseOpenAIField(key, v)
+	}
+	return ae
+}
+
+// refuseOpenAIField refuses, by name, the fields that cannot be served
+// faithfully on every protocol unless they hold their neutral value.
+func refuseOpenAIField(key, v []byte) *apiError {
+	switch {
+	case jsonx.KeyIs(key, "logprobs"):
+		if string(v) != "false" {
+			return badRequest("logprobs", "is not supported")
+		}
+	case jsonx.KeyIs(key, "presence_penalty"), jsonx.KeyIs(key, "frequency_penalty"):
+		if f, err := jsonx.Float(v); err != nil || f != 0 {
+			return badRequest(string(key[1:len(key)-1]), "is not supported")
+		}
+	case jsonx.KeyIs(key, "logit_bias"), jsonx.KeyIs(key, "top_logprobs"),
+		jsonx.KeyIs(key, "audio"), jsonx.KeyIs(key, "modalities"),
+		jsonx.KeyIs(key, "prediction"), jsonx.KeyIs(key, "functions"),
+		jsonx.KeyIs(key, "function_call"):
+		if string(v) != "{}" && string(v) != "[]" {
+			return badRequest(string(key[1:len(key)-1]), "is not supported")
+		}
+	}
+	return nil
 }
 
 func decodeStreamOptions(v []byte, c *conversation) *apiError {
@@ -335,174 +356,4 @@ func decodeOpenAIImage(v []byte, field string) (providers.Image, *apiError) {
 		im.Detail = detail
 	}
 	return im, nil
-}
-
-func decodeOpenAIToolCalls(v []byte, field string, dst *[]providers.ToolCall) *apiError {
-	arr, err := jsonx.NewArray(v)
-	if err != nil {
-		return badRequest(field, "must be an array")
-	}
-	i := 0
-	for el, ok := arr.Element(); ok; el, ok = arr.Element() {
-		f := field + "[" + strconv.Itoa(i) + "]"
-		i++
-		obj, err := jsonx.NewObject(el)
-		if err != nil {
-			return badRequest(f, "must be an object")
-		}
-		var tc providers.ToolCall
-		var ae *apiError
-		for k, cv, ok := obj.Member(); ok && ae == nil; k, cv, ok = obj.Member() {
-			switch {
-			case jsonx.KeyIs(k, "id"):
-				tc.ID, ae = jsonStr(cv, f+".id")
-			case jsonx.KeyIs(k, "type"):
-				if string(cv) != `"function"` {
-					ae = badRequest(f+".type", `must be "function"`)
-				}
-			case jsonx.KeyIs(k, "function"):
-				fo, err := jsonx.NewObject(cv)
-				if err != nil {
-					ae = badRequest(f+".function", "must be an object")
-					continue
-				}
-				for fk, fv, ok := fo.Member(); ok && ae == nil; fk, fv, ok = fo.Member() {
-					switch {
-					case jsonx.KeyIs(fk, "name"):
-						tc.Name, ae = jsonStr(fv, f+".function.name")
-					case jsonx.KeyIs(fk, "arguments"):
-						tc.Arguments, ae = jsonStr(fv, f+".function.arguments")
-					}
-				}
-			}
-		}
-		if ae != nil {
-			return ae
-		}
-		if tc.ID == "" || tc.Name == "" {
-			return badRequest(f, "needs an id and a function name")
-		}
-		if tc.Arguments == "" {
-			tc.Arguments = "{}"
-		}
-		if !jsonx.IsObject([]byte(tc.Arguments)) || !jsonx.Valid([]byte(tc.Arguments)) {
-			return badRequest(f+".function.arguments", "must be a JSON object")
-		}
-		*dst = append(*dst, tc)
-	}
-	return nil
-}
-
-func decodeOpenAITools(v []byte, dst *[]providers.Tool) *apiError {
-	arr, err := jsonx.NewArray(v)
-	if err != nil {
-		return badRequest("tools", "must be an array")
-	}
-	i := 0
-	for el, ok := arr.Element(); ok; el, ok = arr.Element() {
-		f := "tools[" + strconv.Itoa(i) + "]"
-		i++
-		obj, err := jsonx.NewObject(el)
-		if err != nil {
-			return badRequest(f, "must be an object")
-		}
-		var t providers.Tool
-		var ae *apiError
-		for k, tv, ok := obj.Member(); ok && ae == nil; k, tv, ok = obj.Member() {
-			switch {
-			case jsonx.KeyIs(k, "type"):
-				if string(tv) != `"function"` {
-					ae = badRequest(f+".type", `only "function" tools are supported`)
-				}
-			case jsonx.KeyIs(k, "function"):
-				ae = decodeFunction(tv, f+".function", &t)
-			}
-		}
-		if ae != nil {
-			return ae
-		}
-		if t.Name == "" {
-			return badRequest(f+".function.name", "is required")
-		}
-		*dst = append(*dst, t)
-	}
-	return nil
-}
-
-func decodeFunction(v []byte, f string, t *providers.Tool) *apiError {
-	fo, err := jsonx.NewObject(v)
-	if err != nil {
-		return badRequest(f, "must be an object")
-	}
-	var ae *apiError
-	for k, fv, ok := fo.Member(); ok && ae == nil; k, fv, ok = fo.Member() {
-		if jsonx.IsNull(fv) {
-			continue
-		}
-		switch {
-		case jsonx.KeyIs(k, "name"):
-			t.Name, ae = jsonStr(fv, f+".name")
-		case jsonx.KeyIs(k, "description"):
-			t.Description, ae = jsonStr(fv, f+".description")
-		case jsonx.KeyIs(k, "parameters"):
-			if !jsonx.IsObject(fv) {
-				ae = badRequest(f+".parameters", "must be a JSON Schema object")
-			}
-			t.Parameters = append([]byte(nil), fv...)
-		case jsonx.KeyIs(k, "strict"):
-			if string(fv) == "true" {
-				ae = badRequest(f+".strict", "is not supported")
-			}
-		}
-	}
-	return ae
-}
-
-func decodeOpenAIToolChoice(v []byte, tc *providers.ToolChoice) *apiError {
-	switch string(v) {
-	case `"auto"`:
-		tc.Mode = providers.ToolChoiceAuto
-		return nil
-	case `"none"`:
-		tc.Mode = providers.ToolChoiceNone
-		return nil
-	case `"required"`:
-		tc.Mode = providers.ToolChoiceRequired
-		return nil
-	}
-	obj, err := jsonx.NewObject(v)
-	if err != nil {
-		return badRequest("tool_choice", `must be "auto", "none", "required" or a function`)
-	}
-	for k, cv, ok := obj.Member(); ok; k, cv, ok = obj.Member() {
-		if !jsonx.KeyIs(k, "function") {
-			continue
-		}
-		var t providers.Tool
-		if ae := decodeFunction(cv, "tool_choice.function", &t); ae != nil {
-			return ae
-		}
-		tc.Mode, tc.Name = providers.ToolChoiceNamed, t.Name
-	}
-	if tc.Mode != providers.ToolChoiceNamed || tc.Name == "" {
-		return badRequest("tool_choice.function.name", "is required")
-	}
-	return nil
-}
-
-// checkToolChoice refuses a choice that names no offered tool.
-func checkToolChoice(r *providers.Request, field string) *apiError {
-	tc := &r.ToolChoice
-	if (tc.Mode == providers.ToolChoiceRequired || tc.Mode == providers.ToolChoiceNamed) && len(r.Tools) == 0 {
-		return badRequest(field, "requires tools")
-	}
-	if tc.Mode == providers.ToolChoiceNamed {
-		for i := range r.Tools {
-			if r.Tools[i].Name == tc.Name {
-				return nil
-			}
-		}
-		return badRequest(field, "names no tool in tools: "+strconv.Quote(tc.Name))
-	}
-	return nil
 }

@@ -47,52 +47,7 @@ func decodeChatRequest(body []byte) (chatRequest, *apiError) {
 		if jsonx.IsNull(v) {
 			continue
 		}
-		switch {
-		case jsonx.KeyIs(key, "userText"):
-			s, ok := jsonText(v)
-			if !ok {
-				typeErr = firstErr(typeErr, "userText", "must be a string")
-				continue
-			}
-			req.UserText, req.HasUserText = string(s), true
-		case jsonx.KeyIs(key, "modelId"):
-			s, ok := jsonText(v)
-			if !ok {
-				typeErr = firstErr(typeErr, "modelId", "must be a string")
-				continue
-			}
-			req.ModelID, req.HasModelID = s, true
-		case jsonx.KeyIs(key, "memoryDigest"):
-			s, ok := jsonText(v)
-			if !ok {
-				typeErr = firstErr(typeErr, "memoryDigest", "must be a string")
-				continue
-			}
-			req.MemoryDigest = string(s)
-		case jsonx.KeyIs(key, "temperature"):
-			f, err := jsonNumber(v)
-			if err != nil {
-				typeErr = firstErr(typeErr, "temperature", "must be a number")
-				continue
-			}
-			req.Temperature, req.HasTemperature = f, true
-		case jsonx.KeyIs(key, "maxOutputTokens"):
-			f, err := jsonNumber(v)
-			if err != nil {
-				typeErr = firstErr(typeErr, "maxOutputTokens", "must be a number")
-				continue
-			}
-			req.MaxOutputTokens, req.HasMaxOutputTokens = f, true
-		case jsonx.KeyIs(key, "stream"):
-			switch string(v) {
-			case "true":
-				req.Stream = true
-			case "false":
-				req.Stream = false
-			default:
-				typeErr = firstErr(typeErr, "stream", "must be a boolean")
-			}
-		}
+		typeErr = decodeChatMember(&req, key, v, typeErr)
 	}
 	if obj.Err() != nil {
 		return req, validationError("body", "malformed JSON")
@@ -100,22 +55,75 @@ func decodeChatRequest(body []byte) (chatRequest, *apiError) {
 	if typeErr != nil {
 		return req, typeErr
 	}
+	return req, checkChatRequest(&req)
+}
+
+// decodeChatMember stores one non-null member of the body in req and
+// returns the first type error so far (typeErr, or this member's).
+func decodeChatMember(req *chatRequest, key, v []byte, typeErr *apiError) *apiError {
+	switch {
+	case jsonx.KeyIs(key, "userText"):
+		s, ok := jsonText(v)
+		if !ok {
+			return firstErr(typeErr, "userText", "must be a string")
+		}
+		req.UserText, req.HasUserText = string(s), true
+	case jsonx.KeyIs(key, "modelId"):
+		s, ok := jsonText(v)
+		if !ok {
+			return firstErr(typeErr, "modelId", "must be a string")
+		}
+		req.ModelID, req.HasModelID = s, true
+	case jsonx.KeyIs(key, "memoryDigest"):
+		s, ok := jsonText(v)
+		if !ok {
+			return firstErr(typeErr, "memoryDigest", "must be a string")
+		}
+		req.MemoryDigest = string(s)
+	case jsonx.KeyIs(key, "temperature"):
+		f, err := jsonNumber(v)
+		if err != nil {
+			return firstErr(typeErr, "temperature", "must be a number")
+		}
+		req.Temperature, req.HasTemperature = f, true
+	case jsonx.KeyIs(key, "maxOutputTokens"):
+		f, err := jsonNumber(v)
+		if err != nil {
+			return firstErr(typeErr, "maxOutputTokens", "must be a number")
+		}
+		req.MaxOutputTokens, req.HasMaxOutputTokens = f, true
+	case jsonx.KeyIs(key, "stream"):
+		switch string(v) {
+		case "true":
+			req.Stream = true
+		case "false":
+			req.Stream = false
+		default:
+			return firstErr(typeErr, "stream", "must be a boolean")
+		}
+	}
+	return typeErr
+}
+
+// checkChatRequest applies the rules that need the whole body: required
+// fields and ranges.
+func checkChatRequest(req *chatRequest) *apiError {
 	if !req.HasUserText {
-		return req, validationError("userText", "is required")
+		return validationError("userText", "is required")
 	}
 	if strings.TrimSpace(req.UserText) == "" {
-		return req, validationError("userText", "must not be empty")
+		return validationError("userText", "must not be empty")
 	}
 	if req.HasModelID && len(req.ModelID) == 0 {
-		return req, validationError("modelId", "must not be empty")
+		return validationError("modelId", "must not be empty")
 	}
 	if t := req.Temperature; req.HasTemperature && (t < 0 || t > 2 || math.IsNaN(t)) {
-		return req, validationError("temperature", "must be between 0 and 2")
+		return validationError("temperature", "must be between 0 and 2")
 	}
 	if m := req.MaxOutputTokens; req.HasMaxOutputTokens && (m < 1 || m != math.Trunc(m)) {
-		return req, validationError("maxOutputTokens", "must be a whole number of at least 1")
+		return validationError("maxOutputTokens", "must be a whole number of at least 1")
 	}
-	return req, nil
+	return nil
 }
 
 // jsonText decodes a string value; ok is false for any other JSON type.

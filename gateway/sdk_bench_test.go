@@ -2,32 +2,10 @@ package gateway
 
 import (
 	"testing"
-
-	"github.com/valyala/fasthttp"
 )
 
 func benchSDK(b *testing.B, path, body string, hdr ...string) {
-	s := benchServer(b, true)
-	h := s.Handler()
-	var req fasthttp.Request
-	req.Header.SetMethod("POST")
-	req.SetRequestURI(path)
-	req.Header.Set("Authorization", "Bearer key")
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	req.Header.SetContentType("application/json")
-	req.SetBodyString(body)
-	var ctx fasthttp.RequestCtx
-	b.ReportAllocs()
-	for b.Loop() {
-		ctx.Init2(nullConn{}, nil, true)
-		req.CopyTo(&ctx.Request)
-		h(&ctx)
-		if ctx.Response.StatusCode() != 200 {
-			b.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
-		}
-	}
+	benchRoute(b, benchServer(b, true), path, body, hdr...)
 }
 
 // BenchmarkOpenAIChat is BenchmarkChat's request on /v1/chat/completions.

@@ -60,24 +60,12 @@ func TestLimitsConfigValidate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tc.cfg
 			cfg.SetDefaults()
-			err := cfg.Validate()
+			msg := checkValidateErrors(t, cfg.Validate(), tc.want)
 			if len(tc.want) == 0 {
-				if err != nil {
-					t.Fatalf("Validate: %v", err)
-				}
 				if _, err := NewLocalLimiter(tc.cfg); err != nil {
 					t.Fatalf("NewLocalLimiter: %v", err)
 				}
 				return
-			}
-			if err == nil {
-				t.Fatal("Validate accepted an invalid config")
-			}
-			msg := err.Error()
-			for _, w := range tc.want {
-				if !strings.Contains(msg, w) {
-					t.Errorf("missing %q in:\n%s", w, msg)
-				}
 			}
 			if got, want := strings.Count(msg, "\n")+1, len(tc.want); got != want {
 				t.Errorf("%d problems reported, want %d:\n%s", got, want, msg)
@@ -200,4 +188,27 @@ func FuzzLimitsConfig(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkValidateErrors fails t unless err is nil when want is empty, or
+// else names every entry of want; it returns err's message for further
+// checks ("" for nil).
+func checkValidateErrors(t *testing.T, err error, want []string) string {
+	t.Helper()
+	if len(want) == 0 {
+		if err != nil {
+			t.Fatalf("Validate: %v", err)
+		}
+		return ""
+	}
+	if err == nil {
+		t.Fatal("Validate accepted an invalid config")
+	}
+	msg := err.Error()
+	for _, w := range want {
+		if !strings.Contains(msg, w) {
+			t.Errorf("missing %q in:\n%s", w, msg)
+		}
+	}
+	return msg
 }

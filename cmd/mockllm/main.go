@@ -16,10 +16,10 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"runtime"
-	"runtime/debug"
 	"syscall"
 	"time"
+
+	"github.com/moonborn/edge/internal/buildinfo"
 
 	"github.com/moonborn/edge/providers/mock"
 )
@@ -32,7 +32,7 @@ func main() {
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp): // flag printed the usage
 	case errors.Is(err, errVersion):
-		fmt.Println(versionLine())
+		fmt.Println(buildinfo.Line("mockllm"))
 	case errors.Is(err, errUsage):
 		os.Exit(2) // flag printed the problem and the usage
 	default:
@@ -45,25 +45,6 @@ var (
 	errVersion = errors.New("version asked for")
 	errUsage   = errors.New("bad usage")
 )
-
-// versionLine names the build: module version, VCS revision and time.
-func versionLine() string {
-	v, rev, at := "(devel)", "unknown", ""
-	if info, ok := debug.ReadBuildInfo(); ok {
-		if info.Main.Version != "" {
-			v = info.Main.Version
-		}
-		for _, s := range info.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				rev = s.Value
-			case "vcs.time":
-				at = ", " + s.Value
-			}
-		}
-	}
-	return "moonborn mockllm " + v + " (revision " + rev + at + ") " + runtime.Version()
-}
 
 // run serves until a value arrives on sig, then shuts down gracefully.
 func run(args []string, log *slog.Logger, sig <-chan os.Signal) error {

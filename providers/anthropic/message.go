@@ -52,15 +52,7 @@ func appendMessages(dst []byte, r *providers.Request) []byte {
 			} else {
 				dst = append(dst, ',')
 			}
-			dst = append(dst, `{"type":"tool_result","tool_use_id":`...)
-			dst = jsonx.AppendString(dst, m.ToolCallID)
-			dst = append(dst, `,"content":`...)
-			dst = jsonx.AppendString(dst, m.Text)
-			if m.IsError {
-				dst = append(dst, `,"is_error":true`...)
-			}
-			dst = append(dst, '}')
-			dst = markLast(dst, m.Cache)
+			dst = appendToolResult(dst, m)
 			continue
 		}
 		if inResults {
@@ -71,55 +63,78 @@ func appendMessages(dst []byte, r *providers.Request) []byte {
 			dst = append(dst, ',')
 		}
 		if m.Role == providers.RoleAssistant {
-			dst = append(dst, `{"role":"assistant","content":[`...)
-			n := 0
-			if m.Text != "" {
-				dst = append(dst, `{"type":"text","text":`...)
-				dst = jsonx.AppendString(dst, m.Text)
-				dst = append(dst, '}')
-				n++
-			}
-			for j := range m.ToolCalls {
-				c := &m.ToolCalls[j]
-				if n > 0 {
-					dst = append(dst, ',')
-				}
-				n++
-				dst = append(dst, `{"type":"tool_use","id":`...)
-				dst = jsonx.AppendString(dst, c.ID)
-				dst = append(dst, `,"name":`...)
-				dst = jsonx.AppendString(dst, c.Name)
-				dst = append(dst, `,"input":`...)
-				if jsonx.IsObject([]byte(c.Arguments)) {
-					dst = append(dst, c.Arguments...)
-				} else {
-					dst = append(dst, "{}"...)
-				}
-				dst = append(dst, '}')
-			}
-			dst = append(markLast(dst, m.Cache), "]}"...)
-			continue
+			dst = appendAssistantTurn(dst, m)
+		} else {
+			dst = appendUserTurn(dst, m)
 		}
-		dst = append(dst, `{"role":"user","content":`...)
-		if len(m.Parts) > 0 {
-			dst = appendParts(dst, m.Parts)
-			dst = append(markLast(dst[:len(dst)-1], m.Cache), "]}"...)
-			continue
-		}
-		if m.Cache != providers.CacheNone && m.Text != "" {
-			// A breakpoint needs a block to sit on.
-			dst = append(dst, `[{"type":"text","text":`...)
-			dst = jsonx.AppendString(dst, m.Text)
-			dst = append(markLast(append(dst, '}'), m.Cache), "]}"...)
-			continue
-		}
-		dst = jsonx.AppendString(dst, m.Text)
-		dst = append(dst, '}')
 	}
 	if inResults {
 		dst = append(dst, "]}"...)
 	}
 	return append(dst, ']')
+}
+
+// appendToolResult writes a tool message as a tool_result block.
+func appendToolResult(dst []byte, m *providers.Message) []byte {
+	dst = append(dst, `{"type":"tool_result","tool_use_id":`...)
+	dst = jsonx.AppendString(dst, m.ToolCallID)
+	dst = append(dst, `,"content":`...)
+	dst = jsonx.AppendString(dst, m.Text)
+	if m.IsError {
+		dst = append(dst, `,"is_error":true`...)
+	}
+	dst = append(dst, '}')
+	return markLast(dst, m.Cache)
+}
+
+// appendAssistantTurn writes an assistant turn: its text, then its tool
+// calls as tool_use blocks.
+func appendAssistantTurn(dst []byte, m *providers.Message) []byte {
+	dst = append(dst, `{"role":"assistant","content":[`...)
+	n := 0
+	if m.Text != "" {
+		dst = append(dst, `{"type":"text","text":`...)
+		dst = jsonx.AppendString(dst, m.Text)
+		dst = append(dst, '}')
+		n++
+	}
+	for j := range m.ToolCalls {
+		c := &m.ToolCalls[j]
+		if n > 0 {
+			dst = append(dst, ',')
+		}
+		n++
+		dst = append(dst, `{"type":"tool_use","id":`...)
+		dst = jsonx.AppendString(dst, c.ID)
+		dst = append(dst, `,"name":`...)
+		dst = jsonx.AppendString(dst, c.Name)
+		dst = append(dst, `,"input":`...)
+		if jsonx.IsObject([]byte(c.Arguments)) {
+			dst = append(dst, c.Arguments...)
+		} else {
+			dst = append(dst, "{}"...)
+		}
+		dst = append(dst, '}')
+	}
+	return append(markLast(dst, m.Cache), "]}"...)
+}
+
+// appendUserTurn writes a user turn: a string, or blocks when it has
+// images or a cache breakpoint.
+func appendUserTurn(dst []byte, m *providers.Message) []byte {
+	dst = append(dst, `{"role":"user","content":`...)
+	if len(m.Parts) > 0 {
+		dst = appendParts(dst, m.Parts)
+		return append(markLast(dst[:len(dst)-1], m.Cache), "]}"...)
+	}
+	if m.Cache != providers.CacheNone && m.Text != "" {
+		// A breakpoint needs a block to sit on.
+		dst = append(dst, `[{"type":"text","text":`...)
+		dst = jsonx.AppendString(dst, m.Text)
+		return append(markLast(append(dst, '}'), m.Cache), "]}"...)
+	}
+	dst = jsonx.AppendString(dst, m.Text)
+	return append(dst, '}')
 }
 
 // appendParts writes a user turn's text and image blocks; empty text

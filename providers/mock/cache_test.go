@@ -2,7 +2,6 @@ package mock
 
 import (
 	"encoding/json"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,24 +31,10 @@ func (c *fakeClock) advance(d time.Duration) {
 // before serving, so no request races with it).
 func startCacheServer(t *testing.T, cfg ServerConfig) (*Server, string, *fakeClock) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	clock := &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 	s := NewServer(cfg)
 	s.now = clock.now
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ln) }()
-	t.Cleanup(func() {
-		if err := s.Shutdown(); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return s, ln.Addr().String(), clock
+	return s, serveLoopback(t, s), clock
 }
 
 // words is a text of n tokens by CountTokens.

@@ -21,11 +21,18 @@ import (
 // startServer runs a Server on a loopback port until the test ends.
 func startServer(t *testing.T, cfg ServerConfig) (*Server, string) {
 	t.Helper()
+	s := NewServer(cfg)
+	return s, serveLoopback(t, s)
+}
+
+// serveLoopback serves s on a loopback port until the test ends, then
+// checks that it shut down cleanly; it returns the address.
+func serveLoopback(t *testing.T, s *Server) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := NewServer(cfg)
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ln) }()
 	t.Cleanup(func() {
@@ -36,7 +43,7 @@ func startServer(t *testing.T, cfg ServerConfig) (*Server, string) {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return s, ln.Addr().String()
+	return ln.Addr().String()
 }
 
 var client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableCompression: true}}

@@ -124,67 +124,20 @@ func (s *Server) answerToolCall(ctx *fasthttp.RequestCtx, p protocol, model []by
 	ua.plan = plan{n: int(out)}
 	created := time.Now().Unix()
 	var b []byte
+	switch {
+	case !stream && p == protoOpenAI:
+		b = appendOpenAIToolAnswer(b, id, created, model, &c, &ua)
+	case !stream:
+		b = appendAnthropicToolAnswer(b, id, model, &c, &ua, out)
+	case p == protoOpenAI:
+		b = appendOpenAIToolStream(b, id, created, model, &c, &ua, includeUsage)
+	default:
+		b = appendAnthropicToolStream(b, id, model, &c, &ua, out)
+	}
 	if !stream {
-		if p == protoOpenAI {
-			b = appendOpenAIHead(b, "chat.completion", id, created, model)
-			b = append(b, `[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[`...)
-			b = appendOpenAICall(b, &c, false)
-			b = append(b, `],"refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"tool_calls"}],"usage":`...)
-			b = appendOpenAIUsage(b, &ua)
-			b = append(b, '}')
-		} else {
-			b = appendID(append(b, `{"id":`...), `"msg_mock`, id)
-			b = append(b, `","type":"message","role":"assistant","model":`...)
-			b = jsonx.AppendString(b, model)
-			b = append(b, `,"content":[`...)
-			b = appendAnthropicToolUse(b, &c, c.Arguments)
-			b = append(b, `],"stop_reason":"tool_use","stop_sequence":null,"usage":`...)
-			b = appendAnthropicUsage(b, &ua, out)
-			b = append(b, '}')
-		}
 		ctx.Response.Header.SetContentTypeBytes(contentTypeJSON)
 		ctx.SetBody(b)
 		return
-	}
-	if p == protoOpenAI {
-		head := appendOpenAIHead([]byte("data: "), "chat.completion.chunk", id, created, model)
-		b = append(append(b, head...), `[{"index":0,"delta":{"role":"assistant","content":null},"logprobs":null,"finish_reason":null}]}`+"\n\n"...)
-		// The call in two chunks, as OpenAI streams it: id and name with
-		// empty arguments, then the arguments.
-		first := c
-		first.Arguments = ""
-		b = append(append(b, head...), `[{"index":0,"delta":{"tool_calls":[`...)
-		b = appendOpenAICall(b, &first, true)
-		b = append(b, `]},"logprobs":null,"finish_reason":null}]}`+"\n\n"...)
-		b = append(append(b, head...), `[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":`...)
-		b = jsonx.AppendString(b, c.Arguments)
-		b = append(b, `}}]},"logprobs":null,"finish_reason":null}]}`+"\n\n"...)
-		b = append(append(b, head...), `[{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}]}`+"\n\n"...)
-		if includeUsage {
-			b = append(append(b, head...), `[],"usage":`...)
-			b = appendOpenAIUsage(b, &ua)
-			b = append(b, "}\n\n"...)
-		}
-		b = append(b, "data: [DONE]\n\n"...)
-	} else {
-		b = append(b, "event: message_start\ndata: "...)
-		b = appendID(append(b, `{"type":"message_start","message":{"id":`...), `"msg_mock`, id)
-		b = append(b, `","type":"message","role":"assistant","model":`...)
-		b = jsonx.AppendString(b, model)
-		b = append(b, `,"content":[],"stop_reason":null,"stop_sequence":null,"usage":`...)
-		b = appendAnthropicUsage(b, &ua, 1)
-		b = append(b, "}}\n\n"...)
-		b = append(b, "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":"...)
-		b = appendAnthropicToolUse(b, &c, "{}")
-		b = append(b, "}\n\n"...)
-		b = append(b, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":"...)
-		b = jsonx.AppendString(b, c.Arguments)
-		b = append(b, "}}\n\n"...)
-		b = append(b, "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n"...)
-		b = append(b, "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":"...)
-		b = appendAnthropicDeltaUsage(b, &ua, out)
-		b = append(b, "}\n\n"...)
-		b = append(b, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"...)
 	}
 	s.streamsStarted.Add(1)
 	ctx.Response.Header.SetContentTypeBytes(contentTypeSSE)
@@ -200,6 +153,80 @@ func (s *Server) answerToolCall(ctx *fasthttp.RequestCtx, p protocol, model []by
 		}
 		s.streamsCompleted.Add(1)
 	})
+}
+
+// appendOpenAIToolAnswer appends a chat.completion whose answer is call c.
+func appendOpenAIToolAnswer(b []byte, id uint64, created int64, model []byte, c *providers.ToolCall, ua *answer) []byte {
+	b = appendOpenAIHead(b, "chat.completion", id, created, model)
+	b = append(b, `[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[`...)
+	b = appendOpenAICall(b, c, false)
+	b = append(b, `],"refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"tool_calls"}],"usage":`...)
+	b = appendOpenAIUsage(b, ua)
+	b = append(b, '}')
+	return b
+}
+
+// appendAnthropicToolAnswer appends a message whose content is a tool_use
+// block for c; out is its output tokens.
+func appendAnthropicToolAnswer(b []byte, id uint64, model []byte, c *providers.ToolCall, ua *answer, out int64) []byte {
+	b = appendID(append(b, `{"id":`...), `"msg_mock`, id)
+	b = append(b, `","type":"message","role":"assistant","model":`...)
+	b = jsonx.AppendString(b, model)
+	b = append(b, `,"content":[`...)
+	b = appendAnthropicToolUse(b, c, c.Arguments)
+	b = append(b, `],"stop_reason":"tool_use","stop_sequence":null,"usage":`...)
+	b = appendAnthropicUsage(b, ua, out)
+	b = append(b, '}')
+	return b
+}
+
+// appendOpenAIToolStream appends the whole event stream of an answer that
+// is call c.
+func appendOpenAIToolStream(b []byte, id uint64, created int64, model []byte, c *providers.ToolCall, ua *answer, includeUsage bool) []byte {
+	head := appendOpenAIHead([]byte("data: "), "chat.completion.chunk", id, created, model)
+	b = append(append(b, head...), `[{"index":0,"delta":{"role":"assistant","content":null},"logprobs":null,"finish_reason":null}]}`+"\n\n"...)
+	// The call in two chunks, as OpenAI streams it: id and name with
+	// empty arguments, then the arguments.
+	first := *c
+	first.Arguments = ""
+	b = append(append(b, head...), `[{"index":0,"delta":{"tool_calls":[`...)
+	b = appendOpenAICall(b, &first, true)
+	b = append(b, `]},"logprobs":null,"finish_reason":null}]}`+"\n\n"...)
+	b = append(append(b, head...), `[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":`...)
+	b = jsonx.AppendString(b, c.Arguments)
+	b = append(b, `}}]},"logprobs":null,"finish_reason":null}]}`+"\n\n"...)
+	b = append(append(b, head...), `[{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}]}`+"\n\n"...)
+	if includeUsage {
+		b = append(append(b, head...), `[],"usage":`...)
+		b = appendOpenAIUsage(b, ua)
+		b = append(b, "}\n\n"...)
+	}
+	b = append(b, "data: [DONE]\n\n"...)
+	return b
+}
+
+// appendAnthropicToolStream appends the whole event stream of a tool_use
+// answer for c; out is its output tokens.
+func appendAnthropicToolStream(b []byte, id uint64, model []byte, c *providers.ToolCall, ua *answer, out int64) []byte {
+	b = append(b, "event: message_start\ndata: "...)
+	b = appendID(append(b, `{"type":"message_start","message":{"id":`...), `"msg_mock`, id)
+	b = append(b, `","type":"message","role":"assistant","model":`...)
+	b = jsonx.AppendString(b, model)
+	b = append(b, `,"content":[],"stop_reason":null,"stop_sequence":null,"usage":`...)
+	b = appendAnthropicUsage(b, ua, 1)
+	b = append(b, "}}\n\n"...)
+	b = append(b, "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":"...)
+	b = appendAnthropicToolUse(b, c, "{}")
+	b = append(b, "}\n\n"...)
+	b = append(b, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":"...)
+	b = jsonx.AppendString(b, c.Arguments)
+	b = append(b, "}}\n\n"...)
+	b = append(b, "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n"...)
+	b = append(b, "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":"...)
+	b = appendAnthropicDeltaUsage(b, ua, out)
+	b = append(b, "}\n\n"...)
+	b = append(b, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"...)
+	return b
 }
 
 func appendOpenAICall(b []byte, c *providers.ToolCall, indexed bool) []byte {
