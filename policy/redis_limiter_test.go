@@ -137,6 +137,9 @@ func TestRedisLimiterQuotaAcrossReplicas(t *testing.T) {
 	if err := a.Settle(t.Context(), d.Reservation, 120, 5000, now); err != nil {
 		t.Fatal(err)
 	}
+	// The other replicas see the spend once a has sent it (at once, here;
+	// within settleLinger on its own).
+	a.Flush(t.Context())
 	for name, l := range map[string]*RedisLimiter{"a": a, "b": b, "c": c} {
 		d, err := l.Admit(t.Context(), LimitKey{Workspace: "wsp_q", CredentialID: "other"}, 1, now.Add(time.Minute))
 		if err != nil {
@@ -248,6 +251,7 @@ func TestRedisLimiterOutage(t *testing.T) {
 			if err := l.Settle(t.Context(), d.Reservation, 0, 0, now); err != nil {
 				t.Fatal(err)
 			}
+			l.Flush(t.Context()) // the settlement lands while Redis is up
 
 			proxy.Cut()
 			for i := range 3 {
