@@ -267,12 +267,14 @@ func TestHedgeCounters(t *testing.T) {
 				_, err = st.Next()
 			}
 			st.Close()
-			// The loser's goroutine finishes on its own: wait for it.
-			deadline := time.Now().Add(5 * time.Second)
+			// The loser's goroutine finishes on its own: wait for it, and
+			// for its counters (a loaded machine under -race can take a
+			// while to schedule it).
+			deadline := time.Now().Add(30 * time.Second)
 			var s PoolSnapshot
 			for {
 				s = p.Snapshot(now)
-				if s.Deployments[0].InFlight+s.Deployments[1].InFlight == 0 || time.Now().After(deadline) {
+				if s.Deployments[0].InFlight+s.Deployments[1].InFlight == 0 && countsOf(s) == c.want || time.Now().After(deadline) {
 					break
 				}
 				time.Sleep(time.Millisecond)

@@ -1,7 +1,8 @@
 // Command mockllm runs the mock LLM upstream: an HTTP server speaking the
 // OpenAI chat completions and Anthropic messages wire formats, with a flag
-// per fault knob. A running instance is steered through
-// GET/PUT /_mock/config and watched through GET /_mock/stats.
+// per fault knob and per prompt-cache knob. A running instance is steered
+// through GET/PUT /_mock/config (DELETE /_mock/cache forgets the cached
+// prompts) and watched through GET /_mock/stats.
 //
 //	mockllm -listen 127.0.0.1:8081 -token-delay 20ms -output-tokens 50
 package main
@@ -18,6 +19,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/moonborn/edge/providers/mock"
 )
@@ -78,6 +80,13 @@ func run(args []string, log *slog.Logger, sig <-chan os.Signal) error {
 	fs.IntVar(&cfg.CutAfterTokens, "cut-after", 0, "close the connection after N stream deltas / send half a non-stream body (0: off)")
 	fs.IntVar(&cfg.ErrorEventAfterTokens, "error-after", 0, "send the protocol's mid-stream error event after N deltas (0: off)")
 	fs.BoolVar(&cfg.ChoicesNull, "choices-null", false, `send "choices":null in the OpenAI usage chunk`)
+	promptCache := fs.Bool("prompt-cache", true, "simulate the providers' prompt caches (Anthropic cache_control, OpenAI automatic)")
+	fs.IntVar(&cfg.AnthropicMinCacheTokens, "anthropic-min-cache-tokens", mock.DefaultMinCacheTokens, "shortest prefix an Anthropic breakpoint caches")
+	fs.IntVar(&cfg.OpenAIMinCacheTokens, "openai-min-cache-tokens", mock.DefaultMinCacheTokens, "prompt length from which OpenAI caches (in 128-token steps)")
+	fs.DurationVar(&cfg.PromptCacheTTL5m, "cache-ttl-5m", 5*time.Minute, `lifetime of an Anthropic "5m" breakpoint`)
+	fs.DurationVar(&cfg.PromptCacheTTL1h, "cache-ttl-1h", time.Hour, `lifetime of an Anthropic "1h" breakpoint`)
+	fs.DurationVar(&cfg.PromptCacheTTLOpenAI, "cache-ttl-openai", 5*time.Minute, "how long an unused OpenAI cached prefix survives")
+	fs.IntVar(&cfg.PromptCacheMaxEntries, "cache-max-entries", mock.DefaultPromptCacheMaxEntries, "cached prefixes kept, least recently used out first")
 	apiKeyEnv := fs.String("api-key-env", "", "name of an environment variable holding the API key to require (empty: no auth)")
 	version := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -89,6 +98,7 @@ func run(args []string, log *slog.Logger, sig <-chan os.Signal) error {
 	if *version {
 		return errVersion
 	}
+	cfg.PromptCacheOff = !*promptCache
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}

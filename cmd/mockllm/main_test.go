@@ -23,6 +23,8 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		{"stray argument", []string{"extra"}, "unexpected arguments"},
 		{"unknown flag", []string{"-nope"}, "not defined"},
 		{"empty key env", []string{"-api-key-env", "MOCKLLM_TEST_UNSET_KEY"}, "is empty"},
+		{"negative cache ttl", []string{"-cache-ttl-5m", "-1s"}, "promptCacheTTL5m:"},
+		{"negative cache minimum", []string{"-openai-min-cache-tokens", "-5"}, "openAIMinCacheTokens:"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -42,7 +44,8 @@ func TestRunServesUntilSignal(t *testing.T) {
 	sig := make(chan os.Signal, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- run([]string{"-listen", "127.0.0.1:0", "-output-tokens", "3", "-api-key-env", "MOCKLLM_TEST_KEY"}, log, sig)
+		done <- run([]string{"-listen", "127.0.0.1:0", "-output-tokens", "3", "-api-key-env", "MOCKLLM_TEST_KEY",
+			"-prompt-cache=false", "-cache-ttl-5m", "100ms", "-anthropic-min-cache-tokens", "50"}, log, sig)
 		pw.Close()
 	}()
 	line, err := bufio.NewReader(pr).ReadString('\n')
@@ -57,12 +60,19 @@ func TestRunServesUntilSignal(t *testing.T) {
 		Msg    string `json:"msg"`
 		Addr   string `json:"addr"`
 		Config struct {
-			OutputTokens int  `json:"outputTokens"`
-			APIKeySet    bool `json:"apiKeySet"`
+			OutputTokens            int    `json:"outputTokens"`
+			APIKeySet               bool   `json:"apiKeySet"`
+			PromptCacheOff          bool   `json:"promptCacheOff"`
+			PromptCacheTTL5m        string `json:"promptCacheTTL5m"`
+			AnthropicMinCacheTokens int    `json:"anthropicMinCacheTokens"`
+			OpenAIMinCacheTokens    int    `json:"openAIMinCacheTokens"`
 		} `json:"config"`
 	}
 	if err := json.Unmarshal([]byte(line), &start); err != nil || start.Addr == "" || start.Config.OutputTokens != 3 || !start.Config.APIKeySet {
 		t.Fatalf("start line %s: %v", line, err)
+	}
+	if c := start.Config; !c.PromptCacheOff || c.PromptCacheTTL5m != "100ms" || c.AnthropicMinCacheTokens != 50 || c.OpenAIMinCacheTokens != 1024 {
+		t.Fatalf("cache knobs not taken: %s", line)
 	}
 	req, _ := http.NewRequest("POST", "http://"+start.Addr+"/v1/chat/completions",
 		strings.NewReader(`{"model":"m","messages":[{"role":"user","content":"hi"}]}`))

@@ -17,14 +17,14 @@ import "time"
 // UsageRecord is what one finished request cost: one per request, whether
 // it succeeded, failed or was cancelled.
 type UsageRecord struct {
-	RequestID     string    `json:"requestId"`
-	Time          time.Time `json:"time"`
-	Workspace     string    `json:"workspace"`
-	CredentialID  string    `json:"credentialId"`
-	Persona       string    `json:"persona"`
-	Model         string    `json:"model"`
-	Provider      string    `json:"provider"`
-	Stream        bool      `json:"stream"`
+	RequestID    string    `json:"requestId"`
+	Time         time.Time `json:"time"`
+	Workspace    string    `json:"workspace"`
+	CredentialID string    `json:"credentialId"`
+	Persona      string    `json:"persona"`
+	Model        string    `json:"model"`
+	Provider     string    `json:"provider"`
+	Stream       bool      `json:"stream"`
 	// InputTokens is all the input, the prompt cache's reads and writes
 	// included; the Cache fields say how much of it the cache served or
 	// stored.

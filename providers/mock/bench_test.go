@@ -19,6 +19,9 @@ func BenchmarkHandler(b *testing.B) {
 		{"openai/stream", "/v1/chat/completions", openAIBody(true, true, ""), true},
 		{"anthropic/nonstream", "/v1/messages", anthropicBody(false, 100), false},
 		{"anthropic/stream", "/v1/messages", anthropicBody(true, 100), true},
+		// A 2,000-token persona read from the cache on every call.
+		{"anthropic/cached", "/v1/messages", anCacheBody(false, []string{anBlock(words(2000, "word"), "5m"), anBlock("digest", "")}, "hi"), false},
+		{"openai/cached", "/v1/chat/completions", oaCacheBody(false, "persona", words(2000, "word"), "hi"), false},
 	}
 	for _, tc := range cases {
 		b.Run(tc.name, func(b *testing.B) {

@@ -63,12 +63,63 @@ type ServerConfig struct {
 	// or "x-api-key: KEY" (Anthropic); otherwise the server answers 401 in
 	// the protocol's format. Default "" (no auth). Never reported back.
 	APIKey string `yaml:"apiKey"`
+
+	// PromptCacheOff turns the simulated prompt caches off: every reply
+	// reports zero cache tokens, markers are still checked. Default false
+	// (caching on).
+	PromptCacheOff bool `yaml:"promptCacheOff"`
+	// AnthropicMinCacheTokens is the shortest prefix (in the mock's
+	// tokens) an Anthropic cache_control breakpoint caches; shorter ones
+	// are silently not cached, as Anthropic does. Default 1024; ≥ 0.
+	AnthropicMinCacheTokens int `yaml:"anthropicMinCacheTokens"`
+	// OpenAIMinCacheTokens is the prompt length from which OpenAI's
+	// automatic caching applies; cached prefixes then grow in steps of
+	// 128 tokens. Default 1024; ≥ 0.
+	OpenAIMinCacheTokens int `yaml:"openAIMinCacheTokens"`
+	// PromptCacheTTL5m is how long an Anthropic "5m" breakpoint (the
+	// default TTL) lives after its last write or read. Default 5m; ≥ 0.
+	// Tests shorten it to see an expiry.
+	PromptCacheTTL5m time.Duration `yaml:"promptCacheTTL5m"`
+	// PromptCacheTTL1h is the same for "ttl":"1h" breakpoints. Default
+	// 1h; ≥ 0.
+	PromptCacheTTL1h time.Duration `yaml:"promptCacheTTL1h"`
+	// PromptCacheTTLOpenAI is how long an OpenAI cached prefix survives
+	// without use. Default 5m; ≥ 0.
+	PromptCacheTTLOpenAI time.Duration `yaml:"promptCacheTTLOpenAI"`
+	// PromptCacheMaxEntries bounds the cache (both protocols together):
+	// past it the least recently used prefix goes. An entry is about 100
+	// bytes. Default 10,000; ≥ 0.
+	PromptCacheMaxEntries int `yaml:"promptCacheMaxEntries"`
 }
+
+// Prompt cache defaults, the providers' own figures.
+const (
+	DefaultMinCacheTokens        = 1024
+	DefaultPromptCacheMaxEntries = 10000
+)
 
 // SetDefaults fills zero fields with their defaults.
 func (c *ServerConfig) SetDefaults() {
 	if c.OutputTokens == 0 {
 		c.OutputTokens = DefaultOutputTokens
+	}
+	if c.AnthropicMinCacheTokens == 0 {
+		c.AnthropicMinCacheTokens = DefaultMinCacheTokens
+	}
+	if c.OpenAIMinCacheTokens == 0 {
+		c.OpenAIMinCacheTokens = DefaultMinCacheTokens
+	}
+	if c.PromptCacheTTL5m == 0 {
+		c.PromptCacheTTL5m = 5 * time.Minute
+	}
+	if c.PromptCacheTTL1h == 0 {
+		c.PromptCacheTTL1h = time.Hour
+	}
+	if c.PromptCacheTTLOpenAI == 0 {
+		c.PromptCacheTTLOpenAI = 5 * time.Minute
+	}
+	if c.PromptCacheMaxEntries == 0 {
+		c.PromptCacheMaxEntries = DefaultPromptCacheMaxEntries
 	}
 }
 
@@ -93,6 +144,12 @@ func (c *ServerConfig) Validate() error {
 	nonNeg("retryAfter", c.RetryAfter < 0)
 	nonNeg("cutAfterTokens", c.CutAfterTokens < 0)
 	nonNeg("errorEventAfterTokens", c.ErrorEventAfterTokens < 0)
+	nonNeg("anthropicMinCacheTokens", c.AnthropicMinCacheTokens < 0)
+	nonNeg("openAIMinCacheTokens", c.OpenAIMinCacheTokens < 0)
+	nonNeg("promptCacheTTL5m", c.PromptCacheTTL5m < 0)
+	nonNeg("promptCacheTTL1h", c.PromptCacheTTL1h < 0)
+	nonNeg("promptCacheTTLOpenAI", c.PromptCacheTTLOpenAI < 0)
+	nonNeg("promptCacheMaxEntries", c.PromptCacheMaxEntries < 0)
 	return errors.Join(errs...)
 }
 
@@ -114,6 +171,14 @@ type configJSON struct {
 	// apiKey keeps the key already configured, so a GET body can be edited
 	// and PUT back.
 	APIKeySet bool `json:"apiKeySet,omitempty"`
+
+	PromptCacheOff          bool         `json:"promptCacheOff"`
+	AnthropicMinCacheTokens int          `json:"anthropicMinCacheTokens"`
+	OpenAIMinCacheTokens    int          `json:"openAIMinCacheTokens"`
+	PromptCacheTTL5m        jsonDuration `json:"promptCacheTTL5m"`
+	PromptCacheTTL1h        jsonDuration `json:"promptCacheTTL1h"`
+	PromptCacheTTLOpenAI    jsonDuration `json:"promptCacheTTLOpenAI"`
+	PromptCacheMaxEntries   int          `json:"promptCacheMaxEntries"`
 }
 
 // MarshalJSON writes the config with durations as strings and the API key
@@ -131,6 +196,14 @@ func (c ServerConfig) MarshalJSON() ([]byte, error) {
 		ErrorEventAfterTokens: c.ErrorEventAfterTokens,
 		ChoicesNull:           c.ChoicesNull,
 		APIKeySet:             c.APIKey != "",
+
+		PromptCacheOff:          c.PromptCacheOff,
+		AnthropicMinCacheTokens: c.AnthropicMinCacheTokens,
+		OpenAIMinCacheTokens:    c.OpenAIMinCacheTokens,
+		PromptCacheTTL5m:        jsonDuration(c.PromptCacheTTL5m),
+		PromptCacheTTL1h:        jsonDuration(c.PromptCacheTTL1h),
+		PromptCacheTTLOpenAI:    jsonDuration(c.PromptCacheTTLOpenAI),
+		PromptCacheMaxEntries:   c.PromptCacheMaxEntries,
 	})
 }
 
@@ -159,6 +232,14 @@ func (c *ServerConfig) UnmarshalJSON(b []byte) error {
 		ErrorEventAfterTokens: j.ErrorEventAfterTokens,
 		ChoicesNull:           j.ChoicesNull,
 		APIKey:                key,
+
+		PromptCacheOff:          j.PromptCacheOff,
+		AnthropicMinCacheTokens: j.AnthropicMinCacheTokens,
+		OpenAIMinCacheTokens:    j.OpenAIMinCacheTokens,
+		PromptCacheTTL5m:        time.Duration(j.PromptCacheTTL5m),
+		PromptCacheTTL1h:        time.Duration(j.PromptCacheTTL1h),
+		PromptCacheTTLOpenAI:    time.Duration(j.PromptCacheTTLOpenAI),
+		PromptCacheMaxEntries:   j.PromptCacheMaxEntries,
 	}
 	return nil
 }

@@ -57,6 +57,9 @@ type wireRequest struct {
 	parts int    // text parts in msg
 	role  []byte
 	btype []byte
+
+	cache  cacheScan
+	points []point // Anthropic's blocks in prefix order, when marked
 }
 
 // decode parses body as a request of protocol p. It returns errSyntax for
@@ -72,10 +75,20 @@ type wireRequest struct {
 // reads only the fields it needs and allocates nothing once its scratch
 // buffers have grown.
 func (r *wireRequest) decode(body []byte, p protocol) error {
+	return r.decodeScan(body, p, false, 0)
+}
+
+// decodeScan is decode that, when scan is set, also runs the prompt-cache
+// pass (cache_scan.go): the prompt's prefix hashes, Anthropic's markers,
+// and for OpenAI (step > 0) the checkpoints from step tokens on, and
+// prompt_cache_key. What decode reports is the same either way.
+func (r *wireRequest) decodeScan(body []byte, p protocol, scan bool, step int64) error {
+	cache := r.cache
 	*r = wireRequest{
 		model: r.model[:0], key: r.key[:0], msg: r.msg[:0], role: r.role[:0], btype: r.btype[:0],
-		proto: p, system: newTextHash(), user: newTextHash(),
+		proto: p, system: newTextHash(), user: newTextHash(), cache: cache, points: r.points[:0],
 	}
+	r.cache.reset(scan, p, step)
 	if !jsonx.IsObject(body) {
 		if !jsonx.Valid(body) {
 			return errSyntax
@@ -88,8 +101,17 @@ func (r *wireRequest) decode(body []byte, p protocol) error {
 	}
 	var slots [numTopFields]error
 	for k, v, ok := it.Member(); ok; k, v, ok = it.Member() {
-		f := topFieldOf(r.keyOf(k), p)
+		key := r.keyOf(k)
+		f := topFieldOf(key, p)
 		if f < 0 {
+			if r.cache.on {
+				switch {
+				case string(key) == "tools":
+					r.cache.tools(r, v)
+				case p == protoOpenAI && string(key) == "prompt_cache_key":
+					r.cache.promptCacheKey(v)
+				}
+			}
 			continue
 		}
 		err := r.topField(f, v)
@@ -251,6 +273,9 @@ func (r *wireRequest) topField(f int, v []byte) error {
 	case fMessages:
 		r.messages, r.hasMessages = 0, false
 		r.user = newTextHash()
+		if r.cache.on {
+			r.cache.resetSection(secMessages)
+		}
 		if r.proto == protoOpenAI {
 			r.system = newTextHash()
 		}
@@ -285,6 +310,9 @@ func (r *wireRequest) topField(f int, v []byte) error {
 		return pending
 	case fSystem:
 		r.system = newTextHash()
+		if r.cache.on {
+			r.cache.resetSection(secSystem)
+		}
 		switch v[0] {
 		case 'n':
 			return nil
@@ -293,6 +321,10 @@ func (r *wireRequest) topField(f int, v []byte) error {
 			r.msg, err = jsonx.AppendUnquoted(r.msg[:0], v)
 			if err == nil {
 				r.system.add(r.msg)
+				if r.cache.on {
+					r.cache.beginBlock()
+					r.cache.endBlock(secSystem, 0, -1, r.msg, true)
+				}
 			}
 			return err
 		case '[':
@@ -315,6 +347,13 @@ func (r *wireRequest) message(v []byte) error {
 	}
 	r.msg, r.parts, r.role = r.msg[:0], 0, r.role[:0]
 	var roleErr, contentErr error
+	var st hasherState
+	var nb int
+	if r.cache.on {
+		r.cache.messageRole(v)
+		sec := &r.cache.sec[secMessages]
+		st, nb = sec.ph.save(), len(sec.bounds)
+	}
 	err := r.members(v, func(key, val []byte) error {
 		var err error
 		switch string(key) {
@@ -331,11 +370,20 @@ func (r *wireRequest) message(v []byte) error {
 			return err
 		case "content":
 			r.msg, r.parts, contentErr = r.msg[:0], 0, nil
+			if r.cache.on { // a duplicate content replaces the first
+				sec := &r.cache.sec[secMessages]
+				sec.ph.restore(st)
+				sec.bounds = sec.bounds[:nb]
+			}
 			switch val[0] {
 			case 'n':
 				return nil
 			case '"':
 				r.msg, err = jsonx.AppendUnquoted(r.msg, val)
+				if err == nil && r.cache.on {
+					r.cache.beginBlock()
+					r.cache.endBlock(secMessages, int32(r.messages), -1, r.msg, true)
+				}
 				return err
 			case '[':
 				err = r.blocks(val, false)
@@ -368,7 +416,12 @@ func (r *wireRequest) message(v []byte) error {
 // blocks reads an array of content blocks, appending the text blocks'
 // texts to r.msg joined by "\n".
 func (r *wireRequest) blocks(v []byte, system bool) error {
-	return elements(v, func(el []byte) error { return r.block(el, system) })
+	r.cache.blockIdx = 0
+	return elements(v, func(el []byte) error {
+		err := r.block(el, system)
+		r.cache.blockIdx++
+		return err
+	})
 }
 
 // block reads one content block and appends its text to r.msg when it is a
@@ -387,8 +440,18 @@ func (r *wireRequest) block(v []byte, system bool) error {
 	textSeen := false
 	r.btype = r.btype[:0]
 	var typeErr, textErr error
+	sec, i, j := secMessages, int32(r.messages), r.cache.blockIdx
+	if system {
+		sec, i, j = secSystem, r.cache.blockIdx, -1
+	}
+	if r.cache.on {
+		r.cache.beginBlock()
+	}
 	err := r.members(v, func(key, val []byte) error {
 		var err error
+		if r.cache.on {
+			r.cache.blockMember(key, val)
+		}
 		switch string(key) {
 		case "type":
 			r.btype, typeErr = r.btype[:0], nil
@@ -430,12 +493,21 @@ func (r *wireRequest) block(v []byte, system bool) error {
 	}
 	if string(r.btype) != "text" {
 		r.msg = r.msg[:mark]
+		if r.cache.on {
+			if r.cache.bmark != ttlNone && (string(r.btype) == "thinking" || string(r.btype) == "redacted_thinking") {
+				r.cache.bbad = "." + string(r.btype) + ".cache_control: Extra inputs are not permitted"
+			}
+			r.cache.endBlock(sec, i, j, nil, false)
+		}
 		return nil
 	}
 	if !textSeen && r.parts > 0 {
 		r.msg = append(r.msg, '\n')
 	}
 	r.parts++
+	if r.cache.on {
+		r.cache.endBlock(sec, i, j, r.msg[mark:], true)
+	}
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -334,4 +335,208 @@ func BenchmarkDecode(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// refMark is a cache_control breakpoint as refMarkers reads it.
+type refMark struct {
+	block  string
+	ttl    string
+	tokens int64
+}
+
+// refMarkers reads a decodable Anthropic body's breakpoints with
+// encoding/json, by the rules cache_scan.go implements: the reference
+// for FuzzAnthropicMarkers.
+func refMarkers(body []byte) (marks []refMark, problem string) {
+	var top map[string]any
+	if json.Unmarshal(body, &top) != nil {
+		return nil, "unreadable"
+	}
+	var tokens int64
+	bad := ""
+	// mark reads a block's marker; "" for none.
+	mark := func(path string, blk map[string]any) string {
+		cc, ok := blk["cache_control"]
+		if !ok || cc == nil {
+			return ""
+		}
+		m, ok := cc.(map[string]any)
+		if !ok {
+			if bad == "" {
+				bad = path + ".cache_control: Input should be a valid dictionary"
+			}
+			return ""
+		}
+		typ, ok := m["type"]
+		if !ok {
+			if bad == "" {
+				bad = path + ".cache_control.type: Field required"
+			}
+			return ""
+		}
+		if typ != "ephemeral" {
+			if bad == "" {
+				bad = path + ".cache_control.type: Input should be 'ephemeral'"
+			}
+			return ""
+		}
+		switch ttl := m["ttl"]; ttl {
+		case nil, "5m":
+			return "5m"
+		case "1h":
+			return "1h"
+		}
+		if bad == "" {
+			bad = path + ".cache_control.ephemeral.ttl: Input should be '5m' or '1h'"
+		}
+		return ""
+	}
+	block := func(path string, el any) {
+		blk, ok := el.(map[string]any)
+		if !ok {
+			return
+		}
+		typ, _ := blk["type"].(string)
+		if typ == "text" {
+			text, _ := blk["text"].(string)
+			tokens += CountTokens(text)
+		}
+		ttl := mark(path, blk)
+		if ttl != "" && (typ == "thinking" || typ == "redacted_thinking") && bad == "" {
+			bad = path + "." + typ + ".cache_control: Extra inputs are not permitted"
+		}
+		if ttl != "" {
+			marks = append(marks, refMark{path, ttl, tokens})
+		}
+	}
+	if tools, ok := top["tools"].([]any); ok {
+		for i, el := range tools {
+			block("tools."+strconv.Itoa(i), el)
+		}
+	}
+	switch sys := top["system"].(type) {
+	case string:
+		tokens += CountTokens(sys)
+	case []any:
+		for i, el := range sys {
+			block("system."+strconv.Itoa(i), el)
+		}
+	}
+	msgs, _ := top["messages"].([]any)
+	for i, m := range msgs {
+		msg, _ := m.(map[string]any)
+		switch c := msg["content"].(type) {
+		case string:
+			tokens += CountTokens(c)
+		case []any:
+			for j, el := range c {
+				block("messages."+strconv.Itoa(i)+".content."+strconv.Itoa(j), el)
+			}
+		}
+	}
+	if bad != "" {
+		return nil, bad
+	}
+	if len(marks) > 4 {
+		return nil, "A maximum of 4 blocks with cache_control may be provided. Found " + strconv.Itoa(len(marks)) + "."
+	}
+	seen5m := false
+	for _, m := range marks {
+		if m.ttl == "1h" && seen5m {
+			return nil, m.block + ".cache_control.ttl: a ttl='1h' cache_control block must not come after a ttl='5m' cache_control block. Note that blocks are processed in the following order: `tools`, `system`, `messages`."
+		}
+		seen5m = seen5m || m.ttl == "5m"
+	}
+	return marks, ""
+}
+
+// checkMarkers compares the decoder's marker pass with refMarkers.
+func checkMarkers(t *testing.T, body []byte) {
+	t.Helper()
+	var r wireRequest
+	if r.decodeScan(body, protoAnthropic, true, 0) != nil || !utf8.Valid(body) {
+		return
+	}
+	if _, class := refDecode(body, protoAnthropic); class != refOK {
+		return
+	}
+	pts, msg := r.cache.anthropicPoints(r.model, nil)
+	want, wantMsg := refMarkers(body)
+	if msg != wantMsg {
+		t.Fatalf("markers of %q: problem %q, want %q", body, msg, wantMsg)
+	}
+	var got []refMark
+	for _, p := range pts {
+		if p.ttl != ttlNone {
+			ttl := "5m"
+			if p.ttl == ttl1h {
+				ttl = "1h"
+			}
+			got = append(got, refMark{blockPath(int(p.sec), p.i, p.j), ttl, p.tokens})
+		}
+	}
+	if msg == "" && !slices.Equal(got, want) {
+		t.Fatalf("markers of %q:\n got %+v\nwant %+v", body, got, want)
+	}
+	// The marker pass changes nothing else the decoder reports.
+	var plain wireRequest
+	_ = plain.decode(body, protoAnthropic)
+	if plain.system != r.system || plain.user != r.user || plain.messages != r.messages {
+		t.Fatalf("decode of %q differs with the marker pass", body)
+	}
+	if total := r.system.tokens + r.user.tokens; len(pts) > 0 && pts[len(pts)-1].tokens > total {
+		t.Fatalf("prefix of %d tokens beyond the input %d", pts[len(pts)-1].tokens, total)
+	}
+}
+
+var markerCases = []string{
+	`{"model":"m","max_tokens":5,"system":[{"type":"text","text":"a b","cache_control":{"type":"ephemeral"}}],"messages":[{"role":"user","content":"hi"}]}`,
+	`{"tools":[{"name":"t","cache_control":{"type":"ephemeral","ttl":"1h"}},5],"system":"s","messages":[{"content":[{"type":"image","source":{},"cache_control":{"type":"ephemeral","ttl":"5m"}},{"type":"text","text":"x","cache_control":null}]}]}`,
+	`{"system":[{"type":"text","text":"a","cache_control":{"type":"ephemeral","ttl":"10m"}}],"system":[{"type":"text","text":"b","cache_control":{"type":"ephemeral"}}]}`,
+	`{"messages":[{"content":[{"type":"text","text":"a","cache_control":{"type":"ephemeral"}}],"content":"b"},{"role":"assistant","content":[{"type":"thinking","cache_control":{"type":"ephemeral"}}]}]}`,
+	`{"messages":[{"content":[{"type":"text","text":"a","cache_control":5,"cache_control":{"type":"ephemeral"}},{"type":"text","cache_control":{"ttl":"1h"}}]}]}`,
+	`{"system":[{"type":"text","text":"a","cache_control":{"type":"ephemeral"}},{"type":"text","text":"b","cache_control":{"type":"ephemeral","ttl":"1h"}}]}`,
+	`{"tools":[{"cache_control":{"type":"ephemeral"}},{"cache_control":{"type":"ephemeral"}},{"cache_control":{"type":"ephemeral"}},{"cache_control":{"type":"ephemeral"}},{"cache_control":{"type":"ephemeral"}}]}`,
+	`{"system":[{"type":"text","text":"a","cache\u005fcontrol":{"type":"ephem\u0065ral","ttl":"1\u0068"}}]}`,
+}
+
+func TestMarkersMatchReference(t *testing.T) {
+	for i, body := range markerCases {
+		t.Run(strconv.Itoa(i), func(t *testing.T) { checkMarkers(t, []byte(body)) })
+	}
+}
+
+func FuzzAnthropicMarkers(f *testing.F) {
+	for _, body := range markerCases {
+		f.Add([]byte(body))
+	}
+	for _, tc := range decodeCases {
+		f.Add([]byte(tc.body))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) { checkMarkers(t, body) })
+}
+
+// FuzzOpenAIScan: the checkpoint pass changes nothing the decoder
+// reports, and counts exactly the input's tokens.
+func FuzzOpenAIScan(f *testing.F) {
+	for _, tc := range decodeCases {
+		f.Add([]byte(tc.body))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var plain, scan wireRequest
+		errPlain := plain.decode(body, protoOpenAI)
+		errScan := scan.decodeScan(body, protoOpenAI, true, 1)
+		if (errPlain == nil) != (errScan == nil) {
+			t.Fatalf("decode of %q: %v, with the pass %v", body, errPlain, errScan)
+		}
+		if errPlain != nil {
+			return
+		}
+		if plain.system != scan.system || plain.user != scan.user || plain.messages != scan.messages {
+			t.Fatalf("decode of %q differs with the pass", body)
+		}
+		if n, in := scan.cache.sec[secMessages].ph.n, scan.system.tokens+scan.user.tokens; n != in {
+			t.Fatalf("pass of %q counts %d tokens, input %d", body, n, in)
+		}
+	})
 }

@@ -19,7 +19,13 @@ import (
 // (POST /v1/chat/completions) and Anthropic messages (POST /v1/messages),
 // streaming and not, with the faults of its ServerConfig. Control
 // endpoints let another process steer it: GET /_mock/stats,
-// GET /_mock/config and PUT /_mock/config (a whole ServerConfig as JSON).
+// GET /_mock/config, PUT /_mock/config (a whole ServerConfig as JSON) and
+// DELETE /_mock/cache (forget every cached prompt prefix).
+//
+// Each protocol's prompt cache is simulated on the wire (promptcache.go):
+// Anthropic's cache_control breakpoints write and read prefixes with
+// their TTLs, OpenAI caches prompts of 1,024 tokens and more in 128-token
+// steps, and the usage fields report it as the providers do.
 //
 // All methods are safe for concurrent use, including SetConfig while
 // requests are in flight (each request uses the config it started with).
@@ -44,6 +50,11 @@ type Server struct {
 	decoders sync.Pool // *wireRequest
 	bufs     sync.Pool // *[]byte, non-streaming bodies
 	jobs     sync.Pool // *streamJob
+
+	cache      *promptCache
+	now        func() time.Time // the cache's clock; tests replace it
+	cacheRead  atomic.Int64
+	cacheWrite atomic.Int64
 }
 
 // Stats are the server's counters since it started.
@@ -64,6 +75,13 @@ type Stats struct {
 	OpenStreams int64 `json:"openStreams"`
 	// OpenStalls counts connections held by StallFor < 0 right now.
 	OpenStalls int64 `json:"openStalls"`
+	// PromptCacheReadTokens sums the cache reads reported (Anthropic's
+	// cache_read_input_tokens, OpenAI's cached_tokens).
+	PromptCacheReadTokens int64 `json:"promptCacheReadTokens"`
+	// PromptCacheWriteTokens sums Anthropic's cache_creation_input_tokens.
+	PromptCacheWriteTokens int64 `json:"promptCacheWriteTokens"`
+	// PromptCacheEntries is the number of cached prefixes held now.
+	PromptCacheEntries int64 `json:"promptCacheEntries"`
 }
 
 // RecordedRequest is a copy of the last API request, for tests that assert
@@ -82,6 +100,24 @@ type RecordedRequest struct {
 	AuthMatched bool
 	// Body is a copy of the request body.
 	Body []byte
+	// CacheBreakpoints are the Anthropic cache_control markers the body
+	// carried, in prefix order (tools → system → messages); nil for none
+	// or for a body the server refused.
+	CacheBreakpoints []CacheBreakpoint
+	// PromptCacheKey is the OpenAI prompt_cache_key sent ("" for none).
+	PromptCacheKey string
+}
+
+// CacheBreakpoint is one cache_control marker as the mock read it.
+type CacheBreakpoint struct {
+	// Block is where it was, in Anthropic's error-path form: "tools.0",
+	// "system.1", "messages.2.content.0".
+	Block string
+	// TTL is "5m" or "1h" (a marker without ttl is "5m").
+	TTL string
+	// PrefixTokens is the prompt's length in the mock's tokens up to and
+	// including the marked block: what a write at it would cache.
+	PrefixTokens int64
 }
 
 // lastRequest is the reused storage behind RecordedRequest: headers are
@@ -99,7 +135,7 @@ type lastRequest struct {
 // NewServer returns a server with cfg (zero fields take their defaults).
 // It does not listen: call Serve, or mount Handler in a fasthttp server.
 func NewServer(cfg ServerConfig) *Server {
-	s := &Server{done: make(chan struct{})}
+	s := &Server{done: make(chan struct{}), cache: newPromptCache(), now: time.Now}
 	s.SetConfig(cfg)
 	s.srv = &fasthttp.Server{
 		Handler:                      s.Handler,
@@ -143,6 +179,10 @@ func (s *Server) Stats() Stats {
 		StreamsCompleted: s.streamsCompleted.Load(),
 		StreamsAborted:   s.streamsAborted.Load(),
 		OpenStalls:       s.openStalls.Load(),
+
+		PromptCacheReadTokens:  s.cacheRead.Load(),
+		PromptCacheWriteTokens: s.cacheWrite.Load(),
+		PromptCacheEntries:     int64(s.cache.len()),
 	}
 	st.OpenStreams = st.StreamsStarted - st.StreamsCompleted - st.StreamsAborted
 	return st
@@ -174,8 +214,46 @@ func (s *Server) LastRequest() (RecordedRequest, bool) {
 		r.Header.Add(string(k), string(v))
 		h = rest2
 	}
+	r.CacheBreakpoints, r.PromptCacheKey = cacheView(r.Path, r.Body)
 	return r, true
 }
+
+// cacheView reads the markers and prompt_cache_key of a recorded body
+// (off the hot path: only tests ask).
+func cacheView(path string, body []byte) ([]CacheBreakpoint, string) {
+	var w wireRequest
+	switch path {
+	case "/v1/chat/completions":
+		if w.decodeScan(body, protoOpenAI, true, 0) != nil {
+			return nil, ""
+		}
+		return nil, string(w.cache.cacheKey)
+	case "/v1/messages":
+		if w.decodeScan(body, protoAnthropic, true, 0) != nil {
+			return nil, ""
+		}
+		pts, msg := w.cache.anthropicPoints(w.model, nil)
+		if msg != "" {
+			return nil, ""
+		}
+		var bps []CacheBreakpoint
+		for _, p := range pts {
+			if p.ttl == ttlNone {
+				continue
+			}
+			ttl := "5m"
+			if p.ttl == ttl1h {
+				ttl = "1h"
+			}
+			bps = append(bps, CacheBreakpoint{Block: blockPath(int(p.sec), p.i, p.j), TTL: ttl, PrefixTokens: p.tokens})
+		}
+		return bps, ""
+	}
+	return nil, ""
+}
+
+// FlushPromptCache forgets every cached prefix.
+func (s *Server) FlushPromptCache() { s.cache.flush() }
 
 // record keeps a copy of the request for LastRequest.
 func (s *Server) record(ctx *fasthttp.RequestCtx, authPresent, authMatched bool) {
@@ -258,13 +336,22 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx, cfg *ServerConfig, p protocol) {
 		r = new(wireRequest)
 	}
 	defer s.decoders.Put(r)
-	if err := r.decode(ctx.PostBody(), p); err != nil {
+	body := ctx.PostBody()
+	markers := p == protoAnthropic && mayHaveMarkers(body)
+	if err := r.decodeScan(body, p, markers, 0); err != nil {
 		writeDecodeError(ctx, p, err)
 		return
 	}
 	maxTokens, ok := validate(ctx, r, p)
 	if !ok {
 		return
+	}
+	if markers {
+		var msg string
+		if r.points, msg = r.cache.anthropicPoints(r.model, r.points[:0]); msg != "" {
+			writeAnthropicError(ctx, fasthttp.StatusBadRequest, "invalid_request_error", msg)
+			return
+		}
 	}
 
 	if cfg.FailStatus != 0 && (cfg.FailCount == 0 || s.failed.Add(1) <= int64(cfg.FailCount)) {
@@ -286,8 +373,11 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx, cfg *ServerConfig, p protocol) {
 		in:    sys.tokens + usr.tokens,
 		id:    s.ids.Add(1),
 	}
-	if call, ok := wireToolCall(ctx.PostBody(), p, seed); ok {
-		s.answerToolCall(ctx, p, r.model, r.stream, r.includeUsage, a.id, a.in, call)
+	if !cfg.PromptCacheOff {
+		a.cache = s.promptCache(r, body, cfg, markers, a.in)
+	}
+	if call, ok := wireToolCall(body, p, seed); ok {
+		s.answerToolCall(ctx, p, r.model, r.stream, r.includeUsage, &a, call)
 		return
 	}
 	if r.stream {
@@ -301,8 +391,45 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx, cfg *ServerConfig, p protocol) {
 type answer struct {
 	proto protocol
 	plan  plan
-	in    int64
+	in    int64 // all input tokens, cached or not
 	id    uint64
+	cache cacheUsage
+}
+
+// uncached is Anthropic's input_tokens: the input neither read from nor
+// written to the cache.
+func (a *answer) uncached() int64 { return a.in - a.cache.read - a.cache.written() }
+
+// mayHaveMarkers reports whether an Anthropic body can hold a
+// cache_control key (perhaps written with escapes), so bodies without
+// one skip the marker pass.
+func mayHaveMarkers(body []byte) bool {
+	return bytes.Contains(body, []byte(`cache_control`)) || bytes.Contains(body, []byte(`\u`))
+}
+
+// promptCache consults and updates the simulated cache for a decoded
+// request. OpenAI prompts long enough to cache are decoded a second time
+// with their checkpoints; shorter ones cost nothing.
+func (s *Server) promptCache(r *wireRequest, body []byte, cfg *ServerConfig, markers bool, in int64) cacheUsage {
+	var u cacheUsage
+	switch {
+	case r.proto == protoAnthropic && markers:
+		u = s.cache.anthropic(r.points, cfg, s.now())
+	case r.proto == protoOpenAI && cfg.OpenAIMinCacheTokens > 0 && in >= int64(cfg.OpenAIMinCacheTokens):
+		if r.decodeScan(body, protoOpenAI, true, int64(cfg.OpenAIMinCacheTokens)) != nil {
+			return u
+		}
+		u = s.cache.openAI(&r.cache, r.model, cfg, s.now())
+	default:
+		return u
+	}
+	if u.read > 0 {
+		s.cacheRead.Add(u.read)
+	}
+	if w := u.written(); w > 0 {
+		s.cacheWrite.Add(w)
+	}
+	return u
 }
 
 // validate applies the protocols' semantic checks and returns the output
@@ -627,6 +754,12 @@ func (s *Server) control(ctx *fasthttp.RequestCtx) {
 		if ctx.IsGet() {
 			b, _ := json.Marshal(s.Stats())
 			ctx.SetBody(b)
+			return
+		}
+	case "/_mock/cache":
+		if ctx.IsDelete() {
+			s.FlushPromptCache()
+			ctx.SetBodyString("{}")
 			return
 		}
 	case "/_mock/config":

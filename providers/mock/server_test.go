@@ -162,11 +162,23 @@ type oaError struct {
 }
 
 type anUsage struct {
-	InputTokens              int64  `json:"input_tokens"`
-	CacheCreationInputTokens int64  `json:"cache_creation_input_tokens"`
-	CacheReadInputTokens     int64  `json:"cache_read_input_tokens"`
-	OutputTokens             int64  `json:"output_tokens"`
-	ServiceTier              string `json:"service_tier"`
+	InputTokens              int64 `json:"input_tokens"`
+	CacheCreationInputTokens int64 `json:"cache_creation_input_tokens"`
+	CacheReadInputTokens     int64 `json:"cache_read_input_tokens"`
+	CacheCreation            struct {
+		Ephemeral5m int64 `json:"ephemeral_5m_input_tokens"`
+		Ephemeral1h int64 `json:"ephemeral_1h_input_tokens"`
+	} `json:"cache_creation"`
+	OutputTokens int64  `json:"output_tokens"`
+	ServiceTier  string `json:"service_tier"`
+}
+
+// anDeltaUsage is message_delta's cumulative usage.
+type anDeltaUsage struct {
+	InputTokens              int64 `json:"input_tokens"`
+	CacheCreationInputTokens int64 `json:"cache_creation_input_tokens"`
+	CacheReadInputTokens     int64 `json:"cache_read_input_tokens"`
+	OutputTokens             int64 `json:"output_tokens"`
 }
 
 type anMessage struct {
@@ -422,12 +434,13 @@ func anthropicStream(t *testing.T, body []byte) (content, stop string, in, out i
 					StopReason   string  `json:"stop_reason"`
 					StopSequence *string `json:"stop_sequence"`
 				} `json:"delta"`
-				Usage struct {
-					OutputTokens int64 `json:"output_tokens"`
-				} `json:"usage"`
+				Usage anDeltaUsage `json:"usage"`
 			}
 			strict(t, []byte(ev.data), &v)
 			stop, out = v.Delta.StopReason, v.Usage.OutputTokens
+			if v.Usage.InputTokens != in {
+				t.Fatalf("message_delta input_tokens %d, message_start %d", v.Usage.InputTokens, in)
+			}
 		}
 	}
 	want := "message_start content_block_start ping content_block_delta content_block_stop message_delta message_stop"

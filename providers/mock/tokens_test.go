@@ -127,3 +127,35 @@ func FuzzCountTokens(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPrefixHasher holds the cache's tokenizer to CountTokens, and its
+// checkpoints to prefixes: text appended after a space leaves every
+// earlier checkpoint as it was.
+func FuzzPrefixHasher(f *testing.F) {
+	f.Add("Hello, wörld!  abcdefghij 12345678", "more text")
+	f.Add("a\u00a0b\xffc", "")
+	f.Add(strings.Repeat("abcdefgh", 70), "x")
+	f.Fuzz(func(t *testing.T, s, more string) {
+		var p prefixHasher
+		p.reset(0)
+		p.feedText([]byte(s))
+		if p.n != CountTokens(s) {
+			t.Fatalf("hasher counts %d tokens in %q, CountTokens %d", p.n, s, CountTokens(s))
+		}
+		for _, step := range []int64{1, 2, 7} {
+			var a, b prefixHasher
+			a.reset(step)
+			a.feedText([]byte(s + " "))
+			b.reset(step)
+			b.feedText([]byte(s + " " + more))
+			if b.n != CountTokens(s+" "+more) || len(b.snaps) < len(a.snaps) {
+				t.Fatalf("step %d: %d tokens, %d snapshots (prefix %d)", step, b.n, len(b.snaps), len(a.snaps))
+			}
+			for i := range a.snaps {
+				if a.snaps[i] != b.snaps[i] || a.snaps[i].n != step+int64(i)*openAIStride {
+					t.Fatalf("step %d: snapshot %d %+v, with more text %+v", step, i, a.snaps[i], b.snaps[i])
+				}
+			}
+		}
+	})
+}

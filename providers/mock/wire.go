@@ -41,7 +41,42 @@ func appendOpenAIUsage(dst []byte, a *answer) []byte {
 	dst = strconv.AppendInt(dst, int64(a.plan.n), 10)
 	dst = append(dst, `,"total_tokens":`...)
 	dst = strconv.AppendInt(dst, a.in+int64(a.plan.n), 10)
-	return append(dst, `,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}`...)
+	dst = append(dst, `,"prompt_tokens_details":{"cached_tokens":`...)
+	dst = strconv.AppendInt(dst, a.cache.read, 10)
+	return append(dst, `,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}`...)
+}
+
+// appendAnthropicUsage appends a message's usage object as the messages
+// API reports it (non-streaming reply and message_start): input_tokens
+// is the uncached rest, cache_creation splits the writes by TTL.
+func appendAnthropicUsage(dst []byte, a *answer, output int64) []byte {
+	dst = append(dst, `{"input_tokens":`...)
+	dst = strconv.AppendInt(dst, a.uncached(), 10)
+	dst = append(dst, `,"cache_creation_input_tokens":`...)
+	dst = strconv.AppendInt(dst, a.cache.written(), 10)
+	dst = append(dst, `,"cache_read_input_tokens":`...)
+	dst = strconv.AppendInt(dst, a.cache.read, 10)
+	dst = append(dst, `,"cache_creation":{"ephemeral_5m_input_tokens":`...)
+	dst = strconv.AppendInt(dst, a.cache.write5m, 10)
+	dst = append(dst, `,"ephemeral_1h_input_tokens":`...)
+	dst = strconv.AppendInt(dst, a.cache.write1h, 10)
+	dst = append(dst, `},"output_tokens":`...)
+	dst = strconv.AppendInt(dst, output, 10)
+	return append(dst, `,"service_tier":"standard"}`...)
+}
+
+// appendAnthropicDeltaUsage appends message_delta's usage: cumulative,
+// repeating the input and cache counts beside the final output.
+func appendAnthropicDeltaUsage(dst []byte, a *answer, output int64) []byte {
+	dst = append(dst, `{"input_tokens":`...)
+	dst = strconv.AppendInt(dst, a.uncached(), 10)
+	dst = append(dst, `,"cache_creation_input_tokens":`...)
+	dst = strconv.AppendInt(dst, a.cache.written(), 10)
+	dst = append(dst, `,"cache_read_input_tokens":`...)
+	dst = strconv.AppendInt(dst, a.cache.read, 10)
+	dst = append(dst, `,"output_tokens":`...)
+	dst = strconv.AppendInt(dst, output, 10)
+	return append(dst, '}')
 }
 
 // appendOpenAIHead appends a chat completion (chunk) object's fields up to
@@ -78,11 +113,9 @@ func appendAnthropicMessage(dst []byte, a *answer, model []byte) []byte {
 	dst = a.plan.appendContent(dst)
 	dst = append(dst, `"}],"stop_reason":"`...)
 	dst = append(dst, anthropicStop(&a.plan)...)
-	dst = append(dst, `","stop_sequence":null,"usage":{"input_tokens":`...)
-	dst = strconv.AppendInt(dst, a.in, 10)
-	dst = append(dst, `,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":`...)
-	dst = strconv.AppendInt(dst, int64(a.plan.n), 10)
-	return append(dst, `,"service_tier":"standard"}}`...)
+	dst = append(dst, `","stop_sequence":null,"usage":`...)
+	dst = appendAnthropicUsage(dst, a, int64(a.plan.n))
+	return append(dst, '}')
 }
 
 // runOpenAI writes the chat.completion.chunk stream: a role chunk, one
@@ -157,9 +190,9 @@ func (j *streamJob) runAnthropic(w eventWriter) streamEnd {
 	j.buf = appendID(append(j.buf, `{"type":"message_start","message":{"id":`...), `"msg_mock`, j.a.id)
 	j.buf = append(j.buf, `","type":"message","role":"assistant","model":`...)
 	j.buf = jsonx.AppendString(j.buf, j.model)
-	j.buf = append(j.buf, `,"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":`...)
-	j.buf = strconv.AppendInt(j.buf, j.a.in, 10)
-	j.buf = append(j.buf, `,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":1,"service_tier":"standard"}}}`+"\n\n"...)
+	j.buf = append(j.buf, `,"content":[],"stop_reason":null,"stop_sequence":null,"usage":`...)
+	j.buf = appendAnthropicUsage(j.buf, &j.a, 1)
+	j.buf = append(j.buf, "}}\n\n"...)
 	if !j.emit(w) {
 		return endGone
 	}
@@ -197,9 +230,9 @@ func (j *streamJob) runAnthropic(w eventWriter) streamEnd {
 	}
 	j.buf = append(j.buf[:0], "event: message_delta\ndata: "+`{"type":"message_delta","delta":{"stop_reason":"`...)
 	j.buf = append(j.buf, anthropicStop(&j.a.plan)...)
-	j.buf = append(j.buf, `","stop_sequence":null},"usage":{"output_tokens":`...)
-	j.buf = strconv.AppendInt(j.buf, int64(j.a.plan.n), 10)
-	j.buf = append(j.buf, "}}\n\n"...)
+	j.buf = append(j.buf, `","stop_sequence":null},"usage":`...)
+	j.buf = appendAnthropicDeltaUsage(j.buf, &j.a, int64(j.a.plan.n))
+	j.buf = append(j.buf, "}\n\n"...)
 	if !j.emit(w) {
 		return endGone
 	}

@@ -3,7 +3,6 @@ package mock
 import (
 	"bufio"
 	"bytes"
-	"strconv"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -117,8 +116,12 @@ func lastIsToolResult(v []byte, p protocol) bool {
 
 // answerToolCall writes the tool-call answer in protocol p, streamed (all
 // events at once) or not.
-func (s *Server) answerToolCall(ctx *fasthttp.RequestCtx, p protocol, model []byte, stream, includeUsage bool, id uint64, in int64, c providers.ToolCall) {
+func (s *Server) answerToolCall(ctx *fasthttp.RequestCtx, p protocol, model []byte, stream, includeUsage bool, a *answer, c providers.ToolCall) {
 	out := toolCallTokens(&c)
+	id := a.id
+	// Usage as for a text answer of out tokens.
+	ua := *a
+	ua.plan = plan{n: int(out)}
 	created := time.Now().Unix()
 	var b []byte
 	if !stream {
@@ -127,7 +130,7 @@ func (s *Server) answerToolCall(ctx *fasthttp.RequestCtx, p protocol, model []by
 			b = append(b, `[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[`...)
 			b = appendOpenAICall(b, &c, false)
 			b = append(b, `],"refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"tool_calls"}],"usage":`...)
-			b = appendOpenAIUsage(b, &answer{in: in, plan: plan{n: int(out)}})
+			b = appendOpenAIUsage(b, &ua)
 			b = append(b, '}')
 		} else {
 			b = appendID(append(b, `{"id":`...), `"msg_mock`, id)
@@ -135,11 +138,9 @@ func (s *Server) answerToolCall(ctx *fasthttp.RequestCtx, p protocol, model []by
 			b = jsonx.AppendString(b, model)
 			b = append(b, `,"content":[`...)
 			b = appendAnthropicToolUse(b, &c, c.Arguments)
-			b = append(b, `],"stop_reason":"tool_use","stop_sequence":null,"usage":{"input_tokens":`...)
-			b = strconv.AppendInt(b, in, 10)
-			b = append(b, `,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":`...)
-			b = strconv.AppendInt(b, out, 10)
-			b = append(b, "}}"...)
+			b = append(b, `],"stop_reason":"tool_use","stop_sequence":null,"usage":`...)
+			b = appendAnthropicUsage(b, &ua, out)
+			b = append(b, '}')
 		}
 		ctx.Response.Header.SetContentTypeBytes(contentTypeJSON)
 		ctx.SetBody(b)
@@ -161,7 +162,7 @@ func (s *Server) answerToolCall(ctx *fasthttp.RequestCtx, p protocol, model []by
 		b = append(append(b, head...), `[{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}]}`+"\n\n"...)
 		if includeUsage {
 			b = append(append(b, head...), `[],"usage":`...)
-			b = appendOpenAIUsage(b, &answer{in: in, plan: plan{n: int(out)}})
+			b = appendOpenAIUsage(b, &ua)
 			b = append(b, "}\n\n"...)
 		}
 		b = append(b, "data: [DONE]\n\n"...)
@@ -170,9 +171,9 @@ func (s *Server) answerToolCall(ctx *fasthttp.RequestCtx, p protocol, model []by
 		b = appendID(append(b, `{"type":"message_start","message":{"id":`...), `"msg_mock`, id)
 		b = append(b, `","type":"message","role":"assistant","model":`...)
 		b = jsonx.AppendString(b, model)
-		b = append(b, `,"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":`...)
-		b = strconv.AppendInt(b, in, 10)
-		b = append(b, `,"output_tokens":1}}}`+"\n\n"...)
+		b = append(b, `,"content":[],"stop_reason":null,"stop_sequence":null,"usage":`...)
+		b = appendAnthropicUsage(b, &ua, 1)
+		b = append(b, "}}\n\n"...)
 		b = append(b, "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":"...)
 		b = appendAnthropicToolUse(b, &c, "{}")
 		b = append(b, "}\n\n"...)
@@ -180,9 +181,9 @@ func (s *Server) answerToolCall(ctx *fasthttp.RequestCtx, p protocol, model []by
 		b = jsonx.AppendString(b, c.Arguments)
 		b = append(b, "}}\n\n"...)
 		b = append(b, "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n"...)
-		b = append(b, "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":"...)
-		b = strconv.AppendInt(b, out, 10)
-		b = append(b, "}}\n\n"...)
+		b = append(b, "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":"...)
+		b = appendAnthropicDeltaUsage(b, &ua, out)
+		b = append(b, "}\n\n"...)
 		b = append(b, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"...)
 	}
 	s.streamsStarted.Add(1)
