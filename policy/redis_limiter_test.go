@@ -167,6 +167,51 @@ func TestRedisLimiterQuotaAcrossReplicas(t *testing.T) {
 	}
 }
 
+// TestRedisLimiterSettlementQueue: settlements wait for a carrier —
+// the next Admit, a flush, Close — and each of them delivers, in order;
+// a settlement after Close is kept, not sent.
+func TestRedisLimiterSettlementQueue(t *testing.T) {
+	addr := testRedisAddr(t)
+	prefix := testPrefix(t, addr)
+	cfg := LimitsConfig{Workspaces: []WorkspaceLimits{{ID: "wsp_s", MonthlyTokens: 1_000_000}}}
+	now := time.Date(2026, 6, 10, 0, 0, 0, 0, time.UTC)
+	key := LimitKey{Workspace: "wsp_s", CredentialID: "k"}
+	rc := redis.NewClient(&redis.Options{Addr: addr})
+	defer rc.Close()
+	spent := func() string { return rc.HGet(t.Context(), prefix+"{wsp_s}:q:202606", "tok").Val() }
+
+	a := newTestRedisLimiter(t, cfg, addr, prefix, FailClosed)
+	settle := func(tokens int64) {
+		t.Helper()
+		d, err := a.Admit(t.Context(), key, 1, now)
+		if err != nil || !d.Allowed {
+			t.Fatalf("admit: %s %v", describe(d), err)
+		}
+		if err := a.Settle(t.Context(), d.Reservation, tokens, 0, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	settle(100)
+	settle(20) // this Admit carried the first settlement
+	a.Flush(t.Context())
+	if got := spent(); got != "120" {
+		t.Fatalf("after Flush: spent %q, want 120", got)
+	}
+	settle(3)
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := spent(); got != "123" {
+		t.Fatalf("after Close: spent %q, want 123", got)
+	}
+	if err := a.Settle(t.Context(), Reservation{key: key, valid: true}, 7, 0, now); !errors.Is(err, ErrLimiterUnavailable) {
+		t.Errorf("Settle after Close: %v, want ErrLimiterUnavailable", err)
+	}
+	if got := spent(); got != "123" || a.Stats().LostSettlements != 1 {
+		t.Errorf("after a late Settle: spent %q, stats %+v", got, a.Stats())
+	}
+}
+
 // TestRedisLimiterKeys checks the key layout and that idle bucket keys
 // expire about when they would be full, and that a flushed script cache is
 // reloaded.
