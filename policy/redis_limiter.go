@@ -72,8 +72,8 @@ type RedisLimiter struct {
 	settleDone   chan struct{}
 	settleClosed bool
 	sending      sync.RWMutex // held by a flush while it sends (sendSettles)
-	keyMu    sync.Mutex
-	keyCache map[keyCacheKey][]string
+	keyMu        sync.Mutex
+	keyCache     map[keyCacheKey][]string
 
 	// scriptsLoaded: the scripts were loaded (SCRIPT LOAD) on the server,
 	// so pipelined EVALSHAs find them.
