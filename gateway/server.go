@@ -107,27 +107,9 @@ type Options struct {
 	AccessWriter io.Writer
 	// Log receives errors and lifecycle lines; nil discards.
 	Log *slog.Logger
-	// MaxBodyBytes is the largest request body; 0 means 1 MiB. Bodies
-	// announced larger are refused with 413 before they are read.
-	MaxBodyBytes int
-	// ReadTimeout bounds reading one request; 0 means 30s.
-	ReadTimeout time.Duration
-	// WriteTimeout bounds writing a non-streaming reply; 0 means 30s.
-	WriteTimeout time.Duration
-	// IdleTimeout closes idle keep-alive connections; 0 means 120s.
-	IdleTimeout time.Duration
-	// StreamWriteTimeout bounds each write of a stream to the client (a
-	// client that stops reading is dropped); 0 means 30s.
-	StreamWriteTimeout time.Duration
-	// PingInterval is the silence after which a stream gets ": ping";
-	// 0 means 15s.
-	PingInterval time.Duration
-	// RequestTimeout bounds a non-streaming request's upstream work,
-	// across all its attempts (504 when it passes); 0 means 120s.
-	RequestTimeout time.Duration
-	// MaxStreamDuration bounds a stream from its upstream call to its
-	// last event (an error event when it passes); 0 means 30m.
-	MaxStreamDuration time.Duration
+	// Limits are the listener's size and time limits; zero fields get
+	// their defaults (see Limits.SetDefaults).
+	Limits
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -168,14 +150,7 @@ func New(opts Options) (*Server, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	setDefault(&opts.MaxBodyBytes, 1<<20)
-	setDefault(&opts.ReadTimeout, 30*time.Second)
-	setDefault(&opts.WriteTimeout, 30*time.Second)
-	setDefault(&opts.IdleTimeout, 120*time.Second)
-	setDefault(&opts.StreamWriteTimeout, 30*time.Second)
-	setDefault(&opts.PingInterval, 15*time.Second)
-	setDefault(&opts.RequestTimeout, 120*time.Second)
-	setDefault(&opts.MaxStreamDuration, 30*time.Minute)
+	opts.Limits.SetDefaults()
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,10 +22,8 @@ import (
 // 127.0.0.1:6379. An unreachable Redis fails the test: these tests are the
 // proof that the fleet shares one limit.
 func testRedisAddr(t testing.TB) string {
-	addr := os.Getenv("MOONBORN_TEST_REDIS")
-	if addr == "" {
-		addr = "127.0.0.1:6379"
-	}
+	t.Helper()
+	addr := testkit.RedisAddr(t)
 	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: 2 * time.Second})
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers"
 	"github.com/moonborn/edge/providers/mock"
 	"github.com/moonborn/edge/providers/openai"
@@ -88,18 +89,6 @@ func deployment(t *testing.T, p *providers.Pool, name string) providers.Deployme
 	t.Fatalf("no deployment %q", name)
 	return providers.DeploymentSnapshot{}
 }
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func kindOf(err error) providers.ErrorKind {
 	var ue *providers.UpstreamError
 	if errors.As(err, &ue) {
@@ -165,7 +154,7 @@ func TestPrimaryStallFailsOverWithinFirstTokenTimeout(t *testing.T) {
 	if got := secondary.srv.Stats().StreamsCompleted; got != 1 {
 		t.Errorf("secondary completed %d streams, want 1", got)
 	}
-	eventually(t, "the stalled primary connection to close", func() bool { return primary.srv.Stats().OpenStalls == 0 })
+	testkit.Eventually(t, 10*time.Second, "the stalled primary connection to close", func() bool { return primary.srv.Stats().OpenStalls == 0 })
 }
 
 func TestRetryAfterHoldsBreakerOpenBeyondOpenFor(t *testing.T) {
@@ -224,7 +213,7 @@ func TestSingleDeploymentDownFailsFastThenRecoversThroughHalfOpen(t *testing.T) 
 		t.Errorf("upstream saw %d requests, want 3 (none while open)", got)
 	}
 	only.srv.SetConfig(mock.ServerConfig{})
-	eventually(t, "recovery through half-open", func() bool {
+	testkit.Eventually(t, 10*time.Second, "recovery through half-open", func() bool {
 		_, err := pool.Complete(context.Background(), request())
 		return err == nil
 	})
@@ -291,7 +280,7 @@ func TestHedgedRequestAbortedByCallerClosesBothUpstreams(t *testing.T) {
 	}
 	st.Close()
 	for _, u := range []*upstream{primary, secondary} {
-		eventually(t, "both upstream streams to be aborted", func() bool {
+		testkit.Eventually(t, 10*time.Second, "both upstream streams to be aborted", func() bool {
 			s := u.srv.Stats()
 			return s.StreamsStarted == 1 && s.StreamsAborted == 1 && s.OpenStreams == 0
 		})
@@ -332,7 +321,7 @@ func TestHedgeWinsOverSlowFirstToken(t *testing.T) {
 	if s := pool.Snapshot(time.Now()); s.HedgesStarted != 1 || s.HedgesWon != 1 || s.HedgesLost != 0 || s.Retries != 0 {
 		t.Errorf("pool counts hedges %d won %d lost %d retries %d, want 1, 1, 0, 0", s.HedgesStarted, s.HedgesWon, s.HedgesLost, s.Retries)
 	}
-	eventually(t, "the primary's aborted attempt to be counted", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the primary's aborted attempt to be counted", func() bool {
 		return deployment(t, pool, "primary").Excluded.Aborted == 1
 	})
 }

@@ -23,9 +23,6 @@ import (
 	"github.com/moonborn/edge/policy"
 	"github.com/moonborn/edge/policy/ledger"
 	"github.com/moonborn/edge/providers"
-	"github.com/moonborn/edge/providers/anthropic"
-	"github.com/moonborn/edge/providers/mock"
-	"github.com/moonborn/edge/providers/openai"
 )
 
 // demoKey is the default config's API key. Its hash in a config that is
@@ -255,31 +252,19 @@ func deploymentName(mc ModelConfig, d DeploymentConfig) string {
 // failed; the ones beyond conns wait for a connection. Zero for the
 // in-process mock (no limit).
 func connLimits(pc ProviderConfig) (conns, queue int) {
-	switch {
-	case pc.OpenAI != nil:
-		return pc.OpenAI.MaxConns, pc.OpenAI.MaxQueue
-	case pc.Anthropic != nil:
-		return pc.Anthropic.MaxConns, pc.Anthropic.MaxQueue
+	if h := pc.httpConfig(); h != nil {
+		return h.MaxConns, h.MaxQueue
 	}
 	return 0, 0
 }
 
 // buildProvider makes the Provider for one providers[] entry.
 func buildProvider(pc ProviderConfig) (providers.Provider, error) {
-	switch pc.Type {
-	case "mock":
-		mc := mock.Config{}
-		if pc.Mock != nil {
-			mc = *pc.Mock
-		}
-		mc.SetDefaults()
-		return mock.New(pc.Name, mc), nil
-	case "openai":
-		return openai.New(pc.Name, *pc.OpenAI)
-	case "anthropic":
-		return anthropic.New(pc.Name, *pc.Anthropic)
+	k, ok := providerKinds[pc.Type]
+	if !ok {
+		return nil, fmt.Errorf("unknown provider type %q", pc.Type)
 	}
-	return nil, fmt.Errorf("unknown provider type %q", pc.Type)
+	return k.build(&pc)
 }
 
 func newApp(cfg *Config, log *slog.Logger) (*app, error) {
@@ -320,12 +305,11 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 		}
 		src = hs
 	default:
-		ps, err := cfg.Personas.LoadFilePersonas()
-		if err != nil {
+		if cfg.personasErr != nil {
 			closeAuth()
-			return nil, fmt.Errorf("personas: %w", err)
+			return nil, fmt.Errorf("personas: %w", cfg.personasErr)
 		}
-		src, filePersonas = persona.NewFileSource(ps), ps
+		src, filePersonas = persona.NewFileSource(cfg.personas), cfg.personas
 	}
 	personaSrc := newSwapSource(src, filePersonas)
 	resolver, err := persona.NewResolver(personaSrc, cfg.Personas)
@@ -366,24 +350,17 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 	}
 	reg.MustRegister(coll)
 	gw, err := gateway.New(gateway.Options{
-		Limiter:            limiter,
-		Metrics:            metrics,
-		AccessLog:          cfg.Log.accessLog(),
-		AccessWriter:       accessWriter(log),
-		Auth:               auth,
-		Personas:           resolver,
-		Models:             models,
-		Version:            a.ctl.hash,
-		Ledger:             usage,
-		Log:                log,
-		MaxBodyBytes:       s.MaxBodyBytes,
-		ReadTimeout:        s.ReadTimeout,
-		WriteTimeout:       s.WriteTimeout,
-		IdleTimeout:        s.IdleTimeout,
-		StreamWriteTimeout: s.StreamWriteTimeout,
-		PingInterval:       s.PingInterval,
-		RequestTimeout:     s.RequestTimeout,
-		MaxStreamDuration:  s.MaxStreamDuration,
+		Limiter:      limiter,
+		Metrics:      metrics,
+		AccessLog:    cfg.Log.accessLog(),
+		AccessWriter: accessWriter(log),
+		Auth:         auth,
+		Personas:     resolver,
+		Models:       models,
+		Version:      a.ctl.hash,
+		Ledger:       usage,
+		Log:          log,
+		Limits:       s.Limits,
 	})
 	if err != nil {
 		closeAuth()
@@ -574,7 +551,7 @@ func modelPrices(mc ModelConfig, byName map[string]ProviderConfig) policy.Prices
 	in := mc.InputPricePerMTok
 	allAnthropic := len(mc.Deployments) > 0
 	for _, d := range mc.Deployments {
-		allAnthropic = allAnthropic && byName[d.Provider].Anthropic != nil
+		allAnthropic = allAnthropic && providerKinds[byName[d.Provider].Type].anthropicPricing
 	}
 	p := policy.Prices{Input: in, Output: mc.OutputPricePerMTok,
 		CacheRead: in.Scale(1, 2), CacheWrite5m: in.Scale(5, 4), CacheWrite1h: in.Scale(2, 1)}

@@ -13,6 +13,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/moonborn/edge/gateway"
 	"github.com/moonborn/edge/gateway/persona"
 	"github.com/moonborn/edge/policy"
 	"github.com/moonborn/edge/policy/ledger"
@@ -38,6 +39,22 @@ type Config struct {
 	// RetryBudget bounds retries, failovers and hedges across all models
 	// so an outage cannot multiply upstream load.
 	RetryBudget providers.RetryBudgetConfig `yaml:"retryBudget"`
+
+	// personas is what loadPersonas read from the file source (items and
+	// dir), personasErr what was wrong with it: read once per load, so
+	// Validate reads no disk and the app serves what was validated.
+	personas    []persona.Persona
+	personasErr error
+}
+
+// loadPersonas reads the file source's personas (inline items and the
+// dir's files) into c; a no-op for another source. ParseConfig calls it
+// after SetDefaults.
+func (c *Config) loadPersonas() {
+	c.personas, c.personasErr = nil, nil
+	if c.Personas.Source == "file" {
+		c.personas, c.personasErr = c.Personas.LoadFilePersonas()
+	}
 }
 
 // ServerConfig is the listeners and their limits.
@@ -50,27 +67,13 @@ type ServerConfig struct {
 	// AdminToken is the bearer token for /admin/* on the admin listener;
 	// empty disables /admin/*. A secret: use ${VAR}.
 	AdminToken string `yaml:"adminToken"`
-	// MaxBodyBytes is the largest request body; default 1 MiB.
-	MaxBodyBytes int `yaml:"maxBodyBytes"`
-	// ReadTimeout bounds reading a request; default 30s.
-	ReadTimeout time.Duration `yaml:"readTimeout"`
-	// WriteTimeout bounds writing a non-streaming reply; default 30s.
-	WriteTimeout time.Duration `yaml:"writeTimeout"`
-	// IdleTimeout closes idle keep-alive connections; default 120s.
-	IdleTimeout time.Duration `yaml:"idleTimeout"`
-	// StreamWriteTimeout bounds each write to a streaming client; default 30s.
-	StreamWriteTimeout time.Duration `yaml:"streamWriteTimeout"`
-	// PingInterval is the silence before a stream gets ": ping"; default 15s.
-	PingInterval time.Duration `yaml:"pingInterval"`
+	// Limits: maxBodyBytes, readTimeout, writeTimeout, idleTimeout,
+	// streamWriteTimeout, pingInterval, requestTimeout, maxStreamDuration
+	// (documented, and defaulted, on gateway.Limits).
+	gateway.Limits `yaml:",inline"`
 	// ShutdownTimeout is how long in-flight requests and streams may run
 	// on after SIGTERM/SIGINT; default 30s.
 	ShutdownTimeout time.Duration `yaml:"shutdownTimeout"`
-	// RequestTimeout bounds a non-streaming request's upstream work across
-	// all its attempts (504 when it passes); default 120s.
-	RequestTimeout time.Duration `yaml:"requestTimeout"`
-	// MaxStreamDuration bounds a stream from its upstream call to its
-	// last event (an error event when it passes); default 30m.
-	MaxStreamDuration time.Duration `yaml:"maxStreamDuration"`
 }
 
 // LogConfig sets logging.
@@ -170,15 +173,8 @@ func (c *Config) SetDefaults() {
 	if s.AdminListen == "" {
 		s.AdminListen = "127.0.0.1:9090"
 	}
-	defInt(&s.MaxBodyBytes, 1<<20)
-	defDur(&s.ReadTimeout, 30*time.Second)
-	defDur(&s.WriteTimeout, 30*time.Second)
-	defDur(&s.IdleTimeout, 120*time.Second)
-	defDur(&s.StreamWriteTimeout, 30*time.Second)
-	defDur(&s.PingInterval, 15*time.Second)
+	s.Limits.SetDefaults()
 	defDur(&s.ShutdownTimeout, 30*time.Second)
-	defDur(&s.RequestTimeout, 120*time.Second)
-	defDur(&s.MaxStreamDuration, 30*time.Minute)
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -188,14 +184,10 @@ func (c *Config) SetDefaults() {
 	c.Limits.SetDefaults()
 	for i := range c.Providers {
 		p := &c.Providers[i]
-		if p.Mock != nil {
-			p.Mock.SetDefaults()
-		}
-		if p.OpenAI != nil {
-			p.OpenAI.SetDefaults()
-		}
-		if p.Anthropic != nil {
-			p.Anthropic.SetDefaults()
+		for _, k := range providerKinds {
+			if k.present(p) {
+				k.setDefaults(p)
+			}
 		}
 	}
 	for i := range c.Models {
@@ -260,25 +252,13 @@ func (p *problems) addAll(path string, err error) {
 }
 
 // Validate reports every problem in the config at once.
+//
+// Validate is pure: it reads no file (the personas were loaded with the
+// config, see loadPersonas), so it can run again after flags override a
+// value.
 func (c *Config) Validate() error {
 	var p problems
-	s := c.Server
-	checkAddr(&p, "server.listen", s.Listen)
-	if s.AdminListen != "off" {
-		checkAddr(&p, "server.adminListen", s.AdminListen)
-	}
-	if s.MaxBodyBytes < 1024 || s.MaxBodyBytes > 64<<20 {
-		p.add("server.maxBodyBytes", "must be between 1024 and 67108864")
-	}
-	for name, d := range map[string]time.Duration{
-		"readTimeout": s.ReadTimeout, "writeTimeout": s.WriteTimeout, "idleTimeout": s.IdleTimeout,
-		"streamWriteTimeout": s.StreamWriteTimeout, "pingInterval": s.PingInterval, "shutdownTimeout": s.ShutdownTimeout,
-		"requestTimeout": s.RequestTimeout, "maxStreamDuration": s.MaxStreamDuration,
-	} {
-		if d < 0 {
-			p.add("server."+name, "must not be negative")
-		}
-	}
+	c.validateServer(&p)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -293,6 +273,35 @@ func (c *Config) Validate() error {
 	p.addAll("retryBudget", c.RetryBudget.Validate())
 	p.addAll("limits", c.Limits.Validate())
 
+	providerNames := c.validateProviders(&p)
+	modelIDs := c.validateModels(&p, providerNames)
+	c.validatePersonaModels(&p, modelIDs)
+	return errors.Join(p...)
+}
+
+// validateServer checks the listeners and their limits.
+func (c *Config) validateServer(p *problems) {
+	s := c.Server
+	checkAddr(p, "server.listen", s.Listen)
+	if s.AdminListen != "off" {
+		checkAddr(p, "server.adminListen", s.AdminListen)
+	}
+	if s.MaxBodyBytes < 1024 || s.MaxBodyBytes > 64<<20 {
+		p.add("server.maxBodyBytes", "must be between 1024 and 67108864")
+	}
+	for name, d := range map[string]time.Duration{
+		"readTimeout": s.ReadTimeout, "writeTimeout": s.WriteTimeout, "idleTimeout": s.IdleTimeout,
+		"streamWriteTimeout": s.StreamWriteTimeout, "pingInterval": s.PingInterval, "shutdownTimeout": s.ShutdownTimeout,
+		"requestTimeout": s.RequestTimeout, "maxStreamDuration": s.MaxStreamDuration,
+	} {
+		if d < 0 {
+			p.add("server."+name, "must not be negative")
+		}
+	}
+}
+
+// validateProviders checks providers[] and returns their names.
+func (c *Config) validateProviders(p *problems) map[string]bool {
 	providerNames := map[string]bool{}
 	for i, pc := range c.Providers {
 		path := fmt.Sprintf("providers[%d]", i)
@@ -302,34 +311,29 @@ func (c *Config) Validate() error {
 			p.add(path+".name", "duplicate provider %q", pc.Name)
 		}
 		providerNames[pc.Name] = true
-		blocks := map[string]bool{"mock": pc.Mock != nil, "openai": pc.OpenAI != nil, "anthropic": pc.Anthropic != nil}
-		if _, known := blocks[pc.Type]; !known {
-			p.add(path+".type", "unknown type %q; must be one of mock, openai, anthropic", pc.Type)
+		kind, known := providerKinds[pc.Type]
+		if !known {
+			p.add(path+".type", "unknown type %q; must be one of %s", pc.Type, strings.Join(providerKindNames, ", "))
 		}
-		for typ, set := range blocks {
-			if set && typ != pc.Type {
-				p.add(path+"."+typ, "set, but type is %q", pc.Type)
+		for _, name := range providerKindNames {
+			if k := providerKinds[name]; name != pc.Type && k.present(&pc) {
+				p.add(path+"."+name, "set, but type is %q", pc.Type)
 			}
 		}
-		switch pc.Type {
-		case "mock":
-			if pc.Mock != nil {
-				p.addAll(path+".mock", pc.Mock.Validate())
-			}
-		case "openai":
-			if pc.OpenAI == nil {
-				p.add(path+".openai", "is required for type openai")
-			} else {
-				p.addAll(path+".openai", pc.OpenAI.Validate())
-			}
-		case "anthropic":
-			if pc.Anthropic == nil {
-				p.add(path+".anthropic", "is required for type anthropic")
-			} else {
-				p.addAll(path+".anthropic", pc.Anthropic.Validate())
-			}
+		switch {
+		case !known:
+		case kind.present(&pc):
+			p.addAll(path+"."+pc.Type, kind.validate(&pc))
+		case kind.required:
+			p.add(path+"."+pc.Type, "is required for type %s", pc.Type)
 		}
 	}
+	return providerNames
+}
+
+// validateModels checks models[] against the providers and returns the
+// model ids.
+func (c *Config) validateModels(p *problems, providerNames map[string]bool) map[string]bool {
 	if len(c.Models) == 0 {
 		p.add("models", "at least one model is required")
 	}
@@ -379,12 +383,17 @@ func (c *Config) Validate() error {
 			p.add(path+".promptCache.minTokens", "must be between 1 and 1000000")
 		}
 	}
+	return modelIDs
+}
+
+// validatePersonaModels checks that the file source's personas name
+// models that exist (their own fields were checked when loaded).
+func (c *Config) validatePersonaModels(p *problems, modelIDs map[string]bool) {
 	if c.Personas.Source == "file" {
-		ps, err := c.Personas.LoadFilePersonas()
-		if err != nil {
-			p.addAll("personas", err)
+		if c.personasErr != nil {
+			p.addAll("personas", c.personasErr)
 		}
-		for _, ps := range ps {
+		for _, ps := range c.personas {
 			if !modelIDs[ps.DefaultModel] {
 				p.add("personas["+ps.ID+"].defaultModel", "unknown model %q", ps.DefaultModel)
 			}
@@ -395,7 +404,6 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	return errors.Join(p...)
 }
 
 func checkAddr(p *problems, path, addr string) {

@@ -40,6 +40,7 @@ func ParseConfig(data []byte) (*Config, error) {
 		reported[path] = true
 	}
 	cfg.SetDefaults()
+	cfg.loadPersonas()
 	if err := cfg.Validate(); err != nil {
 		for _, e := range unjoin(err) {
 			path, _, _ := strings.Cut(e.Error(), ": ")

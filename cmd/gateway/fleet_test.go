@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moonborn/edge/internal/testkit"
 	_ "modernc.org/sqlite"
 )
 
@@ -148,7 +149,7 @@ func TestRedisOutageModes(t *testing.T) {
 	redisAddr := testRedisAddr(t)
 	for _, mode := range []string{"fail-closed", "fail-open"} {
 		t.Run(mode, func(t *testing.T) {
-			proxy := startProxy(t, redisAddr)
+			proxy := testkit.StartProxy(t, redisAddr)
 			text := testConfig(t, nil, "")
 			text = strings.Replace(text, "ledger:\n", fmt.Sprintf(`limits:
   backend: redis
@@ -156,14 +157,14 @@ func TestRedisOutageModes(t *testing.T) {
   redis: {addr: %q, keyPrefix: "moonborn-test:%s:", timeout: 200ms, downBackoff: 100ms}
   default: {requestsPerMinute: 100000}
 ledger:
-`, mode, proxy.addr(), randomSuffix()), 1)
+`, mode, proxy.Addr(), randomSuffix()), 1)
 			g := startGateway(t, text)
 			before := hammer(t, g.base, keyDemo, "psn_demo", 50, 4, `{"userText":"hi"}`, nil)
-			proxy.cut()
+			proxy.Cut()
 			during := hammer(t, g.base, keyDemo, "psn_demo", 50, 4, `{"userText":"hi"}`, nil)
-			proxy.restore()
+			proxy.Restore()
 			var after *load
-			eventually(t, 5*time.Second, "recovery", func() bool {
+			testkit.Eventually(t, 5*time.Second, "recovery", func() bool {
 				after = hammer(t, g.base, keyDemo, "psn_demo", 5, 1, `{"userText":"hi"}`, nil)
 				return after.statuses[200] == 5
 			})

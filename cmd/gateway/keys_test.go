@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/moonborn/edge/internal/testkit"
 )
 
 const testAdminToken = "admin-token-for-tests"
@@ -234,7 +236,7 @@ func TestKeyAPIAcrossReplicas(t *testing.T) {
 		old.RotatedTo != k1b.ID || old.ExpiresAt == nil {
 		t.Fatalf("old key after rotation: %d %s", r.status, r.body)
 	}
-	eventually(t, 10*time.Second, "old key refused after its grace", func() bool {
+	testkit.Eventually(t, 10*time.Second, "old key refused after its grace", func() bool {
 		sa, ca := chatStatus(a, k1.Key)
 		sb, _ := chatStatus(b, k1.Key)
 		return sa == 401 && sb == 401 && ca == "unauthenticated"
@@ -258,7 +260,7 @@ func TestKeyAPIAcrossReplicas(t *testing.T) {
 	if st, _ := chatStatus(a, k4.Key); st != 200 {
 		t.Fatalf("key before its expiry: %d", st)
 	}
-	eventually(t, 8*time.Second, "expired key refused on both", func() bool {
+	testkit.Eventually(t, 8*time.Second, "expired key refused on both", func() bool {
 		sa, _ := chatStatus(a, k4.Key)
 		sb, _ := chatStatus(b, k4.Key)
 		return sa == 401 && sb == 401
@@ -423,8 +425,8 @@ func TestKeyStoreOutageAndConcurrentWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy := startProxy(t, u.Host)
-	u.Host = proxy.addr()
+	proxy := testkit.StartProxy(t, u.Host)
+	u.Host = proxy.Addr()
 	prefix := "moonborn-test:" + randomSuffix() + ":"
 	a := startGateway(t, strings.Replace(keyFleetConfig(t, u.String(), redisAddr, prefix), "flushInterval: 20ms", "flushInterval: 20ms, writeTimeout: 1s", 1))
 	b := startGateway(t, keyFleetConfig(t, dsn, redisAddr, prefix))
@@ -457,7 +459,7 @@ func TestKeyStoreOutageAndConcurrentWrites(t *testing.T) {
 		}
 	}
 
-	proxy.cut()
+	proxy.Cut()
 	if st, code := chatStatus(a, all[0].Key); st != 200 {
 		t.Fatalf("known key while the database is cut: %d %s", st, code)
 	}
@@ -470,7 +472,7 @@ func TestKeyStoreOutageAndConcurrentWrites(t *testing.T) {
 	if r := b.admin("DELETE", "/admin/keys/"+all[0].ID, ""); r.status != 200 {
 		t.Fatalf("revoke on b: %d", r.status)
 	}
-	proxy.restore()
+	proxy.Restore()
 	within5s(t, "replica a catches up after the outage", func() bool {
 		s1, _ := chatStatus(a, made.Key)
 		s2, _ := chatStatus(a, all[0].Key)

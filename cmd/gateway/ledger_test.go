@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/moonborn/edge/internal/testkit"
 )
 
 // load is the outcome of hammer.
@@ -133,8 +135,8 @@ func TestLedgerPostgresSurvivesOutage(t *testing.T) {
 	dsn, db := testPostgres(t)
 	u := strings.TrimPrefix(dsn, "postgres://")
 	host := u[strings.Index(u, "@")+1 : strings.Index(u, "/")]
-	proxy := startProxy(t, host)
-	proxied := strings.Replace(dsn, host, proxy.addr(), 1)
+	proxy := testkit.StartProxy(t, host)
+	proxied := strings.Replace(dsn, host, proxy.Addr(), 1)
 	dir := t.TempDir()
 	g := startGateway(t, ledgerConfig(t, fmt.Sprintf(
 		"ledger:\n  driver: postgres\n  dsn: %q\n  spoolPath: %s/spool.jsonl\n  flushInterval: 20ms\n  writeTimeout: 1s\n  retryInterval: 100ms\n",
@@ -142,9 +144,9 @@ func TestLedgerPostgresSurvivesOutage(t *testing.T) {
 	l := hammer(t, g.base, keyDemo, "psn_demo", 10000, 16, `{"userText":"count me"}`, func(i int64) {
 		switch i {
 		case 3000:
-			proxy.cut()
+			proxy.Cut()
 		case 6000:
-			proxy.restore()
+			proxy.Restore()
 		}
 	})
 	if l.statuses[200] != 10000 {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers/mock"
 )
 
@@ -85,7 +86,7 @@ func (p *stampProxy) open() int {
 func (p *stampProxy) waitClosed(t *testing.T, n int, within time.Duration) time.Time {
 	t.Helper()
 	var last time.Time
-	eventually(t, within, fmt.Sprintf("%d upstream connections closed", n), func() bool {
+	testkit.Eventually(t, within, fmt.Sprintf("%d upstream connections closed", n), func() bool {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		if len(p.closed) < n {
@@ -139,7 +140,7 @@ func readFirstDelta(t *testing.T, br *bufio.Reader) {
 func lastRecord(t *testing.T, g *gw, n int) map[string]any {
 	t.Helper()
 	var rec map[string]any
-	eventually(t, 5*time.Second, "the ledger record", func() bool {
+	testkit.Eventually(t, 5*time.Second, "the ledger record", func() bool {
 		data, err := os.ReadFile(g.ledger)
 		if err != nil {
 			return false
@@ -201,7 +202,7 @@ func TestClientGoneDuringSlowCompletionClosesUpstream(t *testing.T) {
 	for i, model := range []string{"oa-1", "an-1"} {
 		t.Run(model, func(t *testing.T) {
 			c, _ := rawRequest(t, g, `{"userText":"hi","modelId":"`+model+`"}`)
-			eventually(t, 3*time.Second, "the upstream call to start", func() bool { return p.open() == 1 })
+			testkit.Eventually(t, 3*time.Second, "the upstream call to start", func() bool { return p.open() == 1 })
 			left := time.Now()
 			_ = c.CloseWrite()
 			closed := p.waitClosed(t, i+1, 5*time.Second)
@@ -239,7 +240,7 @@ func TestRequestTimeoutEndsEveryAttempt(t *testing.T) {
 	if took > 1400*time.Millisecond {
 		t.Errorf("504 after %v; the deadline was 400ms", took)
 	}
-	eventually(t, time.Second, "no upstream connection left open", func() bool { return p.open() == 0 })
+	testkit.Eventually(t, time.Second, "no upstream connection left open", func() bool { return p.open() == 0 })
 
 	resp, sr := g.openStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"an-1"}`)
 	defer resp.Body.Close()
@@ -261,7 +262,7 @@ func TestRequestTimeoutEndsEveryAttempt(t *testing.T) {
 	if last.name != "error" || code != "upstream_timeout" {
 		t.Fatalf("stream past maxStreamDuration ended with %q", last.raw)
 	}
-	eventually(t, time.Second, "no upstream connection left open", func() bool { return p.open() == 0 })
+	testkit.Eventually(t, time.Second, "no upstream connection left open", func() bool { return p.open() == 0 })
 }
 
 // TestHedgeLoserWaitingForHeadersIsCancelled: the primary answers its

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/moonborn/edge/internal/testkit"
 )
 
 // syncBuffer is a bytes.Buffer safe for the flusher and the test.
@@ -25,7 +27,7 @@ func TestLogBufferFlushesOnTimeAndClose(t *testing.T) {
 	var out syncBuffer
 	b := newLogBuffer(&out)
 	_, _ = b.Write([]byte("one\n"))
-	eventually(t, 2*time.Second, "the timed flush", func() bool { return out.String() == "one\n" })
+	testkit.Eventually(t, 2*time.Second, "the timed flush", func() bool { return out.String() == "one\n" })
 	_, _ = b.Write([]byte("two\n"))
 	b.Close()
 	if got := out.String(); got != "one\ntwo\n" {

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/moonborn/edge/internal/testkit"
 )
 
 var (
@@ -254,10 +256,7 @@ func keysOf(m map[string]any) string {
 // default config, and compares what comes back with the output the README
 // shows (fields, event names; not the mock's random words).
 func TestReadmeCurlExamples(t *testing.T) {
-	curl, err := exec.LookPath("curl")
-	if err != nil {
-		t.Fatal("curl is needed")
-	}
+	curl := testkit.Tool(t, "curl", "apt-get install curl")
 	examples := readmeCurls(t)
 	if len(examples) < 2 {
 		t.Fatalf("found %d curl examples in the README", len(examples))

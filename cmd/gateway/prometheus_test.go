@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers/mock"
 )
 
@@ -253,11 +254,7 @@ func TestSubstituteVars(t *testing.T) {
 // are part of done, so a missing tool is a broken environment.
 func requireTool(t *testing.T, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Fatalf("%s is not installed (Debian package prometheus: apt-get install -y prometheus; .ci/run installs it): %v", name, err)
-	}
-	return p
+	return testkit.Tool(t, name, "Debian package prometheus: apt-get install -y prometheus; .ci/run installs it")
 }
 
 // dashboard is the part of the Grafana JSON the tests read.
@@ -477,12 +474,7 @@ func startObservedGateway(t *testing.T) (*gw, *hedgePair) {
 	good := startUpstream(t, mock.ServerConfig{OutputTokens: 7})
 	slow := startUpstream(t, mock.ServerConfig{TimeToFirstToken: 400 * time.Millisecond, OutputTokens: 5})
 	fast := startUpstream(t, mock.ServerConfig{OutputTokens: 5})
-	dead, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadAddr := dead.Addr().String()
-	dead.Close()
+	deadAddr := testkit.DeadAddr(t) // nothing listens there: connection refused
 	dir := t.TempDir()
 	cfg := fmt.Sprintf(`
 server:

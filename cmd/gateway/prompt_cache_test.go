@@ -11,6 +11,7 @@ import (
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
 
+	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers/mock"
 )
 
@@ -41,7 +42,7 @@ personas:
 providers:
   - name: oa
     type: openai
-    openai: {baseURL: "http://%[4]s/v1", apiKey: sk-test-upstream, timeout: 2s}
+    openai: {baseURL: "http://%[4]s/v1", apiKey: sk-test-upstream, timeout: 2s, promptCacheKey: "on"}
   - name: an
     type: anthropic
     anthropic: {baseURL: "http://%[4]s", apiKey: sk-ant-test-upstream, timeout: 2s}
@@ -250,7 +251,7 @@ func TestPromptCacheUsageAPI(t *testing.T) {
 			CacheReadTokens int64
 		}
 	}
-	eventually(t, 5*time.Second, "three records in the usage API", func() bool {
+	testkit.Eventually(t, 5*time.Second, "three records in the usage API", func() bool {
 		r := g.admin(http.MethodGet, "/admin/workspaces/wsp_demo/usage?from=2000-01-01", "")
 		if r.status != 200 || json.Unmarshal(r.body, &sum) != nil {
 			t.Fatalf("usage API: %d %s", r.status, r.body)

@@ -516,12 +516,12 @@ func (c *Config) secrets() []string {
 	for _, k := range c.Auth.JWT.Keys {
 		out = append(out, k.Secret)
 	}
-	for _, p := range c.Providers {
-		switch {
-		case p.OpenAI != nil:
-			out = append(out, p.OpenAI.APIKey)
-		case p.Anthropic != nil:
-			out = append(out, p.Anthropic.APIKey)
+	for i := range c.Providers {
+		pc := &c.Providers[i]
+		for _, k := range providerKinds { // every block set, even a wrong one
+			if k.http != nil && k.present(pc) {
+				out = append(out, k.http(pc).APIKey)
+			}
 		}
 	}
 	if pw := dsnPassword(c.Ledger.DSN); pw != "" {

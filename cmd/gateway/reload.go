@@ -193,14 +193,12 @@ func (a *app) reloadLocked() (gateway.ReloadResult, error) {
 		}
 		src = hs
 	default:
-		ps, err := cfg.Personas.LoadFilePersonas()
-		if err != nil {
+		if cfg.personasErr != nil {
 			auth.CloseUnshared(c.auth)
-			return gateway.ReloadResult{}, fmt.Errorf("personas: %w", err)
+			return gateway.ReloadResult{}, fmt.Errorf("personas: %w", cfg.personasErr)
 		}
-		fs := persona.NewFileSource(ps)
-		src = fs
-		personaIDs = byID(ps)
+		src = persona.NewFileSource(cfg.personas)
+		personaIDs = byID(cfg.personas)
 	}
 	set, err := buildModelSet(cfg, c.set)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers/mock"
 )
 
@@ -133,7 +134,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "the reload", func() bool { return g.status()["configHash"] != hash1 })
+	testkit.Eventually(t, 5*time.Second, "the reload", func() bool { return g.status()["configHash"] != hash1 })
 
 	ok2 := decodeOK(t, g.chat(keyDemo, "psn_demo", `{"userText":"hi"}`))
 	if p := lastSystemPrompt(t, up); p != "Prompt two." {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers/mock"
 )
 
@@ -132,7 +133,7 @@ func TestSingleDeploymentBreaker(t *testing.T) {
 		t.Fatalf("admin without token: %d", r.status)
 	}
 	a.srv.SetConfig(mock.ServerConfig{})
-	eventually(t, 5*time.Second, "recovery through half-open", func() bool {
+	testkit.Eventually(t, 5*time.Second, "recovery through half-open", func() bool {
 		return g.chat(keyDemo, "psn_demo", body).status == 200
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers/mock"
 )
 
@@ -17,6 +18,8 @@ import (
 // packages first; when they are missing this test installs them itself
 // (npm ci), and fails if it cannot.
 func TestNodeSDKs(t *testing.T) {
+	testkit.Tool(t, "node", "Debian packages nodejs and npm")
+	testkit.Tool(t, "npm", "Debian packages nodejs and npm")
 	dir, err := filepath.Abs("../../sdktest")
 	if err != nil {
 		t.Fatal(err)

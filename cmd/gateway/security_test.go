@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers/mock"
 )
 
@@ -445,10 +446,7 @@ func TestOversizedBodyGets413(t *testing.T) {
 	_, _ = zeros{}.Read(buf)
 	const limit = 1 << 20
 	sizes := []int64{limit * 5 / 2, 64 * limit}
-	curl, err := exec.LookPath("curl")
-	if err != nil {
-		t.Fatal("curl is needed: apt-get install curl")
-	}
+	curl := testkit.Tool(t, "curl", "apt-get install curl")
 	files := map[int64]string{}
 	for _, size := range sizes {
 		f := filepath.Join(dir, fmt.Sprintf("body-%d", size))

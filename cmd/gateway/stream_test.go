@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers/mock"
 )
 
@@ -64,7 +65,7 @@ func TestStreamClientDisconnectClosesUpstream(t *testing.T) {
 			}
 		}
 		resp.Body.Close()
-		eventually(t, 5*time.Second, "the upstream to see its stream aborted", func() bool {
+		testkit.Eventually(t, 5*time.Second, "the upstream to see its stream aborted", func() bool {
 			return up.srv.Stats().StreamsAborted == int64(i+1)
 		})
 	}

@@ -1,6 +1,9 @@
-// Package testkit is what the tests of several packages share: a
-// fault-injecting TCP proxy, loopback listeners and polling helpers. It
-// imports nothing of the gateway's, so any package's tests may use it; no
+// Package testkit is what the tests of several packages share: the
+// fault-injecting TCP proxy (proxy.go), a canned loopback upstream and
+// the wire bytes it serves (upstream.go), the fuzz oracles' duplicate-key
+// check (jsondup.go), Eventually (wait.go), and the one place a test may
+// skip: under -short, for a service beyond Go (services.go). It imports
+// nothing of the gateway's, so any package's tests may use it; no
 // non-test code does.
 package testkit
 
@@ -92,3 +95,17 @@ func (p *Proxy) Cut() {
 
 // Restore accepts connections again after Cut.
 func (p *Proxy) Restore() { p.mu.Lock(); p.down = false; p.mu.Unlock() }
+
+// DeadAddr is a loopback host:port where nothing listens (it was free a
+// moment ago): dialing it is refused at once, an upstream or database
+// that is down rather than slow.
+func DeadAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/moonborn/edge/internal/testkit"
 )
 
 func testRecord(i int) UsageRecord {
@@ -259,7 +261,7 @@ func TestJSONLLedgerWriteErrors(t *testing.T) {
 		slog.New(slog.NewJSONHandler(&logs, nil)), f, false)
 
 	l.Record(testRecord(1))
-	waitFor(t, func() bool { return l.Stats().WriteErrors == 1 })
+	testkit.Eventually(t, 5*time.Second, "the condition", func() bool { return l.Stats().WriteErrors == 1 })
 	f.setBroken(false)
 	l.Record(testRecord(2))
 	l.Record(UsageRecord{RequestID: "req_badtime", Time: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)})
@@ -290,18 +292,6 @@ func TestJSONLLedgerWriteErrors(t *testing.T) {
 		t.Fatalf("readable records = %v in %q", ids, f.data.String())
 	}
 }
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached")
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 func BenchmarkJSONLLedgerRecord(b *testing.B) {
 	l, err := NewJSONL(Config{Path: filepath.Join(b.TempDir(), "usage.jsonl")}, nil)
 	if err != nil {

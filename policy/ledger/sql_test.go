@@ -22,8 +22,6 @@ import (
 	"github.com/moonborn/edge/internal/testkit"
 )
 
-const defaultTestPostgresDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-
 // ledgerCost varies per record so a lost or doubled record changes sums.
 func ledgerRecord(i int) UsageRecord {
 	r := testRecord(i)
@@ -57,10 +55,7 @@ func newTestStore(t *testing.T, driver string) *testStore {
 		cfg.Path = filepath.Join(dir, "data", "usage.db")
 		return &testStore{cfg: cfg}
 	case DriverPostgres:
-		dsn := os.Getenv("MOONBORN_TEST_POSTGRES_DSN")
-		if dsn == "" {
-			dsn = defaultTestPostgresDSN
-		}
+		dsn := testkit.PostgresDSN(t)
 		u, err := url.Parse(dsn)
 		if err != nil || u.Scheme == "" {
 			t.Fatalf("MOONBORN_TEST_POSTGRES_DSN must be a postgres:// URL")
@@ -237,7 +232,7 @@ func TestSQLLedgerIdempotentRedelivery(t *testing.T) {
 			}
 			// The same ids through Record as well.
 			recordRange(l, 1000, 1300)
-			waitLong(t, func() bool { return l.Stats().Written == 300 })
+			testkit.Eventually(t, 30*time.Second, "the condition", func() bool { return l.Stats().Written == 300 })
 			if rows, distinct, cost := s.counts(t); rows != 1300 || distinct != 1300 || cost != sumCost(0, 1300) {
 				t.Fatalf("rows %d, distinct %d, cost %d", rows, distinct, cost)
 			}
@@ -386,16 +381,16 @@ func TestPostgresLedgerOutage(t *testing.T) {
 	l := s.open(t, cfg)
 
 	recordRange(l, 0, 3000)
-	waitLong(t, func() bool { return l.Stats().Written == 3000 })
+	testkit.Eventually(t, 30*time.Second, "the condition", func() bool { return l.Stats().Written == 3000 })
 	proxy.Cut()
 	recordRange(l, 3000, 7000)
-	waitLong(t, func() bool { st := l.Stats(); return st.Spooled > 0 && st.QueueDepth == 0 })
+	testkit.Eventually(t, 30*time.Second, "the condition", func() bool { st := l.Stats(); return st.Spooled > 0 && st.QueueDepth == 0 })
 	if st := l.Stats(); st.StoreErrors == 0 || st.SpoolPending == 0 {
 		t.Fatalf("outage not seen: %+v", st)
 	}
 	proxy.Restore()
 	recordRange(l, 7000, n)
-	waitLong(t, func() bool { st := l.Stats(); return st.Written+st.Redelivered == n })
+	testkit.Eventually(t, 30*time.Second, "the condition", func() bool { st := l.Stats(); return st.Written+st.Redelivered == n })
 	if err := l.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -439,7 +434,7 @@ func TestPostgresLedgerCloseWhileDown(t *testing.T) {
 	// The next process, store back, delivers the spool on start.
 	proxy.Restore()
 	l2 := s.open(t, cfg)
-	waitLong(t, func() bool { return l2.Stats().SpoolPending == 0 })
+	testkit.Eventually(t, 30*time.Second, "the condition", func() bool { return l2.Stats().SpoolPending == 0 })
 	if err := l2.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -507,7 +502,7 @@ func TestSQLLedgerUsage(t *testing.T) {
 			for _, r := range recs {
 				l.Record(r)
 			}
-			waitLong(t, func() bool { return l.Stats().Written == uint64(len(recs)) })
+			testkit.Eventually(t, 30*time.Second, "the condition", func() bool { return l.Stats().Written == uint64(len(recs)) })
 			check(t, l)
 		})
 	}
@@ -520,7 +515,7 @@ func TestSQLLedgerUsage(t *testing.T) {
 		for _, r := range recs {
 			l.Record(r)
 		}
-		waitLong(t, func() bool { return l.Stats().Written == uint64(len(recs)) })
+		testkit.Eventually(t, 30*time.Second, "the condition", func() bool { return l.Stats().Written == uint64(len(recs)) })
 		check(t, l)
 	})
 }
@@ -603,15 +598,10 @@ func TestLedgerConfigValidate(t *testing.T) {
 }
 
 func TestOpenLedgerPostgresUnreachable(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now
+	addr := testkit.DeadAddr(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err = Open(ctx, Config{Driver: "postgres", DSN: "postgres://u:hunter2@" + addr + "/x?sslmode=disable",
+	_, err := Open(ctx, Config{Driver: "postgres", DSN: "postgres://u:hunter2@" + addr + "/x?sslmode=disable",
 		SpoolPath: filepath.Join(t.TempDir(), "s")}, nil)
 	if err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("err = %v", err)
@@ -645,19 +635,6 @@ func BenchmarkSQLiteLedgerRecord(b *testing.B) {
 	}
 	if st := l.Stats(); st.WriteErrors != 0 || st.Spooled != 0 {
 		b.Fatalf("stats = %+v", st)
-	}
-}
-
-// waitLong polls cond for up to 30s: a bound for a loaded machine, not a
-// timing assertion.
-func waitLong(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached within 30s")
-		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }
 

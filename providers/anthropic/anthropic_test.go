@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -125,20 +126,6 @@ var baseReq = providers.Request{
 	Temperature:     0.25,
 	HasTemperature:  true,
 	MaxOutputTokens: 512,
-}
-
-func drain(s providers.Stream) (string, error) {
-	var sb strings.Builder
-	for {
-		d, err := s.Next()
-		if err != nil {
-			return sb.String(), err
-		}
-		if len(d) == 0 {
-			return sb.String(), errors.New("empty delta with nil error")
-		}
-		sb.Write(d)
-	}
 }
 
 func upstreamErr(err error) *providers.UpstreamError {
@@ -317,7 +304,7 @@ func TestStream(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			text, err := drain(s)
+			text, err := testkit.Drain(s)
 			if text != c.wantText {
 				t.Errorf("text = %q, want %q", text, c.wantText)
 			}
@@ -390,12 +377,7 @@ func TestStatusErrors(t *testing.T) {
 }
 
 func TestConnectRefused(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := testkit.DeadAddr(t)
 	p := newProvider(t, testConfig("http://"+addr))
 	if _, err := p.Complete(context.Background(), &baseReq); kindOf(err) != providers.KindConnect {
 		t.Fatalf("complete: %v", err)
@@ -445,7 +427,7 @@ func TestTimeouts(t *testing.T) {
 				var s providers.Stream
 				if s, err = p.Stream(context.Background(), &baseReq); err == nil {
 					var text string
-					text, err = drain(s)
+					text, err = testkit.Drain(s)
 					if text != c.deltas {
 						t.Errorf("got %q before the timeout, want %q", text, c.deltas)
 					}
@@ -515,7 +497,7 @@ func TestConnectionReuseAfterStop(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := drain(s); err != io.EOF {
+		if _, err := testkit.Drain(s); err != io.EOF {
 			t.Fatalf("round %d: %v", i, err)
 		}
 		s.Close()

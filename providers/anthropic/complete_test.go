@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
-	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -16,14 +16,10 @@ import (
 // as real replies have.
 const benchReply = `{"id":"msg_01XFDUDYJgAACzvnptvVoYEL","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[{"type":"text","text":"Hello! How can I assist you today?\nI am \"Moon\"."}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":19,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":10,"service_tier":"standard"}}`
 
-func jsonResponse(body string) []byte {
-	return []byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body)
-}
-
 // BenchmarkComplete runs a whole non-streaming exchange against a
 // loopback upstream per op: allocs/op is the client's per-request cost.
 func BenchmarkComplete(b *testing.B) {
-	p := newProvider(b, testConfig(rawUpstream(b, jsonResponse(benchReply))))
+	p := newProvider(b, testConfig(testkit.RawUpstream(b, testkit.JSONResponse(benchReply))))
 	b.ReportAllocs()
 	for b.Loop() {
 		res, err := p.Complete(context.Background(), &baseReq)

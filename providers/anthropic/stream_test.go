@@ -1,59 +1,18 @@
 package anthropic
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers"
 )
-
-// hasDuplicateKeys reports whether any object in data repeats a key;
-// such input is skipped by the fuzz oracle, whose map decoding cannot see
-// that the parser met the first occurrence too.
-func hasDuplicateKeys(data []byte) bool {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	type frame struct {
-		keys  map[string]bool
-		isObj bool
-		key   bool
-	}
-	var stack []frame
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return false
-		}
-		if len(stack) > 0 && stack[len(stack)-1].isObj {
-			top := &stack[len(stack)-1]
-			if s, ok := tok.(string); ok && top.key {
-				if top.keys[s] {
-					return true
-				}
-				top.keys[s], top.key = true, false
-				continue
-			}
-			if d, ok := tok.(json.Delim); !ok || d == '{' || d == '[' {
-				top.key = true
-			}
-		}
-		switch tok {
-		case json.Delim('{'):
-			stack = append(stack, frame{keys: map[string]bool{}, isObj: true, key: true})
-		case json.Delim('['):
-			stack = append(stack, frame{})
-		case json.Delim('}'), json.Delim(']'):
-			stack = stack[:len(stack)-1]
-		}
-	}
-}
 
 // refEvent reads an event with encoding/json by the rules parseEvent
 // follows: null is absent, wrong types are errors.
@@ -154,7 +113,7 @@ func FuzzParseEvent(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var got event
 		err := parseEvent(data, &got)
-		if bytes.Count(data, []byte("{"))+bytes.Count(data, []byte("[")) > 500 || hasDuplicateKeys(data) {
+		if bytes.Count(data, []byte("{"))+bytes.Count(data, []byte("[")) > 500 || testkit.HasDuplicateKeys(data) {
 			return
 		}
 		want, ok := refEvent(data)
@@ -172,64 +131,6 @@ func FuzzParseEvent(f *testing.F) {
 	})
 }
 
-// rawUpstream serves one canned HTTP response to every request on
-// keep-alive connections, allocating nothing per request, so allocation
-// counts measure the client alone.
-func rawUpstream(tb testing.TB, response []byte) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func(c net.Conn) {
-				defer c.Close()
-				br := bufio.NewReaderSize(c, 64<<10)
-				for {
-					length := 0
-					for {
-						line, err := br.ReadSlice('\n')
-						if err != nil {
-							return
-						}
-						if len(line) <= 2 {
-							break
-						}
-						const cl = "content-length:"
-						if len(line) > len(cl) && bytes.EqualFold(line[:len(cl)], []byte(cl)) {
-							for _, d := range bytes.TrimSpace(line[len(cl):]) {
-								length = length*10 + int(d-'0')
-							}
-						}
-					}
-					if _, err := br.Discard(length); err != nil {
-						return
-					}
-					if _, err := c.Write(response); err != nil {
-						return
-					}
-				}
-			}(c)
-		}
-	}()
-	return "http://" + ln.Addr().String()
-}
-
-func chunkedSSE(events ...string) []byte {
-	var b bytes.Buffer
-	b.WriteString("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
-	for _, e := range events {
-		b.WriteString(strconv.FormatInt(int64(len(e)), 16) + "\r\n" + e + "\r\n")
-	}
-	b.WriteString("0\r\n\r\n")
-	return b.Bytes()
-}
-
 func streamEvents(deltas int) []string {
 	events := []string{msgStart, blockStart, ping}
 	for i := range deltas {
@@ -241,7 +142,7 @@ func streamEvents(deltas int) []string {
 // Relaying a delta allocates nothing: measured over a long stream so the
 // stream's setup is not in the count.
 func TestDeltaAllocs(t *testing.T) {
-	url := rawUpstream(t, chunkedSSE(streamEvents(3000)...))
+	url := testkit.RawUpstream(t, testkit.ChunkedSSE(streamEvents(3000)...))
 	s, err := newProvider(t, testConfig(url)).Stream(context.Background(), &baseReq)
 	if err != nil {
 		t.Fatal(err)
@@ -266,7 +167,7 @@ func TestDeltaAllocs(t *testing.T) {
 // upstream per op: allocs/op is the per-stream cost; the deltas add none
 // (TestDeltaAllocs).
 func BenchmarkStreamRelay(b *testing.B) {
-	url := rawUpstream(b, chunkedSSE(streamEvents(20)...))
+	url := testkit.RawUpstream(b, testkit.ChunkedSSE(streamEvents(20)...))
 	p := newProvider(b, testConfig(url))
 	b.ReportAllocs()
 	deltas := 0
@@ -307,9 +208,9 @@ func BenchmarkParseEvent(b *testing.B) {
 // The stream passes NotifyWait through: its hook runs before the wait for
 // the next event, and a false answer abandons that wait at once.
 func TestNotifyWaitAbandonsWait(t *testing.T) {
-	resp := chunkedSSE(msgStart, blockStart, textDelta("Hi"))
+	resp := testkit.ChunkedSSE(msgStart, blockStart, textDelta("Hi"))
 	resp = resp[:len(resp)-len("0\r\n\r\n")] // then silence, the stream still open
-	s, err := newProvider(t, testConfig(rawUpstream(t, resp))).Stream(context.Background(), &baseReq)
+	s, err := newProvider(t, testConfig(testkit.RawUpstream(t, resp))).Stream(context.Background(), &baseReq)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -663,35 +664,22 @@ func rawRequest(t *testing.T, addr, path, body string, hdr ...string) net.Conn {
 	}
 	return c
 }
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestStallUntilClientLeaves(t *testing.T) {
 	s, addr := startServer(t, ServerConfig{StallFor: -1})
 	for _, stream := range []bool{false, true} {
 		c := rawRequest(t, addr, "/v1/chat/completions", openAIBody(stream, false, ""))
-		eventually(t, "the stall to begin", func() bool { return s.Stats().OpenStalls == 1 })
+		testkit.Eventually(t, 5*time.Second, "the stall to begin", func() bool { return s.Stats().OpenStalls == 1 })
 		_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 		var b [1]byte
 		if n, err := c.Read(b[:]); n != 0 || !errors.Is(err, net.ErrClosed) && !isTimeout(err) {
 			t.Fatalf("stalled server sent %d bytes, err %v", n, err)
 		}
 		c.Close()
-		eventually(t, "the stall to end after the client left", func() bool { return s.Stats().OpenStalls == 0 })
+		testkit.Eventually(t, 5*time.Second, "the stall to end after the client left", func() bool { return s.Stats().OpenStalls == 0 })
 	}
 	// A stall in progress does not hold up Shutdown (Cleanup checks it).
 	rawRequest(t, addr, "/v1/messages", anthropicBody(true, 5), "anthropic-version", anthropicVersion)
-	eventually(t, "the stall to begin", func() bool { return s.Stats().OpenStalls == 1 })
+	testkit.Eventually(t, 5*time.Second, "the stall to begin", func() bool { return s.Stats().OpenStalls == 1 })
 }
 
 func isTimeout(err error) bool {
@@ -892,9 +880,9 @@ func TestClientGoneMidStream(t *testing.T) {
 					seen++
 				}
 			}
-			eventually(t, "the stream to be open", func() bool { return s.Stats().OpenStreams == 1 })
+			testkit.Eventually(t, 5*time.Second, "the stream to be open", func() bool { return s.Stats().OpenStreams == 1 })
 			c.Close()
-			eventually(t, "the server to notice the client left", func() bool {
+			testkit.Eventually(t, 5*time.Second, "the server to notice the client left", func() bool {
 				st := s.Stats()
 				return st.StreamsAborted == 1 && st.OpenStreams == 0
 			})
@@ -914,7 +902,7 @@ func TestShutdownEndsSlowStream(t *testing.T) {
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ln) }()
 	c := rawRequest(t, ln.Addr().String(), "/v1/chat/completions", openAIBody(true, false, ""))
-	eventually(t, "the stream to start", func() bool { return s.Stats().OpenStreams == 1 })
+	testkit.Eventually(t, 5*time.Second, "the stream to start", func() bool { return s.Stats().OpenStreams == 1 })
 	done := make(chan error, 1)
 	go func() { done <- s.Shutdown() }()
 	select {

@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
-	"strconv"
 	"testing"
 
+	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -15,14 +15,10 @@ import (
 // in the content as real replies have.
 const benchReply = `{"id":"chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT","object":"chat.completion","created":1741569952,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I assist you today?\nI am \"Moon\".","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":19,"completion_tokens":10,"total_tokens":29,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},"service_tier":"default","system_fingerprint":"fp_0ba0d124f1"}`
 
-func jsonResponse(body string) []byte {
-	return []byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body)
-}
-
 // BenchmarkComplete runs a whole non-streaming exchange against a
 // loopback upstream per op: allocs/op is the client's per-request cost.
 func BenchmarkComplete(b *testing.B) {
-	p := newProvider(b, testConfig(rawUpstream(b, jsonResponse(benchReply))))
+	p := newProvider(b, testConfig(testkit.RawUpstream(b, testkit.JSONResponse(benchReply))))
 	b.ReportAllocs()
 	for b.Loop() {
 		res, err := p.Complete(context.Background(), &baseReq)

@@ -2,6 +2,7 @@ package openai
 
 import (
 	"errors"
+	"net/url"
 
 	"github.com/moonborn/edge/providers"
 )
@@ -20,6 +21,23 @@ type Config struct {
 	// "max_tokens" (default; most compatible servers) or
 	// "max_completion_tokens" (required by OpenAI's reasoning models).
 	MaxTokensField string `yaml:"maxTokensField"`
+	// PromptCacheKey says whether requests carry a prompt_cache_key (a
+	// persona's, or the caller's own): "on", "off", or "auto" (default),
+	// which sends it only to OpenAI itself (baseURL on api.openai.com):
+	// some compatible servers refuse fields they do not know.
+	PromptCacheKey string `yaml:"promptCacheKey"`
+}
+
+// sendsCacheKey resolves PromptCacheKey for a defaulted, valid Config.
+func (c *Config) sendsCacheKey() bool {
+	switch c.PromptCacheKey {
+	case "on":
+		return true
+	case "off":
+		return false
+	}
+	u, err := url.Parse(c.BaseURL)
+	return err == nil && u.Hostname() == "api.openai.com"
 }
 
 // SetDefaults fills every unset optional field.
@@ -27,6 +45,9 @@ func (c *Config) SetDefaults() {
 	c.HTTPConfig.SetDefaults()
 	if c.MaxTokensField == "" {
 		c.MaxTokensField = "max_tokens"
+	}
+	if c.PromptCacheKey == "" {
+		c.PromptCacheKey = "auto"
 	}
 }
 
@@ -36,6 +57,9 @@ func (c *Config) Validate() error {
 	errs := c.HTTPConfig.AppendProblems(nil)
 	if c.MaxTokensField != "max_tokens" && c.MaxTokensField != "max_completion_tokens" {
 		errs = append(errs, errors.New("maxTokensField: must be one of max_tokens, max_completion_tokens"))
+	}
+	if c.PromptCacheKey != "auto" && c.PromptCacheKey != "on" && c.PromptCacheKey != "off" {
+		errs = append(errs, errors.New("promptCacheKey: must be one of auto, on, off"))
 	}
 	return errors.Join(errs...)
 }

@@ -15,11 +15,17 @@ import (
 // Provider is one OpenAI-compatible deployment. It holds one connection
 // pool (fasthttp.HostClient) and is safe for concurrent use.
 type Provider struct {
-	name           string
-	http           *providers.UpstreamHTTP
-	auth           string // "Bearer <key>", built once
-	org            string
-	maxTokensField string
+	name string
+	http *providers.UpstreamHTTP
+	auth string // "Bearer <key>", built once
+	org  string
+	wire wireOptions
+}
+
+// wireOptions are the deployment's choices in how a body is written.
+type wireOptions struct {
+	maxTokensField string // "max_tokens" or "max_completion_tokens"
+	cacheKey       bool   // send prompt_cache_key
 }
 
 var _ providers.Provider = (*Provider)(nil)
@@ -34,7 +40,8 @@ func New(name string, cfg Config) (*Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Provider{name: name, http: h, auth: "Bearer " + cfg.APIKey, org: cfg.Organization, maxTokensField: cfg.MaxTokensField}, nil
+	return &Provider{name: name, http: h, auth: "Bearer " + cfg.APIKey, org: cfg.Organization,
+		wire: wireOptions{maxTokensField: cfg.MaxTokensField, cacheKey: cfg.sendsCacheKey()}}, nil
 }
 
 // Name is the deployment name given to New.
@@ -70,12 +77,12 @@ func (p *Provider) newRequest(r *providers.Request, stream bool) *fasthttp.Reque
 	}
 	// Build the body in the request's own pooled buffer.
 	buf := req.SwapBody(nil)
-	req.SwapBody(appendRequestBody(buf[:0], p.maxTokensField, r, stream))
+	req.SwapBody(appendRequestBody(buf[:0], p.wire, r, stream))
 	return req
 }
 
 // appendRequestBody writes the chat completions request for r.
-func appendRequestBody(dst []byte, maxTokensField string, r *providers.Request, stream bool) []byte {
+func appendRequestBody(dst []byte, w wireOptions, r *providers.Request, stream bool) []byte {
 	dst = append(dst, `{"model":`...)
 	dst = jsonx.AppendString(dst, r.Model)
 	dst = append(dst, `,"messages":[`...)
@@ -86,7 +93,7 @@ func appendRequestBody(dst []byte, maxTokensField string, r *providers.Request, 
 	} else {
 		dst = appendPersonaMessages(dst, r)
 	}
-	return appendTail(dst, maxTokensField, r, stream)
+	return appendTail(dst, w, r, stream)
 }
 
 // appendPersonaMessages writes the persona route's two messages.
@@ -103,16 +110,16 @@ func appendPersonaMessages(dst []byte, r *providers.Request) []byte {
 
 // appendTail writes temperature, the output cap and stream and closes
 // the body.
-func appendTail(dst []byte, maxTokensField string, r *providers.Request, stream bool) []byte {
+func appendTail(dst []byte, w wireOptions, r *providers.Request, stream bool) []byte {
 	if r.HasTemperature && !math.IsNaN(r.Temperature) && !math.IsInf(r.Temperature, 0) {
 		dst = append(dst, `,"temperature":`...)
 		dst = strconv.AppendFloat(dst, r.Temperature, 'g', -1, 64)
 	}
 	dst = append(dst, `,"`...)
-	dst = append(dst, maxTokensField...)
+	dst = append(dst, w.maxTokensField...)
 	dst = append(dst, `":`...)
 	dst = strconv.AppendInt(dst, int64(r.MaxOutputTokens), 10)
-	if r.CacheKey != "" {
+	if r.CacheKey != "" && w.cacheKey {
 		dst = append(dst, `,"prompt_cache_key":`...)
 		dst = jsonx.AppendString(dst, r.CacheKey)
 	}

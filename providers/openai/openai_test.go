@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -138,21 +139,6 @@ var baseReq = providers.Request{
 	MaxOutputTokens: 256,
 }
 
-// drain reads a stream to its end, returning the text and final error.
-func drain(s providers.Stream) (string, error) {
-	var sb strings.Builder
-	for {
-		d, err := s.Next()
-		if err != nil {
-			return sb.String(), err
-		}
-		if len(d) == 0 {
-			return sb.String(), errors.New("empty delta with nil error")
-		}
-		sb.Write(d)
-	}
-}
-
 func kindOf(err error) providers.ErrorKind {
 	var ue *providers.UpstreamError
 	if errors.As(err, &ue) {
@@ -166,13 +152,15 @@ func TestComplete(t *testing.T) {
 		name      string
 		req       providers.Request
 		field     string
+		cacheKey  string // promptCacheKey; default auto (off on loopback)
 		reply     string
 		wantText  string
 		wantUsage providers.Usage
 		check     func(t *testing.T, body map[string]any)
 	}{
 		{
-			name: "prompt_cache_key sent, breakpoints ignored, system one message",
+			name:     "prompt_cache_key sent, breakpoints ignored, system one message",
+			cacheKey: "on",
 			req: providers.Request{Model: "m", System: "PERSONA" + "DIGEST", MaxOutputTokens: 3, UserText: "hi",
 				SystemCache: []providers.CacheBreak{{At: len("PERSONA"), TTL: providers.Cache5m}}, CacheKey: "pck_abc"},
 			reply:     `{"choices":[{"message":{"content":"x"}}],"usage":{"prompt_tokens":2048,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":1920}}}`,
@@ -225,6 +213,18 @@ func TestComplete(t *testing.T) {
 			},
 		},
 		{
+			name:      "prompt_cache_key not sent by default to a server that is not OpenAI",
+			req:       providers.Request{Model: "m", UserText: "hi", MaxOutputTokens: 1, CacheKey: "pck_abc"},
+			reply:     `{"choices":[{"message":{"content":"x"}}],"usage":{"prompt_tokens":1,"completion_tokens":1}}`,
+			wantText:  "x",
+			wantUsage: providers.Usage{InputTokens: 1, OutputTokens: 1},
+			check: func(t *testing.T, b map[string]any) {
+				if _, ok := b["prompt_cache_key"]; ok {
+					t.Errorf("body = %v", b)
+				}
+			},
+		},
+		{
 			name:      "usage missing is estimated",
 			req:       providers.Request{Model: "m", UserText: "12345678", MaxOutputTokens: 1},
 			reply:     `{"choices":[{"message":{"content":"abcd"}}]}`,
@@ -240,6 +240,7 @@ func TestComplete(t *testing.T) {
 			})
 			cfg := testConfig(u.URL)
 			cfg.MaxTokensField = c.field
+			cfg.PromptCacheKey = c.cacheKey
 			res, err := newProvider(t, cfg).Complete(context.Background(), &c.req)
 			if err != nil {
 				t.Fatal(err)
@@ -301,7 +302,7 @@ func TestStream(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			text, err := drain(s)
+			text, err := testkit.Drain(s)
 			if text != c.wantText {
 				t.Errorf("text = %q, want %q", text, c.wantText)
 			}
@@ -382,12 +383,7 @@ func TestStatusErrors(t *testing.T) {
 }
 
 func TestConnectRefused(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := testkit.DeadAddr(t)
 	p := newProvider(t, testConfig("http://"+addr))
 	if _, err := p.Complete(context.Background(), &baseReq); kindOf(err) != providers.KindConnect {
 		t.Fatalf("complete: %v", err)
@@ -440,7 +436,7 @@ func TestTimeouts(t *testing.T) {
 				s, err = p.Stream(context.Background(), &baseReq)
 				if err == nil {
 					var text string
-					text, err = drain(s)
+					text, err = testkit.Drain(s)
 					if len(text) != c.deltas {
 						t.Errorf("got %q before the timeout", text)
 					}
@@ -483,7 +479,7 @@ func TestStreamOutlivesFirstTokenTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if text, err := drain(s); err != io.EOF || text != "xxxxxxxxxxxx" {
+	if text, err := testkit.Drain(s); err != io.EOF || text != "xxxxxxxxxxxx" {
 		t.Fatalf("got %q, %v", text, err)
 	}
 }
@@ -538,7 +534,7 @@ func TestConnectionReuseAfterDone(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := drain(s); err != io.EOF {
+		if _, err := testkit.Drain(s); err != io.EOF {
 			t.Fatalf("round %d: %v", i, err)
 		}
 		s.Close()
@@ -607,6 +603,25 @@ func TestNotAnEventStream(t *testing.T) {
 	}
 }
 
+// TestPromptCacheKeyAuto: auto sends prompt_cache_key to OpenAI only.
+func TestPromptCacheKeyAuto(t *testing.T) {
+	for _, c := range []struct {
+		url, mode string
+		want      bool
+	}{
+		{"https://api.openai.com/v1", "auto", true},
+		{"https://vllm.internal/v1", "auto", false},
+		{"https://vllm.internal/v1", "on", true},
+		{"https://api.openai.com/v1", "off", false},
+	} {
+		cfg := Config{HTTPConfig: providers.HTTPConfig{BaseURL: c.url, APIKey: "k"}, PromptCacheKey: c.mode}
+		cfg.SetDefaults()
+		if got := cfg.sendsCacheKey(); got != c.want {
+			t.Errorf("%s %s: sends %v, want %v", c.url, c.mode, got, c.want)
+		}
+	}
+}
+
 func TestConfig(t *testing.T) {
 	cases := []struct {
 		name string
@@ -618,6 +633,7 @@ func TestConfig(t *testing.T) {
 		{"bad url and field", Config{HTTPConfig: providers.HTTPConfig{BaseURL: "api.openai.com/v1", APIKey: "k", MaxConns: -1, IdleTimeout: -time.Second}, MaxTokensField: "tokens"},
 			[]string{"baseURL: must be an absolute http(s) URL", "maxTokensField: must be one of", "maxConns: must be at least 1", "idleTimeout: must be positive"}},
 		{"credentials in url", Config{HTTPConfig: providers.HTTPConfig{BaseURL: "https://u:p@x/v1", APIKey: "k"}}, []string{"baseURL:"}},
+		{"bad promptCacheKey", Config{HTTPConfig: providers.HTTPConfig{BaseURL: "https://x/v1", APIKey: "k"}, PromptCacheKey: "yes"}, []string{"promptCacheKey: must be one of auto, on, off"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -1,61 +1,19 @@
 package openai
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers"
 )
-
-// hasDuplicateKeys reports whether any object in data repeats a key;
-// such input is skipped by the fuzz oracle, whose map decoding cannot see
-// that the parser met the first occurrence too.
-func hasDuplicateKeys(data []byte) bool {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	type frame struct {
-		keys  map[string]bool
-		isObj bool
-		key   bool // the next string token is a key
-	}
-	var stack []frame
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return false
-		}
-		if len(stack) > 0 && stack[len(stack)-1].isObj {
-			top := &stack[len(stack)-1]
-			if s, ok := tok.(string); ok && top.key {
-				if top.keys[s] {
-					return true
-				}
-				top.keys[s] = true
-				top.key = false
-				continue
-			}
-			if d, ok := tok.(json.Delim); !ok || d == '{' || d == '[' {
-				top.key = true // a value: the next token is a key
-			}
-		}
-		switch tok {
-		case json.Delim('{'):
-			stack = append(stack, frame{keys: map[string]bool{}, isObj: true, key: true})
-		case json.Delim('['):
-			stack = append(stack, frame{})
-		case json.Delim('}'), json.Delim(']'):
-			stack = stack[:len(stack)-1]
-		}
-	}
-}
 
 type refResult struct {
 	content  string
@@ -149,7 +107,7 @@ func FuzzParseChunk(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var c chunk
 		err := parseChunk(data, &c)
-		if bytes.Count(data, []byte("{"))+bytes.Count(data, []byte("[")) > 500 || hasDuplicateKeys(data) {
+		if bytes.Count(data, []byte("{"))+bytes.Count(data, []byte("[")) > 500 || testkit.HasDuplicateKeys(data) {
 			return
 		}
 		want, ok := refChunk(data)
@@ -166,65 +124,6 @@ func FuzzParseChunk(f *testing.F) {
 	})
 }
 
-// rawUpstream serves one canned HTTP response to every request on
-// keep-alive connections, allocating nothing per request, so allocation
-// counts measure the client alone.
-func rawUpstream(tb testing.TB, response []byte) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func(c net.Conn) {
-				defer c.Close()
-				br := bufio.NewReaderSize(c, 64<<10)
-				for {
-					length := 0
-					for {
-						line, err := br.ReadSlice('\n')
-						if err != nil {
-							return
-						}
-						if len(line) <= 2 {
-							break
-						}
-						const cl = "content-length:"
-						if len(line) > len(cl) && bytes.EqualFold(line[:len(cl)], []byte(cl)) {
-							for _, d := range bytes.TrimSpace(line[len(cl):]) {
-								length = length*10 + int(d-'0')
-							}
-						}
-					}
-					if _, err := br.Discard(length); err != nil {
-						return
-					}
-					if _, err := c.Write(response); err != nil {
-						return
-					}
-				}
-			}(c)
-		}
-	}()
-	return "http://" + ln.Addr().String()
-}
-
-// chunkedSSE renders events as a chunked text/event-stream response.
-func chunkedSSE(events ...string) []byte {
-	var b bytes.Buffer
-	b.WriteString("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
-	for _, e := range events {
-		b.WriteString(strconv.FormatInt(int64(len(e)), 16) + "\r\n" + e + "\r\n")
-	}
-	b.WriteString("0\r\n\r\n")
-	return b.Bytes()
-}
-
 func streamEvents(deltas int) []string {
 	events := []string{roleChunk}
 	for i := range deltas {
@@ -236,7 +135,7 @@ func streamEvents(deltas int) []string {
 // Relaying a delta allocates nothing: measured over a long stream so the
 // stream's setup is not in the count.
 func TestDeltaAllocs(t *testing.T) {
-	url := rawUpstream(t, chunkedSSE(streamEvents(3000)...))
+	url := testkit.RawUpstream(t, testkit.ChunkedSSE(streamEvents(3000)...))
 	s, err := newProvider(t, testConfig(url)).Stream(context.Background(), &baseReq)
 	if err != nil {
 		t.Fatal(err)
@@ -261,7 +160,7 @@ func TestDeltaAllocs(t *testing.T) {
 // upstream per op: allocs/op is the per-stream cost (request, stream,
 // timer); the deltas themselves add none (TestDeltaAllocs).
 func BenchmarkStreamRelay(b *testing.B) {
-	url := rawUpstream(b, chunkedSSE(streamEvents(20)...))
+	url := testkit.RawUpstream(b, testkit.ChunkedSSE(streamEvents(20)...))
 	p := newProvider(b, testConfig(url))
 	b.ReportAllocs()
 	deltas := 0
@@ -305,9 +204,9 @@ func BenchmarkParseChunk(b *testing.B) {
 func TestNotifyWaitAbandonsWait(t *testing.T) {
 	// Headers, the role chunk and one delta, then silence: the stream is
 	// open but the next event never comes.
-	resp := chunkedSSE(roleChunk, deltaChunk("Hi"))
+	resp := testkit.ChunkedSSE(roleChunk, deltaChunk("Hi"))
 	resp = resp[:len(resp)-len("0\r\n\r\n")]
-	s, err := newProvider(t, testConfig(rawUpstream(t, resp))).Stream(context.Background(), &baseReq)
+	s, err := newProvider(t, testConfig(testkit.RawUpstream(t, resp))).Stream(context.Background(), &baseReq)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +228,7 @@ func TestNotifyWaitAbandonsWait(t *testing.T) {
 // Close unregisters the hook: the connection goes back to the pool, and
 // the next request's reads must not call the previous stream's owner.
 func TestNotifyWaitEndsWithStream(t *testing.T) {
-	p := newProvider(t, testConfig(rawUpstream(t, chunkedSSE(streamEvents(3)...))))
+	p := newProvider(t, testConfig(testkit.RawUpstream(t, testkit.ChunkedSSE(streamEvents(3)...))))
 	calls := 0
 	for i := range 2 {
 		s, err := p.Stream(context.Background(), &baseReq)
@@ -359,9 +258,9 @@ func TestNotifyWaitEndsWithStream(t *testing.T) {
 // NotifyWait hook (a slow client), Abort still cuts the upstream at once,
 // and the owner's Next then ends with ErrAborted.
 func TestAbortDoesNotWaitForTheOwner(t *testing.T) {
-	resp := chunkedSSE(roleChunk, deltaChunk("Hi"))
+	resp := testkit.ChunkedSSE(roleChunk, deltaChunk("Hi"))
 	resp = resp[:len(resp)-len("0\r\n\r\n")]
-	s, err := newProvider(t, testConfig(rawUpstream(t, resp))).Stream(context.Background(), &baseReq)
+	s, err := newProvider(t, testConfig(testkit.RawUpstream(t, resp))).Stream(context.Background(), &baseReq)
 	if err != nil {
 		t.Fatal(err)
 	}
