@@ -488,25 +488,25 @@ func (s *Server) accessLog(x *exchange, u providers.Usage, cost int64, status in
 			deployment = x.model.ProviderName
 		}
 	}
-	s.log.LogAttrs(context.Background(), slog.LevelInfo, "request",
-		slog.String("request_id", x.requestID),
-		slog.String("workspace", x.principal.Workspace),
-		slog.String("credential", x.principal.CredentialID),
-		slog.String("persona", x.personaID),
-		slog.String("model", model),
-		slog.String("deployment", deployment),
-		slog.Bool("stream", x.stream),
-		slog.Int("status", status),
-		slog.String("code", code),
-		slog.Int64("input_tokens", u.InputTokens),
-		slog.Int64("output_tokens", u.OutputTokens),
-		slog.Int64("cache_read_tokens", u.CacheReadTokens),
-		slog.Int64("cache_write_tokens", u.CacheWriteTokens()),
-		slog.Int64("cost_usd_micros", cost),
-		slog.Int64("latency_ms", total.Milliseconds()),
-		slog.Int64("overhead_us", (total-x.upstreamWait).Microseconds()),
-		slog.String("trace_id", x.traceIDOf()),
-	)
+	l := s.newAccessLine("request")
+	l.str("request_id", x.requestID)
+	l.str("workspace", x.principal.Workspace)
+	l.str("credential", x.principal.CredentialID)
+	l.str("persona", x.personaID)
+	l.str("model", model)
+	l.str("deployment", deployment)
+	l.bool("stream", x.stream)
+	l.int("status", int64(status))
+	l.str("code", code)
+	l.int("input_tokens", u.InputTokens)
+	l.int("output_tokens", u.OutputTokens)
+	l.int("cache_read_tokens", u.CacheReadTokens)
+	l.int("cache_write_tokens", u.CacheWriteTokens())
+	l.int("cost_usd_micros", cost)
+	l.int("latency_ms", total.Milliseconds())
+	l.int("overhead_us", (total - x.upstreamWait).Microseconds())
+	l.str("trace_id", x.traceIDOf())
+	s.writeAccess(l)
 }
 
 // reasonLabel names a refusal reason for the rejections metric.

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -98,6 +99,13 @@ type Options struct {
 	Metrics *Metrics
 	// AccessLog writes one log line per chat request at Info level.
 	AccessLog bool
+	// AccessWriter, when set, receives the access lines as JSON lines
+	// the gateway encodes itself (the same fields and shape as Log's
+	// JSON handler, at a fraction of its cost), one Write per line. It
+	// must be the writer Log's handler writes to, so the lines are
+	// redacted and ordered like every other. Nil: through Log. Written
+	// only while Log is enabled at Info level.
+	AccessWriter io.Writer
 	// Log receives errors and lifecycle lines; nil discards.
 	Log *slog.Logger
 	// Limits are the listener's size and time limits; zero fields get

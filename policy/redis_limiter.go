@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +30,17 @@ import (
 // Commands are never retried by the client: a timed-out script may have
 // run, and running it again would charge twice.
 //
+// Settlement does not wait for Redis: Settle queues its script, and the
+// limiter's next Admit sends the queue ahead of its own script in one
+// pipelined round trip (so this replica's next decision sees every spend
+// it settled, in order, as if Settle had waited); with no Admit coming, a
+// background flush sends the queue within settleLinger. So a request
+// costs one round trip, not two, and the reply does not wait for its
+// settlement. Other replicas see a settlement up to settleLinger plus a
+// round trip later than they would have: a refund or extra charge of
+// tokens, and quota spend, may be that late across the fleet; requests
+// are counted at Admit as before, so request limits stay exact.
+//
 // Safe for concurrent use. Build it with NewRedisLimiter; Close it.
 type RedisLimiter struct {
 	// table is swapped whole by SetLimits; the local fallback shares it.
@@ -49,6 +61,23 @@ type RedisLimiter struct {
 	pendingMu  sync.Mutex
 	pending    map[pendingKey]quotaCounter
 	hasPending atomic.Bool
+
+	// settles are the settlements queued for Redis (see Settle); spare is
+	// the other buffer, swapped in when the queue is taken.
+	settleMu     sync.Mutex
+	settles      []queuedSettle
+	spare        []queuedSettle
+	settleWake   chan struct{} // one token: the flusher has work
+	settleStop   chan struct{}
+	settleDone   chan struct{}
+	settleClosed bool
+	sending      sync.RWMutex // held by a flush while it sends (sendSettles)
+	keyMu        sync.Mutex
+	keyCache     map[keyCacheKey][]string
+
+	// scriptsLoaded: the scripts were loaded (SCRIPT LOAD) on the server,
+	// so pipelined EVALSHAs find them.
+	scriptsLoaded atomic.Bool
 
 	stats struct {
 		redisErrors, failOpen, failClosed, lostSettles, outages, recoveries atomic.Uint64
@@ -113,7 +142,7 @@ func NewRedisLimiter(cfg LimitsConfig, logger *slog.Logger) (*RedisLimiter, erro
 		DisableIdentity: true,
 	})
 	local := newLocalLimiter(t)
-	return &RedisLimiter{
+	l := &RedisLimiter{
 		table:    &local.table,
 		client:   client,
 		prefix:   rc.KeyPrefix,
@@ -125,7 +154,28 @@ func NewRedisLimiter(cfg LimitsConfig, logger *slog.Logger) (*RedisLimiter, erro
 		settleS:  redis.NewScript(settleScript),
 		flushS:   redis.NewScript(flushScript),
 		pending:  make(map[pendingKey]quotaCounter),
-	}, nil
+
+		settleWake: make(chan struct{}, 1),
+		settleStop: make(chan struct{}),
+		settleDone: make(chan struct{}),
+	}
+	go l.settleLoop()
+	return l, nil
+}
+
+// settleLinger is how long a queued settlement waits for an Admit to
+// carry it before the flusher sends it alone. At a few hundred requests
+// per second and more, an Admit nearly always comes first.
+const settleLinger = 2 * time.Millisecond
+
+// queuedSettle is one settlement's script call, with what keep needs
+// should Redis fail it.
+type queuedSettle struct {
+	key         LimitKey
+	keys        []string
+	args        []any
+	tokens, usd int64
+	now         time.Time
 }
 
 // SetLimits replaces the limits (config reload) after validating cfg; the
@@ -133,8 +183,157 @@ func NewRedisLimiter(cfg LimitsConfig, logger *slog.Logger) (*RedisLimiter, erro
 // changing them needs a restart.
 func (l *RedisLimiter) SetLimits(cfg LimitsConfig) error { return l.local.SetLimits(cfg) }
 
-// Close closes the Redis connections.
-func (l *RedisLimiter) Close() error { return l.client.Close() }
+// Close sends the settlements still queued, then closes the Redis
+// connections. Settlements after Close are kept, as when Redis is down.
+func (l *RedisLimiter) Close() error {
+	l.settleMu.Lock()
+	closed := l.settleClosed
+	l.settleClosed = true
+	l.settleMu.Unlock()
+	if !closed {
+		close(l.settleStop)
+		<-l.settleDone
+	}
+	return l.client.Close()
+}
+
+// settleLoop sends queued settlements that no Admit carried within
+// settleLinger; at Close it sends the rest.
+func (l *RedisLimiter) settleLoop() {
+	defer close(l.settleDone)
+	t := time.NewTimer(settleLinger)
+	t.Stop()
+	for {
+		select {
+		case <-l.settleStop:
+			l.sendSettles(context.Background(), nil)
+			return
+		case <-l.settleWake:
+		}
+		t.Reset(settleLinger)
+		select {
+		case <-l.settleStop:
+			t.Stop()
+			l.sendSettles(context.Background(), nil)
+			return
+		case <-t.C:
+		}
+		l.sendSettles(context.Background(), nil)
+	}
+}
+
+// takeSettles returns the queued settlements, emptying the queue. The
+// caller gives the slice back with putSettles once sent.
+func (l *RedisLimiter) takeSettles() []queuedSettle {
+	l.settleMu.Lock()
+	q := l.settles
+	l.settles = l.spare[:0]
+	l.spare = nil
+	l.settleMu.Unlock()
+	return q
+}
+
+func (l *RedisLimiter) putSettles(q []queuedSettle) {
+	clear(q) // drop keys and args
+	l.settleMu.Lock()
+	if l.spare == nil && cap(q) <= 1024 {
+		l.spare = q[:0]
+	}
+	l.settleMu.Unlock()
+}
+
+// sendSettles sends the queued settlements and, when admit is not nil,
+// that Admit's script after them, all in one pipelined round trip. It
+// returns admit's reply (nil without admit). A settlement Redis fails is
+// counted and its quota spend kept for replay, as when Settle could not
+// reach Redis.
+func (l *RedisLimiter) sendSettles(ctx context.Context, admit *admitCall) *redis.Cmd {
+	// A settlement queued before an Admit was called lands before that
+	// Admit runs: either the Admit carries it, or the flush that took it
+	// holds sending for the whole send, and the Admit waits for it.
+	var q []queuedSettle
+	if admit == nil {
+		l.sending.Lock()
+		defer l.sending.Unlock()
+		q = l.takeSettles()
+	} else {
+		l.sending.RLock()
+		q = l.takeSettles()
+		l.sending.RUnlock()
+	}
+	if len(q) == 0 && admit == nil {
+		l.putSettles(q)
+		return nil
+	}
+	var ac *redis.Cmd
+	var cmds []*redis.Cmd
+	if len(q) == 0 {
+		ac = l.admitS.Run(ctx, l.client, admit.keys, admit.args...)
+	} else {
+		// The spend must land even if the request that carries it ends.
+		ctx = context.WithoutCancel(ctx)
+		if !l.scriptsLoaded.Load() {
+			// Loaded first, so the settlements do not fail NOSCRIPT and
+			// go again after the Admit behind them.
+			if l.settleS.Load(ctx, l.client).Err() == nil && l.admitS.Load(ctx, l.client).Err() == nil {
+				l.scriptsLoaded.Store(true)
+			}
+		}
+		cmds = make([]*redis.Cmd, len(q))
+		pipe := l.client.Pipeline()
+		for i := range q {
+			cmds[i] = l.settleS.EvalSha(ctx, pipe, q[i].keys, q[i].args...)
+		}
+		if admit != nil {
+			ac = l.admitS.EvalSha(ctx, pipe, admit.keys, admit.args...)
+		}
+		_, _ = pipe.Exec(ctx)
+		// A server without the scripts (restarted, flushed) answers
+		// NOSCRIPT to each without running it: those go again, one by
+		// one, through Run, which loads the script (after the Admit, this
+		// once).
+		for i, c := range cmds {
+			if isNoScript(c.Err()) {
+				l.scriptsLoaded.Store(false)
+				cmds[i] = l.settleS.Run(ctx, l.client, q[i].keys, q[i].args...)
+			}
+		}
+		if ac != nil && isNoScript(ac.Err()) {
+			ac = l.admitS.Run(ctx, l.client, admit.keys, admit.args...)
+		}
+	}
+	ok := false
+	for i, c := range cmds {
+		if err := c.Err(); err != nil {
+			r := &q[i]
+			// One failed round trip is one Redis error: when the Admit
+			// carrying these failed too, Admit counts it.
+			if admit == nil || ac.Err() == nil {
+				l.failed(r.now.UnixMilli(), err)
+			}
+			l.stats.lostSettles.Add(1)
+			p := l.table.Load().lookup(r.key)
+			l.keep(&p, r.key, r.tokens, r.usd, r.now)
+			continue
+		}
+		ok = true
+	}
+	if ok && admit == nil {
+		l.succeeded(ctx, q[len(q)-1].now)
+	}
+	l.putSettles(q)
+	return ac
+}
+
+func isNoScript(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
+}
+
+// admitCall is an Admit's script call.
+type admitCall struct {
+	keys []string
+	args []any
+}
 
 // Stats returns the counters.
 func (l *RedisLimiter) Stats() LimiterStats {
@@ -149,10 +348,35 @@ func (l *RedisLimiter) Stats() LimiterStats {
 	}
 }
 
+// keys returns the script's KEYS for k in now's month. They are built
+// once per workspace, credential and month and then shared (read only):
+// eight allocations per call otherwise, twice per request.
 func (l *RedisLimiter) keys(k LimitKey, now time.Time) []string {
-	ws := l.prefix + "{" + k.Workspace + "}:"
 	m := monthIndex(now)
-	return []string{ws + "w", ws + "k:" + k.CredentialID, l.quotaKey(k.Workspace, "", m), l.quotaKey(k.Workspace, k.CredentialID, m)}
+	ck := keyCacheKey{k.Workspace, k.CredentialID, m}
+	l.keyMu.Lock()
+	keys, ok := l.keyCache[ck]
+	l.keyMu.Unlock()
+	if ok {
+		return keys
+	}
+	ws := l.prefix + "{" + k.Workspace + "}:"
+	keys = []string{ws + "w", ws + "k:" + k.CredentialID, l.quotaKey(k.Workspace, "", m), l.quotaKey(k.Workspace, k.CredentialID, m)}
+	l.keyMu.Lock()
+	if len(l.keyCache) >= maxKeyCache || l.keyCache == nil {
+		l.keyCache = make(map[keyCacheKey][]string) // start over: a bound, not an LRU
+	}
+	l.keyCache[ck] = keys
+	l.keyMu.Unlock()
+	return keys
+}
+
+// maxKeyCache bounds the keys cache (credentials × months seen).
+const maxKeyCache = 4096
+
+type keyCacheKey struct {
+	workspace, credential string
+	month                 int64
 }
 
 // quotaKey names a month's spend hash: the workspace's (credential "") or
@@ -193,7 +417,7 @@ func (l *RedisLimiter) Admit(ctx context.Context, key LimitKey, reserveTokens in
 		args = append(args, b.rate, b.cap)
 	}
 	args = append(args, p.budgetUsd, p.budgetTok, quotaRetryMs(now), p.keyBudgetUsd, p.keyBudgetTok)
-	res, err := l.admitS.Run(ctx, l.client, l.keys(key, now), args...).Int64Slice()
+	res, err := l.sendSettles(ctx, &admitCall{keys: l.keys(key, now), args: args}).Int64Slice()
 	if err == nil && len(res) != 3+2*numSlots {
 		err = fmt.Errorf("admit script returned %d values", len(res))
 	}
@@ -248,7 +472,6 @@ func (l *RedisLimiter) Settle(ctx context.Context, r Reservation, actualTokens, 
 		l.keep(&p, r.key, actualTokens, costUsdMicros, now)
 		return fmt.Errorf("%w: settlement kept for replay", ErrLimiterUnavailable)
 	}
-	ctx = context.WithoutCancel(ctx)
 	track, trackKey := "0", "0"
 	if p.quota() {
 		track = "1"
@@ -262,14 +485,28 @@ func (l *RedisLimiter) Settle(ctx context.Context, r Reservation, actualTokens, 
 		args = append(args, b.rate, b.cap)
 	}
 	args = append(args, track, quotaTTL(now), trackKey)
-	if err := l.settleS.Run(ctx, l.client, l.keys(r.key, now), args...).Err(); err != nil {
-		l.failed(nowMs, err)
+	qs := queuedSettle{key: r.key, keys: l.keys(r.key, now), args: args, tokens: actualTokens, usd: costUsdMicros, now: now}
+	l.settleMu.Lock()
+	if l.settleClosed {
+		l.settleMu.Unlock()
 		l.stats.lostSettles.Add(1)
 		l.keep(&p, r.key, actualTokens, costUsdMicros, now)
-		return fmt.Errorf("%w: settle: %v", ErrLimiterUnavailable, err)
+		return fmt.Errorf("%w: limiter closed, settlement kept", ErrLimiterUnavailable)
 	}
-	l.succeeded(ctx, now)
+	l.settles = append(l.settles, qs)
+	l.settleMu.Unlock()
+	select {
+	case l.settleWake <- struct{}{}:
+	default:
+	}
 	return nil
+}
+
+// Flush sends the settlements queued so far and waits for Redis to take
+// them (for tests, and a caller that must see its spend on the other
+// replicas at once). Failures are handled as in Settle's background send.
+func (l *RedisLimiter) Flush(ctx context.Context) {
+	l.sendSettles(ctx, nil)
 }
 
 func clampSpend(v int64) int64 { return min(max(v, 0), MaxLimit) }

@@ -134,6 +134,9 @@ func TestRedisLimiterQuotaAcrossReplicas(t *testing.T) {
 	if err := a.Settle(t.Context(), d.Reservation, 120, 5000, now); err != nil {
 		t.Fatal(err)
 	}
+	// The other replicas see the spend once a has sent it (at once, here;
+	// within settleLinger on its own).
+	a.Flush(t.Context())
 	for name, l := range map[string]*RedisLimiter{"a": a, "b": b, "c": c} {
 		d, err := l.Admit(t.Context(), LimitKey{Workspace: "wsp_q", CredentialID: "other"}, 1, now.Add(time.Minute))
 		if err != nil {
@@ -158,6 +161,51 @@ func TestRedisLimiterQuotaAcrossReplicas(t *testing.T) {
 	ttl := rc.PTTL(t.Context(), prefix+"{wsp_q}:q:202606").Val()
 	if ttl <= 0 {
 		t.Errorf("quota hash has no expiry (pttl %v)", ttl)
+	}
+}
+
+// TestRedisLimiterSettlementQueue: settlements wait for a carrier —
+// the next Admit, a flush, Close — and each of them delivers, in order;
+// a settlement after Close is kept, not sent.
+func TestRedisLimiterSettlementQueue(t *testing.T) {
+	addr := testRedisAddr(t)
+	prefix := testPrefix(t, addr)
+	cfg := LimitsConfig{Workspaces: []WorkspaceLimits{{ID: "wsp_s", MonthlyTokens: 1_000_000}}}
+	now := time.Date(2026, 6, 10, 0, 0, 0, 0, time.UTC)
+	key := LimitKey{Workspace: "wsp_s", CredentialID: "k"}
+	rc := redis.NewClient(&redis.Options{Addr: addr})
+	defer rc.Close()
+	spent := func() string { return rc.HGet(t.Context(), prefix+"{wsp_s}:q:202606", "tok").Val() }
+
+	a := newTestRedisLimiter(t, cfg, addr, prefix, FailClosed)
+	settle := func(tokens int64) {
+		t.Helper()
+		d, err := a.Admit(t.Context(), key, 1, now)
+		if err != nil || !d.Allowed {
+			t.Fatalf("admit: %s %v", describe(d), err)
+		}
+		if err := a.Settle(t.Context(), d.Reservation, tokens, 0, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	settle(100)
+	settle(20) // this Admit carried the first settlement
+	a.Flush(t.Context())
+	if got := spent(); got != "120" {
+		t.Fatalf("after Flush: spent %q, want 120", got)
+	}
+	settle(3)
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := spent(); got != "123" {
+		t.Fatalf("after Close: spent %q, want 123", got)
+	}
+	if err := a.Settle(t.Context(), Reservation{key: key, valid: true}, 7, 0, now); !errors.Is(err, ErrLimiterUnavailable) {
+		t.Errorf("Settle after Close: %v, want ErrLimiterUnavailable", err)
+	}
+	if got := spent(); got != "123" || a.Stats().LostSettlements != 1 {
+		t.Errorf("after a late Settle: spent %q, stats %+v", got, a.Stats())
 	}
 }
 
@@ -245,6 +293,7 @@ func TestRedisLimiterOutage(t *testing.T) {
 			if err := l.Settle(t.Context(), d.Reservation, 0, 0, now); err != nil {
 				t.Fatal(err)
 			}
+			l.Flush(t.Context()) // the settlement lands while Redis is up
 
 			proxy.Cut()
 			for i := range 3 {

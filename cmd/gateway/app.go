@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"reflect"
@@ -59,7 +60,33 @@ type app struct {
 func newLogger(w *redactor, level string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+	return slog.New(logHandler{slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}), w})
+}
+
+// accessWriter is where the gateway writes its access lines: the
+// logger's redactor, or nil (through the logger) when there is none.
+func accessWriter(log *slog.Logger) io.Writer {
+	if r := redactorOf(log); r != nil {
+		return r
+	}
+	return nil
+}
+
+// logHandler is the JSON handler newLogger makes, remembering its
+// redactor so that the gateway's access lines, which it encodes itself,
+// go through the same one writer (redactorOf).
+type logHandler struct {
+	*slog.JSONHandler
+	out *redactor
+}
+
+// redactorOf returns the redactor a newLogger logger writes to, or nil
+// for any other logger.
+func redactorOf(log *slog.Logger) *redactor {
+	if h, ok := log.Handler().(logHandler); ok {
+		return h.out
+	}
+	return nil
 }
 
 // buildModels makes one upstream client per providers[] entry that a
@@ -342,6 +369,7 @@ func newApp(cfg *Config, log *slog.Logger) (*app, error) {
 		Limiter:      limiter,
 		Metrics:      metrics,
 		AccessLog:    cfg.Log.accessLog(),
+		AccessWriter: accessWriter(log),
 		Auth:         auth,
 		Personas:     resolver,
 		Models:       models,

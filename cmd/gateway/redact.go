@@ -199,27 +199,49 @@ var keyPrefixes = []string{"sk-", "sk_", "mb_", "pk_", "rk_", "ghp_", "xoxb-", "
 // redact appends line to out with credentials replaced by the mark. It
 // looks only at word starts whose first letter begins some pattern, and
 // copies everything else in runs.
+//
+// A word is a run of word bytes, and a run starts a word at its first
+// byte — or at its second when the first is the letter of a JSON escape
+// (the n of \n): a backslash is no word byte, so that is the only place
+// inside a run such a letter can be. So the scan goes run by run, not
+// byte by byte, and tries the patterns once per run.
 func redact(out, line []byte) []byte {
 	last := 0 // line[last:i] is still to copy
-	for i := 0; i < len(line); i++ {
-		if !triggers[line[i]] || !wordStart(line, i) {
+	for i := 0; i < len(line); {
+		if !wordBytes[line[i]] {
+			i++
 			continue
 		}
-		keep, end := match(line, i)
-		if end < 0 {
-			for i+1 < len(line) && isWordByte(line[i+1]) {
-				i++ // no pattern starts inside a word
+		s := i
+		if isEscapeLetter(line, s) {
+			s++
+		}
+		if s < len(line) && triggers[line[s]] {
+			if keep, end := match(line, s); end >= 0 {
+				out = append(out, line[last:keep]...)
+				if end > keep {
+					out = append(out, redactedMark...)
+				}
+				last, i = end, end
+				if !wordBytes[line[end-1]] {
+					continue // what follows may start a word
+				}
 			}
-			continue
 		}
-		out = append(out, line[last:keep]...)
-		if end > keep {
-			out = append(out, redactedMark...)
+		for i < len(line) && wordBytes[line[i]] {
+			i++ // no pattern starts inside a word
 		}
-		last, i = end, end-1
 	}
 	return append(out, line[last:]...)
 }
+
+// wordBytes marks the bytes isWordByte accepts.
+var wordBytes = func() (t [256]bool) {
+	for c := range t {
+		t[c] = isWordByte(byte(c))
+	}
+	return t
+}()
 
 // match tries the patterns starting with line[i]'s letter. It returns
 // the end of what is kept (the name and separator of a header or

@@ -674,3 +674,28 @@ func TestSQLiteWriterYields(t *testing.T) {
 		t.Error("two Ps: requests run on the other, no yield")
 	}
 }
+
+// BenchmarkSQLiteLedgerWrite: what storing a record costs the process
+// in all, the writer's batched insert and commit included (Record alone
+// only queues): b.N records, then Close writes what is left.
+func BenchmarkSQLiteLedgerWrite(b *testing.B) {
+	dir := b.TempDir()
+	l, err := NewSQLite(context.Background(), Config{
+		Path: filepath.Join(dir, "usage.db"), SpoolPath: filepath.Join(dir, "spool.jsonl"),
+	}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		l.Record(ledgerRecord(i))
+	}
+	if err := l.Close(); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	if st := l.Stats(); st.Written != uint64(b.N) || st.WriteErrors != 0 {
+		b.Fatalf("stats = %+v, want %d written", st, b.N)
+	}
+}
