@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -256,11 +257,26 @@ func TestTracingOffAllocatesNothing(t *testing.T) {
 		req.CopyTo(&ctx.Request)
 		h(&ctx)
 	}
-	with := testing.AllocsPerRun(200, run)
+	// Averages to a fraction over many runs: under -race sync.Pool drops
+	// some of what is put back, at random, which adds a fraction of an
+	// allocation per run to both sides alike; an allocation the
+	// traceparent really cost would add a whole one to every run.
+	avg := func() float64 {
+		run() // warm
+		var a, b runtime.MemStats
+		runtime.ReadMemStats(&a)
+		const n = 2000
+		for range n {
+			run()
+		}
+		runtime.ReadMemStats(&b)
+		return float64(b.Mallocs-a.Mallocs) / n
+	}
+	with := avg()
 	req.Header.Del("traceparent")
-	without := testing.AllocsPerRun(200, run)
-	if with != without {
-		t.Fatalf("a traceparent costs %.1f allocations with tracing off (%.1f vs %.1f)", with-without, with, without)
+	without := avg()
+	if with-without >= 0.5 {
+		t.Fatalf("a traceparent costs %.2f allocations with tracing off (%.2f vs %.2f)", with-without, with, without)
 	}
 }
 
