@@ -11,6 +11,7 @@ import (
 
 	"github.com/moonborn/edge/internal/jsonx"
 	"github.com/moonborn/edge/providers"
+	"github.com/valyala/fasthttp"
 )
 
 // relay copies one upstream stream to one client as API.md's SSE events.
@@ -203,4 +204,47 @@ func (r *relay) finish(u providers.Usage, status int, code string) {
 	r.s.mu.Lock()
 	delete(r.s.streams, r)
 	r.s.mu.Unlock()
+}
+
+// startStream serves stream: true. Nothing is written until the first
+// delta arrives, so every earlier failure is an ordinary JSON error. Once
+// a delta is in hand the relay takes ownership of the upstream stream.
+func (s *Server) startStream(ctx *fasthttp.RequestCtx, x *exchange) {
+	callStart := s.now()
+	st, err := x.model.Provider.Stream(x.ctx, &x.req)
+	if err != nil {
+		x.upstreamWait = s.now().Sub(callStart)
+		s.fail(ctx, x, providers.Usage{}, err, s.now())
+		return
+	}
+	first, err := st.Next()
+	x.upstreamWait = s.now().Sub(callStart)
+	if err != nil && err != io.EOF {
+		u := st.Usage()
+		st.Close()
+		s.fail(ctx, x, u, err, s.now())
+		return
+	}
+	if sv, ok := st.(providers.Served); ok {
+		x.deployment = sv.Deployment()
+	}
+	r := newRelay(s, x, st, first, err == io.EOF)
+	ctx.SetStatusCode(http.StatusOK)
+	ctx.Response.Header.SetContentType("text/event-stream")
+	ctx.Response.Header.Set("Cache-Control", "no-cache")
+	ctx.Response.Header.Set("X-Accel-Buffering", "no")
+	ctx.Response.Header.SetContentLength(-1) // chunked
+	r.head = append(r.head, ctx.Response.Header.Header()...)
+	s.mu.Lock()
+	s.streams[r] = struct{}{}
+	s.relays.Add(1)
+	s.mu.Unlock()
+	// The relay writes the response itself on the hijacked connection:
+	// one goroutine per stream and a write per burst of events, instead of
+	// fasthttp's stream writer, which adds a goroutine and an in-memory
+	// pipe that copies every event twice more. After a complete stream
+	// the relay serves the connection's next requests (keep-alive). It
+	// runs on a reused worker goroutine (see relayWorkers).
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(r.hijacked)
 }
