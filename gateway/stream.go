@@ -60,7 +60,7 @@ func newRelay(s *Server, x *exchange, st providers.Stream, first []byte, eof boo
 // relay streams the response on c and reports whether all of it, the
 // last chunk included, was written.
 func (r *relay) relay(c net.Conn) (complete bool) {
-	defer r.s.relays.Done()
+	defer r.s.streams.done()
 	defer func() {
 		if v := recover(); v != nil {
 			r.s.log.Error("stream relay panic", "panic", fmt.Sprint(v), "request_id", r.x.requestID)
@@ -201,9 +201,7 @@ func (r *relay) finish(u providers.Usage, status int, code string) {
 	r.mu.Unlock()
 	r.st.Close()
 	r.s.finish(r.x, u, status, code, r.s.now())
-	r.s.mu.Lock()
-	delete(r.s.streams, r)
-	r.s.mu.Unlock()
+	r.s.streams.remove(r)
 }
 
 // startStream serves stream: true. Nothing is written until the first
@@ -235,10 +233,7 @@ func (s *Server) startStream(ctx *fasthttp.RequestCtx, x *exchange) {
 	ctx.Response.Header.Set("X-Accel-Buffering", "no")
 	ctx.Response.Header.SetContentLength(-1) // chunked
 	r.head = append(r.head, ctx.Response.Header.Header()...)
-	s.mu.Lock()
-	s.streams[r] = struct{}{}
-	s.relays.Add(1)
-	s.mu.Unlock()
+	s.streams.add(r)
 	// The relay writes the response itself on the hijacked connection:
 	// one goroutine per stream and a write per burst of events, instead of
 	// fasthttp's stream writer, which adds a goroutine and an in-memory

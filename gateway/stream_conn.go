@@ -28,7 +28,7 @@ func (r *relay) run(c net.Conn) {
 		_ = c.Close()
 		return
 	}
-	if r.relay(bare) && !r.s.stopping.Load() {
+	if r.relay(bare) && !r.s.streams.stopping.Load() {
 		_ = r.s.srv.ServeConn(bare) // closes bare when the client is done
 		return
 	}
