@@ -1,5 +1,7 @@
 package gateway
 
+// The exchange: one chat request from resolution to its end.
+
 import (
 	"context"
 	"strconv"

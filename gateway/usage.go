@@ -1,5 +1,8 @@
 package gateway
 
+// How a chat request ends: metrics, limiter settlement, the usage
+// record, the access line.
+
 import (
 	"context"
 	"log/slog"

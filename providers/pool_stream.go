@@ -1,5 +1,7 @@
 package providers
 
+// The stream a pool hands its caller.
+
 import "context"
 
 // poolStream is the stream handed to the caller: one deployment's stream

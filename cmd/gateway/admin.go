@@ -1,5 +1,7 @@
 package main
 
+// Wiring the admin listener.
+
 import (
 	"time"
 

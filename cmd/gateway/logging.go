@@ -1,5 +1,7 @@
 package main
 
+// The process's loggers, all writing through the redactor.
+
 import (
 	"context"
 	"fmt"

@@ -1,5 +1,9 @@
 package main
 
+// Building the models: one upstream client per provider, one pool per
+// model, reused across reloads where the config did not change; a
+// model's prices and prompt-cache policy.
+
 import (
 	"fmt"
 	"reflect"

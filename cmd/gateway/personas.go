@@ -1,5 +1,8 @@
 package main
 
+// The persona source: made from config at start and at reload, swapped
+// under the resolver.
+
 import (
 	"context"
 	"fmt"

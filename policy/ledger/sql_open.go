@@ -1,5 +1,7 @@
 package ledger
 
+// Opening the SQL ledger on each database.
+
 import (
 	"context"
 	"database/sql"

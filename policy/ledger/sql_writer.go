@@ -1,5 +1,8 @@
 package ledger
 
+// The SQL ledger's writer goroutine (batches, prepared inserts, the
+// spool on failure) and the redelivery loop.
+
 import (
 	"context"
 	"database/sql"
