@@ -39,12 +39,7 @@ func (s *Server) serveChat(ctx *fasthttp.RequestCtx) {
 		s.refuse(ctx, x, err)
 		return
 	}
-	s.beginUpstream(ctx, x)
-	if x.stream {
-		s.startStream(ctx, x)
-		return
-	}
-	s.complete(ctx, x)
+	s.callUpstream(ctx, x)
 }
 
 // prepare authenticates, decodes and resolves. It returns the exchange

@@ -104,6 +104,20 @@ func (x *exchange) DiscardedUsage(deployment string, u providers.Usage) {
 	x.s.opts.Ledger.Record(r)
 }
 
+// callUpstream serves an admitted exchange: the relay for a stream,
+// else the reply in its route's shape (the persona route's, or its SDK's).
+func (s *Server) callUpstream(ctx *fasthttp.RequestCtx, x *exchange) {
+	s.beginUpstream(ctx, x)
+	switch {
+	case x.stream:
+		s.startStream(ctx, x)
+	case x.api != nil:
+		s.completeSDK(ctx, x)
+	default:
+		s.complete(ctx, x)
+	}
+}
+
 // refuse ends a request refused before the upstream call (credentials,
 // body, persona, model, limits): the error reply in the route's shape,
 // the span, and finish with no usage.

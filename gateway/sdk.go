@@ -49,12 +49,7 @@ func (s *Server) serveSDK(ctx *fasthttp.RequestCtx, kind apiKind, route string, 
 		s.refuse(ctx, x, err)
 		return
 	}
-	s.beginUpstream(ctx, x)
-	if x.stream {
-		s.startStream(ctx, x)
-		return
-	}
-	s.completeSDK(ctx, x)
+	s.callUpstream(ctx, x)
 }
 
 // prepareSDK authenticates (Bearer, or x-api-key as Anthropic's SDK
