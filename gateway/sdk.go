@@ -46,18 +46,10 @@ func (s *Server) serveSDK(ctx *fasthttp.RequestCtx, kind apiKind, route string, 
 	api.id = x.requestID
 	err := s.prepareSDK(ctx, x, decode)
 	if err != nil {
-		ae := toAPIError(err)
-		x.writeError(ctx, ae)
-		s.traceRefused(ctx, x)
-		s.finish(x, providers.Usage{}, ae.status, ae.code, s.now())
+		s.refuse(ctx, x, err)
 		return
 	}
-	s.beginUpstream(ctx, x)
-	if x.stream {
-		s.startStream(ctx, x)
-		return
-	}
-	s.completeSDK(ctx, x)
+	s.callUpstream(ctx, x)
 }
 
 // prepareSDK authenticates (Bearer, or x-api-key as Anthropic's SDK

@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -133,16 +132,11 @@ type Server struct {
 	// state is what requests run on; each loads it once (see State).
 	state atomic.Pointer[State]
 
-	stopping atomic.Bool // Shutdown began: streams close their connections
-
-	mu      sync.Mutex
-	streams map[*relay]struct{}
-	relays  sync.WaitGroup
+	streams *streamRegistry // the open stream relays (stream_registry.go)
 	workers *relayWorkers
 	gone    *goneWatcher
 
-	logLimited logLimiter // lines anonymous callers can cause
-	drainBufs  sync.Pool  // *[]byte for lingering closes after a 413
+	unreadable unreadableRequests // requests fasthttp could not read (unreadable.go)
 }
 
 // New checks opts and builds a Server.
@@ -171,12 +165,12 @@ func New(opts Options) (*Server, error) {
 		log:     log,
 		now:     opts.Now,
 		ids:     newRequestIDs(),
-		streams: make(map[*relay]struct{}),
+		streams: newStreamRegistry(),
 		workers: newRelayWorkers(),
 		gone:    newGoneWatcher(),
 	}
 	_ = s.SetState(first) // checked above
-	s.drainBufs.New = func() any { b := make([]byte, 32<<10); return &b }
+	s.unreadable.drainBufs.New = func() any { b := make([]byte, 32<<10); return &b }
 	s.srv = &fasthttp.Server{
 		Handler:               s.Handler(),
 		ErrorHandler:          s.serveParseError,
@@ -301,27 +295,18 @@ func (l patientListener) Accept() (net.Conn, error) {
 // error event and its usage recorded) and waits for them to wind up.
 // It does not close the Ledger; the caller does, after Shutdown.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.stopping.Store(true)
+	s.streams.stopping.Store(true)
 	err := s.srv.ShutdownWithContext(ctx)
 	// Streams run on hijacked connections the server no longer counts:
 	// wait for them separately, until the same deadline.
 	done := make(chan struct{})
-	go func() { s.relays.Wait(); s.workers.stop(); s.gone.stop(); close(done) }()
+	go func() { s.streams.wait(); s.workers.stop(); s.gone.stop(); close(done) }()
 	select {
 	case <-done:
 		return err
 	case <-ctx.Done():
 	}
-	// Abort outside s.mu: each relay's finish takes it to unregister.
-	s.mu.Lock()
-	open := make([]*relay, 0, len(s.streams))
-	for r := range s.streams {
-		open = append(open, r)
-	}
-	s.mu.Unlock()
-	for _, r := range open {
-		r.shutdown()
-	}
+	s.streams.abortAll()
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):

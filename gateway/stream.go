@@ -1,18 +1,17 @@
 package gateway
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/moonborn/edge/internal/jsonx"
 	"github.com/moonborn/edge/providers"
+	"github.com/valyala/fasthttp"
 )
 
 // relay copies one upstream stream to one client as API.md's SSE events.
@@ -58,137 +57,10 @@ func newRelay(s *Server, x *exchange, st providers.Stream, first []byte, eof boo
 	return r
 }
 
-var (
-	deltaPrefix = []byte("event: delta\ndata: {\"type\":\"delta\",\"content\":")
-	donePrefix  = []byte("event: done\ndata: {\"type\":\"done\"")
-	errorPrefix = []byte("event: error\ndata: {\"type\":\"error\",\"error\":{\"code\":")
-	pingChunk   = []byte("8\r\n: ping\n\n\r\n")
-	lastChunk   = []byte("0\r\n\r\n")
-)
-
-// chunkRoom is what beginChunk reserves for the chunk-size line: up to 8
-// hex digits and CRLF.
-const chunkRoom = 10
-
-// beginChunk starts an HTTP chunk in buf, leaving room for its size line.
-func beginChunk(buf []byte) []byte {
-	return append(buf[:0], "0000000000"[:chunkRoom]...)
-}
-
-// endChunk writes the size line of the chunk begun at buf[0] and appends
-// its CRLF; it returns the bytes to send (the size line is right-aligned
-// in the reserved room, so the slice starts where it begins).
-func endChunk(buf []byte) []byte {
-	n := len(buf) - chunkRoom
-	var size [8]byte
-	i := len(size)
-	for {
-		i--
-		size[i] = hexDigits[n&0xf]
-		n >>= 4
-		if n == 0 {
-			break
-		}
-	}
-	start := chunkRoom - 2 - (len(size) - i)
-	copy(buf[start:], size[i:])
-	buf[chunkRoom-2], buf[chunkRoom-1] = '\r', '\n'
-	buf = append(buf, '\r', '\n')
-	return buf[start:]
-}
-
-// hijacked is the hijack handler: it passes the connection to a worker.
-func (r *relay) hijacked(c net.Conn) { r.s.workers.run(r, c) }
-
-// run owns the hijacked connection. A stream that ended
-// with its whole response written leaves the connection reusable, so run
-// goes on serving its next requests (keep-alive, as for any reply);
-// otherwise it closes it. It must not touch the RequestCtx.
-func (r *relay) run(c net.Conn) {
-	// The relay never reads from the client, so it can drop fasthttp's
-	// wrapper (and its read buffer) before streaming, not after.
-	bare, err := unwrapHijacked(c, r.buf[:cap(r.buf)])
-	if err != nil {
-		// The client already closed its side: relay anyway (a half-close
-		// still reads), then close.
-		r.relay(c)
-		_ = c.Close()
-		return
-	}
-	if r.relay(bare) && !r.s.stopping.Load() {
-		_ = r.s.srv.ServeConn(bare) // closes bare when the client is done
-		return
-	}
-	_ = bare.Close()
-}
-
-// unwrapHijacked returns the connection under fasthttp's hijack wrapper,
-// preceded by the bytes the wrapper had buffered (a pipelined request;
-// usually none). Serving the wrapper itself after the stream would wrap
-// it again at the connection's next stream: one more layer, and one more
-// buffered reader on every read and write, per stream on a keep-alive
-// connection; and an open stream need not hold the wrapper's buffer.
-//
-// The buffered bytes are drained with the read deadline already passed:
-// a read then returns what is buffered or fails at once, and never
-// consumes new bytes from the network, which stay for the next request.
-//
-// scratch is any free buffer to read through; the relay lends its event
-// scratch, which is idle until the stream starts.
-func unwrapHijacked(c net.Conn, scratch []byte) (net.Conn, error) {
-	u, ok := c.(interface{ UnsafeConn() net.Conn })
-	if !ok {
-		return c, nil
-	}
-	inner := u.UnsafeConn()
-	if err := inner.SetReadDeadline(time.Unix(1, 0)); err != nil {
-		return nil, err
-	}
-	var pending []byte
-	for {
-		n, err := c.Read(scratch)
-		pending = append(pending, scratch[:n]...)
-		if err != nil {
-			if !errors.Is(err, os.ErrDeadlineExceeded) {
-				return nil, err // the client closed or broke the connection
-			}
-			break
-		}
-	}
-	if err := inner.SetReadDeadline(time.Time{}); err != nil {
-		return nil, err
-	}
-	if pc, ok := inner.(*prefixConn); ok {
-		// Unwrapped before: what it still holds came after the bytes the
-		// wrapper buffered from it.
-		pending = append(pending, pc.prefix...)
-		inner = pc.Conn
-	}
-	if len(pending) == 0 {
-		return inner, nil
-	}
-	return &prefixConn{Conn: inner, prefix: pending}, nil
-}
-
-// prefixConn is a connection whose first reads return prefix.
-type prefixConn struct {
-	net.Conn
-	prefix []byte
-}
-
-func (c *prefixConn) Read(p []byte) (int, error) {
-	if len(c.prefix) > 0 {
-		n := copy(p, c.prefix)
-		c.prefix = c.prefix[n:]
-		return n, nil
-	}
-	return c.Conn.Read(p)
-}
-
 // relay streams the response on c and reports whether all of it, the
 // last chunk included, was written.
 func (r *relay) relay(c net.Conn) (complete bool) {
-	defer r.s.relays.Done()
+	defer r.s.streams.done()
 	defer func() {
 		if v := recover(); v != nil {
 			r.s.log.Error("stream relay panic", "panic", fmt.Sprint(v), "request_id", r.x.requestID)
@@ -196,6 +68,29 @@ func (r *relay) relay(c net.Conn) (complete bool) {
 			r.finish(providers.Usage{}, http.StatusInternalServerError, codeInternal)
 		}
 	}()
+	r.start(c)
+	m := r.s.opts.Metrics
+	m.streamOpened()
+	defer m.streamClosed()
+	err := io.EOF
+	if !r.emptyOK {
+		err = r.pump()
+	}
+	usage := r.st.Usage()
+	switch {
+	case err == io.EOF:
+		return r.endDone(usage)
+	case r.clientGone():
+		r.finish(usage, statusClientClosed, codeClientClosed)
+		return false
+	default:
+		return r.endError(err, usage)
+	}
+}
+
+// start takes the connection, arms the ping timer and queues the
+// response head.
+func (r *relay) start(c net.Conn) {
 	r.mu.Lock()
 	r.conn = c
 	r.ping = time.AfterFunc(r.s.opts.PingInterval, r.heartbeat)
@@ -209,71 +104,71 @@ func (r *relay) relay(c net.Conn) (complete bool) {
 		// event.
 		r.coalesce = w.NotifyWait(func() bool { return r.flush() == nil && !r.clientGone() })
 	}
-	m := r.s.opts.Metrics
-	m.streamOpened()
-	defer m.streamClosed()
+}
 
-	var err error
-	if !r.emptyOK {
-		err = r.writeDelta(r.first)
-		last := time.Now()
-		m.firstToken(last.Sub(r.x.start))
-		for err == nil {
-			var d []byte
-			d, err = r.st.Next()
-			now := time.Now()
-			r.x.upstreamWait += now.Sub(last)
-			if err == nil {
-				err = r.writeDelta(d)
-				m.tokenGap(now.Sub(last))
-				last = now
-			}
+// pump relays the first delta and every next one until the upstream
+// ends (io.EOF) or a read or write fails.
+func (r *relay) pump() error {
+	m := r.s.opts.Metrics
+	err := r.writeDelta(r.first)
+	last := time.Now()
+	m.firstToken(last.Sub(r.x.start))
+	for err == nil {
+		var d []byte
+		d, err = r.st.Next()
+		now := time.Now()
+		r.x.upstreamWait += now.Sub(last)
+		if err == nil {
+			err = r.writeDelta(d)
+			m.tokenGap(now.Sub(last))
+			last = now
 		}
-	} else {
-		err = io.EOF
 	}
+	return err
+}
+
+// endDone writes the done event and the last chunk of a stream the
+// upstream finished.
+func (r *relay) endDone(usage providers.Usage) bool {
 	end := r.s.now()
-	usage := r.st.Usage()
-	switch {
-	case err == io.EOF:
-		cost := costOf(r.x.model, usage)
-		if a := r.x.api; a != nil {
-			r.buf = a.appendEnd(beginChunk(r.buf), r.x, r.st, usage)
-		} else {
-			r.buf = append(beginChunk(r.buf), donePrefix...)
-			r.buf = appendUsageFields(r.buf, usage, cost, r.x.model.ID, end.Sub(r.x.start).Milliseconds())
-			r.buf = append(r.buf, "}\n\n"...)
-		}
-		r.buf = append(endChunk(r.buf), lastChunk...)
-		if werr := r.emit(r.buf, true); werr != nil {
-			r.finish(usage, statusClientClosed, codeClientClosed)
-			return false
-		}
-		r.finish(usage, http.StatusOK, "")
-		return true
-	case r.clientGone():
-		r.finish(usage, statusClientClosed, codeClientClosed)
-	default:
-		if r.stopping.Load() {
-			err = errShuttingDown
-		}
-		ae := toAPIError(err)
-		if ae.upstream {
-			r.s.logUpstream(r.x, err)
-		}
-		if a := r.x.api; a != nil {
-			r.buf = a.appendError(beginChunk(r.buf), ae)
-		} else {
-			r.buf = append(beginChunk(r.buf), errorPrefix...)
-			r.buf = jsonx.AppendString(r.buf, ae.code)
-			r.buf = append(r.buf, `,"message":`...)
-			r.buf = jsonx.AppendString(r.buf, ae.message)
-			r.buf = append(r.buf, "}}\n\n"...)
-		}
-		r.buf = append(endChunk(r.buf), lastChunk...)
-		complete = r.emit(r.buf, true) == nil
-		r.finish(usage, http.StatusOK, ae.code)
+	if a := r.x.api; a != nil {
+		r.buf = a.appendEnd(beginChunk(r.buf), r.x, r.st, usage)
+	} else {
+		r.buf = append(beginChunk(r.buf), donePrefix...)
+		r.buf = appendUsageFields(r.buf, usage, costOf(r.x.model, usage), r.x.model.ID, end.Sub(r.x.start).Milliseconds())
+		r.buf = append(r.buf, "}\n\n"...)
 	}
+	r.buf = append(endChunk(r.buf), lastChunk...)
+	if werr := r.emit(r.buf, true); werr != nil {
+		r.finish(usage, statusClientClosed, codeClientClosed)
+		return false
+	}
+	r.finish(usage, http.StatusOK, "")
+	return true
+}
+
+// endError writes the error event and the last chunk of a stream that
+// failed after its first byte (the status stays 200: it was sent).
+func (r *relay) endError(err error, usage providers.Usage) bool {
+	if r.stopping.Load() {
+		err = errShuttingDown
+	}
+	ae := toAPIError(err)
+	if ae.upstream {
+		r.s.logUpstream(r.x, err)
+	}
+	if a := r.x.api; a != nil {
+		r.buf = a.appendError(beginChunk(r.buf), ae)
+	} else {
+		r.buf = append(beginChunk(r.buf), errorPrefix...)
+		r.buf = jsonx.AppendString(r.buf, ae.code)
+		r.buf = append(r.buf, `,"message":`...)
+		r.buf = jsonx.AppendString(r.buf, ae.message)
+		r.buf = append(r.buf, "}}\n\n"...)
+	}
+	r.buf = append(endChunk(r.buf), lastChunk...)
+	complete := r.emit(r.buf, true) == nil
+	r.finish(usage, http.StatusOK, ae.code)
 	return complete
 }
 
@@ -286,86 +181,6 @@ func (r *relay) writeDelta(d []byte) error {
 	r.buf = append(beginChunk(r.buf), deltaPrefix...)
 	r.buf = jsonx.AppendString(r.buf, d)
 	return r.emit(endChunk(append(r.buf, "}\n\n"...)), false)
-}
-
-// emit queues whole chunks and writes the queue unless the relay is
-// coalescing, the queue is small and the stream goes on (last is false).
-func (r *relay) emit(chunks []byte, last bool) error {
-	r.out = append(r.out, chunks...)
-	if r.coalesce && !last && len(r.out) < maxCoalesced {
-		return nil
-	}
-	return r.flush()
-}
-
-// flush writes the queued chunks, if any.
-func (r *relay) flush() error {
-	if len(r.out) == 0 {
-		return nil
-	}
-	err := r.write(r.out)
-	r.out = r.out[:0]
-	return err
-}
-
-// write sends whole chunks, under mu so a heartbeat never interleaves,
-// moving the write deadline forward first.
-func (r *relay) write(b []byte) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.gone {
-		return errClientGone
-	}
-	_ = r.conn.SetWriteDeadline(time.Now().Add(r.s.opts.StreamWriteTimeout))
-	r.headSent = true
-	if _, err := r.conn.Write(b); err != nil {
-		r.gone = true
-		return errClientGone
-	}
-	r.ping.Reset(r.s.opts.PingInterval)
-	return nil
-}
-
-// heartbeat runs on the timer's goroutine after a silence. A failed ping
-// means the client left: abort the upstream so it stops generating.
-//
-// Abort is called after mu is released: it waits for a read of the
-// upstream in progress to return, and that read may be inside the relay's
-// NotifyWait flush, waiting for mu.
-func (r *relay) heartbeat() {
-	if r.writePing() {
-		r.st.Abort()
-	}
-}
-
-// writePing writes one ping under mu and reports whether the client is gone.
-func (r *relay) writePing() (gone bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.finished || r.gone {
-		return false
-	}
-	if !r.headSent {
-		return false // nothing sent yet: the first event is about to go
-	}
-	_ = r.conn.SetWriteDeadline(time.Now().Add(r.s.opts.StreamWriteTimeout))
-	if _, err := r.conn.Write(pingChunk); err != nil {
-		r.gone = true
-		return true
-	}
-	r.ping.Reset(r.s.opts.PingInterval)
-	return false
-}
-
-// clientGone reports whether the client left: a write failed, or the
-// client-gone watcher saw it close or reset its connection.
-func (r *relay) clientGone() bool {
-	if r.x.gone.Load() {
-		return true
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.gone
 }
 
 // shutdown aborts the stream because the server is stopping. It takes no
@@ -386,7 +201,45 @@ func (r *relay) finish(u providers.Usage, status int, code string) {
 	r.mu.Unlock()
 	r.st.Close()
 	r.s.finish(r.x, u, status, code, r.s.now())
-	r.s.mu.Lock()
-	delete(r.s.streams, r)
-	r.s.mu.Unlock()
+	r.s.streams.remove(r)
+}
+
+// startStream serves stream: true. Nothing is written until the first
+// delta arrives, so every earlier failure is an ordinary JSON error. Once
+// a delta is in hand the relay takes ownership of the upstream stream.
+func (s *Server) startStream(ctx *fasthttp.RequestCtx, x *exchange) {
+	callStart := s.now()
+	st, err := x.model.Provider.Stream(x.ctx, &x.req)
+	if err != nil {
+		x.upstreamWait = s.now().Sub(callStart)
+		s.fail(ctx, x, providers.Usage{}, err, s.now())
+		return
+	}
+	first, err := st.Next()
+	x.upstreamWait = s.now().Sub(callStart)
+	if err != nil && err != io.EOF {
+		u := st.Usage()
+		st.Close()
+		s.fail(ctx, x, u, err, s.now())
+		return
+	}
+	if sv, ok := st.(providers.Served); ok {
+		x.deployment = sv.Deployment()
+	}
+	r := newRelay(s, x, st, first, err == io.EOF)
+	ctx.SetStatusCode(http.StatusOK)
+	ctx.Response.Header.SetContentType("text/event-stream")
+	ctx.Response.Header.Set("Cache-Control", "no-cache")
+	ctx.Response.Header.Set("X-Accel-Buffering", "no")
+	ctx.Response.Header.SetContentLength(-1) // chunked
+	r.head = append(r.head, ctx.Response.Header.Header()...)
+	s.streams.add(r)
+	// The relay writes the response itself on the hijacked connection:
+	// one goroutine per stream and a write per burst of events, instead of
+	// fasthttp's stream writer, which adds a goroutine and an in-memory
+	// pipe that copies every event twice more. After a complete stream
+	// the relay serves the connection's next requests (keep-alive). It
+	// runs on a reused worker goroutine (see relayWorkers).
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(r.hijacked)
 }

@@ -62,7 +62,7 @@ func (s *Server) serveParseError(ctx *fasthttp.RequestCtx, err error) {
 	s.setRequestID(ctx)
 	reason := unreadableReason(err)
 	s.opts.Metrics.unreadable(reason)
-	s.logLimited.log(s.log, s.now(), "unreadable request", "reason", reason, "remote", remoteIP(ctx))
+	s.unreadable.logLimited.log(s.log, s.now(), "unreadable request", "reason", reason, "remote", remoteIP(ctx))
 	switch reason {
 	case reasonBodyTooLarge:
 		writeRouteError(ctx, &apiError{status: http.StatusRequestEntityTooLarge, code: codePayloadTooLarge,
@@ -120,8 +120,8 @@ func (s *Server) linger(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	_ = c.SetReadDeadline(time.Now().Add(s.opts.ReadTimeout))
-	buf := s.drainBufs.Get().(*[]byte)
-	defer s.drainBufs.Put(buf)
+	buf := s.unreadable.drainBufs.Get().(*[]byte)
+	defer s.unreadable.drainBufs.Put(buf)
 	limit := s.lingerBytes()
 	for n := int64(0); n < limit; {
 		m, err := c.Read(*buf)
@@ -135,6 +135,14 @@ func (s *Server) linger(ctx *fasthttp.RequestCtx) {
 // lingerBytes bounds the drain after a 413: 64 times the body limit, so
 // bodies up to 64× the limit still see their reply.
 func (s *Server) lingerBytes() int64 { return 64 * int64(s.opts.MaxBodyBytes) }
+
+// unreadableRequests is what the Server keeps for requests fasthttp
+// could not read: the log lines anonymous callers can cause, at a bounded
+// rate, and the buffers the lingering close after a 413 reads through.
+type unreadableRequests struct {
+	logLimited logLimiter
+	drainBufs  sync.Pool // *[]byte
+}
 
 // logLimiter lets through a burst of lines, then one per interval, and
 // says how many it held back. The zero value is ready; it is safe for
@@ -202,5 +210,5 @@ func (l fasthttpLogger) Printf(format string, args ...any) {
 		l.s.log.Debug(msg, "component", "fasthttp")
 		return
 	}
-	l.s.logLimited.log(l.s.log, l.s.now(), msg, "component", "fasthttp")
+	l.s.unreadable.logLimited.log(l.s.log, l.s.now(), msg, "component", "fasthttp")
 }

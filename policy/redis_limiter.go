@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -163,21 +161,6 @@ func NewRedisLimiter(cfg LimitsConfig, logger *slog.Logger) (*RedisLimiter, erro
 	return l, nil
 }
 
-// settleLinger is how long a queued settlement waits for an Admit to
-// carry it before the flusher sends it alone. At a few hundred requests
-// per second and more, an Admit nearly always comes first.
-const settleLinger = 2 * time.Millisecond
-
-// queuedSettle is one settlement's script call, with what keep needs
-// should Redis fail it.
-type queuedSettle struct {
-	key         LimitKey
-	keys        []string
-	args        []any
-	tokens, usd int64
-	now         time.Time
-}
-
 // SetLimits replaces the limits (config reload) after validating cfg; the
 // state in Redis is kept. Backend, OnRedisDown and Redis are ignored:
 // changing them needs a restart.
@@ -197,144 +180,6 @@ func (l *RedisLimiter) Close() error {
 	return l.client.Close()
 }
 
-// settleLoop sends queued settlements that no Admit carried within
-// settleLinger; at Close it sends the rest.
-func (l *RedisLimiter) settleLoop() {
-	defer close(l.settleDone)
-	t := time.NewTimer(settleLinger)
-	t.Stop()
-	for {
-		select {
-		case <-l.settleStop:
-			l.sendSettles(context.Background(), nil)
-			return
-		case <-l.settleWake:
-		}
-		t.Reset(settleLinger)
-		select {
-		case <-l.settleStop:
-			t.Stop()
-			l.sendSettles(context.Background(), nil)
-			return
-		case <-t.C:
-		}
-		l.sendSettles(context.Background(), nil)
-	}
-}
-
-// takeSettles returns the queued settlements, emptying the queue. The
-// caller gives the slice back with putSettles once sent.
-func (l *RedisLimiter) takeSettles() []queuedSettle {
-	l.settleMu.Lock()
-	q := l.settles
-	l.settles = l.spare[:0]
-	l.spare = nil
-	l.settleMu.Unlock()
-	return q
-}
-
-func (l *RedisLimiter) putSettles(q []queuedSettle) {
-	clear(q) // drop keys and args
-	l.settleMu.Lock()
-	if l.spare == nil && cap(q) <= 1024 {
-		l.spare = q[:0]
-	}
-	l.settleMu.Unlock()
-}
-
-// sendSettles sends the queued settlements and, when admit is not nil,
-// that Admit's script after them, all in one pipelined round trip. It
-// returns admit's reply (nil without admit). A settlement Redis fails is
-// counted and its quota spend kept for replay, as when Settle could not
-// reach Redis.
-func (l *RedisLimiter) sendSettles(ctx context.Context, admit *admitCall) *redis.Cmd {
-	// A settlement queued before an Admit was called lands before that
-	// Admit runs: either the Admit carries it, or the flush that took it
-	// holds sending for the whole send, and the Admit waits for it.
-	var q []queuedSettle
-	if admit == nil {
-		l.sending.Lock()
-		defer l.sending.Unlock()
-		q = l.takeSettles()
-	} else {
-		l.sending.RLock()
-		q = l.takeSettles()
-		l.sending.RUnlock()
-	}
-	if len(q) == 0 && admit == nil {
-		l.putSettles(q)
-		return nil
-	}
-	var ac *redis.Cmd
-	var cmds []*redis.Cmd
-	if len(q) == 0 {
-		ac = l.admitS.Run(ctx, l.client, admit.keys, admit.args...)
-	} else {
-		// The spend must land even if the request that carries it ends.
-		ctx = context.WithoutCancel(ctx)
-		if !l.scriptsLoaded.Load() {
-			// Loaded first, so the settlements do not fail NOSCRIPT and
-			// go again after the Admit behind them.
-			if l.settleS.Load(ctx, l.client).Err() == nil && l.admitS.Load(ctx, l.client).Err() == nil {
-				l.scriptsLoaded.Store(true)
-			}
-		}
-		cmds = make([]*redis.Cmd, len(q))
-		pipe := l.client.Pipeline()
-		for i := range q {
-			cmds[i] = l.settleS.EvalSha(ctx, pipe, q[i].keys, q[i].args...)
-		}
-		if admit != nil {
-			ac = l.admitS.EvalSha(ctx, pipe, admit.keys, admit.args...)
-		}
-		_, _ = pipe.Exec(ctx)
-		// A server without the scripts (restarted, flushed) answers
-		// NOSCRIPT to each without running it: those go again, one by
-		// one, through Run, which loads the script (after the Admit, this
-		// once).
-		for i, c := range cmds {
-			if isNoScript(c.Err()) {
-				l.scriptsLoaded.Store(false)
-				cmds[i] = l.settleS.Run(ctx, l.client, q[i].keys, q[i].args...)
-			}
-		}
-		if ac != nil && isNoScript(ac.Err()) {
-			ac = l.admitS.Run(ctx, l.client, admit.keys, admit.args...)
-		}
-	}
-	ok := false
-	for i, c := range cmds {
-		if err := c.Err(); err != nil {
-			r := &q[i]
-			// One failed round trip is one Redis error: when the Admit
-			// carrying these failed too, Admit counts it.
-			if admit == nil || ac.Err() == nil {
-				l.failed(r.now.UnixMilli(), err)
-			}
-			l.stats.lostSettles.Add(1)
-			p := l.table.Load().lookup(r.key)
-			l.keep(&p, r.key, r.tokens, r.usd, r.now)
-			continue
-		}
-		ok = true
-	}
-	if ok && admit == nil {
-		l.succeeded(ctx, q[len(q)-1].now)
-	}
-	l.putSettles(q)
-	return ac
-}
-
-func isNoScript(err error) bool {
-	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
-}
-
-// admitCall is an Admit's script call.
-type admitCall struct {
-	keys []string
-	args []any
-}
-
 // Stats returns the counters.
 func (l *RedisLimiter) Stats() LimiterStats {
 	return LimiterStats{
@@ -346,54 +191,6 @@ func (l *RedisLimiter) Stats() LimiterStats {
 		Outages:          l.stats.outages.Load(),
 		Recoveries:       l.stats.recoveries.Load(),
 	}
-}
-
-// keys returns the script's KEYS for k in now's month. They are built
-// once per workspace, credential and month and then shared (read only):
-// eight allocations per call otherwise, twice per request.
-func (l *RedisLimiter) keys(k LimitKey, now time.Time) []string {
-	m := monthIndex(now)
-	ck := keyCacheKey{k.Workspace, k.CredentialID, m}
-	l.keyMu.Lock()
-	keys, ok := l.keyCache[ck]
-	l.keyMu.Unlock()
-	if ok {
-		return keys
-	}
-	ws := l.prefix + "{" + k.Workspace + "}:"
-	keys = []string{ws + "w", ws + "k:" + k.CredentialID, l.quotaKey(k.Workspace, "", m), l.quotaKey(k.Workspace, k.CredentialID, m)}
-	l.keyMu.Lock()
-	if len(l.keyCache) >= maxKeyCache || l.keyCache == nil {
-		l.keyCache = make(map[keyCacheKey][]string) // start over: a bound, not an LRU
-	}
-	l.keyCache[ck] = keys
-	l.keyMu.Unlock()
-	return keys
-}
-
-// maxKeyCache bounds the keys cache (credentials × months seen).
-const maxKeyCache = 4096
-
-type keyCacheKey struct {
-	workspace, credential string
-	month                 int64
-}
-
-// quotaKey names a month's spend hash: the workspace's (credential "") or
-// a managed key's own.
-func (l *RedisLimiter) quotaKey(ws, credential string, month int64) string {
-	var b [6]byte
-	ym := strconv.AppendInt(b[:0], month/12*100+month%12+1, 10)
-	if credential != "" {
-		return l.prefix + "{" + ws + "}:kq:" + string(ym) + ":" + credential
-	}
-	return l.prefix + "{" + ws + "}:q:" + string(ym)
-}
-
-// quotaTTL is how long a quota hash written at now must live, in ms: until
-// a day after now's month.
-func quotaTTL(now time.Time) int64 {
-	return nextMonthStart(now).Add(24 * time.Hour).Sub(now).Milliseconds()
 }
 
 // Admit is LocalLimiter.Admit against the shared state, in one script. A
@@ -434,20 +231,6 @@ func (l *RedisLimiter) Admit(ctx context.Context, key LimitKey, reserveTokens in
 		o.level[s], o.reset[s] = res[3+2*s], res[4+2*s]
 	}
 	return o.decision(&p, key, reserveTokens), nil
-}
-
-func (l *RedisLimiter) fallback(p *limitParams, key LimitKey, reserve int64, now time.Time, cause error) (Decision, error) {
-	if !l.failOpen {
-		l.stats.failClosed.Add(1)
-		if cause == nil {
-			return Decision{}, fmt.Errorf("%w: redis down, retrying after backoff", ErrLimiterUnavailable)
-		}
-		return Decision{}, fmt.Errorf("%w: %v", ErrLimiterUnavailable, cause)
-	}
-	l.stats.failOpen.Add(1)
-	d := l.local.admit(p, key, reserve, now)
-	d.Reservation.fallback = d.Reservation.valid
-	return d, nil
 }
 
 // Settle is LocalLimiter.Settle against the shared state, in one script.
@@ -510,95 +293,3 @@ func (l *RedisLimiter) Flush(ctx context.Context) {
 }
 
 func clampSpend(v int64) int64 { return min(max(v, 0), MaxLimit) }
-
-// tryRedis says whether to call Redis now: always while it is up; while it
-// is down, once per backoff period (the caller that wins the swap probes).
-func (l *RedisLimiter) tryRedis(nowMs int64) bool {
-	if !l.down.Load() {
-		return true
-	}
-	until := l.downUntil.Load()
-	return nowMs >= until && l.downUntil.CompareAndSwap(until, nowMs+l.backoff)
-}
-
-func (l *RedisLimiter) failed(nowMs int64, err error) {
-	l.stats.redisErrors.Add(1)
-	l.downUntil.Store(nowMs + l.backoff)
-	if l.down.CompareAndSwap(false, true) {
-		l.stats.outages.Add(1)
-		mode := "fail-closed"
-		if l.failOpen {
-			mode = "fail-open"
-		}
-		l.log.Warn("redis limiter unreachable", "err", err.Error(), "onRedisDown", mode, "backoff", time.Duration(l.backoff)*time.Millisecond)
-	}
-}
-
-func (l *RedisLimiter) succeeded(ctx context.Context, now time.Time) {
-	if l.down.Load() && l.down.CompareAndSwap(true, false) {
-		l.stats.recoveries.Add(1)
-		l.log.Info("redis limiter reachable again")
-	}
-	if l.hasPending.Load() {
-		l.flush(ctx, now)
-	}
-}
-
-// keep remembers quota spend that Redis has not seen: the workspace's
-// and, for a managed key with its own budget, the key's.
-func (l *RedisLimiter) keep(p *limitParams, key LimitKey, tokens, usd int64, now time.Time) {
-	if (!p.quota() && !p.keyQuota()) || (tokens == 0 && usd == 0) {
-		return
-	}
-	l.pendingMu.Lock()
-	add := func(k pendingKey) {
-		q := l.pending[k]
-		q.month = k.month
-		q.usd += usd
-		q.tok += tokens
-		l.pending[k] = q
-	}
-	if p.quota() {
-		add(pendingKey{workspace: key.Workspace, month: monthIndex(now)})
-	}
-	if p.keyQuota() {
-		add(pendingKey{workspace: key.Workspace, credential: key.CredentialID, month: monthIndex(now)})
-	}
-	l.hasPending.Store(true)
-	l.pendingMu.Unlock()
-}
-
-// flush adds the kept spend to Redis; what fails stays kept.
-func (l *RedisLimiter) flush(ctx context.Context, now time.Time) {
-	l.pendingMu.Lock()
-	batch := l.pending
-	l.pending = make(map[pendingKey]quotaCounter)
-	l.hasPending.Store(false)
-	l.pendingMu.Unlock()
-	ctx = context.WithoutCancel(ctx)
-	for k, q := range batch {
-		ttl := nextMonthStart(monthStart(k.month)).Add(24 * time.Hour).Sub(now).Milliseconds()
-		if ttl <= 0 {
-			delete(batch, k) // that month is over; its counter no longer matters
-			continue
-		}
-		key := l.quotaKey(k.workspace, k.credential, k.month)
-		if err := l.flushS.Run(ctx, l.client, []string{key}, q.usd, q.tok, ttl).Err(); err != nil {
-			l.failed(now.UnixMilli(), err)
-			l.pendingMu.Lock()
-			for k, q := range batch {
-				p := l.pending[k]
-				p.month, p.usd, p.tok = k.month, p.usd+q.usd, p.tok+q.tok
-				l.pending[k] = p
-			}
-			l.hasPending.Store(true)
-			l.pendingMu.Unlock()
-			return
-		}
-		delete(batch, k)
-	}
-}
-
-func monthStart(month int64) time.Time {
-	return time.Date(int(month/12), time.Month(month%12+1), 1, 0, 0, 0, 0, time.UTC)
-}

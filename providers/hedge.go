@@ -48,48 +48,11 @@ type hedgeAttempt struct {
 
 // streamHedged is Stream with hedging: see Pool.Stream and HedgeConfig.
 func (p *Pool) streamHedged(ctx context.Context, req *Request, now time.Time) (Stream, error) {
-	race := &hedgeRace{events: make(chan *hedgeAttempt, p.cfg.MaxAttempts)}
-	var tried uint64
-	var lastErr error
-	launched, running := 0, 0
-	var prev *Deployment // the deployment of the latest attempt
-	launch := func(now time.Time, hedge bool) (*Deployment, bool) {
-		if ctx.Err() != nil {
-			if lastErr == nil {
-				lastErr = ContextError(p.model, ctx)
-			}
-			return nil, false
-		}
-		d, done, err := p.acquire(now, tried)
-		if d == nil {
-			if lastErr == nil {
-				lastErr = err
-			}
-			return nil, false
-		}
-		switch {
-		case hedge:
-			p.counts.hedges.Add(1)
-		case prev != nil:
-			p.counts.countRetry(prev, d)
-		}
-		prev = d
-		tried |= 1 << d.index
-		actx, cancel := context.WithCancel(ctx)
-		r := d.request(req)
-		actx, sp := p.startAttempt(actx, d, r, launched, hedge)
-		a := &hedgeAttempt{d: d, done: done, cancel: cancel, span: sp, slot: launched, hedge: hedge}
-		race.mu.Lock()
-		race.cancels[a.slot] = cancel
-		race.mu.Unlock()
-		launched++
-		running++
-		go p.runAttempt(actx, race, a, r, now)
-		return d, true
-	}
-	d, ok := launch(now, false)
+	h := &hedgeRun{p: p, ctx: ctx, req: req, race: &hedgeRace{events: make(chan *hedgeAttempt, p.cfg.MaxAttempts)}}
+	race := h.race
+	d, ok := h.launch(now, false)
 	if !ok {
-		return nil, lastErr
+		return nil, h.lastErr
 	}
 	timer := time.NewTimer(p.hedgeDelay(d))
 	defer timer.Stop()
@@ -105,30 +68,83 @@ func (p *Pool) streamHedged(ctx context.Context, req *Request, now time.Time) (S
 				ps.cancel, ps.span = a.cancel, a.span
 				return ps, nil
 			}
-			running--
-			lastErr = a.err
-			if running > 0 {
+			h.running--
+			h.lastErr = a.err
+			if h.running > 0 {
 				continue // another attempt is still racing
 			}
 			now := p.now()
-			if !retryable(a.err) || launched >= p.cfg.MaxAttempts || !p.budget.TryRetry(now) {
-				return nil, lastErr
+			if !retryable(a.err) || h.launched >= p.cfg.MaxAttempts || !p.budget.TryRetry(now) {
+				return nil, h.lastErr
 			}
-			d, ok := launch(now, false)
+			d, ok := h.launch(now, false)
 			if !ok {
-				return nil, lastErr
+				return nil, h.lastErr
 			}
 			timer.Reset(p.hedgeDelay(d))
 		case <-timer.C:
 			now := p.now()
-			if launched >= p.cfg.MaxAttempts || !p.budget.TryRetry(now) {
+			if h.launched >= p.cfg.MaxAttempts || !p.budget.TryRetry(now) {
 				continue
 			}
-			if d, ok := launch(now, true); ok {
+			if d, ok := h.launch(now, true); ok {
 				timer.Reset(p.hedgeDelay(d))
 			}
 		}
 	}
+}
+
+// hedgeRun is one streamHedged call's attempts: what was tried, what
+// still runs, the last error. Only streamHedged's goroutine touches it.
+type hedgeRun struct {
+	p    *Pool
+	ctx  context.Context
+	req  *Request
+	race *hedgeRace
+
+	tried             uint64 // a bit per deployment index
+	lastErr           error
+	launched, running int
+	prev              *Deployment // the deployment of the latest attempt
+}
+
+// launch starts one more attempt (a hedge, or a retry after a failure) on
+// the next eligible deployment; false when there is none or ctx ended,
+// with lastErr saying why.
+func (h *hedgeRun) launch(now time.Time, hedge bool) (*Deployment, bool) {
+	p := h.p
+	if h.ctx.Err() != nil {
+		if h.lastErr == nil {
+			h.lastErr = ContextError(p.model, h.ctx)
+		}
+		return nil, false
+	}
+	d, done, err := p.acquire(now, h.tried)
+	if d == nil {
+		if h.lastErr == nil {
+			h.lastErr = err
+		}
+		return nil, false
+	}
+	switch {
+	case hedge:
+		p.counts.hedges.Add(1)
+	case h.prev != nil:
+		p.counts.countRetry(h.prev, d)
+	}
+	h.prev = d
+	h.tried |= 1 << d.index
+	actx, cancel := context.WithCancel(h.ctx)
+	r := d.request(h.req)
+	actx, sp := p.startAttempt(actx, d, r, h.launched, hedge)
+	a := &hedgeAttempt{d: d, done: done, cancel: cancel, span: sp, slot: h.launched, hedge: hedge}
+	h.race.mu.Lock()
+	h.race.cancels[a.slot] = cancel
+	h.race.mu.Unlock()
+	h.launched++
+	h.running++
+	go p.runAttempt(actx, h.race, a, r, now)
+	return d, true
 }
 
 // hedgeDelay is how long to wait for d's first token before hedging.

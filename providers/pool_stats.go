@@ -3,6 +3,7 @@ package providers
 import (
 	"errors"
 	"sync/atomic"
+	"time"
 )
 
 // Cumulative counters for metrics. The hot path pays one atomic add per
@@ -105,4 +106,50 @@ func (c *poolCounters) countRetry(prev, d *Deployment) {
 	if prev != d {
 		c.failovers.Add(1)
 	}
+}
+
+// PoolSnapshot is a pool in the health view. The counts are cumulative
+// since the pool was built (export them as counters).
+type PoolSnapshot struct {
+	Model       string               `json:"model"`
+	Strategy    string               `json:"strategy"`
+	Deployments []DeploymentSnapshot `json:"deployments"`
+	// Requests counts calls to Complete and Stream, each one request
+	// however many attempts it took.
+	Requests int64 `json:"requests"`
+	// Retries counts attempts started because the request's previous
+	// attempt failed (hedges are not retries); Failovers the retries that
+	// went to a different deployment than that previous attempt.
+	Retries   int64 `json:"retries"`
+	Failovers int64 `json:"failovers"`
+	// HedgesStarted counts hedge attempts: started while the request's
+	// earlier attempts were still waiting for their first token.
+	// HedgesWon counts those whose stream was handed to the caller;
+	// HedgesLost those that ended (aborted, or answered too late and
+	// discarded) because another attempt won. The rest failed on their
+	// own (see the deployments' Failures) or are still running.
+	HedgesStarted int64 `json:"hedgesStarted"`
+	HedgesWon     int64 `json:"hedgesWon"`
+	HedgesLost    int64 `json:"hedgesLost"`
+}
+
+// Snapshot reports every deployment's breaker state, in-flight count,
+// recent error rate and latency at now, for the admin health view, and
+// the pool's and deployments' cumulative counters for metrics.
+func (p *Pool) Snapshot(now time.Time) PoolSnapshot {
+	s := PoolSnapshot{
+		Model:         p.model,
+		Strategy:      p.cfg.Strategy,
+		Deployments:   make([]DeploymentSnapshot, len(p.deps)),
+		HedgesWon:     p.counts.hedgesWon.Load(),
+		HedgesLost:    p.counts.hedgesLost.Load(),
+		HedgesStarted: p.counts.hedges.Load(),
+		Failovers:     p.counts.failovers.Load(),
+		Retries:       p.counts.retries.Load(),
+		Requests:      p.counts.requests.Load(),
+	}
+	for i, d := range p.deps {
+		s.Deployments[i] = d.snapshot(now)
+	}
+	return s
 }

@@ -63,53 +63,25 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if len(args) > 0 && args[0] == "hash-key" {
 		return hashKey(args[1:], stdin, stdout, stderr)
 	}
-	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "config file (default: the built-in default config)")
-	listen := fs.String("listen", "", "public API address (overrides server.listen)")
-	adminListen := fs.String("admin-listen", "", `admin address (overrides server.adminListen; "off" disables)`)
-	checkOnly := fs.Bool("check-config", false, "report every problem of the config and exit (1 if any)")
-	printDefault := fs.Bool("print-default-config", false, "write the built-in default config to stdout and exit")
-	version := fs.Bool("version", false, "print the version and build and exit")
-	healthcheck := fs.Bool("healthcheck", false, "ask the admin listener's /healthz of a running gateway (same config and flags); exit 0 if healthy (for Docker HEALTHCHECK)")
-	usage := func(w io.Writer) {
-		fs.SetOutput(w)
-		fmt.Fprint(w, usageText)
-		fs.PrintDefaults()
-	}
-	fs.Usage = func() {} // printed below, to stdout when asked for
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			usage(stdout)
-			return 0
-		}
-		usage(stderr)
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "gateway: unexpected argument %q\n", fs.Arg(0))
-		return 2
+	f, code, ok := parseFlags(args, stdout, stderr)
+	if !ok {
+		return code
 	}
 	switch {
-	case *version:
+	case f.version:
 		fmt.Fprintln(stdout, readBuildInfo())
 		return 0
-	case *printDefault:
+	case f.printDefault:
 		_, _ = stdout.Write(defaultConfig)
 		return 0
 	}
-	cfg, err := loadConfig(*configPath)
-	configName := *configPath
+	configName := f.configPath
 	if configName == "" {
 		configName = "(built-in default)"
 	}
+	cfg, err := loadConfig(f.configPath)
 	if err == nil {
-		if *listen != "" {
-			cfg.Server.Listen = *listen
-		}
-		if *adminListen != "" {
-			cfg.Server.AdminListen = *adminListen
-		}
+		f.override(cfg)
 		err = cfg.Validate()
 	}
 	if err != nil {
@@ -121,13 +93,68 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		return 1
 	}
-	if *healthcheck {
+	if f.healthcheck {
 		return checkHealth(cfg.Server.AdminListen, stderr)
 	}
-	if *checkOnly {
+	if f.checkOnly {
 		fmt.Fprintf(stdout, "config %s is valid\n", configName)
 		return 0
 	}
+	return serveGateway(ctx, cfg, f, stderr, ready)
+}
+
+// flags are the command line's flags.
+type flags struct {
+	configPath, listen, adminListen               string
+	checkOnly, printDefault, version, healthcheck bool
+}
+
+// parseFlags parses args; when it returns !ok the command is over with
+// exit code code (-help, or a usage error).
+func parseFlags(args []string, stdout, stderr io.Writer) (f flags, code int, ok bool) {
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.configPath, "config", "", "config file (default: the built-in default config)")
+	fs.StringVar(&f.listen, "listen", "", "public API address (overrides server.listen)")
+	fs.StringVar(&f.adminListen, "admin-listen", "", `admin address (overrides server.adminListen; "off" disables)`)
+	fs.BoolVar(&f.checkOnly, "check-config", false, "report every problem of the config and exit (1 if any)")
+	fs.BoolVar(&f.printDefault, "print-default-config", false, "write the built-in default config to stdout and exit")
+	fs.BoolVar(&f.version, "version", false, "print the version and build and exit")
+	fs.BoolVar(&f.healthcheck, "healthcheck", false, "ask the admin listener's /healthz of a running gateway (same config and flags); exit 0 if healthy (for Docker HEALTHCHECK)")
+	usage := func(w io.Writer) {
+		fs.SetOutput(w)
+		fmt.Fprint(w, usageText)
+		fs.PrintDefaults()
+	}
+	fs.Usage = func() {} // printed below, to stdout when asked for
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage(stdout)
+			return f, 0, false
+		}
+		usage(stderr)
+		return f, 2, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "gateway: unexpected argument %q\n", fs.Arg(0))
+		return f, 2, false
+	}
+	return f, 0, true
+}
+
+// override puts the address flags over a loaded config: at start and at
+// every reload.
+func (f flags) override(c *Config) {
+	if f.listen != "" {
+		c.Server.Listen = f.listen
+	}
+	if f.adminListen != "" {
+		c.Server.AdminListen = f.adminListen
+	}
+}
+
+// serveGateway runs the gateway of a valid cfg until ctx ends.
+func serveGateway(ctx context.Context, cfg *Config, f flags, stderr io.Writer, ready func(*app)) int {
 	logs := newLogBuffer(stderr)
 	defer logs.Close()
 	log := newLogger(newRedactor(logs, cfg.secrets()), cfg.Log.Level)
@@ -137,14 +164,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 1
 	}
 	// SIGHUP and POST /admin/reload read the file again, flags on top.
-	a.configFile(*configPath, func(c *Config) {
-		if *listen != "" {
-			c.Server.Listen = *listen
-		}
-		if *adminListen != "" {
-			c.Server.AdminListen = *adminListen
-		}
-	})
+	a.configFile(f.configPath, f.override)
 	if err := a.serve(ctx, ready); err != nil {
 		log.Error("serve failed", "err", err.Error())
 		return 1

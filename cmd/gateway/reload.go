@@ -1,11 +1,9 @@
 package main
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"os"
 	"os/signal"
 	"reflect"
@@ -185,20 +183,13 @@ func (a *app) reloadLocked() (gateway.ReloadResult, error) {
 	switch {
 	case cfg.Personas.Source != old.Personas.Source:
 		// Needs a restart (restartRequired says so); the source stays.
-	case old.Personas.Source == "http":
-		hs, err := persona.NewHTTPSource(cfg.Personas.HTTP)
-		if err != nil {
-			auth.CloseUnshared(c.auth)
-			return gateway.ReloadResult{}, fmt.Errorf("personas: %w", err)
-		}
-		src = hs
 	default:
-		if cfg.personasErr != nil {
+		var ps []persona.Persona
+		if src, ps, err = personaSource(cfg); err != nil {
 			auth.CloseUnshared(c.auth)
-			return gateway.ReloadResult{}, fmt.Errorf("personas: %w", cfg.personasErr)
+			return gateway.ReloadResult{}, err
 		}
-		src = persona.NewFileSource(cfg.personas)
-		personaIDs = byID(cfg.personas)
+		personaIDs = byID(ps)
 	}
 	set, err := buildModelSet(cfg, c.set, nil)
 	if err != nil {
@@ -298,45 +289,4 @@ func (a *app) status() any {
 		out["keyStore"] = map[string]any{"keys": st.Keys, "revision": st.Revision, "syncs": st.Syncs, "syncFailures": st.SyncFailures}
 	}
 	return out
-}
-
-// swapSource is the persona source the resolver keeps across reloads:
-// a reload swaps what it reads from.
-type swapSource struct {
-	cur atomic.Pointer[sourceBox]
-}
-
-type sourceBox struct {
-	src persona.Source
-	// byID are the file source's personas, to find what a reload changed.
-	byID map[string]*persona.Persona
-}
-
-// newSwapSource starts on src; ps are its personas for a file source
-// (nil for http).
-func newSwapSource(src persona.Source, ps []persona.Persona) *swapSource {
-	s := &swapSource{}
-	s.cur.Store(&sourceBox{src: src, byID: byID(ps)})
-	return s
-}
-
-func byID(ps []persona.Persona) map[string]*persona.Persona {
-	if ps == nil {
-		return nil
-	}
-	m := make(map[string]*persona.Persona, len(ps))
-	for i := range ps {
-		m[ps[i].ID] = &ps[i]
-	}
-	return m
-}
-
-func (s *swapSource) Get(ctx context.Context, id string) (*persona.Persona, error) {
-	return s.cur.Load().src.Get(ctx, id)
-}
-
-func (s *swapSource) personas() map[string]*persona.Persona { return s.cur.Load().byID }
-
-func (s *swapSource) set(src persona.Source, byID map[string]*persona.Persona) {
-	s.cur.Store(&sourceBox{src: src, byID: byID})
 }

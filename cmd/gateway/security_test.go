@@ -336,7 +336,7 @@ func TestOnlyTheRedactorWrites(t *testing.T) {
 				rel, _ := filepath.Rel(root, pos.Filename)
 				switch name {
 				case "slog.NewJSONHandler", "slog.NewTextHandler":
-					if rel != filepath.Join("cmd", "gateway", "app.go") {
+					if rel != filepath.Join("cmd", "gateway", "logging.go") {
 						t.Errorf("%s:%d: %s outside newLogger", rel, pos.Line, name)
 					}
 				case "os.Stderr", "os.Stdout", "fmt.Print", "fmt.Printf", "fmt.Println",

@@ -1,55 +1,19 @@
 package main
 
 import (
-	"runtime"
-	"runtime/debug"
-	"strings"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/moonborn/edge/internal/buildinfo"
 )
 
-// buildInfo is what the binary knows of its own build: the module
-// version, and the VCS revision and time go build stamped in.
-type buildInfo struct {
-	Version, Revision, Time, GoVersion string
-	Modified                           bool
-}
+// buildInfo is what the binary knows of its own build (internal/buildinfo);
+// the gateway adds its build-info metric.
+type buildInfo struct{ buildinfo.Info }
 
-func readBuildInfo() buildInfo {
-	b := buildInfo{Version: "(devel)", Revision: "unknown", GoVersion: runtime.Version()}
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return b
-	}
-	if v := info.Main.Version; v != "" {
-		b.Version = v
-	}
-	for _, s := range info.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			b.Revision = s.Value
-		case "vcs.time":
-			b.Time = s.Value
-		case "vcs.modified":
-			b.Modified = s.Value == "true"
-		}
-	}
-	return b
-}
+func readBuildInfo() buildInfo { return buildInfo{buildinfo.Read()} }
 
 // String is the -version line.
-func (b buildInfo) String() string {
-	var s strings.Builder
-	s.WriteString("moonborn gateway " + b.Version + " (revision " + b.Revision)
-	if b.Time != "" {
-		s.WriteString(", " + b.Time)
-	}
-	if b.Modified {
-		s.WriteString(", modified")
-	}
-	s.WriteString(") " + b.GoVersion)
-	return s.String()
-}
+func (b buildInfo) String() string { return b.Line("gateway") }
 
 // register adds moonborn_build_info to reg: a constant 1 whose labels say
 // which build is running, for dashboards to join on and to spot a fleet

@@ -4,7 +4,7 @@
 // protocol. What the events mean (OpenAI chunks, Anthropic events) is the
 // wire packages' business; reading them under deadlines from a connection
 // is providers' (sse_body.go). The gateway writes its own events as
-// precomputed byte prefixes (gateway/stream.go, sdk_openai.go,
+// precomputed byte prefixes (gateway/stream_chunk.go, sdk_openai.go,
 // sdk_anthropic.go) with no framing layer to share.
 //
 // It imports nothing of the gateway's.
