@@ -179,20 +179,31 @@ func bearerToken(h []byte) ([]byte, bool) {
 	return tok, len(tok) > 0
 }
 
-// complete serves a non-streaming request.
-func (s *Server) complete(ctx *fasthttp.RequestCtx, x *exchange) {
+// completeUpstream makes a non-streaming request's upstream call, for
+// both routes. On failure the error reply and the record are made, and
+// ok is false.
+func (s *Server) completeUpstream(ctx *fasthttp.RequestCtx, x *exchange) (res providers.Result, end time.Time, ok bool) {
 	callStart := s.now()
 	res, err := x.model.Provider.Complete(x.ctx, &x.req)
-	end := s.now()
+	end = s.now()
 	x.upstreamWait = end.Sub(callStart)
 	x.deployment = res.Deployment
 	if err != nil {
 		s.fail(ctx, x, providers.Usage{}, err, end)
+		return res, end, false
+	}
+	x.noteResult(&res)
+	return res, end, true
+}
+
+// complete serves a non-streaming request.
+func (s *Server) complete(ctx *fasthttp.RequestCtx, x *exchange) {
+	res, end, ok := s.completeUpstream(ctx, x)
+	if !ok {
 		return
 	}
 	cost := costOf(x.model, res.Usage)
 	latency := end.Sub(x.start).Milliseconds()
-	x.noteResult(&res)
 
 	ctx.SetStatusCode(http.StatusOK)
 	ctx.Response.Header.SetContentType("application/json")

@@ -83,16 +83,10 @@ func (s *Server) prepareSDK(ctx *fasthttp.RequestCtx, x *exchange, decode func([
 
 // completeSDK serves a non-streaming SDK request.
 func (s *Server) completeSDK(ctx *fasthttp.RequestCtx, x *exchange) {
-	callStart := s.now()
-	res, err := x.model.Provider.Complete(x.ctx, &x.req)
-	end := s.now()
-	x.upstreamWait = end.Sub(callStart)
-	x.deployment = res.Deployment
-	if err != nil {
-		s.fail(ctx, x, providers.Usage{}, err, end)
+	res, end, ok := s.completeUpstream(ctx, x)
+	if !ok {
 		return
 	}
-	x.noteResult(&res)
 	ctx.SetStatusCode(http.StatusOK)
 	ctx.Response.Header.SetContentType("application/json")
 	buf := ctx.Response.Body()[:0]
