@@ -24,22 +24,30 @@ func benchServer(b testing.TB, withMetrics bool) *Server {
 	return mockServer(b, withMetrics, mock.Config{OutputTokens: 20})
 }
 
-// mockServer is benchServer with the mock provider configured by mc.
-func mockServer(b testing.TB, withMetrics bool, mc mock.Config) *Server {
-	b.Helper()
+// benchFixture is the handler benchmarks' caller and persona: API key
+// "key" of workspace w, persona psn_x (default model m).
+func benchFixture(tb testing.TB) (*policy.Authenticator, *persona.Resolver) {
+	tb.Helper()
 	auth, err := policy.NewAuthenticator(policy.AuthConfig{APIKeys: []policy.APIKeyConfig{
 		{ID: "k", Workspace: "w", SHA256: policy.HashKey("key")}}})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	var pc persona.Config
 	pc.SetDefaults()
 	res, err := persona.NewResolver(persona.NewFileSource([]persona.Persona{
 		{ID: "psn_x", Workspace: "w", SystemPrompt: "You are terse.", DefaultModel: "m"}}), pc)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	b.Cleanup(res.Close)
+	tb.Cleanup(res.Close)
+	return auth, res
+}
+
+// mockServer is benchServer with the mock provider configured by mc.
+func mockServer(b testing.TB, withMetrics bool, mc mock.Config) *Server {
+	b.Helper()
+	auth, res := benchFixture(b)
 	in, _ := policy.ParsePrice("0.15")
 	out, _ := policy.ParsePrice("0.6")
 	models := map[string]*Model{"m": {ID: "m", ProviderName: "mock", Provider: mock.New("mock", mc),

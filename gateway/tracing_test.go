@@ -20,10 +20,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/moonborn/edge/gateway/persona"
 	"github.com/moonborn/edge/internal/otlpexport"
 	"github.com/moonborn/edge/internal/spanbatch"
-	"github.com/moonborn/edge/policy"
 	"github.com/moonborn/edge/providers"
 	"github.com/moonborn/edge/providers/mock"
 )
@@ -32,19 +30,7 @@ import (
 // in-process mock (so attempt spans exist) and tracer (nil: off).
 func tracedServer(tb testing.TB, tracer trace.Tracer, content bool) *Server {
 	tb.Helper()
-	auth, err := policy.NewAuthenticator(policy.AuthConfig{APIKeys: []policy.APIKeyConfig{
-		{ID: "k", Workspace: "w", SHA256: policy.HashKey("key")}}})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var pc persona.Config
-	pc.SetDefaults()
-	res, err := persona.NewResolver(persona.NewFileSource([]persona.Persona{
-		{ID: "psn_x", Workspace: "w", SystemPrompt: "You are terse.", DefaultModel: "m"}}), pc)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(res.Close)
+	auth, res := benchFixture(tb)
 	pool, err := providers.NewPool("m", []providers.DeploymentSpec{
 		{Name: "mock-a", Provider: mock.New("mock-a", mock.Config{OutputTokens: 20}), Model: "m-up", System: "mock"}},
 		providers.PoolConfig{}, nil, time.Now)
