@@ -77,6 +77,27 @@ func collectorBinary(t *testing.T) string {
 	return bin
 }
 
+// siblingAttempts checks that a trace has two attempt spans, both the
+// server span's children, and returns them with their attributes by
+// deployment.
+func siblingAttempts(t *testing.T, spans []*tracepb.Span) ([]*tracepb.Span, map[string]map[string]string) {
+	t.Helper()
+	srv := byKind(spans, tracepb.Span_SPAN_KIND_SERVER)[0]
+	clients := byKind(spans, tracepb.Span_SPAN_KIND_CLIENT)
+	if len(clients) != 2 {
+		t.Fatalf("%d attempt spans, want 2", len(clients))
+	}
+	deps := map[string]map[string]string{}
+	for _, c := range clients {
+		if string(c.ParentSpanId) != string(srv.SpanId) {
+			t.Fatal("an attempt span is not the server span's child")
+		}
+		a := spanAttrs(c)
+		deps[a["moonborn.deployment"]] = a
+	}
+	return clients, deps
+}
+
 // spanSink receives what the collector exports, decoded.
 type spanSink struct {
 	mu    sync.Mutex
@@ -373,21 +394,7 @@ func TestTracesReachACollector(t *testing.T) {
 		if r.status != 200 {
 			t.Fatalf("status %d: %s", r.status, r.body)
 		}
-		tid := traceOfProxy(t, failing)
-		spans := waitTrace(t, sink, tid, 3)
-		srv := byKind(spans, tracepb.Span_SPAN_KIND_SERVER)[0]
-		clients := byKind(spans, tracepb.Span_SPAN_KIND_CLIENT)
-		if len(clients) != 2 {
-			t.Fatalf("%d attempt spans, want 2", len(clients))
-		}
-		deps := map[string]map[string]string{}
-		for _, c := range clients {
-			if string(c.ParentSpanId) != string(srv.SpanId) {
-				t.Fatal("an attempt span is not the server span's child")
-			}
-			a := spanAttrs(c)
-			deps[a["moonborn.deployment"]] = a
-		}
+		clients, deps := siblingAttempts(t, waitTrace(t, sink, traceOfProxy(t, failing), 3))
 		if f := deps["failing"]; f["error.type"] != "status" || f["http.response.status_code"] != "500" || f["moonborn.attempt"] != "0" {
 			t.Fatalf("failed attempt %v", f)
 		}
@@ -413,21 +420,9 @@ func TestTracesReachACollector(t *testing.T) {
 				break
 			}
 		}
-		tid := traceOfProxy(t, slow)
-		spans := waitTrace(t, sink, tid, 3)
+		spans := waitTrace(t, sink, traceOfProxy(t, slow), 3)
+		_, deps := siblingAttempts(t, spans)
 		srv := byKind(spans, tracepb.Span_SPAN_KIND_SERVER)[0]
-		clients := byKind(spans, tracepb.Span_SPAN_KIND_CLIENT)
-		if len(clients) != 2 {
-			t.Fatalf("%d attempt spans, want 2", len(clients))
-		}
-		deps := map[string]map[string]string{}
-		for _, c := range clients {
-			if string(c.ParentSpanId) != string(srv.SpanId) {
-				t.Fatal("an attempt span is not the server span's child")
-			}
-			a := spanAttrs(c)
-			deps[a["moonborn.deployment"]] = a
-		}
 		if deps["slow"]["moonborn.outcome"] != "lost" || deps["good"]["moonborn.hedge"] != "true" ||
 			deps["good"]["gen_ai.response.finish_reasons"] != "[stop]" {
 			t.Fatalf("attempts %v", deps)
