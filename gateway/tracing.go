@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/moonborn/edge/internal/jsonx"
+	"github.com/moonborn/edge/internal/spanattr"
 	"github.com/moonborn/edge/providers"
 )
 
@@ -42,6 +43,10 @@ const (
 	attrErrorCode    = attribute.Key("moonborn.error_code")
 )
 
+// serverKind is the option of every server span, made once (an option
+// built per call is an allocation).
+var serverKind = trace.WithSpanKind(trace.SpanKindServer)
+
 // Span names: the HTTP server convention's "{method} {route}", constant
 // so no name is built per request.
 var spanNames = map[string]string{
@@ -69,7 +74,7 @@ func (s *Server) startSpan(ctx *fasthttp.RequestCtx, x *exchange) context.Contex
 		route = routeChat
 	}
 	c, sp := s.opts.Tracer.Start(parent, spanNames[route],
-		trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(x.start))
+		serverKind, trace.WithTimestamp(x.start))
 	x.span = sp
 	return c
 }
@@ -102,8 +107,9 @@ func (s *Server) endSpan(x *exchange, u providers.Usage, status int, code string
 		sp.End()
 		return
 	}
-	var buf [12]attribute.KeyValue
-	attrs := append(buf[:0],
+	buf := spanattr.Get()
+	defer buf.Release()
+	attrs := append(buf.KV,
 		attrStatus.Int(status),
 		attrRequestID.String(x.requestID),
 		attrOutcome.String(outcomeOf(status, code)),
@@ -139,6 +145,7 @@ func (s *Server) endSpan(x *exchange, u providers.Usage, status int, code string
 		}
 	}
 	sp.SetAttributes(attrs...)
+	buf.KV = attrs
 	sp.End()
 }
 

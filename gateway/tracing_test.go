@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -20,8 +19,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/moonborn/edge/internal/leantrace"
 	"github.com/moonborn/edge/internal/otlpexport"
-	"github.com/moonborn/edge/internal/spanbatch"
 	"github.com/moonborn/edge/providers"
 	"github.com/moonborn/edge/providers/mock"
 )
@@ -267,51 +266,52 @@ func TestTracingOffAllocatesNothing(t *testing.T) {
 }
 
 // BenchmarkChatTracing prices tracing on the handler path with a Pool
-// (server span + attempt span): off, and on at sampling 1.0 exporting
-// through the real OTLP/HTTP exporter to a loopback receiver that
-// discards. cpu-ns/op is the process's CPU time (user+system) per
-// request, so the batch exporter's goroutine is counted too.
+// (server span + attempt span): off; on at sampling 1.0 with what ships
+// (internal/leantrace's spans, exported through internal/otlpexport to a
+// loopback receiver that discards) and its spans alone (an exporter that
+// drops); and, for comparison, the SDK's spans with the SDK's batcher and
+// OTLP exporter. cpu-ns/op is the process's CPU time (user+system) per
+// request, so the exporting goroutine is counted too.
 func BenchmarkChatTracing(b *testing.B) {
 	b.Run("off", func(b *testing.B) { benchTraced(b, nil) })
-	batcher := func(exp sdktrace.SpanExporter) sdktrace.TracerProviderOption {
-		return sdktrace.WithSpanProcessor(spanbatch.New(exp, slog.New(slog.DiscardHandler),
-			spanbatch.Options{MaxQueue: 8192, MaxBatch: 1024, Interval: 5 * time.Second, Timeout: 10 * time.Second}))
+	lean := func(exp leantrace.Exporter) *leantrace.Provider {
+		return leantrace.New(leantrace.Options{Exporter: exp})
 	}
-	b.Run("on-noexport", func(b *testing.B) {
-		tp := sdktrace.NewTracerProvider(batcher(tracetest.NewNoopExporter()))
-		defer func() { _ = tp.Shutdown(context.Background()) }()
-		benchTraced(b, tp.Tracer("bench"))
-	})
-	b.Run("on-sdkbatcher", func(b *testing.B) {
-		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter(),
-			sdktrace.WithMaxQueueSize(8192), sdktrace.WithMaxExportBatchSize(1024)))
-		defer func() { _ = tp.Shutdown(context.Background()) }()
-		benchTraced(b, tp.Tracer("bench"))
-	})
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	defer sink.Close()
 	b.Run("on", func(b *testing.B) {
-		sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			_, _ = io.Copy(io.Discard, r.Body)
-			w.Header().Set("Content-Type", "application/x-protobuf")
-		}))
-		defer sink.Close()
+		tp := lean(otlpexport.New(otlpexport.Options{URL: sink.URL + "/v1/traces", Timeout: 10 * time.Second,
+			Resource: []attribute.KeyValue{attribute.String("service.name", "bench")}, ScopeName: "bench",
+			MaxQueue: 8192, MaxBatch: 1024, Interval: 5 * time.Second}))
+		defer func() { _ = tp.Shutdown(context.Background()) }()
+		benchTraced(b, tp.Tracer("bench"))
+	})
+	b.Run("on-noexport", func(b *testing.B) {
+		tp := lean(discardExporter{})
+		defer func() { _ = tp.Shutdown(context.Background()) }()
+		benchTraced(b, tp.Tracer("bench"))
+	})
+	b.Run("on-sdk", func(b *testing.B) {
 		exp, err := otlptracehttp.New(context.Background(), otlptracehttp.WithEndpointURL(sink.URL+"/v1/traces"))
 		if err != nil {
 			b.Fatal(err)
 		}
-		tp := sdktrace.NewTracerProvider(batcher(exp))
-		defer func() { _ = tp.Shutdown(context.Background()) }()
-		benchTraced(b, tp.Tracer("bench"))
-	})
-	b.Run("on-otlpexport", func(b *testing.B) {
-		sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			_, _ = io.Copy(io.Discard, r.Body)
-		}))
-		defer sink.Close()
-		tp := sdktrace.NewTracerProvider(batcher(otlpexport.New(sink.URL+"/v1/traces", nil, 10*time.Second)))
+		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp,
+			sdktrace.WithMaxQueueSize(8192), sdktrace.WithMaxExportBatchSize(1024)))
 		defer func() { _ = tp.Shutdown(context.Background()) }()
 		benchTraced(b, tp.Tracer("bench"))
 	})
 }
+
+// discardExporter drops every span.
+type discardExporter struct{}
+
+func (discardExporter) Add(*otlpexport.Span)             {}
+func (discardExporter) ForceFlush(context.Context) error { return nil }
+func (discardExporter) Shutdown(context.Context) error   { return nil }
 
 func benchTraced(b *testing.B, tracer trace.Tracer) {
 	s := tracedServer(b, tracer, false)

@@ -9,6 +9,8 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/moonborn/edge/internal/spanattr"
 )
 
 // Tracing of upstream attempts. A Pool with a Tracer starts one client
@@ -63,6 +65,10 @@ var (
 	finishToolsAttr  = attrFinish.StringSlice([]string{FinishToolCalls})
 )
 
+// clientKind is the option of every attempt span, made once (an option
+// built per call is an allocation).
+var clientKind = trace.WithSpanKind(trace.SpanKindClient)
+
 // errLostRace marks, for its span only, a hedge attempt that ended
 // because another attempt won.
 var errLostRace = errors.New("lost the hedge race")
@@ -85,7 +91,7 @@ func (p *Pool) startAttempt(ctx context.Context, d *Deployment, r *Request, n in
 	if p.Tracer == nil || !trace.SpanContextFromContext(ctx).IsValid() {
 		return ctx, attemptSpan{}
 	}
-	ctx, sp := p.Tracer.Start(ctx, d.spanName(r), trace.WithSpanKind(trace.SpanKindClient))
+	ctx, sp := p.Tracer.Start(ctx, d.spanName(r), clientKind)
 	return ctx, attemptSpan{sp: sp, d: d, model: r.Model, n: n, hedge: hedge}
 }
 
@@ -112,8 +118,9 @@ func (a attemptSpan) end(u Usage, finish string, err error) {
 		sp.End()
 		return
 	}
-	var buf [11]attribute.KeyValue
-	attrs := append(buf[:0],
+	buf := spanattr.Get()
+	defer buf.Release()
+	attrs := append(buf.KV,
 		attrOperation.String("chat"),
 		attrProviderName.String(a.d.system),
 		attrRequestModel.String(a.model),
@@ -154,6 +161,7 @@ func (a attemptSpan) end(u Usage, finish string, err error) {
 		sp.SetStatus(codes.Error, kind)
 	}
 	sp.SetAttributes(attrs...)
+	buf.KV = attrs
 	sp.End()
 }
 

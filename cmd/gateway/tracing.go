@@ -10,12 +10,10 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/moonborn/edge/internal/leantrace"
 	"github.com/moonborn/edge/internal/otlpexport"
-	"github.com/moonborn/edge/internal/spanbatch"
 )
 
 // TracingConfig is the tracing: section: OpenTelemetry traces exported
@@ -109,19 +107,18 @@ func (t *TracingConfig) Validate() error {
 // tracing is the process's tracer provider, or nothing when tracing is
 // off (every method is then a no-op).
 type tracing struct {
-	tp     *sdktrace.TracerProvider
+	tp     *leantrace.Provider
 	tracer trace.Tracer
 }
 
-// newTracing builds the tracer provider of cfg: an OTLP/HTTP exporter
-// behind a batching span processor (spans are exported off the request
-// path; a full queue drops spans rather than blocking), sampling
-// parent-based on the configured ratio. Nothing is dialled here: the
-// exporter connects on its first export. The SDK makes the spans; the
-// span processor (internal/spanbatch) and the exporter (internal/
-// otlpexport) are ours, because the SDK's batcher costs a goroutine
-// wake-up per span on the request path and its OTLP exporter most of the
-// export CPU (bench/README.md, "Tracing cost").
+// newTracing builds the tracer provider of cfg: sampling parent-based on
+// the configured ratio (as the SDK's ParentBased(TraceIDRatioBased)), spans batched off the
+// request path (a full queue drops spans rather than blocking) and
+// exported over OTLP/HTTP. Nothing is dialled here: the exporter
+// connects on its first export. The spans and the exporter are ours
+// (internal/leantrace, internal/otlpexport), not the SDK's: with the
+// SDK's, tracing cost more than its 10% budget (bench/README.md,
+// "Tracing cost").
 func newTracing(cfg TracingConfig, version string, log *slog.Logger) (*tracing, error) {
 	if !cfg.Enabled {
 		return &tracing{}, nil
@@ -129,19 +126,20 @@ func newTracing(cfg TracingConfig, version string, log *slog.Logger) (*tracing, 
 	if _, err := url.Parse(cfg.Endpoint); err != nil {
 		return nil, fmt.Errorf("tracing.endpoint: %w", err)
 	}
-	exp := otlpexport.New(cfg.Endpoint, cfg.Headers, cfg.ExportTimeout)
-	res := resource.NewSchemaless(
-		attribute.String("service.name", cfg.ServiceName),
-		attribute.String("service.version", version),
-	)
-	tp := sdktrace.NewTracerProvider(
-		sdktrace.WithResource(res),
-		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(*cfg.SamplingRatio))),
-		sdktrace.WithSpanProcessor(spanbatch.New(exp, log, spanbatch.Options{
-			MaxQueue: cfg.MaxQueueSize, MaxBatch: cfg.MaxExportBatchSize,
-			Interval: cfg.BatchTimeout, Timeout: cfg.ExportTimeout,
-		})),
-	)
+	exp := otlpexport.New(otlpexport.Options{
+		URL: cfg.Endpoint, Headers: cfg.Headers, Timeout: cfg.ExportTimeout,
+		Resource: []attribute.KeyValue{
+			attribute.String("service.name", cfg.ServiceName),
+			attribute.String("service.version", version),
+		},
+		ScopeName: "github.com/moonborn/edge", ScopeVersion: version,
+		MaxQueue: cfg.MaxQueueSize, MaxBatch: cfg.MaxExportBatchSize, Interval: cfg.BatchTimeout,
+		Log: log,
+	})
+	tp := leantrace.New(leantrace.Options{
+		SamplingRatio: *cfg.SamplingRatio,
+		Exporter:      exp,
+	})
 	return &tracing{tp: tp, tracer: tp.Tracer("github.com/moonborn/edge")}, nil
 }
 

@@ -1,72 +1,215 @@
-// Package otlpexport is an OTLP/HTTP trace exporter for the
-// OpenTelemetry SDK (sdktrace.SpanExporter) that writes the protobuf
-// request itself, into one reused buffer, instead of building the
-// generated OTLP message structs and marshalling them by reflection as
-// the SDK's otlptracehttp exporter does: that costs three allocations per
-// attribute and most of the exporting CPU. The wire format is the same
-// (ExportTraceServiceRequest, application/x-protobuf, POST to the traces
-// URL); the tests decode it with the generated OTLP types and a real
-// OpenTelemetry Collector receives it.
+// Package otlpexport is an OTLP/HTTP trace exporter that writes the
+// protobuf request itself, into one reused buffer, instead of building
+// the generated OTLP message structs and marshalling them by reflection
+// as the SDK's otlptracehttp exporter does: that costs three allocations
+// per attribute and most of the exporting CPU. The wire format is the
+// same (ExportTraceServiceRequest, application/x-protobuf, POST to the
+// traces URL); the tests decode it with the generated OTLP types and a
+// real OpenTelemetry Collector receives it.
 //
-// It does not retry: a failed export is reported to the caller (the span
-// processor logs it) and its spans are dropped, so an unreachable
-// collector costs one failed request per batch, never a growing backlog.
+// It exports Span records, the finished spans of internal/leantrace: one
+// resource and one instrumentation scope per Exporter, no events or
+// links (a span counts those it dropped, and the counts are exported).
+//
+// It does not retry: a failed export is logged and its spans are
+// dropped, so an unreachable collector costs one failed request per
+// batch, never a growing backlog.
 package otlpexport
 
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"math"
+	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/sdk/instrumentation"
-	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// Exporter posts spans to an OTLP/HTTP traces endpoint. Build it with
-// New; safe for concurrent use (exports are serialised).
+// Span is one finished span as it is exported.
+type Span struct {
+	// TraceID, SpanID, Flags and TraceState are the span's own context.
+	TraceID    trace.TraceID
+	SpanID     trace.SpanID
+	Flags      trace.TraceFlags
+	TraceState trace.TraceState
+	// Parent is the parent span's id, zero for a root span;
+	// ParentRemote says it came from another process (a traceparent).
+	Parent       trace.SpanID
+	ParentRemote bool
+	Name         string
+	Kind         trace.SpanKind
+	Start, End   time.Time
+	Attrs        []attribute.KeyValue
+	// Dropped* count what the span was given and did not keep.
+	DroppedAttrs, DroppedEvents, DroppedLinks int
+	Status                                    codes.Code
+	StatusDesc                                string
+}
+
+// Options configure an Exporter; every size and duration must be
+// positive.
+type Options struct {
+	// URL is the full traces URL, e.g. http://127.0.0.1:4318/v1/traces.
+	URL string
+	// Headers are added to every request (a vendor's API key).
+	Headers map[string]string
+	// Timeout bounds each export request.
+	Timeout time.Duration
+	// Resource describes the process (service.name, service.version).
+	Resource []attribute.KeyValue
+	// ScopeName and ScopeVersion name the instrumentation scope.
+	ScopeName, ScopeVersion string
+	// MaxQueue is the most spans waiting for export; more are dropped.
+	MaxQueue int
+	// MaxBatch is the most spans per export request; a full batch is
+	// exported at once.
+	MaxBatch int
+	// Interval is the longest a span waits for export.
+	Interval time.Duration
+	// Log receives export failures and drops.
+	Log *slog.Logger
+}
+
+// Exporter queues ended spans and posts them to an OTLP/HTTP traces
+// endpoint in batches. A span is encoded when it is added, so the queue
+// holds bytes, not span objects: nothing a span refers to stays alive
+// after it ends, and the span's own memory can be reused at once. One
+// goroutine exports every Interval, or as soon as a batch is full; a
+// request only takes an uncontended lock (the SDK's BatchSpanProcessor
+// sends every span over a channel, waking its goroutine per span). A full
+// queue drops spans (counted, logged once per export) rather than ever
+// blocking a request. Safe for concurrent use; Shutdown stops it.
 type Exporter struct {
-	url     string
-	headers map[string]string
-	client  *http.Client
+	o        Options
+	client   *http.Client
+	resource []byte // the envelope's fixed parts (encode.go)
+	scope    []byte
 
-	mu  sync.Mutex
-	buf []byte
+	mu      sync.Mutex
+	q       queue
+	spare   queue // the loop's emptied queue, reused
+	dropped atomic.Uint64
+
+	post     []byte             // the loop's request body, reused
+	kick     chan struct{}      // a batch is full (capacity 1)
+	flushReq chan chan struct{} // ForceFlush
+	stop     chan struct{}
+	done     chan struct{}
+	stopOnce sync.Once
 }
 
-var _ sdktrace.SpanExporter = (*Exporter)(nil)
-
-// New returns an exporter posting to url (the full traces URL, e.g.
-// http://127.0.0.1:4318/v1/traces) with headers added to every request;
-// each export is bounded by timeout and by its context.
-func New(url string, headers map[string]string, timeout time.Duration) *Exporter {
-	return &Exporter{url: url, headers: headers, client: &http.Client{Timeout: timeout}}
+// queue is encoded spans back to back; ends[i] is where span i ends.
+type queue struct {
+	buf  []byte
+	ends []int
 }
 
-// ExportSpans implements sdktrace.SpanExporter: one POST for spans.
-func (e *Exporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
-	if len(spans) == 0 {
-		return nil
+// New starts an Exporter for o. Nothing is dialled until the first
+// export.
+func New(o Options) *Exporter {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	e := &Exporter{
+		o: o, client: &http.Client{Timeout: o.Timeout},
+		resource: encodeResource(o.Resource), scope: encodeScope(o.ScopeName, o.ScopeVersion),
+		kick:     make(chan struct{}, 1),
+		flushReq: make(chan chan struct{}),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	go e.loop()
+	return e
+}
+
+// Add encodes an ended span and queues it; s is not kept. A full queue
+// drops it (counted).
+func (e *Exporter) Add(s *Span) {
+	e.mu.Lock()
+	if len(e.q.ends) >= e.o.MaxQueue {
+		e.mu.Unlock()
+		e.dropped.Add(1)
+		return
+	}
+	e.q.buf = appendSpan(e.q.buf, s)
+	e.q.ends = append(e.q.ends, len(e.q.buf))
+	full := len(e.q.ends)%e.o.MaxBatch == 0
+	e.mu.Unlock()
+	if full {
+		select {
+		case e.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (e *Exporter) loop() {
+	defer close(e.done)
+	tick := time.NewTicker(e.o.Interval)
+	defer tick.Stop()
+	var reported uint64
+	for {
+		select {
+		case <-e.kick:
+		case <-tick.C:
+		case ch := <-e.flushReq:
+			e.export()
+			close(ch)
+			continue
+		case <-e.stop:
+			e.export()
+			return
+		}
+		e.export()
+		if d := e.dropped.Load(); d != reported {
+			e.o.Log.Warn("tracing: span queue full, spans dropped", "dropped_total", d)
+			reported = d
+		}
+	}
+}
+
+// export posts everything queued, in requests of at most MaxBatch
+// spans. Only the loop calls it.
+func (e *Exporter) export() {
+	e.mu.Lock()
+	q := e.q
+	e.q, e.spare = e.spare, queue{}
+	e.mu.Unlock()
+	start := 0
+	for i := 0; i < len(q.ends); i += e.o.MaxBatch {
+		last := min(i+e.o.MaxBatch, len(q.ends)) - 1
+		chunk := q.buf[start:q.ends[last]]
+		e.post = append(e.appendEnvelope(e.post[:0], len(chunk)), chunk...)
+		if err := e.send(last - i + 1); err != nil {
+			e.o.Log.Warn("tracing: export failed", "spans", last-i+1, "err", err.Error())
+		}
+		start = q.ends[last]
+	}
+	if cap(q.buf) > 4<<20 {
+		q = queue{} // an outsized queue is not kept
 	}
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.buf = AppendRequest(e.buf[:0], spans)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.url, bytes.NewReader(e.buf))
+	e.spare = queue{buf: q.buf[:0], ends: q.ends[:0]}
+	e.mu.Unlock()
+}
+
+// send posts e.post, a request of n spans, within Options.Timeout.
+func (e *Exporter) send(n int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), e.o.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.o.URL, bytes.NewReader(e.post))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/x-protobuf")
-	for k, v := range e.headers {
+	for k, v := range e.o.Headers {
 		req.Header.Set(k, v)
 	}
 	resp, err := e.client.Do(req)
@@ -76,274 +219,37 @@ func (e *Exporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpa
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("otlp export: %d spans refused with HTTP %d", len(spans), resp.StatusCode)
+		return fmt.Errorf("otlp export: %d spans refused with HTTP %d", n, resp.StatusCode)
 	}
 	return nil
 }
 
-// Shutdown implements sdktrace.SpanExporter.
-func (e *Exporter) Shutdown(ctx context.Context) error {
-	e.client.CloseIdleConnections()
-	return ctx.Err()
-}
-
-// AppendRequest appends spans as an OTLP ExportTraceServiceRequest:
-// consecutive spans of one resource and scope share their ResourceSpans
-// and ScopeSpans.
-func AppendRequest(b []byte, spans []sdktrace.ReadOnlySpan) []byte {
-	for i := 0; i < len(spans); {
-		res := spans[i].Resource()
-		rs := begin(&b, 1) // resource_spans
-		r := begin(&b, 1)  // resource
-		b = appendAttrs(b, 1, resourceAttrs(res))
-		end(&b, r)
-		for i < len(spans) && spans[i].Resource() == res {
-			scope := spans[i].InstrumentationScope()
-			ss := begin(&b, 2) // scope_spans
-			b = appendScope(b, scope)
-			for i < len(spans) && spans[i].Resource() == res && spans[i].InstrumentationScope() == scope {
-				b = appendSpan(b, spans[i])
-				i++
-			}
-			if scope.SchemaURL != "" {
-				b = protowire.AppendTag(b, 3, protowire.BytesType)
-				b = protowire.AppendString(b, scope.SchemaURL)
-			}
-			end(&b, ss)
-		}
-		if res != nil && res.SchemaURL() != "" {
-			b = protowire.AppendTag(b, 3, protowire.BytesType)
-			b = protowire.AppendString(b, res.SchemaURL())
-		}
-		end(&b, rs)
-	}
-	return b
-}
-
-func resourceAttrs(r *resource.Resource) []attribute.KeyValue {
-	if r == nil {
+// ForceFlush exports what is queued, within ctx.
+func (e *Exporter) ForceFlush(ctx context.Context) error {
+	ch := make(chan struct{})
+	select {
+	case e.flushReq <- ch:
+	case <-e.done:
 		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	return r.Attributes()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
-func appendScope(b []byte, s instrumentation.Scope) []byte {
-	m := begin(&b, 1)
-	b = appendString(b, 1, s.Name)
-	b = appendString(b, 2, s.Version)
-	b = appendAttrs(b, 3, s.Attributes.ToSlice())
-	end(&b, m)
-	return b
-}
-
-// Span flags (field 16): the trace flags, and whether the parent is
-// remote (HAS_IS_REMOTE, IS_REMOTE), as the SDK's own exporter sets them.
-const (
-	flagHasIsRemote = 0x100
-	flagIsRemote    = 0x200
-)
-
-func appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
-	m := begin(&b, 2) // spans
-	sc, parent := s.SpanContext(), s.Parent()
-	tid, sid := sc.TraceID(), sc.SpanID()
-	b = appendBytes(b, 1, tid[:])
-	b = appendBytes(b, 2, sid[:])
-	if ts := sc.TraceState(); ts.Len() > 0 {
-		b = appendString(b, 3, ts.String())
+// Shutdown exports what is queued, within ctx, and stops the exporter.
+func (e *Exporter) Shutdown(ctx context.Context) error {
+	e.stopOnce.Do(func() { close(e.stop) })
+	select {
+	case <-e.done:
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	if parent.SpanID().IsValid() {
-		psid := parent.SpanID()
-		b = appendBytes(b, 4, psid[:])
-	}
-	b = appendString(b, 5, s.Name())
-	if k := s.SpanKind(); k != trace.SpanKindUnspecified {
-		b = protowire.AppendTag(b, 6, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(k))
-	}
-	b = appendFixed64(b, 7, unixNano(s.StartTime()))
-	b = appendFixed64(b, 8, unixNano(s.EndTime()))
-	b = appendAttrs(b, 9, s.Attributes())
-	b = appendUint(b, 10, s.DroppedAttributes())
-	for _, ev := range s.Events() {
-		em := begin(&b, 11)
-		b = appendFixed64(b, 1, unixNano(ev.Time))
-		b = appendString(b, 2, ev.Name)
-		b = appendAttrs(b, 3, ev.Attributes)
-		b = appendUint(b, 4, ev.DroppedAttributeCount)
-		end(&b, em)
-	}
-	b = appendUint(b, 12, s.DroppedEvents())
-	for _, l := range s.Links() {
-		lm := begin(&b, 13)
-		ltid, lsid := l.SpanContext.TraceID(), l.SpanContext.SpanID()
-		b = appendBytes(b, 1, ltid[:])
-		b = appendBytes(b, 2, lsid[:])
-		if ts := l.SpanContext.TraceState(); ts.Len() > 0 {
-			b = appendString(b, 3, ts.String())
-		}
-		b = appendAttrs(b, 4, l.Attributes)
-		b = appendUint(b, 5, l.DroppedAttributeCount)
-		b = protowire.AppendTag(b, 6, protowire.Fixed32Type)
-		b = protowire.AppendFixed32(b, spanFlags(l.SpanContext))
-		end(&b, lm)
-	}
-	b = appendUint(b, 14, s.DroppedLinks())
-	if st := s.Status(); st.Code != codes.Unset {
-		sm := begin(&b, 15)
-		b = appendString(b, 2, st.Description)
-		code := uint64(1) // STATUS_CODE_OK
-		if st.Code == codes.Error {
-			code = 2
-		}
-		b = protowire.AppendTag(b, 3, protowire.VarintType)
-		b = protowire.AppendVarint(b, code)
-		end(&b, sm)
-	}
-	b = protowire.AppendTag(b, 16, protowire.Fixed32Type)
-	b = protowire.AppendFixed32(b, uint32(sc.TraceFlags())|spanFlags(parent))
-	end(&b, m)
-	return b
-}
-
-func spanFlags(parent trace.SpanContext) uint32 {
-	if parent.IsRemote() {
-		return flagHasIsRemote | flagIsRemote
-	}
-	return flagHasIsRemote
-}
-
-func unixNano(t time.Time) uint64 {
-	if t.IsZero() {
-		return 0
-	}
-	return uint64(t.UnixNano())
-}
-
-// appendAttrs appends each attribute as a KeyValue in field.
-func appendAttrs(b []byte, field protowire.Number, kvs []attribute.KeyValue) []byte {
-	for _, kv := range kvs {
-		m := begin(&b, field)
-		b = appendString(b, 1, string(kv.Key))
-		v := begin(&b, 2)
-		b = appendValue(b, kv.Value)
-		end(&b, v)
-		end(&b, m)
-	}
-	return b
-}
-
-// appendValue appends the fields of an AnyValue holding v.
-func appendValue(b []byte, v attribute.Value) []byte {
-	switch v.Type() {
-	case attribute.BOOL:
-		b = protowire.AppendTag(b, 2, protowire.VarintType)
-		b = protowire.AppendVarint(b, protowire.EncodeBool(v.AsBool()))
-	case attribute.INT64:
-		b = protowire.AppendTag(b, 3, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(v.AsInt64()))
-	case attribute.FLOAT64:
-		b = protowire.AppendTag(b, 4, protowire.Fixed64Type)
-		b = protowire.AppendFixed64(b, math.Float64bits(v.AsFloat64()))
-	case attribute.STRING:
-		b = protowire.AppendTag(b, 1, protowire.BytesType)
-		b = protowire.AppendString(b, v.AsString())
-	case attribute.BOOLSLICE:
-		a := begin(&b, 5)
-		for _, x := range v.AsBoolSlice() {
-			b = appendElem(b, attribute.BoolValue(x))
-		}
-		end(&b, a)
-	case attribute.INT64SLICE:
-		a := begin(&b, 5)
-		for _, x := range v.AsInt64Slice() {
-			b = appendElem(b, attribute.Int64Value(x))
-		}
-		end(&b, a)
-	case attribute.FLOAT64SLICE:
-		a := begin(&b, 5)
-		for _, x := range v.AsFloat64Slice() {
-			b = appendElem(b, attribute.Float64Value(x))
-		}
-		end(&b, a)
-	case attribute.STRINGSLICE:
-		a := begin(&b, 5)
-		for _, x := range v.AsStringSlice() {
-			b = appendElem(b, attribute.StringValue(x))
-		}
-		end(&b, a)
-	case attribute.BYTESLICE:
-		b = appendBytes(b, 7, v.AsByteSlice())
-	case attribute.SLICE:
-		a := begin(&b, 5)
-		for _, x := range v.AsSlice() {
-			b = appendElem(b, x)
-		}
-		end(&b, a)
-	case attribute.MAP:
-		kl := begin(&b, 6)
-		b = appendAttrs(b, 1, v.AsMap())
-		end(&b, kl)
-	case attribute.EMPTY:
-	default:
-		b = protowire.AppendTag(b, 1, protowire.BytesType)
-		b = protowire.AppendString(b, v.Emit())
-	}
-	return b
-}
-
-// appendElem appends one ArrayValue element (an AnyValue, field 1).
-func appendElem(b []byte, v attribute.Value) []byte {
-	m := begin(&b, 1)
-	b = appendValue(b, v)
-	end(&b, m)
-	return b
-}
-
-// begin opens a length-delimited field: its tag and room for the
-// longest length varint; end writes the length and closes the gap.
-// Messages nest by begin/end pairs, innermost first.
-func begin(b *[]byte, field protowire.Number) int {
-	*b = protowire.AppendTag(*b, field, protowire.BytesType)
-	mark := len(*b)
-	*b = append(*b, 0, 0, 0, 0, 0)
-	return mark
-}
-
-func end(b *[]byte, mark int) {
-	buf := *b
-	n := len(buf) - mark - 5
-	if n > math.MaxUint32>>4 { // 5 varint bytes hold 35 bits
-		panic(errors.New("otlpexport: message too large"))
-	}
-	k := protowire.SizeVarint(uint64(n))
-	copy(buf[mark+k:], buf[mark+5:])
-	protowire.AppendVarint(buf[mark:mark], uint64(n))
-	*b = buf[:mark+k+n]
-}
-
-func appendString(b []byte, field protowire.Number, s string) []byte {
-	if s == "" {
-		return b
-	}
-	b = protowire.AppendTag(b, field, protowire.BytesType)
-	return protowire.AppendString(b, s)
-}
-
-func appendBytes(b []byte, field protowire.Number, v []byte) []byte {
-	b = protowire.AppendTag(b, field, protowire.BytesType)
-	return protowire.AppendBytes(b, v)
-}
-
-func appendFixed64(b []byte, field protowire.Number, v uint64) []byte {
-	b = protowire.AppendTag(b, field, protowire.Fixed64Type)
-	return protowire.AppendFixed64(b, v)
-}
-
-func appendUint(b []byte, field protowire.Number, v int) []byte {
-	if v <= 0 {
-		return b
-	}
-	b = protowire.AppendTag(b, field, protowire.VarintType)
-	return protowire.AppendVarint(b, uint64(v))
+	e.client.CloseIdleConnections()
+	return nil
 }
