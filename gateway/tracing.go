@@ -95,12 +95,11 @@ func (x *exchange) noteResult(res *providers.Result) {
 	}
 }
 
-// endSpan sets the span's attributes and ends it. They are few on
-// purpose (eight on an ordinary success): the SDK deduplicates a span's
-// attributes through a map when it ends, and a map of up to eight is
-// one small allocation; each attribute also costs three allocations
-// when exported. What the attempt spans say (deployment, provider,
-// finish reason, the upstream model) is not repeated here.
+// endSpan sets the span's attributes, in one call from a pooled buffer
+// (spanattr), and ends it. They are few on purpose (eight on an ordinary
+// success): each is encoded for export on every request, and what the
+// attempt spans say (deployment, provider, finish reason, the upstream
+// model) is not repeated here.
 func (s *Server) endSpan(x *exchange, u providers.Usage, status int, code string) {
 	sp := x.span
 	if !sp.IsRecording() {
