@@ -202,6 +202,12 @@ func (ls *leases) admit(p *limitParams, key LimitKey, reserve int64, now time.Ti
 		if e == nil || nowMs >= e.expires {
 			return d, false, false
 		}
+		// A bucket holds at most its capacity: what the shared bucket
+		// refilled since the slice was taken crowds the slice out, as a
+		// full local bucket drops what it cannot hold.
+		if shared, _ := bp.refill(e.shared[s%2], nowMs); shared+e.units[s%2] > bp.max() {
+			e.units[s%2] = max(bp.max()-shared, 0)
+		}
 		need[s] = bp.need(s, reserve)
 		if e.units[s%2] < need[s] {
 			return d, false, false
@@ -278,7 +284,10 @@ func (ls *leases) leaseArgs(args []any, p *limitParams, key LimitKey, reserve in
 	ws, cred := sh.entries(p, key, true)
 	var rets []leaseReturn
 	for _, e := range [2]*lease{ws, cred} {
-		if e != nil && nowMs >= e.expires {
+		// An admitting call gives back everything held: its decision must
+		// see the bucket whole, as a local one would (the call may hand
+		// out a new slice). A prefetch gives back only expired slices.
+		if e != nil && (admitting || nowMs >= e.expires) {
 			if r, ok := e.takeReturn(); ok {
 				rets = append(rets, r)
 			}
@@ -358,20 +367,35 @@ func (ls *leases) fetchFailed(p *limitParams, key LimitKey) {
 	sh.mu.Unlock()
 }
 
-// spent adds a settlement's spend to the replica's view of the month.
-func (ls *leases) spent(p *limitParams, key LimitKey, tokens, usd int64, month int64) {
-	if !p.quota() && !p.keyQuota() {
-		return
-	}
-	sh := ls.shard(key.Workspace)
+// settled adds a settlement's spend to the replica's view of the month,
+// and puts a token refund into the slice it came from while that is held
+// (the refund then needs no round trip). It returns the reservation left
+// for Redis to settle: a refunded share is settled as if exactly spent.
+func (ls *leases) settled(p *limitParams, r Reservation, tokens, usd int64, now time.Time) Reservation {
+	nowMs, month := now.UnixMilli(), monthIndex(now)
+	sh := ls.shard(r.key.Workspace)
 	sh.mu.Lock()
-	ws, cred := sh.entries(p, key, false)
+	defer sh.mu.Unlock()
+	ws, cred := sh.entries(p, r.key, false)
 	for _, e := range [2]*lease{ws, cred} {
 		if e != nil && e.spend.month == month {
 			e.spend.add(month, usd, tokens)
 		}
 	}
-	sh.mu.Unlock()
+	refund := func(e *lease, s int, reserved *int64) {
+		bp := p.b[s]
+		if e == nil || !bp.limited() || nowMs >= e.expires || e.granted[1] == 0 || *reserved <= tokens {
+			return
+		}
+		e.units[1] += (*reserved - tokens) * bucketScale
+		if shared, _ := bp.refill(e.shared[1], nowMs); shared+e.units[1] > bp.max() {
+			e.units[1] = max(bp.max()-shared, 0)
+		}
+		*reserved = tokens
+	}
+	refund(ws, slotWsTok, &r.wsTokens)
+	refund(cred, slotKeyTok, &r.keyTokens)
+	return r
 }
 
 // drain takes every slice held, for Close.
@@ -392,7 +416,10 @@ func (ls *leases) drain() []leaseReturn {
 
 // prefetch fetches key's next slices in the background (lease-only call).
 func (l *RedisLimiter) prefetch(p limitParams, key LimitKey, reserve int64, now time.Time) {
+	l.stats.leaseFetches.Add(1)
+	l.fetches.Add(1)
 	go func() {
+		defer l.fetches.Done()
 		if _, _, err := l.admitRedis(context.Background(), &p, key, reserve, now, false); err != nil {
 			l.leases.fetchFailed(&p, key)
 		}

@@ -57,6 +57,10 @@ type RedisLimiter struct {
 	// when leasing is off.
 	leases *leases
 	linger time.Duration
+	// fetches are the prefetches in flight; watch tells a fail-closed
+	// limiter that Redis closed its connections (redis_watch.go).
+	fetches sync.WaitGroup
+	watch   redisWatch
 
 	down      atomic.Bool
 	downUntil atomic.Int64 // Unix ms before which Redis is not tried
@@ -87,6 +91,7 @@ type RedisLimiter struct {
 
 	stats struct {
 		redisErrors, failOpen, failClosed, lostSettles, outages, recoveries atomic.Uint64
+		leaseAdmits, leaseFetches                                           atomic.Uint64
 	}
 }
 
@@ -114,6 +119,9 @@ type LimiterStats struct {
 	LostSettlements uint64
 	// Outages and Recoveries count transitions to down and back up.
 	Outages, Recoveries uint64
+	// LeaseAdmits counts decisions answered from lease slices, with no
+	// round trip; LeaseFetches the background calls fetching slices.
+	LeaseAdmits, LeaseFetches uint64
 }
 
 // NewRedisLimiter applies defaults to a copy of cfg, validates it and
@@ -172,6 +180,7 @@ func NewRedisLimiter(cfg LimitsConfig, logger *slog.Logger) (*RedisLimiter, erro
 	if *rc.Lease.Enabled {
 		l.leases = newLeases(rc.Lease)
 		l.linger = leaseSettleLinger
+		l.watch = redisWatch{addr: rc.Addr, dialTimeout: rc.DialTimeout, on: !l.failOpen}
 	}
 	go l.settleLoop()
 	return l, nil
@@ -187,7 +196,9 @@ func (l *RedisLimiter) SetLimits(cfg LimitsConfig) error { return l.local.SetLim
 // kept, as when Redis is down.
 func (l *RedisLimiter) Close() error {
 	if l.leases != nil {
+		l.fetches.Wait()
 		l.queueReturns(l.leases.drain(), time.Now())
+		l.watch.close()
 	}
 	l.settleMu.Lock()
 	closed := l.settleClosed
@@ -210,6 +221,8 @@ func (l *RedisLimiter) Stats() LimiterStats {
 		LostSettlements:  l.stats.lostSettles.Load(),
 		Outages:          l.stats.outages.Load(),
 		Recoveries:       l.stats.recoveries.Load(),
+		LeaseAdmits:      l.stats.leaseAdmits.Load(),
+		LeaseFetches:     l.stats.leaseFetches.Load(),
 	}
 }
 
@@ -231,8 +244,9 @@ func (l *RedisLimiter) Admit(ctx context.Context, key LimitKey, reserveTokens in
 	if !l.tryRedis(now.UnixMilli()) {
 		return l.fallback(&p, key, reserveTokens, now, nil)
 	}
-	if l.leases != nil {
+	if l.leases != nil && l.leaseUsable() {
 		if d, ok, fetch := l.leases.admit(&p, key, reserveTokens, now); ok {
+			l.stats.leaseAdmits.Add(1)
 			if fetch {
 				l.prefetch(p, key, reserveTokens, now)
 			}
@@ -294,6 +308,10 @@ func (l *RedisLimiter) admitRedis(ctx context.Context, p *limitParams, key Limit
 	return res, held, nil
 }
 
+// leaseUsable says whether leases may answer: not once a fail-closed
+// limiter's watch connection saw Redis close (redis_watch.go).
+func (l *RedisLimiter) leaseUsable() bool { return l.watch.alive() }
+
 // Settle is LocalLimiter.Settle against the shared state, in one script.
 // It runs even if ctx is cancelled (a client that left still spent). When
 // Redis is down the token refund or charge is lost (the bucket refills
@@ -317,7 +335,7 @@ func (l *RedisLimiter) Settle(ctx context.Context, r Reservation, actualTokens, 
 		return fmt.Errorf("%w: settlement kept for replay", ErrLimiterUnavailable)
 	}
 	if l.leases != nil {
-		l.leases.spent(&p, r.key, actualTokens, costUsdMicros, monthIndex(now))
+		r = l.leases.settled(&p, r, actualTokens, costUsdMicros, now)
 	}
 	l.settleMu.Lock()
 	if l.settleClosed {
