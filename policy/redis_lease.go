@@ -73,6 +73,9 @@ const leaseShards = 16
 type leases struct {
 	maxSlice float64
 	ttlMs    int64
+	// giveBack queues units for their bucket (RedisLimiter.queueReturns);
+	// called with a shard locked.
+	giveBack func(leaseReturn, time.Time)
 	seed     maphash.Seed
 	shards   [leaseShards]leaseShard
 }
@@ -202,12 +205,7 @@ func (ls *leases) admit(p *limitParams, key LimitKey, reserve int64, now time.Ti
 		if e == nil || nowMs >= e.expires {
 			return d, false, false
 		}
-		// A bucket holds at most its capacity: what the shared bucket
-		// refilled since the slice was taken crowds the slice out, as a
-		// full local bucket drops what it cannot hold.
-		if shared, _ := bp.refill(e.shared[s%2], nowMs); shared+e.units[s%2] > bp.max() {
-			e.units[s%2] = max(bp.max()-shared, 0)
-		}
+		ls.crowd(e, s, bp, now)
 		need[s] = bp.need(s, reserve)
 		if e.units[s%2] < need[s] {
 			return d, false, false
@@ -244,6 +242,24 @@ func (ls *leases) admit(p *limitParams, key LimitKey, reserve int64, now time.Ti
 		}
 	}
 	return o.decision(p, key, reserve), true, fetch
+}
+
+// crowd keeps slot s's slice within the bucket's capacity: when the
+// shared bucket, as last seen and refilled since, plus the slice would
+// hold more than the capacity, the excess goes back to Redis, which keeps
+// what fits (nothing, if the bucket really is full: a full local bucket
+// drops what it cannot hold too; more, if other replicas drew on it since).
+// Called with the shard locked.
+func (ls *leases) crowd(e *lease, s int, bp bucketParams, now time.Time) {
+	shared, _ := bp.refill(e.shared[s%2], now.UnixMilli())
+	excess := min(shared+e.units[s%2]-bp.max(), e.units[s%2])
+	if excess <= 0 {
+		return
+	}
+	e.units[s%2] -= excess
+	r := leaseReturn{key: e.key, ws: e.ws, params: e.params, held: e.units}
+	r.units[s%2] = excess
+	ls.giveBack(r, now)
 }
 
 // leaseArgs appends the lease arguments of the admit script (ARGV[16..28])
@@ -303,6 +319,9 @@ type leaseReturn struct {
 	ws     bool
 	params [2]bucketParams
 	units  [2]int64
+	// held is what the replica keeps of the slices (an excess given back
+	// while the rest is used on).
+	held [2]int64
 }
 
 // takeReturn empties e's slices into a return, if it holds any.
@@ -368,9 +387,10 @@ func (ls *leases) fetchFailed(p *limitParams, key LimitKey) {
 }
 
 // settled adds a settlement's spend to the replica's view of the month,
-// and puts a token refund into the slice it came from while that is held
-// (the refund then needs no round trip). It returns the reservation left
-// for Redis to settle: a refunded share is settled as if exactly spent.
+// and puts a token refund into the slice held (or takes an extra charge
+// from it, when it covers it), so that needs no round trip. It returns
+// the reservation left for Redis to settle: a share settled here is
+// settled there as if exactly spent.
 func (ls *leases) settled(p *limitParams, r Reservation, tokens, usd int64, now time.Time) Reservation {
 	nowMs, month := now.UnixMilli(), monthIndex(now)
 	sh := ls.shard(r.key.Workspace)
@@ -384,13 +404,15 @@ func (ls *leases) settled(p *limitParams, r Reservation, tokens, usd int64, now 
 	}
 	refund := func(e *lease, s int, reserved *int64) {
 		bp := p.b[s]
-		if e == nil || !bp.limited() || nowMs >= e.expires || e.granted[1] == 0 || *reserved <= tokens {
+		if e == nil || !bp.limited() || nowMs >= e.expires || e.granted[1] == 0 || *reserved == tokens {
 			return
 		}
-		e.units[1] += (*reserved - tokens) * bucketScale
-		if shared, _ := bp.refill(e.shared[1], nowMs); shared+e.units[1] > bp.max() {
-			e.units[1] = max(bp.max()-shared, 0)
+		diff := (*reserved - tokens) * bucketScale
+		if e.units[1]+diff < 0 {
+			return // a charge the slice cannot cover goes to Redis
 		}
+		e.units[1] += diff
+		ls.crowd(e, s, bp, now)
 		*reserved = tokens
 	}
 	refund(ws, slotWsTok, &r.wsTokens)

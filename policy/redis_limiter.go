@@ -179,6 +179,7 @@ func NewRedisLimiter(cfg LimitsConfig, logger *slog.Logger) (*RedisLimiter, erro
 	}
 	if *rc.Lease.Enabled {
 		l.leases = newLeases(rc.Lease)
+		l.leases.giveBack = func(r leaseReturn, now time.Time) { l.queueReturns([]leaseReturn{r}, now) }
 		l.linger = leaseSettleLinger
 		l.watch = redisWatch{addr: rc.Addr, dialTimeout: rc.DialTimeout, on: !l.failOpen}
 	}

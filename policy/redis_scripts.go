@@ -226,7 +226,10 @@ return 1
 // returnScript gives a lease's unspent slices back: KEYS[1] the bucket
 // hash (a workspace's or a credential's), ARGV[1] now ms, ARGV[2..5] rate
 // and capacity of its request and token buckets, ARGV[6] and ARGV[7] the
-// units returned to each. A bucket never rises above its capacity.
+// units returned to each, ARGV[8] and ARGV[9] the units of each the
+// replica still holds. A bucket never rises above its capacity less what
+// is still held, so the bucket and its leases together never hold more
+// than the capacity.
 const returnScript = luaRefill + `
 local lf2, tf2 = {'rl', 'tl'}, {'rt', 'tt'}
 local ttl = 0
@@ -234,8 +237,8 @@ for i = 1, 2 do
   local rate, cap, units = tonumber(ARGV[2 * i]), tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[5 + i])
   if rate > 0 then
     local lvl, last = refill(KEYS[1], lf2[i], tf2[i], rate, cap)
-    lvl = lvl + units
-    if lvl > cap * S then lvl = cap * S end
+    local top = cap * S - tonumber(ARGV[7 + i])
+    if lvl < top then lvl = math.min(lvl + units, top) end
     redis.call('HSET', KEYS[1], lf2[i], string.format('%d', lvl), tf2[i], string.format('%d', last))
     local r = resetMs(lvl, rate, cap)
     if r > ttl then ttl = r end

@@ -80,7 +80,7 @@ func (l *RedisLimiter) call(q *queuedSettle) (*redis.Script, []string, []any) {
 		if r.ws {
 			k = keys[0]
 		}
-		return l.returnS, []string{k}, []any{nowMs, r.params[0].rate, r.params[0].cap, r.params[1].rate, r.params[1].cap, r.units[0], r.units[1]}
+		return l.returnS, []string{k}, []any{nowMs, r.params[0].rate, r.params[0].cap, r.params[1].rate, r.params[1].cap, r.units[0], r.units[1], r.held[0], r.held[1]}
 	}
 	p := l.table.Load().lookup(q.key)
 	track, trackKey := "0", "0"
