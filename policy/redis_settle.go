@@ -208,6 +208,15 @@ func (l *RedisLimiter) sendSettles(ctx context.Context, admit *admitCall) *redis
 			ac = l.admitS.Run(ctx, l.client, admit.keys, admit.args...)
 		}
 	}
+	l.sentSettles(ctx, q, cmds, admit, ac)
+	l.putSettles(q)
+	return ac
+}
+
+// sentSettles handles the replies of q's calls: a settlement Redis failed
+// is counted and its quota spend kept for replay; a failed lease return is
+// lost (the bucket refills).
+func (l *RedisLimiter) sentSettles(ctx context.Context, q []queuedSettle, cmds []*redis.Cmd, admit *admitCall, ac *redis.Cmd) {
 	ok := false
 	for i, c := range cmds {
 		if err := c.Err(); err != nil {
@@ -230,8 +239,6 @@ func (l *RedisLimiter) sendSettles(ctx context.Context, admit *admitCall) *redis
 	if ok && admit == nil {
 		l.succeeded(ctx, q[len(q)-1].now)
 	}
-	l.putSettles(q)
-	return ac
 }
 
 func isNoScript(err error) bool {
