@@ -382,8 +382,15 @@ func (ls *leases) drain() []leaseReturn {
 
 // prefetch fetches key's next slices in the background (lease-only call).
 func (l *RedisLimiter) prefetch(p limitParams, key LimitKey, reserve int64, now time.Time) {
-	l.stats.leaseFetches.Add(1)
+	l.fetchMu.Lock()
+	if l.closing {
+		l.fetchMu.Unlock()
+		l.leases.fetchFailed(&p, key)
+		return
+	}
 	l.fetches.Add(1)
+	l.fetchMu.Unlock()
+	l.stats.leaseFetches.Add(1)
 	go func() {
 		defer l.fetches.Done()
 		if _, _, err := l.admitRedis(context.Background(), &p, key, reserve, now, false); err != nil {

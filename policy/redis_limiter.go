@@ -60,6 +60,8 @@ type RedisLimiter struct {
 	// fetches are the prefetches in flight; watch tells a fail-closed
 	// limiter that Redis closed its connections (redis_watch.go).
 	fetches sync.WaitGroup
+	fetchMu sync.Mutex // closing, and fetches.Add against Close's Wait
+	closing bool
 	watch   redisWatch
 
 	down      atomic.Bool
@@ -197,6 +199,9 @@ func (l *RedisLimiter) SetLimits(cfg LimitsConfig) error { return l.local.SetLim
 // kept, as when Redis is down.
 func (l *RedisLimiter) Close() error {
 	if l.leases != nil {
+		l.fetchMu.Lock()
+		l.closing = true // no prefetch starts after this
+		l.fetchMu.Unlock()
 		l.fetches.Wait()
 		l.queueReturns(l.leases.drain(), time.Now())
 		l.watch.close()
