@@ -243,11 +243,14 @@ func (ls *leases) leaseArgs(args []any, p *limitParams, key LimitKey, reserve in
 	sh.mu.Lock()
 	ws, cred := sh.entries(p, key, true)
 	var rets []leaseReturn
-	for _, e := range [2]*lease{ws, cred} {
-		// An admitting call gives back everything held: its decision must
-		// see the bucket whole, as a local one would (the call may hand
-		// out a new slice). A prefetch gives back only expired slices.
-		if e != nil && (admitting || nowMs >= e.expires) {
+	for i, e := range [2]*lease{ws, cred} {
+		// An admitting call gives back what is held of a bucket hash whose
+		// slices could not cover it: its decision must see those buckets
+		// whole, as a local one would (the call may hand out new slices).
+		// Slices that could are kept for the key's other callers (the
+		// workspace's other credentials). A prefetch gives back only
+		// expired slices.
+		if e != nil && (nowMs >= e.expires || admitting && !e.covers(p, i*2, reserve)) {
 			if r, ok := e.takeReturn(); ok {
 				rets = append(rets, r)
 			}
@@ -255,6 +258,17 @@ func (ls *leases) leaseArgs(args []any, p *limitParams, key LimitKey, reserve in
 	}
 	sh.mu.Unlock()
 	return args, rets
+}
+
+// covers says whether e's slices hold one admission's need of the slots
+// first and first+1 (a hash's request and token buckets).
+func (e *lease) covers(p *limitParams, first int, reserve int64) bool {
+	for s := first; s < first+2; s++ {
+		if bp := p.b[s]; bp.limited() && e.units[s%2] < bp.need(s, reserve) {
+			return false
+		}
+	}
+	return true
 }
 
 // leaseReturn is unspent units of a lease going back to their bucket hash.
