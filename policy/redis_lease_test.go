@@ -243,3 +243,37 @@ func TestLeaseConfig(t *testing.T) {
 		t.Error("lease.enabled false still leases")
 	}
 }
+
+// TestRedisLeaseKeptForOtherCredentials: a credential whose own small
+// bucket cannot be leased asks Redis every time; the workspace slice the
+// replica holds for its other credentials stays with them.
+func TestRedisLeaseKeptForOtherCredentials(t *testing.T) {
+	addr := testRedisAddr(t)
+	cfg := leaseTestConfig()
+	cfg.Workspaces[0].Keys = []KeyLimits{{CredentialID: "small", RateLimits: RateLimits{RequestsPerMinute: 60, RequestBurst: 3}}}
+	l := newTestRedisLimiter(t, cfg, addr, testPrefix(t, addr), FailOpen)
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	admit := func(cred string) Decision {
+		t.Helper()
+		d, err := l.Admit(t.Context(), LimitKey{Workspace: "wl", CredentialID: cred}, 1, now)
+		if err != nil || !d.Allowed {
+			t.Fatalf("%s: %s %v", cred, describe(d), err)
+		}
+		l.fetches.Wait()
+		return d
+	}
+	admit("big") // asks Redis, takes a slice
+	for i := range 3 {
+		before := l.Stats().LeaseAdmits
+		small := admit("small")
+		big := admit("big")
+		if st := l.Stats(); st.LeaseAdmits != before+1 {
+			t.Fatalf("round %d: %d decisions from leases, want %d (small asks Redis, big keeps its slice)", i, st.LeaseAdmits, before+1)
+		}
+		// small sees its own bucket (the tighter), big the workspace's
+		// with the slice counted in, as a local limiter would.
+		if small.Requests.Remaining != int64(2-i) || big.Requests.Remaining != int64(5997-2*i) {
+			t.Errorf("round %d: small %s (want req=%d/3), big %s (want req=%d/6000)", i, describe(small), 2-i, describe(big), 5997-2*i)
+		}
+	}
+}
