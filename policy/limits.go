@@ -122,6 +122,9 @@ type RedisConfig struct {
 	// straight to the onRedisDown behaviour; then one call probes Redis
 	// again. Default 1s; positive, at most 1m.
 	DownBackoff time.Duration `yaml:"downBackoff"`
+	// Lease lets a replica admit most requests from slices of the shared
+	// buckets it holds, without a round trip (redis_lease.go).
+	Lease LeaseConfig `yaml:"lease"`
 }
 
 // SetDefaults fills unset fields, including each RequestBurst from its
@@ -171,6 +174,7 @@ func (c *RedisConfig) SetDefaults() {
 	if c.DownBackoff == 0 {
 		c.DownBackoff = time.Second
 	}
+	c.Lease.SetDefaults()
 }
 
 // Validate reports every problem at once, each prefixed with its path
@@ -272,6 +276,7 @@ func (c *RedisConfig) validate(p string, errs *[]error) {
 	if c.DownBackoff <= 0 || c.DownBackoff > time.Minute {
 		add("%sdownBackoff: must be between 1ms and 1m0s", p)
 	}
+	c.Lease.validate(p+"lease.", errs)
 }
 
 // bucketScale is the number of bucket units in one token (or request): a

@@ -52,6 +52,17 @@ type RedisLimiter struct {
 	admitS   *redis.Script
 	settleS  *redis.Script
 	flushS   *redis.Script
+	returnS  *redis.Script
+	// leases are the slices of shared buckets this replica holds; nil
+	// when leasing is off.
+	leases *leases
+	linger time.Duration
+	// fetches are the prefetches in flight; watch tells a fail-closed
+	// limiter that Redis closed its connections (redis_watch.go).
+	fetches sync.WaitGroup
+	fetchMu sync.Mutex // closing, and fetches.Add against Close's Wait
+	closing bool
+	watch   redisWatch
 
 	down      atomic.Bool
 	downUntil atomic.Int64 // Unix ms before which Redis is not tried
@@ -60,10 +71,13 @@ type RedisLimiter struct {
 	pending    map[pendingKey]quotaCounter
 	hasPending atomic.Bool
 
-	// settles are the settlements queued for Redis (see Settle); spare is
-	// the other buffer, swapped in when the queue is taken.
+	// settles are the settlements queued for Redis (see Settle), one per
+	// workspace, credential and month (settleIdx finds it), and lease
+	// returns; spare is the other buffer, swapped in when the queue is
+	// taken.
 	settleMu     sync.Mutex
 	settles      []queuedSettle
+	settleIdx    map[settleKey]int
 	spare        []queuedSettle
 	settleWake   chan struct{} // one token: the flusher has work
 	settleStop   chan struct{}
@@ -79,6 +93,7 @@ type RedisLimiter struct {
 
 	stats struct {
 		redisErrors, failOpen, failClosed, lostSettles, outages, recoveries atomic.Uint64
+		leaseAdmits, leaseFetches                                           atomic.Uint64
 	}
 }
 
@@ -106,6 +121,9 @@ type LimiterStats struct {
 	LostSettlements uint64
 	// Outages and Recoveries count transitions to down and back up.
 	Outages, Recoveries uint64
+	// LeaseAdmits counts decisions answered from lease slices, with no
+	// round trip; LeaseFetches the background calls fetching slices.
+	LeaseAdmits, LeaseFetches uint64
 }
 
 // NewRedisLimiter applies defaults to a copy of cfg, validates it and
@@ -151,11 +169,21 @@ func NewRedisLimiter(cfg LimitsConfig, logger *slog.Logger) (*RedisLimiter, erro
 		admitS:   redis.NewScript(admitScript),
 		settleS:  redis.NewScript(settleScript),
 		flushS:   redis.NewScript(flushScript),
+		returnS:  redis.NewScript(returnScript),
 		pending:  make(map[pendingKey]quotaCounter),
+		linger:   settleLinger,
+
+		settleIdx: make(map[settleKey]int),
 
 		settleWake: make(chan struct{}, 1),
 		settleStop: make(chan struct{}),
 		settleDone: make(chan struct{}),
+	}
+	if *rc.Lease.Enabled {
+		l.leases = newLeases(rc.Lease)
+		l.leases.giveBack = func(r leaseReturn, now time.Time) { l.queueReturns([]leaseReturn{r}, now) }
+		l.linger = leaseSettleLinger
+		l.watch = redisWatch{addr: rc.Addr, dialTimeout: rc.DialTimeout, on: !l.failOpen}
 	}
 	go l.settleLoop()
 	return l, nil
@@ -166,9 +194,18 @@ func NewRedisLimiter(cfg LimitsConfig, logger *slog.Logger) (*RedisLimiter, erro
 // changing them needs a restart.
 func (l *RedisLimiter) SetLimits(cfg LimitsConfig) error { return l.local.SetLimits(cfg) }
 
-// Close sends the settlements still queued, then closes the Redis
-// connections. Settlements after Close are kept, as when Redis is down.
+// Close gives back the lease slices held, sends the settlements still
+// queued, then closes the Redis connections. Settlements after Close are
+// kept, as when Redis is down.
 func (l *RedisLimiter) Close() error {
+	if l.leases != nil {
+		l.fetchMu.Lock()
+		l.closing = true // no prefetch starts after this
+		l.fetchMu.Unlock()
+		l.fetches.Wait()
+		l.queueReturns(l.leases.drain(), time.Now())
+		l.watch.close()
+	}
 	l.settleMu.Lock()
 	closed := l.settleClosed
 	l.settleClosed = true
@@ -190,12 +227,18 @@ func (l *RedisLimiter) Stats() LimiterStats {
 		LostSettlements:  l.stats.lostSettles.Load(),
 		Outages:          l.stats.outages.Load(),
 		Recoveries:       l.stats.recoveries.Load(),
+		LeaseAdmits:      l.stats.leaseAdmits.Load(),
+		LeaseFetches:     l.stats.leaseFetches.Load(),
 	}
 }
 
-// Admit is LocalLimiter.Admit against the shared state, in one script. A
-// workspace with no limits at all is admitted without a round trip. Errors
-// are the caller's context ending, or ErrLimiterUnavailable (fail-closed).
+// Admit is LocalLimiter.Admit against the shared state. With leasing on
+// it answers from the slices this replica holds when they cover the
+// request (no round trip; the next slices are fetched in the background
+// when these are half spent), else in one script, which may also hand out
+// slices. A workspace with no limits at all is admitted without a round
+// trip. Errors are the caller's context ending, or ErrLimiterUnavailable
+// (fail-closed).
 func (l *RedisLimiter) Admit(ctx context.Context, key LimitKey, reserveTokens int64, now time.Time) (Decision, error) {
 	if key.Workspace == "" {
 		return Decision{}, errNoWorkspace
@@ -204,34 +247,76 @@ func (l *RedisLimiter) Admit(ctx context.Context, key LimitKey, reserveTokens in
 	if !p.any() {
 		return Decision{Allowed: true}, nil
 	}
-	nowMs := now.UnixMilli()
-	if !l.tryRedis(nowMs) {
+	if !l.tryRedis(now.UnixMilli()) {
 		return l.fallback(&p, key, reserveTokens, now, nil)
 	}
-	args := make([]any, 0, 15)
-	args = append(args, nowMs, reserveTokens)
-	for _, b := range p.b {
-		args = append(args, b.rate, b.cap)
+	if l.leases != nil && l.leaseUsable() {
+		if d, ok, fetch := l.leases.admit(&p, key, reserveTokens, now); ok {
+			l.stats.leaseAdmits.Add(1)
+			if fetch {
+				l.prefetch(p, key, reserveTokens, now)
+			}
+			return d, nil
+		}
 	}
-	args = append(args, p.budgetUsd, p.budgetTok, quotaRetryMs(now), p.keyBudgetUsd, p.keyBudgetTok)
-	res, err := l.sendSettles(ctx, &admitCall{keys: l.keys(key, now), args: args}).Int64Slice()
-	if err == nil && len(res) != 3+2*numSlots {
-		err = fmt.Errorf("admit script returned %d values", len(res))
-	}
+	res, held, err := l.admitRedis(ctx, &p, key, reserveTokens, now, true)
 	if err != nil {
 		if ctx.Err() != nil {
 			return Decision{}, ctx.Err()
 		}
-		l.failed(nowMs, err)
 		return l.fallback(&p, key, reserveTokens, now, err)
 	}
-	l.succeeded(ctx, now)
 	o := admitOutcome{allowed: res[0] == 1, reason: Reason(res[1]), retryMs: res[2]}
 	for s := range numSlots {
 		o.level[s], o.reset[s] = res[3+2*s], res[4+2*s]
+		if bp := p.b[s]; held[s] > 0 {
+			// The slices this replica holds still count as in the bucket.
+			o.level[s] = min(o.level[s]+held[s], bp.max())
+			o.reset[s] = bp.resetMs(o.level[s])
+		}
 	}
 	return o.decision(&p, key, reserveTokens), nil
 }
+
+// admitRedis runs the admit script for key (admitting false: only to take
+// lease slices), carrying the queued settlements, and records the slices
+// it granted; held is what this replica held before (see install). A
+// failure marks Redis down unless ctx ended.
+func (l *RedisLimiter) admitRedis(ctx context.Context, p *limitParams, key LimitKey, reserve int64, now time.Time, admitting bool) (res []int64, held [numSlots]int64, err error) {
+	nowMs := now.UnixMilli()
+	args := make([]any, 0, 28)
+	args = append(args, nowMs, reserve)
+	for _, b := range p.b {
+		args = append(args, b.rate, b.cap)
+	}
+	args = append(args, p.budgetUsd, p.budgetTok, quotaRetryMs(now), p.keyBudgetUsd, p.keyBudgetTok)
+	want := 3 + 2*numSlots
+	if l.leases != nil {
+		var rets []leaseReturn
+		args, rets = l.leases.leaseArgs(args, p, key, reserve, admitting, nowMs)
+		l.queueReturns(rets, now)
+		want += 8
+	}
+	res, err = l.sendSettles(ctx, &admitCall{keys: l.keys(key, now), args: args}).Int64Slice()
+	if err == nil && len(res) != want {
+		err = fmt.Errorf("admit script returned %d values", len(res))
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			l.failed(nowMs, err)
+		}
+		return nil, held, err
+	}
+	l.succeeded(ctx, now)
+	if l.leases != nil {
+		held = l.leases.install(p, key, res, nowMs, monthIndex(now))
+	}
+	return res, held, nil
+}
+
+// leaseUsable says whether leases may answer: not once a fail-closed
+// limiter's watch connection saw Redis close (redis_watch.go).
+func (l *RedisLimiter) leaseUsable() bool { return l.watch.alive() }
 
 // Settle is LocalLimiter.Settle against the shared state, in one script.
 // It runs even if ctx is cancelled (a client that left still spent). When
@@ -255,20 +340,9 @@ func (l *RedisLimiter) Settle(ctx context.Context, r Reservation, actualTokens, 
 		l.keep(&p, r.key, actualTokens, costUsdMicros, now)
 		return fmt.Errorf("%w: settlement kept for replay", ErrLimiterUnavailable)
 	}
-	track, trackKey := "0", "0"
-	if p.quota() {
-		track = "1"
+	if l.leases != nil {
+		r = l.leases.settled(&p, r, actualTokens, costUsdMicros, now)
 	}
-	if p.keyQuota() {
-		trackKey = "1"
-	}
-	args := make([]any, 0, 16)
-	args = append(args, nowMs, actualTokens, costUsdMicros, r.wsTokens, r.keyTokens)
-	for _, b := range p.b {
-		args = append(args, b.rate, b.cap)
-	}
-	args = append(args, track, quotaTTL(now), trackKey)
-	qs := queuedSettle{key: r.key, keys: l.keys(r.key, now), args: args, tokens: actualTokens, usd: costUsdMicros, now: now}
 	l.settleMu.Lock()
 	if l.settleClosed {
 		l.settleMu.Unlock()
@@ -276,7 +350,7 @@ func (l *RedisLimiter) Settle(ctx context.Context, r Reservation, actualTokens, 
 		l.keep(&p, r.key, actualTokens, costUsdMicros, now)
 		return fmt.Errorf("%w: limiter closed, settlement kept", ErrLimiterUnavailable)
 	}
-	l.settles = append(l.settles, qs)
+	l.queueSettle(r, actualTokens, costUsdMicros, now)
 	l.settleMu.Unlock()
 	select {
 	case l.settleWake <- struct{}{}:

@@ -53,6 +53,7 @@ func (l *RedisLimiter) succeeded(ctx context.Context, now time.Time) {
 		l.stats.recoveries.Add(1)
 		l.log.Info("redis limiter reachable again")
 	}
+	l.watch.ensure()
 	if l.hasPending.Load() {
 		l.flush(ctx, now)
 	}

@@ -62,8 +62,23 @@ local tf = {'rt', 'tt', 'rt', 'tt'}
 // next month, ARGV[14] and ARGV[15] the credential's own USD and token
 // budgets (checked after the workspace's). Returns {allowed, reason, retryMs, level1, reset1, ...
 // level4, reset4}.
+//
+// Leases (redis_lease.go): with ARGV[16..28] present the call may also
+// grant this replica a slice of each bucket, debited here at once.
+// ARGV[16] is 0 for a lease-only call (nothing admitted: every need is 0),
+// ARGV[17..20] the largest slice wanted per bucket (units; 0 = none),
+// ARGV[21..24] the floor each bucket keeps out of leases (units), ARGV[25..28]
+// the smallest slice worth taking. A slice is a quarter of what lies above
+// the floor, at most the wanted size, and nothing when below the smallest:
+// so slices shrink as a bucket drains, and near empty every decision is
+// exact again. The reply then also carries the four slices granted and the
+// month's spend (usd, tok, key usd, key tok). The levels reported are
+// before the slices are taken: the replica holding them counts them as
+// still in the bucket.
 const admitScript = luaRefill + `
 local reserve = tonumber(ARGV[2])
+local leasing = ARGV[17] ~= nil
+local admitting = ARGV[16] ~= '0'
 local rate, cap, lvl, last, need = {}, {}, {}, {}, {}
 for i = 1, 4 do
   rate[i] = tonumber(ARGV[1 + 2 * i])
@@ -71,7 +86,9 @@ for i = 1, 4 do
   lvl[i], last[i], need[i] = 0, now, 0
   if rate[i] > 0 then
     lvl[i], last[i] = refill(bkeys[i], lf[i], tf[i], rate[i], cap[i])
-    if i % 2 == 1 then
+    if not admitting then
+      need[i] = 0
+    elseif i % 2 == 1 then
       need[i] = S
     else
       local r = reserve
@@ -83,9 +100,11 @@ for i = 1, 4 do
 end
 local budgetUsd, budgetTok = tonumber(ARGV[11]), tonumber(ARGV[12])
 local reason, retry = 0, 0
+local spent = {0, 0, 0, 0}
 if budgetUsd > 0 or budgetTok > 0 then
   local q = redis.call('HMGET', KEYS[3], 'usd', 'tok')
   local usd, tok = tonumber(q[1]) or 0, tonumber(q[2]) or 0
+  spent[1], spent[2] = usd, tok
   if budgetUsd > 0 and usd >= budgetUsd then
     reason = 3
   elseif budgetTok > 0 and tok >= budgetTok then
@@ -93,10 +112,12 @@ if budgetUsd > 0 or budgetTok > 0 then
   end
 end
 local kUsd, kTok = tonumber(ARGV[14]), tonumber(ARGV[15])
-if reason == 0 and (kUsd > 0 or kTok > 0) then
+if (reason == 0 or leasing) and (kUsd > 0 or kTok > 0) then
   local q = redis.call('HMGET', KEYS[4], 'usd', 'tok')
   local usd, tok = tonumber(q[1]) or 0, tonumber(q[2]) or 0
-  if kUsd > 0 and usd >= kUsd then
+  spent[3], spent[4] = usd, tok
+  if reason ~= 0 then
+  elseif kUsd > 0 and usd >= kUsd then
     reason = 3
   elseif kTok > 0 and tok >= kTok then
     reason = 4
@@ -118,19 +139,33 @@ local allowed = 0
 if reason == 0 then allowed = 1 end
 local out = {allowed, reason, retry}
 local ttl = {0, 0}
+local grant = {0, 0, 0, 0}
 for i = 1, 4 do
   local reset = 0
   if rate[i] > 0 then
     if allowed == 1 then
       lvl[i] = lvl[i] - need[i]
-      redis.call('HSET', bkeys[i], lf[i], string.format('%d', lvl[i]), tf[i], string.format('%d', last[i]))
+      if leasing then
+        local room = lvl[i] - tonumber(ARGV[20 + i])
+        local g = math.floor(room / 4)
+        if g > tonumber(ARGV[16 + i]) then g = tonumber(ARGV[16 + i]) end
+        if g >= tonumber(ARGV[24 + i]) and g > 0 then grant[i] = g end
+      end
+      redis.call('HSET', bkeys[i], lf[i], string.format('%d', lvl[i] - grant[i]), tf[i], string.format('%d', last[i]))
     end
     reset = resetMs(lvl[i], rate[i], cap[i])
     local h = math.floor((i + 1) / 2)
-    if reset > ttl[h] then ttl[h] = reset end
+    local r = resetMs(lvl[i] - grant[i], rate[i], cap[i])
+    if r > ttl[h] then ttl[h] = r end
   end
   out[2 + 2 * i] = lvl[i]
   out[3 + 2 * i] = reset
+end
+if leasing then
+  for i = 1, 4 do
+    out[11 + i] = grant[i]
+    out[15 + i] = spent[i]
+  end
 end
 if allowed == 1 then
   for h = 1, 2 do
@@ -185,6 +220,31 @@ if ARGV[16] == '1' then
   redis.call('HINCRBY', KEYS[4], 'tok', string.format('%d', actual))
   redis.call('PEXPIRE', KEYS[4], ARGV[15])
 end
+return 1
+`
+
+// returnScript gives a lease's unspent slices back: KEYS[1] the bucket
+// hash (a workspace's or a credential's), ARGV[1] now ms, ARGV[2..5] rate
+// and capacity of its request and token buckets, ARGV[6] and ARGV[7] the
+// units returned to each, ARGV[8] and ARGV[9] the units of each the
+// replica still holds. A bucket never rises above its capacity less what
+// is still held, so the bucket and its leases together never hold more
+// than the capacity.
+const returnScript = luaRefill + `
+local lf2, tf2 = {'rl', 'tl'}, {'rt', 'tt'}
+local ttl = 0
+for i = 1, 2 do
+  local rate, cap, units = tonumber(ARGV[2 * i]), tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[5 + i])
+  if rate > 0 then
+    local lvl, last = refill(KEYS[1], lf2[i], tf2[i], rate, cap)
+    local top = cap * S - tonumber(ARGV[7 + i])
+    if lvl < top then lvl = math.min(lvl + units, top) end
+    redis.call('HSET', KEYS[1], lf2[i], string.format('%d', lvl), tf2[i], string.format('%d', last))
+    local r = resetMs(lvl, rate, cap)
+    if r > ttl then ttl = r end
+  end
+end
+redis.call('PEXPIRE', KEYS[1], string.format('%d', ttl + 1000))
 return 1
 `
 
