@@ -2,16 +2,14 @@ package anthropic
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/moonborn/edge/internal/testkit"
-	"github.com/moonborn/edge/providers"
+	"github.com/moonborn/edge/providers/providertest"
 )
 
 // refEvent reads an event with encoding/json by the rules parseEvent
@@ -131,68 +129,11 @@ func FuzzParseEvent(f *testing.F) {
 	})
 }
 
-func streamEvents(deltas int) []string {
-	events := []string{msgStart, blockStart, ping}
-	for i := range deltas {
-		events = append(events, textDelta("tok"+strconv.Itoa(i%10)+" "))
-	}
-	return append(events, blockStop, msgDelta, msgStop)
-}
+func TestDeltaAllocs(t *testing.T) { providertest.DeltaAllocs(t, proto) }
 
-// Relaying a delta allocates nothing: measured over a long stream so the
-// stream's setup is not in the count.
-func TestDeltaAllocs(t *testing.T) {
-	url := testkit.RawUpstream(t, testkit.ChunkedSSE(streamEvents(3000)...))
-	s, err := newProvider(t, testConfig(url)).Stream(context.Background(), &baseReq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	for range 100 {
-		if _, err := s.Next(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	allocs := testing.AllocsPerRun(2000, func() {
-		if _, err := s.Next(); err != nil {
-			t.Fatal(err)
-		}
-	})
-	if allocs != 0 {
-		t.Fatalf("%.2f allocations per delta, want 0", allocs)
-	}
-}
-
-// BenchmarkStreamRelay reads a whole 20-delta stream from a loopback
-// upstream per op: allocs/op is the per-stream cost; the deltas add none
-// (TestDeltaAllocs).
-func BenchmarkStreamRelay(b *testing.B) {
-	url := testkit.RawUpstream(b, testkit.ChunkedSSE(streamEvents(20)...))
-	p := newProvider(b, testConfig(url))
-	b.ReportAllocs()
-	deltas := 0
-	for b.Loop() {
-		s, err := p.Stream(context.Background(), &baseReq)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for {
-			_, err := s.Next()
-			if err != nil {
-				if !errors.Is(err, io.EOF) {
-					b.Fatal(err)
-				}
-				break
-			}
-			deltas++
-		}
-		if s.Usage().Estimated {
-			b.Fatal("usage missed")
-		}
-		s.Close()
-	}
-	b.ReportMetric(float64(deltas)/float64(b.N), "deltas/op")
-}
+// BenchmarkStreamRelay: allocs/op is the per-stream cost; the deltas add
+// none (TestDeltaAllocs).
+func BenchmarkStreamRelay(b *testing.B) { providertest.BenchStreamRelay(b, proto) }
 
 func BenchmarkParseEvent(b *testing.B) {
 	data := []byte(dataOf(textDelta("Hello")))
@@ -205,26 +146,10 @@ func BenchmarkParseEvent(b *testing.B) {
 	}
 }
 
-// The stream passes NotifyWait through: its hook runs before the wait for
-// the next event, and a false answer abandons that wait at once.
-func TestNotifyWaitAbandonsWait(t *testing.T) {
-	resp := testkit.ChunkedSSE(msgStart, blockStart, textDelta("Hi"))
-	resp = resp[:len(resp)-len("0\r\n\r\n")] // then silence, the stream still open
-	s, err := newProvider(t, testConfig(testkit.RawUpstream(t, resp))).Stream(context.Background(), &baseReq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if d, err := s.Next(); err != nil || string(d) != "Hi" {
-		t.Fatalf("first Next = %q, %v", d, err)
-	}
-	calls := 0
-	if !s.(providers.WaitNotifier).NotifyWait(func() bool { calls++; return false }) {
-		t.Fatal("NotifyWait not supported on an HTTP stream")
-	}
-	// ErrAborted, not an upstream failure: the owner's reader left, and
-	// a breaker must not count that against the deployment.
-	if _, err = s.Next(); calls != 1 || !errors.Is(err, providers.ErrAborted) {
-		t.Fatalf("after the hook said stop: %d calls, err %v; want 1 call and ErrAborted", calls, err)
-	}
+func TestNotifyWaitAbandonsWait(t *testing.T) { providertest.NotifyWaitAbandonsWait(t, proto) }
+
+func TestNotifyWaitEndsWithStream(t *testing.T) { providertest.NotifyWaitEndsWithStream(t, proto) }
+
+func TestAbortDoesNotWaitForTheOwner(t *testing.T) {
+	providertest.AbortDoesNotWaitForTheOwner(t, proto)
 }
