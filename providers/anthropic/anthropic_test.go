@@ -201,8 +201,6 @@ func TestStatusErrors(t *testing.T) {
 	})
 }
 
-func TestConnectRefused(t *testing.T) { providertest.ConnectRefused(t, proto) }
-
 func TestTimeouts(t *testing.T) {
 	providertest.Timeouts(t, proto, providertest.TimeoutCase{Name: "pings are not a first token", Stream: true,
 		Handler: func(u *providertest.Upstream, w http.ResponseWriter, r *http.Request) {
@@ -219,16 +217,6 @@ func TestTimeouts(t *testing.T) {
 func TestAbort(t *testing.T) {
 	providertest.Abort(t, proto, &baseReq, providers.Usage{InputTokens: 40, CacheReadTokens: 5, CacheWrite5mTokens: 10, OutputTokens: 1, Estimated: true})
 }
-
-func TestConnectionReuseAfterStop(t *testing.T) { providertest.ConnectionReuse(t, proto) }
-
-func TestStreamOutlivesFirstTokenTimeout(t *testing.T) {
-	providertest.StreamOutlivesFirstTokenTimeout(t, proto)
-}
-
-func TestSaturatedQueues(t *testing.T) { providertest.SaturatedQueues(t, proto) }
-
-func TestNotAnEventStream(t *testing.T) { providertest.NotAnEventStream(t, proto) }
 
 func TestConfig(t *testing.T) {
 	providertest.Configs(t, []providertest.ConfigCase[Config]{

@@ -129,10 +129,11 @@ func FuzzParseEvent(f *testing.F) {
 	})
 }
 
-func TestDeltaAllocs(t *testing.T) { providertest.DeltaAllocs(t, proto) }
+// TestConformance runs the suite's protocol-agnostic behaviours.
+func TestConformance(t *testing.T) { providertest.Run(t, proto) }
 
 // BenchmarkStreamRelay: allocs/op is the per-stream cost; the deltas add
-// none (TestDeltaAllocs).
+// none (TestConformance/DeltaAllocs).
 func BenchmarkStreamRelay(b *testing.B) { providertest.BenchStreamRelay(b, proto) }
 
 func BenchmarkParseEvent(b *testing.B) {
@@ -144,12 +145,4 @@ func BenchmarkParseEvent(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-}
-
-func TestNotifyWaitAbandonsWait(t *testing.T) { providertest.NotifyWaitAbandonsWait(t, proto) }
-
-func TestNotifyWaitEndsWithStream(t *testing.T) { providertest.NotifyWaitEndsWithStream(t, proto) }
-
-func TestAbortDoesNotWaitForTheOwner(t *testing.T) {
-	providertest.AbortDoesNotWaitForTheOwner(t, proto)
 }

@@ -212,8 +212,6 @@ func TestStatusErrors(t *testing.T) {
 	})
 }
 
-func TestConnectRefused(t *testing.T) { providertest.ConnectRefused(t, proto) }
-
 func TestTimeouts(t *testing.T) {
 	providertest.Timeouts(t, proto, providertest.TimeoutCase{Name: "complete total timeout mid-body",
 		Handler: func(u *providertest.Upstream, w http.ResponseWriter, r *http.Request) {
@@ -224,20 +222,10 @@ func TestTimeouts(t *testing.T) {
 		}})
 }
 
-func TestStreamOutlivesFirstTokenTimeout(t *testing.T) {
-	providertest.StreamOutlivesFirstTokenTimeout(t, proto)
-}
-
 func TestAbort(t *testing.T) {
 	req := providers.Request{Model: "m", System: "abcd", UserText: "abcdefgh", MaxOutputTokens: 5}
 	providertest.Abort(t, proto, &req, providers.Usage{InputTokens: 3, OutputTokens: 1, Estimated: true})
 }
-
-func TestConnectionReuseAfterDone(t *testing.T) { providertest.ConnectionReuse(t, proto) }
-
-func TestSaturatedQueues(t *testing.T) { providertest.SaturatedQueues(t, proto) }
-
-func TestNotAnEventStream(t *testing.T) { providertest.NotAnEventStream(t, proto) }
 
 // TestPromptCacheKeyAuto: auto sends prompt_cache_key to OpenAI only.
 func TestPromptCacheKeyAuto(t *testing.T) {

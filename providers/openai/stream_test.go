@@ -121,10 +121,11 @@ func FuzzParseChunk(f *testing.F) {
 	})
 }
 
-func TestDeltaAllocs(t *testing.T) { providertest.DeltaAllocs(t, proto) }
+// TestConformance runs the suite's protocol-agnostic behaviours.
+func TestConformance(t *testing.T) { providertest.Run(t, proto) }
 
 // BenchmarkStreamRelay: allocs/op is the per-stream cost (request,
-// stream, timer); the deltas add none (TestDeltaAllocs).
+// stream, timer); the deltas add none (TestConformance/DeltaAllocs).
 func BenchmarkStreamRelay(b *testing.B) { providertest.BenchStreamRelay(b, proto) }
 
 func BenchmarkParseChunk(b *testing.B) {
@@ -136,12 +137,4 @@ func BenchmarkParseChunk(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-}
-
-func TestNotifyWaitAbandonsWait(t *testing.T) { providertest.NotifyWaitAbandonsWait(t, proto) }
-
-func TestNotifyWaitEndsWithStream(t *testing.T) { providertest.NotifyWaitEndsWithStream(t, proto) }
-
-func TestAbortDoesNotWaitForTheOwner(t *testing.T) {
-	providertest.AbortDoesNotWaitForTheOwner(t, proto)
 }

@@ -62,3 +62,27 @@ func (p Protocol) checkNoLeak(t *testing.T, err error, what string, extra ...str
 		}
 	}
 }
+
+// Run runs, as subtests, the behaviours that need nothing of a protocol
+// but its Protocol: connect refused, connection reuse, a reply that is
+// not an event stream, saturation, long streams, zero allocations per
+// delta, and the NotifyWait hook. The case tables (Streams,
+// StatusErrors, Timeouts, Completes, Abort) are the protocol's own tests.
+func Run(t *testing.T, p Protocol) {
+	for _, c := range []struct {
+		name string
+		run  func(*testing.T, Protocol)
+	}{
+		{"ConnectRefused", ConnectRefused},
+		{"ConnectionReuse", ConnectionReuse},
+		{"NotAnEventStream", NotAnEventStream},
+		{"SaturatedQueues", SaturatedQueues},
+		{"StreamOutlivesFirstTokenTimeout", StreamOutlivesFirstTokenTimeout},
+		{"DeltaAllocs", DeltaAllocs},
+		{"NotifyWaitAbandonsWait", NotifyWaitAbandonsWait},
+		{"NotifyWaitEndsWithStream", NotifyWaitEndsWithStream},
+		{"AbortDoesNotWaitForTheOwner", AbortDoesNotWaitForTheOwner},
+	} {
+		t.Run(c.name, func(t *testing.T) { c.run(t, p) })
+	}
+}
