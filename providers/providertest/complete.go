@@ -1,6 +1,7 @@
 package providertest
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -199,4 +200,29 @@ func BenchDecode(b *testing.B, body string, decode Decoder) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// FuzzOracle holds a zero-allocation parser to its encoding/json oracle
+// on any data, the seeds first: both accept or both refuse, and what both
+// accept is the same by same. Data the oracle cannot judge is skipped:
+// deep nesting, and duplicate keys (encoding/json merges them its own
+// way).
+func FuzzOracle[T, R any](f *testing.F, seeds []string, name string, parse func([]byte, *T) error, ref func([]byte) (R, bool), same func(data []byte, got *T, want R) bool) {
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var got T
+		err := parse(data, &got)
+		if bytes.Count(data, []byte("{"))+bytes.Count(data, []byte("[")) > 500 || testkit.HasDuplicateKeys(data) {
+			return
+		}
+		want, ok := ref(data)
+		if ok != (err == nil) {
+			t.Fatalf("%s err = %v, reference ok = %v", name, err, ok)
+		}
+		if ok && !same(data, &got, want) {
+			t.Fatalf("%s = %+v; reference %+v", name, got, want)
+		}
+	})
 }
