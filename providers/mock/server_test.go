@@ -133,7 +133,7 @@ type oaEnvelope struct {
 
 type oaCompletion struct {
 	oaEnvelope
-	Choices           []struct {
+	Choices []struct {
 		Index   int `json:"index"`
 		Message struct {
 			Role        string  `json:"role"`
@@ -149,7 +149,7 @@ type oaCompletion struct {
 
 type oaChunk struct {
 	oaEnvelope
-	Choices           []struct {
+	Choices []struct {
 		Index int `json:"index"`
 		Delta struct {
 			Role    *string `json:"role"`
