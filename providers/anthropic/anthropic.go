@@ -60,11 +60,7 @@ func (p *Provider) Stream(ctx context.Context, r *providers.Request) (providers.
 	if err != nil {
 		return nil, err
 	}
-	return &stream{
-		name:          p.name,
-		body:          body,
-		inputEstimate: providers.EstimateInputTokens(r),
-	}, nil
+	return &stream{StreamBase: providers.NewStreamBase(p.name, body, r)}, nil
 }
 
 func (p *Provider) newRequest(r *providers.Request, stream bool) *fasthttp.Request {
