@@ -379,15 +379,7 @@ func TestTracesReachACollector(t *testing.T) {
 	t.Run("a hedge is a sibling of the attempt it raced", func(t *testing.T) {
 		resp, sr := g.openStream(keyDemo, "psn_demo", `{"userText":"hi","modelId":"he-1","stream":true}`)
 		defer resp.Body.Close()
-		for {
-			ev, err := sr.next()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if ev.name == "done" {
-				break
-			}
-		}
+		sr.untilDone(t)
 		spans := waitTrace(t, sink, traceOfProxy(t, slow), 3)
 		_, deps := siblingAttempts(t, spans)
 		srv := byKind(spans, tracepb.Span_SPAN_KIND_SERVER)[0]
