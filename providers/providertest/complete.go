@@ -16,12 +16,15 @@ import (
 // CompleteCase is one non-streaming exchange: the request, the
 // upstream's JSON reply, and what the provider makes of it.
 type CompleteCase struct {
+	// Name names the subtest.
 	Name string
 	// New, when set, builds the provider instead of the Protocol's (a
 	// config of the case's own).
-	New       func(tb testing.TB, url string) providers.Provider
-	Req       providers.Request
-	Reply     string
+	New func(tb testing.TB, url string) providers.Provider
+	// Req is sent; Reply is the upstream's JSON body.
+	Req   providers.Request
+	Reply string
+	// WantText and WantUsage are the Result wanted.
 	WantText  string
 	WantUsage providers.Usage
 	// Check, when set, checks the request body the upstream saw.
@@ -63,7 +66,9 @@ func Completes(t *testing.T, p Protocol, cases []CompleteCase) {
 // StatusCase is an upstream refusing with a status, and the Retry-After
 // the provider reads from it.
 type StatusCase struct {
-	Name    string
+	// Name names the subtests (one per mode).
+	Name string
+	// Status, Headers and Body are the upstream's refusal.
 	Status  int
 	Headers map[string]string
 	Body    string
@@ -137,8 +142,10 @@ func BenchComplete(b *testing.B, p Protocol, reply string, wantOutput int64) {
 
 // DecodeCase is one reply body and its decoding.
 type DecodeCase struct {
+	// Name names the subtest; Body is the reply decoded.
 	Name, Body string
-	Want       providers.Result
+	// Want is the Result wanted when WantErr is empty.
+	Want providers.Result
 	// WantErr is the protocol error's detail; empty wants success.
 	WantErr string
 }

@@ -8,8 +8,11 @@ import (
 // ConfigCase is a protocol's config before SetDefaults, and the problems
 // Validate must name; none wants it valid.
 type ConfigCase[C any] struct {
+	// Name names the subtest.
 	Name string
-	Cfg  C
+	// Cfg is the config before SetDefaults.
+	Cfg C
+	// Want lists the problems Validate must name; empty wants none.
 	Want []string
 }
 

@@ -15,7 +15,9 @@ import (
 // StreamCase is one stream served whole by the upstream and what the
 // provider makes of it.
 type StreamCase struct {
-	Name   string
+	// Name names the subtest.
+	Name string
+	// Events are the wire events the upstream sends, in order.
 	Events []string
 	// WantText is every delta joined.
 	WantText string
@@ -23,7 +25,8 @@ type StreamCase struct {
 	WantKind providers.ErrorKind
 	// WantStatus is the final error's Status (an upstream error event's).
 	WantStatus int
-	WantUsage  providers.Usage
+	// WantUsage is the stream's Usage at its end.
+	WantUsage providers.Usage
 }
 
 // streamReq is the request of every StreamCase: the estimates in the

@@ -15,7 +15,9 @@ import (
 // TimeoutCase is an upstream that stalls somewhere, and what the provider
 // got before its timeout fired.
 type TimeoutCase struct {
-	Name    string
+	// Name names the subtest.
+	Name string
+	// Handler is the stalling upstream.
 	Handler Handler
 	// Stream calls Stream (and drains it); otherwise Complete.
 	Stream bool
