@@ -13,7 +13,12 @@ import (
 
 // openAIErrorType is the error type OpenAI gives each status; the SDKs
 // pick their exception class from the status.
-func openAIErrorType(status int) string {
+func openAIErrorType(status int) string { return sharedErrorType(status) }
+
+// sharedErrorType is the error type both APIs name alike for a status
+// (authentication, permission, not found, rate limit, server, else
+// invalid request). Anthropic's table adds its own on top.
+func sharedErrorType(status int) string {
 	switch {
 	case status == http.StatusUnauthorized:
 		return "authentication_error"
@@ -68,25 +73,16 @@ func appendOpenAIError(dst []byte, ae *apiError) []byte {
 	return append(dst, "}}"...)
 }
 
-// anthropicErrorType is Anthropic's error type for each status.
+// anthropicErrorType is Anthropic's error type for each status: the
+// shared names, and its own for 413 and for overload (503, 529).
 func anthropicErrorType(status int) string {
 	switch {
-	case status == http.StatusUnauthorized:
-		return "authentication_error"
-	case status == http.StatusForbidden:
-		return "permission_error"
-	case status == http.StatusNotFound:
-		return "not_found_error"
 	case status == http.StatusRequestEntityTooLarge:
 		return "request_too_large"
-	case status == http.StatusTooManyRequests:
-		return "rate_limit_error"
 	case status == http.StatusServiceUnavailable || status == 529:
 		return "overloaded_error"
-	case status >= 500:
-		return "api_error"
 	}
-	return "invalid_request_error"
+	return sharedErrorType(status)
 }
 
 // appendAnthropicError appends {"type":"error","error":{"type","message"}}.

@@ -3,6 +3,8 @@ package providers
 import (
 	"encoding/base64"
 	"errors"
+	"math"
+	"strconv"
 	"strings"
 )
 
@@ -155,4 +157,15 @@ func (r *Request) Conversation() bool { return len(r.Messages) > 0 }
 // tool call.
 func (r *Request) LastIsToolResult() bool {
 	return len(r.Messages) > 0 && r.Messages[len(r.Messages)-1].Role == RoleTool
+}
+
+// AppendTemperature appends `,"temperature":t`, the member both HTTP
+// wire protocols name alike, when r carries a finite temperature (NaN
+// and ±Inf have no JSON form and are left out).
+func AppendTemperature(dst []byte, r *Request) []byte {
+	if r.HasTemperature && !math.IsNaN(r.Temperature) && !math.IsInf(r.Temperature, 0) {
+		dst = append(dst, `,"temperature":`...)
+		dst = strconv.AppendFloat(dst, r.Temperature, 'g', -1, 64)
+	}
+	return dst
 }

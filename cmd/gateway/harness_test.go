@@ -281,6 +281,21 @@ func (r *sseReader) next() (sseEvent, error) {
 	return ev, nil
 }
 
+// untilDone reads events up to the done event, failing the test on a
+// read error, and returns the done event and how many came before it.
+func (r *sseReader) untilDone(t *testing.T) (sseEvent, int) {
+	t.Helper()
+	for n := 0; ; n++ {
+		ev, err := r.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.name == "done" {
+			return ev, n
+		}
+	}
+}
+
 // openStream posts a streaming chat and returns the response and a reader.
 func (g *gw) openStream(token, persona, body string) (*http.Response, *sseReader) {
 	g.t.Helper()

@@ -144,7 +144,7 @@ func TestKeyAPIAcrossReplicas(t *testing.T) {
 	dsn, _ := testPostgres(t)
 	redisAddr := testRedisAddr(t)
 	prefix := "moonborn-test:" + randomSuffix() + ":"
-	var logs syncBuffer
+	var logs testkit.SyncBuffer
 	a := startGatewayLogs(t, keyFleetConfig(t, dsn, redisAddr, prefix), &logs)
 	b := startGatewayLogs(t, keyFleetConfig(t, dsn, redisAddr, prefix), &logs)
 

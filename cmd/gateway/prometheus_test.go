@@ -687,30 +687,10 @@ func (tr *promTraffic) failures() string {
 // promServer is a Prometheus process scraping the gateway.
 type promServer struct {
 	base string
-	out  *lockedBuffer
+	proc *testkit.Process
 }
 
-// lockedBuffer collects a child's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (p *promServer) output() string {
-	p.out.mu.Lock()
-	defer p.out.mu.Unlock()
-	s := p.out.b.String()
-	if len(s) > 4000 {
-		s = "…" + s[len(s)-4000:]
-	}
-	return s
-}
+func (p *promServer) output() string { return p.proc.Out.Tail(4000) }
 
 // startPrometheus runs bin with a temporary config and TSDB, scraping
 // target's /metrics every second, and waits until it is ready.
@@ -731,40 +711,18 @@ scrape_configs:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	p := &promServer{base: "http://" + addr, out: &lockedBuffer{}}
-	cmd := exec.Command(bin,
+	addr := testkit.FreeAddr(t)
+	p := &promServer{base: "http://" + addr}
+	p.proc = testkit.StartProcess(t, "prometheus", 10*time.Second, exec.Command(bin,
 		"--config.file="+cfgPath,
 		"--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr,
 		"--log.level=warn",
-	)
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", bin, err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
+	))
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		select {
-		case <-exited:
+		if p.proc.Exited() {
 			t.Fatalf("prometheus exited at start:\n%s", p.output())
-		default:
 		}
 		if resp, err := http.Get(p.base + "/-/ready"); err == nil {
 			resp.Body.Close()

@@ -99,7 +99,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs testkit.SyncBuffer
 	a, err := newApp(cfg, newLogger(newRedactor(&logs, cfg.secrets()), "info"))
 	if err != nil {
 		t.Fatal(err)

@@ -35,7 +35,7 @@ func TestAnthropicSDKMessages(t *testing.T) {
 	up := startUpstream(t, mock.ServerConfig{OutputTokens: 7})
 	g := startGateway(t, testConfig(t, up, ""))
 	c := anthropicClient(g, keyDemo)
-	for _, model := range []string{"mock-1", "oa-1", "an-1"} {
+	for _, model := range sdkModels {
 		t.Run(model, func(t *testing.T) {
 			ctx := sdkCtx(t)
 			params := anthropic.MessageNewParams{
@@ -93,45 +93,37 @@ func TestAnthropicSDKToolUse(t *testing.T) {
 	up := startUpstream(t, mock.ServerConfig{})
 	g := startGateway(t, testConfig(t, up, ""))
 	c := anthropicClient(g, keyDemo)
-	for _, model := range []string{"mock-1", "oa-1", "an-1"} {
-		for _, stream := range []bool{false, true} {
-			name := model
-			if stream {
-				name += "/stream"
-			}
-			t.Run(name, func(t *testing.T) {
-				params := anthropic.MessageNewParams{
-					Model:     anthropic.Model(model),
-					MaxTokens: 100,
-					Messages:  []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("Weather in Paris?"))},
-					Tools:     []anthropic.ToolUnionParam{weatherToolA},
-				}
-				msg := anthropicRun(t, c, params, stream)
-				if msg.StopReason != "tool_use" {
-					t.Fatalf("stop_reason %q, content %+v", msg.StopReason, msg.Content)
-				}
-				var use *anthropic.ContentBlockUnion
-				for i := range msg.Content {
-					if msg.Content[i].Type == "tool_use" {
-						use = &msg.Content[i]
-					}
-				}
-				if use == nil || use.Name != "get_weather" || use.ID == "" {
-					t.Fatalf("content %+v", msg.Content)
-				}
-				var input map[string]any
-				if err := json.Unmarshal(use.Input, &input); err != nil || input["city"] == nil {
-					t.Fatalf("input %s: %v", use.Input, err)
-				}
-				params.Messages = append(params.Messages, msg.ToParam(),
-					anthropic.NewUserMessage(anthropic.NewToolResultBlock(use.ID, `{"temp_c": 21}`, false)))
-				msg = anthropicRun(t, c, params, stream)
-				if msg.StopReason == "tool_use" || len(msg.Content) == 0 || msg.Content[0].Text == "" {
-					t.Fatalf("after the tool result: %+v", msg)
-				}
-			})
+	eachModelAndMode(t, func(t *testing.T, model string, stream bool) {
+		params := anthropic.MessageNewParams{
+			Model:     anthropic.Model(model),
+			MaxTokens: 100,
+			Messages:  []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("Weather in Paris?"))},
+			Tools:     []anthropic.ToolUnionParam{weatherToolA},
 		}
-	}
+		msg := anthropicRun(t, c, params, stream)
+		if msg.StopReason != "tool_use" {
+			t.Fatalf("stop_reason %q, content %+v", msg.StopReason, msg.Content)
+		}
+		var use *anthropic.ContentBlockUnion
+		for i := range msg.Content {
+			if msg.Content[i].Type == "tool_use" {
+				use = &msg.Content[i]
+			}
+		}
+		if use == nil || use.Name != "get_weather" || use.ID == "" {
+			t.Fatalf("content %+v", msg.Content)
+		}
+		var input map[string]any
+		if err := json.Unmarshal(use.Input, &input); err != nil || input["city"] == nil {
+			t.Fatalf("input %s: %v", use.Input, err)
+		}
+		params.Messages = append(params.Messages, msg.ToParam(),
+			anthropic.NewUserMessage(anthropic.NewToolResultBlock(use.ID, `{"temp_c": 21}`, false)))
+		msg = anthropicRun(t, c, params, stream)
+		if msg.StopReason == "tool_use" || len(msg.Content) == 0 || msg.Content[0].Text == "" {
+			t.Fatalf("after the tool result: %+v", msg)
+		}
+	})
 }
 
 func anthropicRun(t *testing.T, c anthropic.Client, params anthropic.MessageNewParams, stream bool) anthropic.Message {
@@ -195,13 +187,7 @@ func TestAnthropicSDKMidStreamCutAndPersona(t *testing.T) {
 	c := anthropicClient(g, keyDemo)
 	for _, model := range []string{"oa-1", "an-1"} {
 		st := c.Messages.NewStreaming(sdkCtx(t), anthropic.MessageNewParams{Model: anthropic.Model(model), MaxTokens: 50, Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))}})
-		n := 0
-		for st.Next() {
-			n++
-		}
-		if st.Err() == nil || n == 0 {
-			t.Fatalf("%s: after %d events err %v; want events then an error", model, n, st.Err())
-		}
+		checkCutAfterEvents(t, model, st)
 	}
 	up.srv.SetConfig(mock.ServerConfig{})
 	_, err := c.Messages.New(sdkCtx(t), anthropic.MessageNewParams{
@@ -258,11 +244,7 @@ func TestSDKRouterErrorShapes(t *testing.T) {
 // Anthropic's SDK raises RateLimitError on a 429, and its own retries
 // wait for retry-after and then succeed.
 func TestAnthropicSDKRateLimitRetry(t *testing.T) {
-	cfg := testConfig(t, nil, "") + `
-limits:
-  default: {requestsPerMinute: 60, requestBurst: 1}
-`
-	g := startGateway(t, cfg)
+	g := startGateway(t, rateLimitedConfig(t))
 	params := anthropic.MessageNewParams{Model: "mock-1", MaxTokens: 20,
 		Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))}}
 	c := anthropicClient(g, keyDemo)
@@ -280,7 +262,5 @@ limits:
 	if err != nil || len(res.Content) == 0 {
 		t.Fatalf("with retries: %v", err)
 	}
-	if waited := time.Since(start); waited < 200*time.Millisecond {
-		t.Fatalf("succeeded after %v: the SDK cannot have waited for the bucket", waited)
-	}
+	checkWaitedForBucket(t, start)
 }

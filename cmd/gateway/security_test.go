@@ -38,13 +38,13 @@ const (
 type proc struct {
 	cmd         *exec.Cmd
 	addr, admin string
-	logs        *syncBuffer // every byte of its stderr
+	logs        *testkit.SyncBuffer // every byte of its stderr
 	exited      chan struct{}
 }
 
 // startLoggedProcess runs the gateway binary on cfgPath and keeps every
 // byte of its stderr.
-func startLoggedProcess(t *testing.T, cfgPath string) (cmd *proc, addr, admin string, logs *syncBuffer) {
+func startLoggedProcess(t *testing.T, cfgPath string) (cmd *proc, addr, admin string, logs *testkit.SyncBuffer) {
 	t.Helper()
 	p := startBinary(t, "-config", cfgPath)
 	return p, p.addr, p.admin, p.logs
@@ -68,7 +68,7 @@ func startBinaryIn(t *testing.T, dir string, args ...string) *proc {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	found := make(chan [2]string, 1)
 	go func() {
 		br := bufio.NewReader(pr)

@@ -31,17 +31,8 @@ func TestStreamArrivesIncrementally(t *testing.T) {
 			if up.srv.Stats().StreamsCompleted != before {
 				t.Fatal("the first delta arrived only after the upstream finished: events are batched")
 			}
-			n := 1
-			for {
-				ev, err = sr.next()
-				if err != nil {
-					t.Fatal(err)
-				}
-				if ev.name == "done" {
-					break
-				}
-				n++
-			}
+			ev, n := sr.untilDone(t)
+			n++ // the first delta, read above
 			if n != 10 || int(ev.data["outputTokens"].(float64)) != 10 {
 				t.Fatalf("%d deltas, done %s", n, ev.raw)
 			}
@@ -158,15 +149,7 @@ func TestStreamPing(t *testing.T) {
 	up := startUpstream(t, mock.ServerConfig{OutputTokens: 3, TokenDelay: 400 * time.Millisecond})
 	g := startGateway(t, testConfig(t, up, "  pingInterval: 50ms"))
 	_, sr := g.openStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"oa-1"}`)
-	for {
-		ev, err := sr.next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ev.name == "done" {
-			break
-		}
-	}
+	sr.untilDone(t)
 	if sr.pings == 0 {
 		t.Fatal("no ping during 400ms silences with a 50ms ping interval")
 	}

@@ -155,13 +155,13 @@ func startCollector(t *testing.T) (string, *spanSink) {
 	sink := &spanSink{}
 	srv := httptest.NewServer(sink)
 	t.Cleanup(srv.Close)
-	port := freePort(t)
+	addr := testkit.FreeAddr(t)
 	cfg := filepath.Join(t.TempDir(), "otelcol.yaml")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`receivers:
   otlp:
     protocols:
       http:
-        endpoint: 127.0.0.1:%d
+        endpoint: %s
 exporters:
   otlp_http:
     endpoint: %s
@@ -176,35 +176,13 @@ service:
     traces:
       receivers: [otlp]
       exporters: [otlp_http]
-`, port, srv.URL)), 0o644); err != nil {
+`, addr, srv.URL)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "--config", "file:"+cfg)
-	var logs strings.Builder
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("collector output:\n%s", logs.String())
-		}
-	})
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	proc := testkit.StartProcess(t, "collector", 5*time.Second, exec.Command(bin, "--config", "file:"+cfg))
 	testkit.Eventually(t, 30*time.Second, "the collector listening", func() bool {
-		select {
-		case <-exited:
-			t.Fatalf("the collector exited:\n%s", logs.String())
-		default:
+		if proc.Exited() {
+			t.Fatalf("the collector exited:\n%s", proc.Out.String())
 		}
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
@@ -213,16 +191,6 @@ service:
 		return err == nil
 	})
 	return "http://" + addr + "/v1/traces", sink
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // recordingProxy forwards to a mock upstream and keeps the traceparent
@@ -411,15 +379,7 @@ func TestTracesReachACollector(t *testing.T) {
 	t.Run("a hedge is a sibling of the attempt it raced", func(t *testing.T) {
 		resp, sr := g.openStream(keyDemo, "psn_demo", `{"userText":"hi","modelId":"he-1","stream":true}`)
 		defer resp.Body.Close()
-		for {
-			ev, err := sr.next()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if ev.name == "done" {
-				break
-			}
-		}
+		sr.untilDone(t)
 		spans := waitTrace(t, sink, traceOfProxy(t, slow), 3)
 		_, deps := siblingAttempts(t, spans)
 		srv := byKind(spans, tracepb.Span_SPAN_KIND_SERVER)[0]

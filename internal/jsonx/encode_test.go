@@ -52,3 +52,18 @@ func BenchmarkAppendJSONString(b *testing.B) {
 		buf = AppendString(buf[:0], s)
 	}
 }
+
+func TestAppendStrings(t *testing.T) {
+	for _, c := range []struct {
+		in   []string
+		want string
+	}{
+		{nil, `[]`},
+		{[]string{"a"}, `["a"]`},
+		{[]string{"\n", `"q"`, ""}, `["\n","\"q\"",""]`},
+	} {
+		if got := string(AppendStrings([]byte("x"), c.in)); got != "x"+c.want {
+			t.Errorf("AppendStrings(%q) = %s, want x%s", c.in, got, c.want)
+		}
+	}
+}

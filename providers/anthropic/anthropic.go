@@ -4,7 +4,6 @@ package anthropic
 
 import (
 	"context"
-	"math"
 	"strconv"
 
 	"github.com/moonborn/edge/internal/jsonx"
@@ -60,11 +59,7 @@ func (p *Provider) Stream(ctx context.Context, r *providers.Request) (providers.
 	if err != nil {
 		return nil, err
 	}
-	return &stream{
-		name:          p.name,
-		body:          body,
-		inputEstimate: providers.EstimateInputTokens(r),
-	}, nil
+	return &stream{StreamBase: providers.NewStreamBase(p.name, body, r)}, nil
 }
 
 func (p *Provider) newRequest(r *providers.Request, stream bool) *fasthttp.Request {
@@ -95,10 +90,7 @@ func appendRequestBody(dst []byte, r *providers.Request, stream bool) []byte {
 		dst = jsonx.AppendString(dst, r.UserText)
 		dst = append(dst, `}]`...)
 	}
-	if r.HasTemperature && !math.IsNaN(r.Temperature) && !math.IsInf(r.Temperature, 0) {
-		dst = append(dst, `,"temperature":`...)
-		dst = strconv.AppendFloat(dst, r.Temperature, 'g', -1, 64)
-	}
+	dst = providers.AppendTemperature(dst, r)
 	if stream {
 		dst = append(dst, `,"stream":true}`...)
 	} else {

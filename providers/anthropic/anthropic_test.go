@@ -1,90 +1,18 @@
 package anthropic
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
-	"io"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"reflect"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers"
+	"github.com/moonborn/edge/providers/providertest"
 )
 
 const fakeKey = "sk-ant-api03-SECRETSECRET0123456789"
-
-// upstream is a loopback server writing Anthropic's wire bytes; it
-// records what it received and how many connections it saw.
-type upstream struct {
-	*httptest.Server
-	mu       sync.Mutex
-	bodies   []map[string]any
-	headers  []http.Header
-	conns    atomic.Int64
-	gone     chan struct{}
-	goneOnce sync.Once
-}
-
-func newUpstream(t *testing.T, h func(u *upstream, w http.ResponseWriter, r *http.Request)) *upstream {
-	t.Helper()
-	u := &upstream{gone: make(chan struct{})}
-	u.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var body map[string]any
-		raw, _ := io.ReadAll(r.Body)
-		if err := json.Unmarshal(raw, &body); err != nil {
-			t.Errorf("request body is not JSON: %v: %s", err, raw)
-		}
-		u.mu.Lock()
-		u.bodies = append(u.bodies, body)
-		u.headers = append(u.headers, r.Header.Clone())
-		u.mu.Unlock()
-		if r.URL.Path != "/v1/messages" || r.Method != http.MethodPost {
-			t.Errorf("request to %s %s", r.Method, r.URL.Path)
-		}
-		h(u, w, r)
-	}))
-	u.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			u.conns.Add(1)
-		}
-	}
-	u.Start()
-	t.Cleanup(u.Close)
-	return u
-}
-
-func (u *upstream) last() (map[string]any, http.Header) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return u.bodies[len(u.bodies)-1], u.headers[len(u.headers)-1]
-}
-
-func (u *upstream) waitGone(r *http.Request) {
-	select {
-	case <-r.Context().Done():
-		u.goneOnce.Do(func() { close(u.gone) })
-	case <-time.After(5 * time.Second):
-	}
-}
-
-func startSSE(w http.ResponseWriter) {
-	w.Header().Set("Content-Type", "text/event-stream; charset=utf-8")
-	w.WriteHeader(http.StatusOK)
-	w.(http.Flusher).Flush()
-}
-
-func send(w http.ResponseWriter, s string) {
-	_, _ = io.WriteString(w, s)
-	w.(http.Flusher).Flush()
-}
 
 func textDelta(text string) string {
 	t, _ := json.Marshal(text)
@@ -128,44 +56,43 @@ var baseReq = providers.Request{
 	MaxOutputTokens: 512,
 }
 
-func upstreamErr(err error) *providers.UpstreamError {
-	var ue *providers.UpstreamError
-	if errors.As(err, &ue) {
-		return ue
-	}
-	return nil
-}
-
-func kindOf(err error) providers.ErrorKind {
-	if ue := upstreamErr(err); ue != nil {
-		return ue.Kind
-	}
-	return 0
-}
-
-func checkHeaders(t *testing.T, h http.Header) {
-	t.Helper()
-	if h.Get("x-api-key") != fakeKey || h.Get("anthropic-version") != "2023-06-01" || !strings.HasPrefix(h.Get("Content-Type"), "application/json") || h.Get("Authorization") != "" {
-		t.Errorf("headers = %v", h)
-	}
+// proto is the Anthropic messages protocol as the shared suite sees it.
+var proto = providertest.Protocol{
+	Path: "/v1/messages",
+	Key:  fakeKey,
+	New: func(tb testing.TB, url string, edit func(*providers.HTTPConfig)) providers.Provider {
+		cfg := testConfig(url)
+		if edit != nil {
+			edit(&cfg.HTTPConfig)
+		}
+		return newProvider(tb, cfg)
+	},
+	Headers: func(t *testing.T, h http.Header) {
+		t.Helper()
+		if h.Get("x-api-key") != fakeKey || h.Get("anthropic-version") != "2023-06-01" || !strings.HasPrefix(h.Get("Content-Type"), "application/json") || h.Get("Authorization") != "" {
+			t.Errorf("headers = %v", h)
+		}
+	},
+	StreamBody: func(t *testing.T, b map[string]any) {
+		if b["system"] != "1234" {
+			t.Errorf("stream body = %v", b)
+		}
+	},
+	Delta: textDelta,
+	Head:  []string{msgStart, blockStart, ping},
+	Tail:  []string{blockStop, msgDelta, msgStop},
+	Req:   &baseReq,
 }
 
 func TestComplete(t *testing.T) {
-	cases := []struct {
-		name      string
-		req       providers.Request
-		reply     string
-		wantText  string
-		wantUsage providers.Usage
-		check     func(t *testing.T, b map[string]any)
-	}{
+	providertest.Completes(t, proto, []providertest.CompleteCase{
 		{
-			name:      "text blocks joined, cache tokens counted as input",
-			req:       baseReq,
-			reply:     `{"id":"msg_01","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"thinking","thinking":"hm","signature":"x"},{"type":"text","text":"Hello "},{"type":"tool_use","id":"t","name":"f","input":{}},{"type":"text","text":"\"there\"\n"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":2095,"cache_creation_input_tokens":100,"cache_read_input_tokens":50,"output_tokens":503}}`,
-			wantText:  "Hello \"there\"\n",
-			wantUsage: providers.Usage{InputTokens: 2245, OutputTokens: 503, CacheReadTokens: 50, CacheWrite5mTokens: 100},
-			check: func(t *testing.T, b map[string]any) {
+			Name:      "text blocks joined, cache tokens counted as input",
+			Req:       baseReq,
+			Reply:     `{"id":"msg_01","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"thinking","thinking":"hm","signature":"x"},{"type":"text","text":"Hello "},{"type":"tool_use","id":"t","name":"f","input":{}},{"type":"text","text":"\"there\"\n"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":2095,"cache_creation_input_tokens":100,"cache_read_input_tokens":50,"output_tokens":503}}`,
+			WantText:  "Hello \"there\"\n",
+			WantUsage: providers.Usage{InputTokens: 2245, OutputTokens: 503, CacheReadTokens: 50, CacheWrite5mTokens: 100},
+			Check: func(t *testing.T, b map[string]any) {
 				msgs := b["messages"].([]any)
 				if b["model"] != baseReq.Model || b["system"] != baseReq.System || b["max_tokens"] != 512.0 || b["temperature"] != 0.25 || b["stream"] != false ||
 					len(msgs) != 1 || msgs[0].(map[string]any)["role"] != "user" || msgs[0].(map[string]any)["content"] != baseReq.UserText {
@@ -174,8 +101,8 @@ func TestComplete(t *testing.T) {
 			},
 		},
 		{
-			name: "cache breakpoints on system blocks, turns and tools",
-			req: providers.Request{Model: "m", MaxOutputTokens: 3,
+			Name: "cache breakpoints on system blocks, turns and tools",
+			Req: providers.Request{Model: "m", MaxOutputTokens: 3,
 				System:      "PERSONA" + "DIGEST",
 				SystemCache: []providers.CacheBreak{{At: len("PERSONA"), TTL: providers.Cache1h}},
 				Messages: []providers.Message{
@@ -186,9 +113,9 @@ func TestComplete(t *testing.T) {
 				},
 				Tools: []providers.Tool{{Name: "f", Cache: providers.Cache1h}},
 			},
-			reply:     `{"content":[],"usage":{"input_tokens":1,"output_tokens":1}}`,
-			wantUsage: providers.Usage{InputTokens: 1, OutputTokens: 1},
-			check: func(t *testing.T, b map[string]any) {
+			Reply:     `{"content":[],"usage":{"input_tokens":1,"output_tokens":1}}`,
+			WantUsage: providers.Usage{InputTokens: 1, OutputTokens: 1},
+			Check: func(t *testing.T, b map[string]any) {
 				eph5 := map[string]any{"type": "ephemeral"}
 				eph1h := map[string]any{"type": "ephemeral", "ttl": "1h"}
 				want := map[string]any{
@@ -214,12 +141,12 @@ func TestComplete(t *testing.T) {
 			},
 		},
 		{
-			name:      "no system, no temperature, null cache fields",
-			req:       providers.Request{Model: "m", UserText: "hi", MaxOutputTokens: 3},
-			reply:     `{"type":"message","content":[{"type":"text","text":"yo"}],"usage":{"input_tokens":7,"cache_creation_input_tokens":null,"cache_read_input_tokens":null,"output_tokens":2}}`,
-			wantText:  "yo",
-			wantUsage: providers.Usage{InputTokens: 7, OutputTokens: 2},
-			check: func(t *testing.T, b map[string]any) {
+			Name:      "no system, no temperature, null cache fields",
+			Req:       providers.Request{Model: "m", UserText: "hi", MaxOutputTokens: 3},
+			Reply:     `{"type":"message","content":[{"type":"text","text":"yo"}],"usage":{"input_tokens":7,"cache_creation_input_tokens":null,"cache_read_input_tokens":null,"output_tokens":2}}`,
+			WantText:  "yo",
+			WantUsage: providers.Usage{InputTokens: 7, OutputTokens: 2},
+			Check: func(t *testing.T, b map[string]any) {
 				if _, ok := b["system"]; ok {
 					t.Errorf("empty system sent")
 				}
@@ -228,317 +155,76 @@ func TestComplete(t *testing.T) {
 				}
 			},
 		},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			u := newUpstream(t, func(_ *upstream, w http.ResponseWriter, _ *http.Request) {
-				w.Header().Set("Content-Type", "application/json")
-				_, _ = io.WriteString(w, c.reply)
-			})
-			res, err := newProvider(t, testConfig(u.URL)).Complete(context.Background(), &c.req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if res.Content != c.wantText || res.Usage != c.wantUsage {
-				t.Fatalf("got %q %+v, want %q %+v", res.Content, res.Usage, c.wantText, c.wantUsage)
-			}
-			b, h := u.last()
-			checkHeaders(t, h)
-			if h.Get("Accept") != "application/json" {
-				t.Errorf("Accept = %q", h.Get("Accept"))
-			}
-			if c.check != nil {
-				c.check(t, b)
-			}
-		})
-	}
+	})
 }
 
 func TestStream(t *testing.T) {
-	cases := []struct {
-		name       string
-		events     []string
-		wantText   string
-		wantKind   providers.ErrorKind // 0: clean io.EOF
-		wantStatus int
-		wantUsage  providers.Usage
-	}{
-		{"documented stream", []string{msgStart, blockStart, ping, textDelta("Hello"), textDelta(" \"world\"\n"), blockStop, msgDelta, msgStop},
-			"Hello \"world\"\n", 0, 0, providers.Usage{InputTokens: 40, CacheReadTokens: 5, CacheWrite5mTokens: 10, OutputTokens: 15}},
-		{"thinking, tool json and unknown events ignored", []string{msgStart, thinking, ping, jsonDelta, "event: future_event\ndata: {\"type\":\"future_event\",\"x\":[1]}\n\n", textDelta("ok"), msgDelta, msgStop},
-			"ok", 0, 0, providers.Usage{InputTokens: 40, CacheReadTokens: 5, CacheWrite5mTokens: 10, OutputTokens: 15}},
-		{"message_delta cumulative, latest wins, input there too", []string{msgStart, textDelta("a"),
+	full := providers.Usage{InputTokens: 40, CacheReadTokens: 5, CacheWrite5mTokens: 10, OutputTokens: 15}
+	started := providers.Usage{InputTokens: 40, CacheReadTokens: 5, CacheWrite5mTokens: 10, OutputTokens: 1, Estimated: true}
+	providertest.Streams(t, proto, []providertest.StreamCase{
+		{Name: "documented stream", Events: []string{msgStart, blockStart, ping, textDelta("Hello"), textDelta(" \"world\"\n"), blockStop, msgDelta, msgStop},
+			WantText: "Hello \"world\"\n", WantUsage: full},
+		{Name: "thinking, tool json and unknown events ignored", Events: []string{msgStart, thinking, ping, jsonDelta, "event: future_event\ndata: {\"type\":\"future_event\",\"x\":[1]}\n\n", textDelta("ok"), msgDelta, msgStop},
+			WantText: "ok", WantUsage: full},
+		{Name: "message_delta cumulative, latest wins, input there too", Events: []string{msgStart, textDelta("a"),
 			"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{},\"usage\":{\"output_tokens\":3}}\n\n", textDelta("b"),
 			"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"input_tokens\":30,\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":null,\"output_tokens\":9}}\n\n", msgStop},
-			"ab", 0, 0, providers.Usage{InputTokens: 35, OutputTokens: 9, CacheReadTokens: 5}},
-		{"cache writes split by TTL, repeated in message_delta", []string{
+			WantText: "ab", WantUsage: providers.Usage{InputTokens: 35, OutputTokens: 9, CacheReadTokens: 5}},
+		{Name: "cache writes split by TTL, repeated in message_delta", Events: []string{
 			"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":4,\"cache_creation_input_tokens\":3000,\"cache_read_input_tokens\":0,\"cache_creation\":{\"ephemeral_5m_input_tokens\":0,\"ephemeral_1h_input_tokens\":3000},\"output_tokens\":1}}}\n\n",
 			textDelta("a"),
 			"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"input_tokens\":4,\"cache_creation_input_tokens\":3000,\"cache_read_input_tokens\":0,\"cache_creation\":{\"ephemeral_5m_input_tokens\":0,\"ephemeral_1h_input_tokens\":3000},\"output_tokens\":7}}\n\n", msgStop},
-			"a", 0, 0, providers.Usage{InputTokens: 3004, OutputTokens: 7, CacheWrite1hTokens: 3000}},
-		{"unnamed events read by type", []string{strings.TrimPrefix(msgStart, "event: message_start\n"), strings.TrimPrefix(textDelta("x"), "event: content_block_delta\n"),
+			WantText: "a", WantUsage: providers.Usage{InputTokens: 3004, OutputTokens: 7, CacheWrite1hTokens: 3000}},
+		{Name: "unnamed events read by type", Events: []string{strings.TrimPrefix(msgStart, "event: message_start\n"), strings.TrimPrefix(textDelta("x"), "event: content_block_delta\n"),
 			strings.TrimPrefix(msgDelta, "event: message_delta\n"), strings.TrimPrefix(msgStop, "event: message_stop\n")},
-			"x", 0, 0, providers.Usage{InputTokens: 40, CacheReadTokens: 5, CacheWrite5mTokens: 10, OutputTokens: 15}},
-		{"missing message_stop is truncated after the deltas", []string{msgStart, textDelta("Hel"), textDelta("lo")},
-			"Hello", providers.KindTruncated, 0, providers.Usage{InputTokens: 40, CacheReadTokens: 5, CacheWrite5mTokens: 10, OutputTokens: 2, Estimated: true}},
-		{"missing message_start estimates input", []string{textDelta("a"), textDelta("b"), textDelta("c")},
-			"abc", providers.KindTruncated, 0, providers.Usage{InputTokens: 3, OutputTokens: 3, Estimated: true}},
-		{"overloaded mid-stream", []string{msgStart, textDelta("Hel"), overloaded},
-			"Hel", providers.KindProtocol, 529, providers.Usage{InputTokens: 40, CacheReadTokens: 5, CacheWrite5mTokens: 10, OutputTokens: 1, Estimated: true}},
-		{"api_error mid-stream", []string{msgStart, apiError},
-			"", providers.KindProtocol, 0, providers.Usage{InputTokens: 40, CacheReadTokens: 5, CacheWrite5mTokens: 10, OutputTokens: 1, Estimated: true}},
-		{"malformed delta", []string{msgStart, "event: content_block_delta\ndata: {\"delta\":\n\n"},
-			"", providers.KindProtocol, 0, providers.Usage{InputTokens: 40, CacheReadTokens: 5, CacheWrite5mTokens: 10, OutputTokens: 1, Estimated: true}},
-	}
-	req := providers.Request{Model: "m", System: "1234", UserText: "12345", MaxOutputTokens: 10}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			u := newUpstream(t, func(_ *upstream, w http.ResponseWriter, _ *http.Request) {
-				startSSE(w)
-				for _, e := range c.events {
-					send(w, e)
-				}
-			})
-			s, err := newProvider(t, testConfig(u.URL)).Stream(context.Background(), &req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			text, err := testkit.Drain(s)
-			if text != c.wantText {
-				t.Errorf("text = %q, want %q", text, c.wantText)
-			}
-			if c.wantKind == 0 && err != io.EOF || c.wantKind != 0 && kindOf(err) != c.wantKind {
-				t.Fatalf("err = %v, want kind %v", err, c.wantKind)
-			}
-			if ue := upstreamErr(err); ue != nil && ue.Status != c.wantStatus {
-				t.Errorf("status = %d, want %d", ue.Status, c.wantStatus)
-			}
-			if err != io.EOF && strings.Contains(err.Error(), "SECRET") {
-				t.Fatalf("error leaks upstream text: %v", err)
-			}
-			if got := s.Usage(); got != c.wantUsage {
-				t.Errorf("usage = %+v, want %+v", got, c.wantUsage)
-			}
-			b, h := u.last()
-			checkHeaders(t, h)
-			if h.Get("Accept") != "text/event-stream" {
-				t.Errorf("Accept = %q", h.Get("Accept"))
-			}
-			if b["stream"] != true || b["max_tokens"] != 10.0 || b["system"] != "1234" {
-				t.Errorf("stream body = %v", b)
-			}
-		})
-	}
+			WantText: "x", WantUsage: full},
+		{Name: "missing message_stop is truncated after the deltas", Events: []string{msgStart, textDelta("Hel"), textDelta("lo")},
+			WantText: "Hello", WantKind: providers.KindTruncated, WantUsage: providers.Usage{InputTokens: 40, CacheReadTokens: 5, CacheWrite5mTokens: 10, OutputTokens: 2, Estimated: true}},
+		{Name: "missing message_start estimates input", Events: []string{textDelta("a"), textDelta("b"), textDelta("c")},
+			WantText: "abc", WantKind: providers.KindTruncated, WantUsage: providers.Usage{InputTokens: 3, OutputTokens: 3, Estimated: true}},
+		{Name: "overloaded mid-stream", Events: []string{msgStart, textDelta("Hel"), overloaded},
+			WantText: "Hel", WantKind: providers.KindProtocol, WantStatus: 529, WantUsage: started},
+		{Name: "api_error mid-stream", Events: []string{msgStart, apiError},
+			WantKind: providers.KindProtocol, WantUsage: started},
+		{Name: "malformed delta", Events: []string{msgStart, "event: content_block_delta\ndata: {\"delta\":\n\n"},
+			WantKind: providers.KindProtocol, WantUsage: started},
+	})
 }
 
 func TestStatusErrors(t *testing.T) {
-	cases := []struct {
-		name      string
-		status    int
-		headers   map[string]string
-		body      string
-		wantRetry time.Duration
-	}{
-		{"429 retry-after", 429, map[string]string{"retry-after": "12", "anthropic-ratelimit-requests-remaining": "0"}, `{"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your per-minute rate limit"}}`, 12 * time.Second},
-		{"429 retry-after-ms", 429, map[string]string{"retry-after-ms": "250"}, `{}`, 250 * time.Millisecond},
-		{"529 overloaded", 529, nil, `{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`, 0},
-		{"500", 500, nil, `{"type":"error","error":{"type":"api_error","message":"Internal server error"}}`, 0},
-		{"401 quoting the key", 401, nil, `{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key ` + fakeKey + `"}}`, 0},
-	}
-	for _, c := range cases {
-		for _, mode := range []string{"complete", "stream"} {
-			t.Run(c.name+"/"+mode, func(t *testing.T) {
-				u := newUpstream(t, func(_ *upstream, w http.ResponseWriter, _ *http.Request) {
-					for k, v := range c.headers {
-						w.Header().Set(k, v)
-					}
-					w.Header().Set("Content-Type", "application/json")
-					w.WriteHeader(c.status)
-					_, _ = io.WriteString(w, c.body)
-				})
-				p := newProvider(t, testConfig(u.URL))
-				var err error
-				if mode == "complete" {
-					_, err = p.Complete(context.Background(), &baseReq)
-				} else {
-					_, err = p.Stream(context.Background(), &baseReq)
-				}
-				ue := upstreamErr(err)
-				if ue == nil || ue.Kind != providers.KindStatus || ue.Status != c.status || ue.RetryAfter != c.wantRetry {
-					t.Fatalf("err = %v (%+v)", err, ue)
-				}
-				if strings.Contains(err.Error(), "SECRET") || strings.Contains(err.Error(), "message") {
-					t.Fatalf("error text carries the upstream body: %v", err)
-				}
-			})
-		}
-	}
-}
-
-func TestConnectRefused(t *testing.T) {
-	addr := testkit.DeadAddr(t)
-	p := newProvider(t, testConfig("http://"+addr))
-	if _, err := p.Complete(context.Background(), &baseReq); kindOf(err) != providers.KindConnect {
-		t.Fatalf("complete: %v", err)
-	}
-	if _, err := p.Stream(context.Background(), &baseReq); kindOf(err) != providers.KindConnect {
-		t.Fatalf("stream: %v", err)
-	}
+	providertest.StatusErrors(t, proto, []providertest.StatusCase{
+		{Name: "429 retry-after", Status: 429, Headers: map[string]string{"retry-after": "12", "anthropic-ratelimit-requests-remaining": "0"}, Body: `{"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your per-minute rate limit"}}`, WantRetry: 12 * time.Second},
+		{Name: "429 retry-after-ms", Status: 429, Headers: map[string]string{"retry-after-ms": "250"}, Body: `{}`, WantRetry: 250 * time.Millisecond},
+		{Name: "529 overloaded", Status: 529, Body: `{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`},
+		{Name: "500", Status: 500, Body: `{"type":"error","error":{"type":"api_error","message":"Internal server error"}}`},
+		{Name: "401 quoting the key", Status: 401, Body: `{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key ` + fakeKey + `"}}`},
+	})
 }
 
 func TestTimeouts(t *testing.T) {
-	const limit = 100 * time.Millisecond
-	cases := []struct {
-		name    string
-		handler func(u *upstream, w http.ResponseWriter, r *http.Request)
-		stream  bool
-		deltas  string
-	}{
-		{"complete total timeout", func(u *upstream, _ http.ResponseWriter, r *http.Request) { u.waitGone(r) }, false, ""},
-		{"no headers within first-token timeout", func(u *upstream, _ http.ResponseWriter, r *http.Request) { u.waitGone(r) }, true, ""},
-		{"pings are not a first token", func(u *upstream, w http.ResponseWriter, r *http.Request) {
-			startSSE(w)
-			send(w, msgStart)
+	providertest.Timeouts(t, proto, providertest.TimeoutCase{Name: "pings are not a first token", Stream: true,
+		Handler: func(u *providertest.Upstream, w http.ResponseWriter, r *http.Request) {
+			providertest.StartSSE(w)
+			providertest.Send(w, msgStart)
 			for range 10 {
-				send(w, ping)
+				providertest.Send(w, ping)
 				time.Sleep(20 * time.Millisecond)
 			}
-			u.waitGone(r)
-		}, true, ""},
-		{"idle after first token", func(u *upstream, w http.ResponseWriter, r *http.Request) {
-			startSSE(w)
-			send(w, msgStart)
-			send(w, textDelta("a"))
-			u.waitGone(r)
-		}, true, "a"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			u := newUpstream(t, c.handler)
-			cfg := testConfig(u.URL)
-			cfg.Timeout, cfg.FirstTokenTimeout, cfg.IdleTimeout = limit, limit, limit
-			p := newProvider(t, cfg)
-			start := time.Now()
-			var err error
-			if !c.stream {
-				_, err = p.Complete(context.Background(), &baseReq)
-			} else {
-				var s providers.Stream
-				if s, err = p.Stream(context.Background(), &baseReq); err == nil {
-					var text string
-					text, err = testkit.Drain(s)
-					if text != c.deltas {
-						t.Errorf("got %q before the timeout, want %q", text, c.deltas)
-					}
-					s.Close()
-				}
-			}
-			if kindOf(err) != providers.KindTimeout {
-				t.Fatalf("err = %v, want timeout", err)
-			}
-			if el := time.Since(start); el < limit || el > limit+900*time.Millisecond {
-				t.Fatalf("timed out after %v, want about %v", el, limit)
-			}
-			select {
-			case <-u.gone:
-			case <-time.After(2 * time.Second):
-				t.Fatal("upstream connection was not closed after the timeout")
-			}
-		})
-	}
+			u.WaitGone(r)
+		}})
 }
 
 func TestAbort(t *testing.T) {
-	u := newUpstream(t, func(u *upstream, w http.ResponseWriter, r *http.Request) {
-		startSSE(w)
-		send(w, msgStart)
-		send(w, textDelta("first"))
-		u.waitGone(r)
-	})
-	s, err := newProvider(t, testConfig(u.URL)).Stream(context.Background(), &baseReq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d, err := s.Next(); err != nil || string(d) != "first" {
-		t.Fatalf("first delta: %q, %v", d, err)
-	}
-	timer := time.AfterFunc(50*time.Millisecond, s.Abort)
-	defer timer.Stop()
-	start := time.Now()
-	if _, err = s.Next(); !errors.Is(err, providers.ErrAborted) {
-		t.Fatalf("err = %v, want ErrAborted", err)
-	}
-	if el := time.Since(start); el > time.Second {
-		t.Fatalf("abort took %v", el)
-	}
-	if got, want := s.Usage(), (providers.Usage{InputTokens: 40, CacheReadTokens: 5, CacheWrite5mTokens: 10, OutputTokens: 1, Estimated: true}); got != want {
-		t.Errorf("usage = %+v, want %+v", got, want)
-	}
-	s.Close()
-	s.Abort()
-	select {
-	case <-u.gone:
-	case <-time.After(2 * time.Second):
-		t.Fatal("upstream never saw the connection close")
-	}
-}
-
-func TestConnectionReuseAfterStop(t *testing.T) {
-	u := newUpstream(t, func(_ *upstream, w http.ResponseWriter, _ *http.Request) {
-		startSSE(w)
-		for _, e := range []string{msgStart, textDelta("a"), msgDelta, msgStop} {
-			send(w, e)
-		}
-	})
-	p := newProvider(t, testConfig(u.URL))
-	for i := range 3 {
-		s, err := p.Stream(context.Background(), &baseReq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := testkit.Drain(s); err != io.EOF {
-			t.Fatalf("round %d: %v", i, err)
-		}
-		s.Close()
-	}
-	if n := u.conns.Load(); n != 1 {
-		t.Fatalf("%d connections for 3 finished streams, want 1 reused", n)
-	}
+	providertest.Abort(t, proto, &baseReq, providers.Usage{InputTokens: 40, CacheReadTokens: 5, CacheWrite5mTokens: 10, OutputTokens: 1, Estimated: true})
 }
 
 func TestConfig(t *testing.T) {
-	cases := []struct {
-		name string
-		cfg  Config
-		want []string
-	}{
-		{"defaults valid", Config{HTTPConfig: providers.HTTPConfig{APIKey: "k"}}, nil},
-		{"missing key", Config{}, []string{"apiKey: required"}},
-		{"bad", Config{HTTPConfig: providers.HTTPConfig{BaseURL: "ftp://x", APIKey: "k", Timeout: -1, MaxConns: -2}}, []string{"baseURL: must be an absolute http(s) URL", "timeout: must be positive", "maxConns: must be at least 1"}},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			c.cfg.SetDefaults()
-			err := c.cfg.Validate()
-			if len(c.want) == 0 {
-				if err != nil {
-					t.Fatal(err)
-				}
-				if c.cfg.BaseURL != "https://api.anthropic.com" || c.cfg.Version != "2023-06-01" || c.cfg.Timeout != 120*time.Second ||
-					c.cfg.ConnectTimeout != 5*time.Second || c.cfg.FirstTokenTimeout != time.Minute || c.cfg.IdleTimeout != time.Minute || c.cfg.MaxConns != 512 {
-					t.Fatalf("defaults = %+v", c.cfg)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatal("no error")
-			}
-			for _, w := range c.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q lacks %q", err, w)
-				}
-			}
-		})
-	}
+	providertest.Configs(t, []providertest.ConfigCase[Config]{
+		{Name: "defaults valid", Cfg: Config{HTTPConfig: providers.HTTPConfig{APIKey: "k"}}},
+		{Name: "missing key", Cfg: Config{}, Want: []string{"apiKey: required"}},
+		{Name: "bad", Cfg: Config{HTTPConfig: providers.HTTPConfig{BaseURL: "ftp://x", APIKey: "k", Timeout: -1, MaxConns: -2}}, Want: []string{"baseURL: must be an absolute http(s) URL", "timeout: must be positive", "maxConns: must be at least 1"}},
+	}, func(c *Config) bool {
+		return c.BaseURL == "https://api.anthropic.com" && c.Version == "2023-06-01" && c.Timeout == 120*time.Second &&
+			c.ConnectTimeout == 5*time.Second && c.FirstTokenTimeout == time.Minute && c.IdleTimeout == time.Minute && c.MaxConns == 512
+	})
 }

@@ -222,14 +222,8 @@ func appendOptions(dst []byte, r *providers.Request) []byte {
 		dst = append(dst, '}')
 	}
 	if len(r.Stop) > 0 {
-		dst = append(dst, `,"stop_sequences":[`...)
-		for i, s := range r.Stop {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = jsonx.AppendString(dst, s)
-		}
-		dst = append(dst, ']')
+		dst = append(dst, `,"stop_sequences":`...)
+		dst = jsonx.AppendStrings(dst, r.Stop)
 	}
 	if r.HasTopP && !math.IsNaN(r.TopP) {
 		dst = append(dst, `,"top_p":`...)

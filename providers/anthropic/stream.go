@@ -11,16 +11,12 @@ import (
 // stream relays one streamed message. Its event buffer is reused, so a
 // delta costs no allocation.
 type stream struct {
-	name          string
-	body          *providers.SSEBody
-	ev            event
-	inputEstimate int64
-	usage         usageFields // latest value of each field reported
-	haveStart     bool        // message_start's usage arrived
-	final         bool        // message_delta's cumulative output arrived
-	deltas        int64
-	err           error
-	tools         toolEvents
+	providers.StreamBase
+	ev        event
+	usage     usageFields // latest value of each field reported
+	haveStart bool        // message_start's usage arrived
+	final     bool        // message_delta's cumulative output arrived
+	tools     toolEvents
 }
 
 // ToolCalls implements providers.ToolCallStream.
@@ -38,13 +34,13 @@ func (s *stream) FinishReason() string { return s.tools.finish }
 
 // Next returns the next non-empty text delta; see providers.Stream.
 func (s *stream) Next() ([]byte, error) {
-	for s.err == nil {
-		sev, err := s.body.Next()
+	for s.Err == nil {
+		sev, err := s.Body.Next()
 		if err != nil {
 			if err == io.EOF {
-				err = providers.Errorf(s.name, providers.KindTruncated, "stream ended without message_stop")
+				err = providers.Errorf(s.Name, providers.KindTruncated, "stream ended without message_stop")
 			}
-			s.err = err
+			s.Err = err
 			break
 		}
 		name := sev.Name
@@ -52,7 +48,7 @@ func (s *stream) Next() ([]byte, error) {
 		if len(name) == 0 {
 			// Unnamed events still say what they are in their "type".
 			if err := parseEvent(sev.Data, &s.ev); err != nil {
-				s.err = providers.Errorf(s.name, providers.KindProtocol, "malformed stream event")
+				s.Err = providers.Errorf(s.Name, providers.KindProtocol, "malformed stream event")
 				break
 			}
 			name, parsed = s.ev.typ, true
@@ -69,19 +65,19 @@ func (s *stream) Next() ([]byte, error) {
 		case "message_start", "content_block_delta", "message_delta", "error":
 			if !parsed {
 				if err := parseEvent(sev.Data, &s.ev); err != nil {
-					s.err = providers.Errorf(s.name, providers.KindProtocol, "malformed %s event", name)
+					s.Err = providers.Errorf(s.Name, providers.KindProtocol, "malformed %s event", name)
 					break
 				}
 			}
 		case "message_stop":
-			s.body.Finish()
-			s.err = io.EOF
+			s.Body.Finish()
+			s.Err = io.EOF
 			continue
 		default:
 			// ping, content_block_start/stop and events added later.
 			continue
 		}
-		if s.err != nil {
+		if s.Err != nil {
 			break
 		}
 		switch string(name) {
@@ -94,23 +90,20 @@ func (s *stream) Next() ([]byte, error) {
 				s.final = true
 			}
 		case "error":
-			e := &providers.UpstreamError{Kind: providers.KindProtocol, Provider: s.name, Detail: "error event: " + providers.SafeErrorType(s.ev.errType)}
+			e := &providers.UpstreamError{Kind: providers.KindProtocol, Provider: s.Name, Detail: "error event: " + providers.SafeErrorType(s.ev.errType)}
 			if string(s.ev.errType) == "overloaded_error" {
 				e.Status = 529 // Anthropic's overloaded status, so retries treat it as a 5xx
 			}
-			s.err = e
+			s.Err = e
 		case "content_block_delta":
 			if string(s.ev.deltaType) == "text_delta" && len(s.ev.text) > 0 {
-				s.deltas++
-				s.body.Delivered()
+				s.Deltas++
+				s.Body.Delivered() // here, not in a StreamBase method, which would not inline
 				return s.ev.text, nil
 			}
 		}
 	}
-	if s.err != io.EOF && s.body.Aborted() {
-		s.err = providers.ErrAborted
-	}
-	return nil, s.err
+	return s.End()
 }
 
 // Usage is the upstream's count once message_delta reported the final
@@ -122,23 +115,13 @@ func (s *stream) Usage() providers.Usage {
 	if s.final {
 		return cacheUsage(u.input, u.output, u.cacheCreation, u.cacheRead, u.has&hasSplit != 0, u.oneHour)
 	}
-	out := cacheUsage(u.input, max(u.output, s.deltas), u.cacheCreation, u.cacheRead, u.has&hasSplit != 0, u.oneHour)
+	out := cacheUsage(u.input, max(u.output, s.Deltas), u.cacheCreation, u.cacheRead, u.has&hasSplit != 0, u.oneHour)
 	if !s.haveStart {
-		out = providers.Usage{InputTokens: s.inputEstimate, OutputTokens: out.OutputTokens}
+		out = providers.Usage{InputTokens: s.InputEstimate, OutputTokens: out.OutputTokens}
 	}
 	out.Estimated = true
 	return out
 }
-
-// Abort interrupts the stream from any goroutine.
-func (s *stream) Abort() { s.body.Abort() }
-
-// NotifyWait implements providers.WaitNotifier.
-func (s *stream) NotifyWait(f func() bool) bool { return s.body.NotifyWait(f) }
-
-// Close releases the upstream reply; the connection is reused only when
-// message_stop was read.
-func (s *stream) Close() { s.body.Close() }
 
 const (
 	hasInput uint8 = 1 << iota

@@ -2,16 +2,13 @@ package anthropic
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/moonborn/edge/internal/testkit"
-	"github.com/moonborn/edge/providers"
+	"github.com/moonborn/edge/providers/providertest"
 )
 
 // refEvent reads an event with encoding/json by the rules parseEvent
@@ -106,93 +103,24 @@ func dataOf(ev string) string {
 }
 
 func FuzzParseEvent(f *testing.F) {
+	var seeds []string
 	for _, s := range []string{msgStart, textDelta("Hel\"lo\u00e9\n"), msgDelta, overloaded, thinking, jsonDelta, ping, msgStop} {
-		f.Add([]byte(dataOf(s)))
+		seeds = append(seeds, dataOf(s))
 	}
-	f.Add([]byte(`{"type":null,"delta":{"type":"text_delta","text":"\ud83d\ude00"},"usage":{"output_tokens":null}}`))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		var got event
-		err := parseEvent(data, &got)
-		if bytes.Count(data, []byte("{"))+bytes.Count(data, []byte("[")) > 500 || testkit.HasDuplicateKeys(data) {
-			return
-		}
-		want, ok := refEvent(data)
-		if ok != (err == nil) {
-			t.Fatalf("parseEvent err = %v, reference ok = %v", err, ok)
-		}
-		if !ok {
-			return
-		}
+	seeds = append(seeds, `{"type":null,"delta":{"type":"text_delta","text":"\ud83d\ude00"},"usage":{"output_tokens":null}}`)
+	providertest.FuzzOracle(f, seeds, "parseEvent", parseEvent, refEvent, func(data []byte, got *event, want event) bool {
 		bothUsages := bytes.Contains(data, []byte(`"message"`)) && bytes.Contains(data, []byte(`"usage"`))
-		if string(got.typ) != string(want.typ) || string(got.deltaType) != string(want.deltaType) || string(got.text) != string(want.text) ||
-			string(got.errType) != string(want.errType) || (!bothUsages && got.usage != want.usage) {
-			t.Fatalf("parseEvent = %+v; reference %+v", got, want)
-		}
+		return string(got.typ) == string(want.typ) && string(got.deltaType) == string(want.deltaType) && string(got.text) == string(want.text) &&
+			string(got.errType) == string(want.errType) && (bothUsages || got.usage == want.usage)
 	})
 }
 
-func streamEvents(deltas int) []string {
-	events := []string{msgStart, blockStart, ping}
-	for i := range deltas {
-		events = append(events, textDelta("tok"+strconv.Itoa(i%10)+" "))
-	}
-	return append(events, blockStop, msgDelta, msgStop)
-}
+// TestConformance runs the suite's protocol-agnostic behaviours.
+func TestConformance(t *testing.T) { providertest.Run(t, proto) }
 
-// Relaying a delta allocates nothing: measured over a long stream so the
-// stream's setup is not in the count.
-func TestDeltaAllocs(t *testing.T) {
-	url := testkit.RawUpstream(t, testkit.ChunkedSSE(streamEvents(3000)...))
-	s, err := newProvider(t, testConfig(url)).Stream(context.Background(), &baseReq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	for range 100 {
-		if _, err := s.Next(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	allocs := testing.AllocsPerRun(2000, func() {
-		if _, err := s.Next(); err != nil {
-			t.Fatal(err)
-		}
-	})
-	if allocs != 0 {
-		t.Fatalf("%.2f allocations per delta, want 0", allocs)
-	}
-}
-
-// BenchmarkStreamRelay reads a whole 20-delta stream from a loopback
-// upstream per op: allocs/op is the per-stream cost; the deltas add none
-// (TestDeltaAllocs).
-func BenchmarkStreamRelay(b *testing.B) {
-	url := testkit.RawUpstream(b, testkit.ChunkedSSE(streamEvents(20)...))
-	p := newProvider(b, testConfig(url))
-	b.ReportAllocs()
-	deltas := 0
-	for b.Loop() {
-		s, err := p.Stream(context.Background(), &baseReq)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for {
-			_, err := s.Next()
-			if err != nil {
-				if !errors.Is(err, io.EOF) {
-					b.Fatal(err)
-				}
-				break
-			}
-			deltas++
-		}
-		if s.Usage().Estimated {
-			b.Fatal("usage missed")
-		}
-		s.Close()
-	}
-	b.ReportMetric(float64(deltas)/float64(b.N), "deltas/op")
-}
+// BenchmarkStreamRelay: allocs/op is the per-stream cost; the deltas add
+// none (TestConformance/DeltaAllocs).
+func BenchmarkStreamRelay(b *testing.B) { providertest.BenchStreamRelay(b, proto) }
 
 func BenchmarkParseEvent(b *testing.B) {
 	data := []byte(dataOf(textDelta("Hello")))
@@ -202,29 +130,5 @@ func BenchmarkParseEvent(b *testing.B) {
 		if err := parseEvent(data, &e); err != nil {
 			b.Fatal(err)
 		}
-	}
-}
-
-// The stream passes NotifyWait through: its hook runs before the wait for
-// the next event, and a false answer abandons that wait at once.
-func TestNotifyWaitAbandonsWait(t *testing.T) {
-	resp := testkit.ChunkedSSE(msgStart, blockStart, textDelta("Hi"))
-	resp = resp[:len(resp)-len("0\r\n\r\n")] // then silence, the stream still open
-	s, err := newProvider(t, testConfig(testkit.RawUpstream(t, resp))).Stream(context.Background(), &baseReq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if d, err := s.Next(); err != nil || string(d) != "Hi" {
-		t.Fatalf("first Next = %q, %v", d, err)
-	}
-	calls := 0
-	if !s.(providers.WaitNotifier).NotifyWait(func() bool { calls++; return false }) {
-		t.Fatal("NotifyWait not supported on an HTTP stream")
-	}
-	// ErrAborted, not an upstream failure: the owner's reader left, and
-	// a breaker must not count that against the deployment.
-	if _, err = s.Next(); calls != 1 || !errors.Is(err, providers.ErrAborted) {
-		t.Fatalf("after the hook said stop: %d calls, err %v; want 1 call and ErrAborted", calls, err)
 	}
 }

@@ -10,34 +10,17 @@ import (
 	"time"
 
 	"github.com/moonborn/edge/providers"
+	"github.com/moonborn/edge/providers/providertest"
 )
 
 func TestConfigValidate(t *testing.T) {
-	tests := []struct {
-		name string
-		cfg  Config
-		want []string
-	}{
-		{"defaults ok", Config{}, nil},
-		{"all bad", Config{TimeToFirstToken: -1, TokenDelay: -1, OutputTokens: -3},
-			[]string{"timeToFirstToken:", "tokenDelay:", "outputTokens:"}},
-		{"too long", Config{OutputTokens: maxOutputTokens + 1}, []string{"outputTokens:"}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			c := tc.cfg
-			c.SetDefaults()
-			err := c.Validate()
-			if (err != nil) != (len(tc.want) > 0) {
-				t.Fatalf("Validate() = %v, want errors %v", err, tc.want)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q lacks %q", err, w)
-				}
-			}
-		})
-	}
+	providertest.Configs(t, []providertest.ConfigCase[Config]{
+		{Name: "defaults ok", Cfg: Config{}},
+		{Name: "all bad", Cfg: Config{TimeToFirstToken: -1, TokenDelay: -1, OutputTokens: -3},
+			Want: []string{"timeToFirstToken:", "tokenDelay:", "outputTokens:"}},
+		{Name: "too long", Cfg: Config{OutputTokens: maxOutputTokens + 1},
+			Want: []string{"outputTokens:"}},
+	}, nil)
 }
 
 func drain(t *testing.T, s providers.Stream) string {

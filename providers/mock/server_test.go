@@ -16,6 +16,7 @@ import (
 
 	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers"
+	"github.com/moonborn/edge/providers/providertest"
 )
 
 // startServer runs a Server on a loopback port until the test ends.
@@ -119,14 +120,20 @@ type oaUsage struct {
 	} `json:"completion_tokens_details"`
 }
 
-type oaCompletion struct {
+// oaEnvelope is what every OpenAI object carries, a completion and a
+// chunk alike.
+type oaEnvelope struct {
 	ID                string `json:"id"`
 	Object            string `json:"object"`
 	Created           int64  `json:"created"`
 	Model             string `json:"model"`
 	ServiceTier       string `json:"service_tier"`
 	SystemFingerprint string `json:"system_fingerprint"`
-	Choices           []struct {
+}
+
+type oaCompletion struct {
+	oaEnvelope
+	Choices []struct {
 		Index   int `json:"index"`
 		Message struct {
 			Role        string  `json:"role"`
@@ -141,13 +148,8 @@ type oaCompletion struct {
 }
 
 type oaChunk struct {
-	ID                string `json:"id"`
-	Object            string `json:"object"`
-	Created           int64  `json:"created"`
-	Model             string `json:"model"`
-	ServiceTier       string `json:"service_tier"`
-	SystemFingerprint string `json:"system_fingerprint"`
-	Choices           []struct {
+	oaEnvelope
+	Choices []struct {
 		Index int `json:"index"`
 		Delta struct {
 			Role    *string `json:"role"`
@@ -169,24 +171,23 @@ type oaError struct {
 	} `json:"error"`
 }
 
-type anUsage struct {
-	InputTokens              int64 `json:"input_tokens"`
-	CacheCreationInputTokens int64 `json:"cache_creation_input_tokens"`
-	CacheReadInputTokens     int64 `json:"cache_read_input_tokens"`
-	CacheCreation            struct {
-		Ephemeral5m int64 `json:"ephemeral_5m_input_tokens"`
-		Ephemeral1h int64 `json:"ephemeral_1h_input_tokens"`
-	} `json:"cache_creation"`
-	OutputTokens int64  `json:"output_tokens"`
-	ServiceTier  string `json:"service_tier"`
-}
-
 // anDeltaUsage is message_delta's cumulative usage.
 type anDeltaUsage struct {
 	InputTokens              int64 `json:"input_tokens"`
 	CacheCreationInputTokens int64 `json:"cache_creation_input_tokens"`
 	CacheReadInputTokens     int64 `json:"cache_read_input_tokens"`
 	OutputTokens             int64 `json:"output_tokens"`
+}
+
+// anUsage is a message's usage: message_delta's counts, the cache
+// writes by TTL and the service tier.
+type anUsage struct {
+	anDeltaUsage
+	CacheCreation struct {
+		Ephemeral5m int64 `json:"ephemeral_5m_input_tokens"`
+		Ephemeral1h int64 `json:"ephemeral_1h_input_tokens"`
+	} `json:"cache_creation"`
+	ServiceTier string `json:"service_tier"`
 }
 
 type anMessage struct {
@@ -984,29 +985,10 @@ func TestControlEndpoints(t *testing.T) {
 }
 
 func TestServerConfigValidate(t *testing.T) {
-	tests := []struct {
-		name string
-		cfg  ServerConfig
-		want []string
-	}{
-		{"zero ok", ServerConfig{}, nil},
-		{"stall forever ok", ServerConfig{StallFor: -1}, nil},
-		{"everything wrong", ServerConfig{TimeToFirstToken: -1, TokenDelay: -1, OutputTokens: -1, FailStatus: 200, FailCount: -1, RetryAfter: -1, CutAfterTokens: -1, ErrorEventAfterTokens: -1},
-			[]string{"timeToFirstToken:", "tokenDelay:", "outputTokens:", "failStatus:", "failCount:", "retryAfter:", "cutAfterTokens:", "errorEventAfterTokens:"}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			c := tc.cfg
-			c.SetDefaults()
-			err := c.Validate()
-			if (err != nil) != (len(tc.want) > 0) {
-				t.Fatalf("Validate() = %v", err)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("%v lacks %q", err, w)
-				}
-			}
-		})
-	}
+	providertest.Configs(t, []providertest.ConfigCase[ServerConfig]{
+		{Name: "zero ok", Cfg: ServerConfig{}},
+		{Name: "stall forever ok", Cfg: ServerConfig{StallFor: -1}},
+		{Name: "everything wrong", Cfg: ServerConfig{TimeToFirstToken: -1, TokenDelay: -1, OutputTokens: -1, FailStatus: 200, FailCount: -1, RetryAfter: -1, CutAfterTokens: -1, ErrorEventAfterTokens: -1},
+			Want: []string{"timeToFirstToken:", "tokenDelay:", "outputTokens:", "failStatus:", "failCount:", "retryAfter:", "cutAfterTokens:", "errorEventAfterTokens:"}},
+	}, nil)
 }

@@ -50,12 +50,7 @@ func appendOpenAIUsage(dst []byte, a *answer) []byte {
 // API reports it (non-streaming reply and message_start): input_tokens
 // is the uncached rest, cache_creation splits the writes by TTL.
 func appendAnthropicUsage(dst []byte, a *answer, output int64) []byte {
-	dst = append(dst, `{"input_tokens":`...)
-	dst = strconv.AppendInt(dst, a.uncached(), 10)
-	dst = append(dst, `,"cache_creation_input_tokens":`...)
-	dst = strconv.AppendInt(dst, a.cache.written(), 10)
-	dst = append(dst, `,"cache_read_input_tokens":`...)
-	dst = strconv.AppendInt(dst, a.cache.read, 10)
+	dst = appendAnthropicInput(dst, a)
 	dst = append(dst, `,"cache_creation":{"ephemeral_5m_input_tokens":`...)
 	dst = strconv.AppendInt(dst, a.cache.write5m, 10)
 	dst = append(dst, `,"ephemeral_1h_input_tokens":`...)
@@ -65,15 +60,23 @@ func appendAnthropicUsage(dst []byte, a *answer, output int64) []byte {
 	return append(dst, `,"service_tier":"standard"}`...)
 }
 
-// appendAnthropicDeltaUsage appends message_delta's usage: cumulative,
-// repeating the input and cache counts beside the final output.
-func appendAnthropicDeltaUsage(dst []byte, a *answer, output int64) []byte {
+// appendAnthropicInput opens a usage object with the input counts every
+// Anthropic usage repeats: the uncached rest, the cache writes, the
+// cache reads.
+func appendAnthropicInput(dst []byte, a *answer) []byte {
 	dst = append(dst, `{"input_tokens":`...)
 	dst = strconv.AppendInt(dst, a.uncached(), 10)
 	dst = append(dst, `,"cache_creation_input_tokens":`...)
 	dst = strconv.AppendInt(dst, a.cache.written(), 10)
 	dst = append(dst, `,"cache_read_input_tokens":`...)
 	dst = strconv.AppendInt(dst, a.cache.read, 10)
+	return dst
+}
+
+// appendAnthropicDeltaUsage appends message_delta's usage: cumulative,
+// repeating the input and cache counts beside the final output.
+func appendAnthropicDeltaUsage(dst []byte, a *answer, output int64) []byte {
+	dst = appendAnthropicInput(dst, a)
 	dst = append(dst, `,"output_tokens":`...)
 	dst = strconv.AppendInt(dst, output, 10)
 	return append(dst, '}')

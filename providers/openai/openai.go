@@ -4,7 +4,6 @@ package openai
 
 import (
 	"context"
-	"math"
 	"strconv"
 
 	"github.com/moonborn/edge/internal/jsonx"
@@ -62,11 +61,7 @@ func (p *Provider) Stream(ctx context.Context, r *providers.Request) (providers.
 	if err != nil {
 		return nil, err
 	}
-	return &stream{
-		name:          p.name,
-		body:          body,
-		inputEstimate: providers.EstimateInputTokens(r),
-	}, nil
+	return &stream{StreamBase: providers.NewStreamBase(p.name, body, r)}, nil
 }
 
 func (p *Provider) newRequest(r *providers.Request, stream bool) *fasthttp.Request {
@@ -111,10 +106,7 @@ func appendPersonaMessages(dst []byte, r *providers.Request) []byte {
 // appendTail writes temperature, the output cap and stream and closes
 // the body.
 func appendTail(dst []byte, w wireOptions, r *providers.Request, stream bool) []byte {
-	if r.HasTemperature && !math.IsNaN(r.Temperature) && !math.IsInf(r.Temperature, 0) {
-		dst = append(dst, `,"temperature":`...)
-		dst = strconv.AppendFloat(dst, r.Temperature, 'g', -1, 64)
-	}
+	dst = providers.AppendTemperature(dst, r)
 	dst = append(dst, `,"`...)
 	dst = append(dst, w.maxTokensField...)
 	dst = append(dst, `":`...)

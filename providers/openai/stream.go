@@ -11,16 +11,12 @@ import (
 // stream relays one streamed chat completion. Its chunk buffer is reused,
 // so a delta costs no allocation.
 type stream struct {
-	name          string
-	body          *providers.SSEBody
-	chunk         chunk
-	inputEstimate int64
-	usage         providers.Usage
-	haveUsage     bool
-	deltas        int64
-	err           error
-	calls         toolCallAcc
-	finish        string
+	providers.StreamBase
+	chunk     chunk
+	usage     providers.Usage
+	haveUsage bool
+	calls     toolCallAcc
+	finish    string
 }
 
 // ToolCalls implements providers.ToolCallStream.
@@ -31,26 +27,26 @@ func (s *stream) FinishReason() string { return s.finish }
 
 // Next returns the next non-empty content delta; see providers.Stream.
 func (s *stream) Next() ([]byte, error) {
-	for s.err == nil {
-		ev, err := s.body.Next()
+	for s.Err == nil {
+		ev, err := s.Body.Next()
 		if err != nil {
 			if err == io.EOF {
-				err = providers.Errorf(s.name, providers.KindTruncated, "stream ended without [DONE]")
+				err = providers.Errorf(s.Name, providers.KindTruncated, "stream ended without [DONE]")
 			}
-			s.err = err
+			s.Err = err
 			break
 		}
 		if string(bytes.TrimSpace(ev.Data)) == "[DONE]" {
-			s.body.Finish()
-			s.err = io.EOF
+			s.Body.Finish()
+			s.Err = io.EOF
 			break
 		}
 		if err := parseChunk(ev.Data, &s.chunk); err != nil {
-			s.err = providers.Errorf(s.name, providers.KindProtocol, "malformed stream chunk")
+			s.Err = providers.Errorf(s.Name, providers.KindProtocol, "malformed stream chunk")
 			break
 		}
 		if s.chunk.hasError || string(ev.Name) == "error" {
-			s.err = &providers.UpstreamError{Kind: providers.KindProtocol, Provider: s.name, Detail: "error event: " + providers.SafeErrorType(s.chunk.errType)}
+			s.Err = &providers.UpstreamError{Kind: providers.KindProtocol, Provider: s.Name, Detail: "error event: " + providers.SafeErrorType(s.chunk.errType)}
 			break
 		}
 		if len(s.chunk.toolCalls) > 0 {
@@ -64,15 +60,12 @@ func (s *stream) Next() ([]byte, error) {
 			s.haveUsage = true
 		}
 		if len(s.chunk.content) > 0 {
-			s.deltas++
-			s.body.Delivered()
+			s.Deltas++
+			s.Body.Delivered() // here, not in a StreamBase method, which would not inline
 			return s.chunk.content, nil
 		}
 	}
-	if s.err != io.EOF && s.body.Aborted() {
-		s.err = providers.ErrAborted
-	}
-	return nil, s.err
+	return s.End()
 }
 
 // Usage is the upstream's count once its usage chunk arrived; before that
@@ -82,18 +75,8 @@ func (s *stream) Usage() providers.Usage {
 	if s.haveUsage {
 		return s.usage
 	}
-	return providers.Usage{InputTokens: s.inputEstimate, OutputTokens: s.deltas, Estimated: true}
+	return providers.Usage{InputTokens: s.InputEstimate, OutputTokens: s.Deltas, Estimated: true}
 }
-
-// Abort interrupts the stream from any goroutine.
-func (s *stream) Abort() { s.body.Abort() }
-
-// NotifyWait implements providers.WaitNotifier.
-func (s *stream) NotifyWait(f func() bool) bool { return s.body.NotifyWait(f) }
-
-// Close releases the upstream reply; the connection is reused only when
-// [DONE] was read.
-func (s *stream) Close() { s.body.Close() }
 
 // chunk is what one chat.completion.chunk carries for the gateway. Slices
 // are valid until the next parse.
