@@ -28,18 +28,18 @@ import (
 
 // Attribute keys of the GenAI and HTTP semantic conventions and ours.
 const (
-	attrRequestModel = attribute.Key("gen_ai.request.model")
-	attrInputTokens  = attribute.Key("gen_ai.usage.input_tokens")
-	attrOutputTokens = attribute.Key("gen_ai.usage.output_tokens")
-	attrCacheRead    = attribute.Key("gen_ai.usage.cache_read.input_tokens")
+	attrRequestModel = spanattr.RequestModel
+	attrInputTokens  = spanattr.InputTokens
+	attrOutputTokens = spanattr.OutputTokens
+	attrCacheRead    = spanattr.CacheRead
 	attrInputMsgs    = attribute.Key("gen_ai.input.messages")
 	attrOutputMsgs   = attribute.Key("gen_ai.output.messages")
-	attrStatus       = attribute.Key("http.response.status_code")
+	attrStatus       = spanattr.HTTPStatus
 	attrRequestID    = attribute.Key("moonborn.request_id")
 	attrWorkspace    = attribute.Key("moonborn.workspace")
 	attrPersona      = attribute.Key("moonborn.persona")
 	attrStream       = attribute.Key("moonborn.stream")
-	attrOutcome      = attribute.Key("moonborn.outcome")
+	attrOutcome      = spanattr.Outcome
 	attrErrorCode    = attribute.Key("moonborn.error_code")
 )
 

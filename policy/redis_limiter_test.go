@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -244,24 +243,6 @@ func TestRedisLimiterKeys(t *testing.T) {
 	}
 }
 
-// limiterLogBuffer is a log sink safe for concurrent writes.
-type limiterLogBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *limiterLogBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *limiterLogBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestRedisLimiterOutage(t *testing.T) {
 	addr := testRedisAddr(t)
 	cfg := LimitsConfig{Workspaces: []WorkspaceLimits{{
@@ -274,7 +255,7 @@ func TestRedisLimiterOutage(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			prefix := testPrefix(t, addr)
 			proxy := testkit.StartProxy(t, addr)
-			var logs limiterLogBuffer
+			var logs testkit.SyncBuffer
 			cfg := cfg
 			cfg.Backend, cfg.OnRedisDown = BackendRedis, mode
 			cfg.Redis = RedisConfig{Addr: proxy.Addr(), KeyPrefix: prefix, Timeout: 2 * time.Second, DialTimeout: 2 * time.Second, DownBackoff: time.Second}

@@ -30,18 +30,18 @@ import (
 const (
 	attrOperation    = attribute.Key("gen_ai.operation.name")
 	attrProviderName = attribute.Key("gen_ai.provider.name")
-	attrRequestModel = attribute.Key("gen_ai.request.model")
-	attrInputTokens  = attribute.Key("gen_ai.usage.input_tokens")
-	attrOutputTokens = attribute.Key("gen_ai.usage.output_tokens")
-	attrCacheRead    = attribute.Key("gen_ai.usage.cache_read.input_tokens")
+	attrRequestModel = spanattr.RequestModel
+	attrInputTokens  = spanattr.InputTokens
+	attrOutputTokens = spanattr.OutputTokens
+	attrCacheRead    = spanattr.CacheRead
 	attrCacheWrite   = attribute.Key("gen_ai.usage.cache_creation.input_tokens")
 	attrFinish       = attribute.Key("gen_ai.response.finish_reasons")
 	attrErrorType    = attribute.Key("error.type")
-	attrHTTPStatus   = attribute.Key("http.response.status_code")
+	attrHTTPStatus   = spanattr.HTTPStatus
 	attrDeployment   = attribute.Key("moonborn.deployment")
 	attrAttempt      = attribute.Key("moonborn.attempt")
 	attrHedge        = attribute.Key("moonborn.hedge")
-	attrOutcome      = attribute.Key("moonborn.outcome")
+	attrOutcome      = spanattr.Outcome
 )
 
 // FinishReasonAttr is the gen_ai.response.finish_reasons attribute of
