@@ -42,7 +42,7 @@ func TestMetricsCardinalityBounded(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for r := range next {
-					status := r.do(client, g.base)
+					status := r.do(client, g.Base)
 					mu.Lock()
 					statuses[status]++
 					mu.Unlock()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers/mock"
 )
 
@@ -29,8 +30,8 @@ func wantCost(in, out int64, inPrice, outPrice string) int64 {
 
 func TestChatMockDefaultPersona(t *testing.T) {
 	g := startGateway(t, testConfig(t, nil, ""))
-	r := g.chat(keyDemo, "psn_demo", `{"userText":"Hello there, how are you?"}`)
-	ok := decodeOK(t, r)
+	r := g.Chat(keyDemo, "psn_demo", `{"userText":"Hello there, how are you?"}`)
+	ok := testkit.DecodeOK(t, r)
 	if ok.Model != "mock-1" || ok.Content == "" {
 		t.Fatalf("reply %+v", ok)
 	}
@@ -45,19 +46,19 @@ func TestChatMockDefaultPersona(t *testing.T) {
 	if want := wantCost(ok.InputTokens, ok.OutputTokens, "0.15", "0.60"); ok.CostUsdMicros != want {
 		t.Fatalf("cost %d, want %d", ok.CostUsdMicros, want)
 	}
-	if id := r.header.Get("X-Request-Id"); !strings.HasPrefix(id, "req_") {
+	if id := r.Header.Get("X-Request-Id"); !strings.HasPrefix(id, "req_") {
 		t.Fatalf("generated request id %q", id)
 	}
 }
 
 func TestChatHonoursMaxOutputTokensAndDigest(t *testing.T) {
 	g := startGateway(t, testConfig(t, nil, ""))
-	ok := decodeOK(t, g.chat(keyDemo, "psn_demo", `{"userText":"Hi","maxOutputTokens":3}`))
+	ok := testkit.DecodeOK(t, g.Chat(keyDemo, "psn_demo", `{"userText":"Hi","maxOutputTokens":3}`))
 	if ok.OutputTokens != 3 {
 		t.Fatalf("outputTokens %d, want 3", ok.OutputTokens)
 	}
-	plain := decodeOK(t, g.chat(keyDemo, "psn_demo", `{"userText":"Hi"}`))
-	digest := decodeOK(t, g.chat(keyDemo, "psn_demo", `{"userText":"Hi","memoryDigest":"User likes tea."}`))
+	plain := testkit.DecodeOK(t, g.Chat(keyDemo, "psn_demo", `{"userText":"Hi"}`))
+	digest := testkit.DecodeOK(t, g.Chat(keyDemo, "psn_demo", `{"userText":"Hi","memoryDigest":"User likes tea."}`))
 	if digest.InputTokens <= plain.InputTokens {
 		t.Fatalf("memoryDigest not counted as input: %d vs %d", digest.InputTokens, plain.InputTokens)
 	}
@@ -76,8 +77,8 @@ func TestRequestIDEcho(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			for _, tok := range []string{keyDemo, ""} { // success and error replies alike
-				r := g.post("/v1/personas/psn_demo/chat", tok, `{"userText":"hi"}`, "X-Request-Id", c.sent)
-				got := r.header.Get("X-Request-Id")
+				r := g.Post("/v1/personas/psn_demo/chat", tok, `{"userText":"hi"}`, "X-Request-Id", c.sent)
+				got := r.Header.Get("X-Request-Id")
 				if c.echoed != (got == c.sent) || got == "" {
 					t.Fatalf("sent %q, got %q", c.sent, got)
 				}
@@ -93,9 +94,9 @@ func TestProtocols(t *testing.T) {
 	g := startGateway(t, testConfig(t, up, ""))
 	prices := map[string][2]string{"oa-1": {"2.5", "10"}, "an-1": {"3", "15"}}
 	for _, model := range []string{"oa-1", "an-1"} {
-		var nonStream chatOK
+		var nonStream testkit.ChatOK
 		t.Run(model+"/plain", func(t *testing.T) {
-			nonStream = decodeOK(t, g.chat(keyDemo, "psn_demo", `{"userText":"Tell me a story","modelId":"`+model+`","temperature":0.3}`))
+			nonStream = testkit.DecodeOK(t, g.Chat(keyDemo, "psn_demo", `{"userText":"Tell me a story","modelId":"`+model+`","temperature":0.3}`))
 			if nonStream.Model != model || nonStream.OutputTokens != 12 || nonStream.InputTokens == 0 {
 				t.Fatalf("reply %+v", nonStream)
 			}
@@ -113,23 +114,23 @@ func TestProtocols(t *testing.T) {
 			}
 		})
 		t.Run(model+"/stream", func(t *testing.T) {
-			resp, sr := g.openStream(keyDemo, "psn_demo", `{"userText":"Tell me a story","modelId":"`+model+`","temperature":0.3,"stream":true}`)
+			resp, sr := g.OpenStream(keyDemo, "psn_demo", `{"userText":"Tell me a story","modelId":"`+model+`","temperature":0.3,"stream":true}`)
 			if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
 				t.Fatalf("status %d type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 			}
 			var content strings.Builder
-			var done sseEvent
+			var done testkit.SSEEvent
 			for {
-				ev, err := sr.next()
+				ev, err := sr.Next()
 				if err != nil {
 					t.Fatalf("after %q: %v", content.String(), err)
 				}
-				if ev.name == "delta" {
-					content.WriteString(ev.data["content"].(string))
+				if ev.Name == "delta" {
+					content.WriteString(ev.Data["content"].(string))
 					continue
 				}
-				if ev.name != "done" {
-					t.Fatalf("event %q", ev.raw)
+				if ev.Name != "done" {
+					t.Fatalf("event %q", ev.Raw)
 				}
 				done = ev
 				break
@@ -138,15 +139,15 @@ func TestProtocols(t *testing.T) {
 				t.Fatalf("stream content %q != non-stream %q", content.String(), nonStream.Content)
 			}
 			for _, f := range []string{"inputTokens", "outputTokens", "costUsdMicros", "latencyMs"} {
-				if _, ok := done.data[f].(float64); !ok {
-					t.Fatalf("done lacks %s: %s", f, done.raw)
+				if _, ok := done.Data[f].(float64); !ok {
+					t.Fatalf("done lacks %s: %s", f, done.Raw)
 				}
 			}
-			if _, has := done.data["content"]; has || done.data["model"] != model ||
-				int64(done.data["outputTokens"].(float64)) != nonStream.OutputTokens ||
-				int64(done.data["inputTokens"].(float64)) != nonStream.InputTokens ||
-				int64(done.data["costUsdMicros"].(float64)) != nonStream.CostUsdMicros {
-				t.Fatalf("done %s vs non-stream %+v", done.raw, nonStream)
+			if _, has := done.Data["content"]; has || done.Data["model"] != model ||
+				int64(done.Data["outputTokens"].(float64)) != nonStream.OutputTokens ||
+				int64(done.Data["inputTokens"].(float64)) != nonStream.InputTokens ||
+				int64(done.Data["costUsdMicros"].(float64)) != nonStream.CostUsdMicros {
+				t.Fatalf("done %s vs non-stream %+v", done.Raw, nonStream)
 			}
 			if last, _ := up.srv.LastRequest(); model == "oa-1" && !strings.Contains(string(last.Body), `"include_usage":true`) {
 				t.Fatalf("openai stream without include_usage: %s", last.Body)
@@ -157,16 +158,16 @@ func TestProtocols(t *testing.T) {
 
 func TestWorkspaceIsolation(t *testing.T) {
 	g := startGateway(t, testConfig(t, nil, ""))
-	absent := decodeErr(t, g.chat(keyOther, "psn_nope", `{"userText":"hi"}`))
-	r := g.chat(keyOther, "psn_demo", `{"userText":"hi"}`)
-	other := decodeErr(t, r)
-	if r.status != 404 || other.Error.Code != "persona_not_found" || other.Error.Message != "persona psn_demo not found" {
-		t.Fatalf("foreign persona: %d %+v", r.status, other)
+	absent := testkit.DecodeErr(t, g.Chat(keyOther, "psn_nope", `{"userText":"hi"}`))
+	r := g.Chat(keyOther, "psn_demo", `{"userText":"hi"}`)
+	other := testkit.DecodeErr(t, r)
+	if r.Status != 404 || other.Error.Code != "persona_not_found" || other.Error.Message != "persona psn_demo not found" {
+		t.Fatalf("foreign persona: %d %+v", r.Status, other)
 	}
 	if strings.Replace(absent.Error.Message, "psn_nope", "psn_demo", 1) != other.Error.Message {
 		t.Fatalf("foreign and absent personas answer differently: %q vs %q", other.Error.Message, absent.Error.Message)
 	}
-	decodeOK(t, g.chat(keyOther, "psn_other", `{"userText":"hi"}`))
+	testkit.DecodeOK(t, g.Chat(keyOther, "psn_other", `{"userText":"hi"}`))
 }
 
 func makeJWT(t *testing.T, claims jwt.MapClaims, method jwt.SigningMethod, key any, kid string) string {
@@ -215,22 +216,22 @@ func TestJWTAuth(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := g.chat(c.token, "psn_demo", `{"userText":"hi"}`)
-			if r.status != c.status {
-				t.Fatalf("status %d, want %d: %s", r.status, c.status, r.body)
+			r := g.Chat(c.token, "psn_demo", `{"userText":"hi"}`)
+			if r.Status != c.status {
+				t.Fatalf("status %d, want %d: %s", r.Status, c.status, r.Body)
 			}
 			if c.status == 401 {
-				e := decodeErr(t, r)
-				if e.Error.Code != "unauthenticated" || strings.Contains(string(r.body), c.token[:20]) {
-					t.Fatalf("body %s", r.body)
+				e := testkit.DecodeErr(t, r)
+				if e.Error.Code != "unauthenticated" || strings.Contains(string(r.Body), c.token[:20]) {
+					t.Fatalf("body %s", r.Body)
 				}
 			}
 		})
 	}
 	// A valid token of another workspace sees only that workspace.
 	other := makeJWT(t, with("wsp", "wsp_other"), jwt.SigningMethodHS256, hs, "hs")
-	if r := g.chat(other, "psn_demo", `{"userText":"hi"}`); r.status != 404 {
-		t.Fatalf("cross-workspace JWT got %d", r.status)
+	if r := g.Chat(other, "psn_demo", `{"userText":"hi"}`); r.Status != 404 {
+		t.Fatalf("cross-workspace JWT got %d", r.Status)
 	}
 }
 
@@ -293,27 +294,27 @@ func TestErrorReplies(t *testing.T) {
 			if method == "" {
 				method = "POST"
 			}
-			req, _ := http.NewRequest(method, g.base+c.path, strings.NewReader(c.body))
+			req, _ := http.NewRequest(method, g.Base+c.path, strings.NewReader(c.body))
 			if c.token != "" {
 				req.Header.Set("Authorization", "Bearer "+c.token)
 			}
-			r := g.do(req)
-			e := decodeErr(t, r)
-			if r.status != c.status || e.Error.Code != c.code {
-				t.Fatalf("got %d %s (%s), want %d %s", r.status, e.Error.Code, e.Error.Message, c.status, c.code)
+			r := g.Do(req)
+			e := testkit.DecodeErr(t, r)
+			if r.Status != c.status || e.Error.Code != c.code {
+				t.Fatalf("got %d %s (%s), want %d %s", r.Status, e.Error.Code, e.Error.Message, c.status, c.code)
 			}
 			if c.msgPart != "" && !strings.Contains(e.Error.Message, c.msgPart) {
 				t.Fatalf("message %q lacks %q", e.Error.Message, c.msgPart)
 			}
-			if c.header[0] != "" && r.header.Get(c.header[0]) != c.header[1] {
-				t.Fatalf("header %s = %q, want %q", c.header[0], r.header.Get(c.header[0]), c.header[1])
+			if c.header[0] != "" && r.Header.Get(c.header[0]) != c.header[1] {
+				t.Fatalf("header %s = %q, want %q", c.header[0], r.Header.Get(c.header[0]), c.header[1])
 			}
-			if r.header.Get("X-Request-Id") == "" {
+			if r.Header.Get("X-Request-Id") == "" {
 				t.Fatal("no X-Request-Id")
 			}
 			for _, secret := range []string{"sk-test-upstream", "sk-ant-test-upstream", "a-different-key", keyDemo} {
-				if strings.Contains(string(r.body), secret) {
-					t.Fatalf("reply leaks %q: %s", secret, r.body)
+				if strings.Contains(string(r.Body), secret) {
+					t.Fatalf("reply leaks %q: %s", secret, r.Body)
 				}
 			}
 		})
@@ -339,7 +340,7 @@ func TestBodyRefusedOnContentLength(t *testing.T) {
 	if resp.StatusCode != 413 {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
-	var e apiErr
+	var e testkit.APIError
 	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil || e.Error.Code != "payload_too_large" {
 		t.Fatalf("body: %v %+v", err, e)
 	}
@@ -358,7 +359,7 @@ func TestConcurrentRequests(t *testing.T) {
 			model := []string{"mock-1", "oa-1", "an-1"}[i%3]
 			stream := i%2 == 0
 			body := fmt.Sprintf(`{"userText":"hi %d","modelId":%q,"stream":%v}`, i, model, stream)
-			req, _ := http.NewRequest("POST", g.base+"/v1/personas/psn_demo/chat", strings.NewReader(body))
+			req, _ := http.NewRequest("POST", g.Base+"/v1/personas/psn_demo/chat", strings.NewReader(body))
 			req.Header.Set("Authorization", "Bearer "+keyDemo)
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {

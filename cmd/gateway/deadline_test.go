@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/moonborn/edge/internal/testkit"
 )
 
 // TestShutdownKeepsItsDeadline runs the real binary: SIGTERM with a stream
@@ -48,8 +50,8 @@ ledger: {driver: sqlite, path: %s, spoolPath: %s}
 
 	t.Run("idle", func(t *testing.T) {
 		p := startBinary(t, "-config", cfgPath)
-		g := &gw{t: t, base: "http://" + p.addr}
-		decodeErr(t, g.chat("", "psn_demo", `{"userText":"hi"}`)) // a keep-alive connection left idle
+		g := &gw{Client: testkit.Client{T: t, Base: "http://" + p.addr}, t: t}
+		testkit.DecodeErr(t, g.Chat("", "psn_demo", `{"userText":"hi"}`)) // a keep-alive connection left idle
 		if d := exitAfterTerm(p); d > 500*time.Millisecond {
 			t.Fatalf("idle exit took %v, want ≤ 0.5s; log:\n%s", d, p.logs.String())
 		} else {
@@ -58,16 +60,16 @@ ledger: {driver: sqlite, path: %s, spoolPath: %s}
 	})
 	t.Run("stream open", func(t *testing.T) {
 		p := startBinary(t, "-config", cfgPath)
-		g := &gw{t: t, base: "http://" + p.addr}
-		_, sr := g.openStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true}`)
-		if ev, err := sr.next(); err != nil || ev.name != "delta" {
-			t.Fatalf("first event %q: %v", ev.raw, err)
+		g := &gw{Client: testkit.Client{T: t, Base: "http://" + p.addr}, t: t}
+		_, sr := g.OpenStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true}`)
+		if ev, err := sr.Next(); err != nil || ev.Name != "delta" {
+			t.Fatalf("first event %q: %v", ev.Raw, err)
 		}
-		last := make(chan sseEvent, 1)
+		last := make(chan testkit.SSEEvent, 1)
 		go func() {
 			for {
-				ev, err := sr.next()
-				if err != nil || ev.name != "delta" {
+				ev, err := sr.Next()
+				if err != nil || ev.Name != "delta" {
 					last <- ev
 					return
 				}
@@ -81,8 +83,8 @@ ledger: {driver: sqlite, path: %s, spoolPath: %s}
 			t.Fatalf("exit after %v: the stream was not given its %v", d, timeout)
 		}
 		t.Logf("exit with a stream open after %v", d)
-		if ev := <-last; ev.name != "error" {
-			t.Fatalf("stream ended with %q, want the shutdown error event", ev.raw)
+		if ev := <-last; ev.Name != "error" {
+			t.Fatalf("stream ended with %q, want the shutdown error event", ev.Raw)
 		}
 	})
 }

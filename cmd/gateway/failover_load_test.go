@@ -76,7 +76,7 @@ func TestUpstreamKilledUnderLoad(t *testing.T) {
 			defer wg.Done()
 			for time.Now().Before(stop) {
 				body := fmt.Sprintf(`{"userText":"hi","modelId":"ha-1","stream":%v}`, stream)
-				req, _ := http.NewRequest("POST", g.base+"/v1/personas/psn_demo/chat", strings.NewReader(body))
+				req, _ := http.NewRequest("POST", g.Base+"/v1/personas/psn_demo/chat", strings.NewReader(body))
 				req.Header.Set("Authorization", "Bearer "+keyDemo)
 				t0 := time.Now()
 				resp, err := client.Do(req)

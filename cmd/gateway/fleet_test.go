@@ -10,8 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moonborn/edge/internal/testkit"
 	_ "modernc.org/sqlite"
+
+	"github.com/moonborn/edge/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
@@ -159,13 +160,13 @@ func TestRedisOutageModes(t *testing.T) {
 ledger:
 `, mode, proxy.Addr(), randomSuffix()), 1)
 			g := startGateway(t, text)
-			before := hammer(t, g.base, keyDemo, "psn_demo", 50, 4, `{"userText":"hi"}`, nil)
+			before := hammer(t, g.Base, keyDemo, "psn_demo", 50, 4, `{"userText":"hi"}`, nil)
 			proxy.Cut()
-			during := hammer(t, g.base, keyDemo, "psn_demo", 50, 4, `{"userText":"hi"}`, nil)
+			during := hammer(t, g.Base, keyDemo, "psn_demo", 50, 4, `{"userText":"hi"}`, nil)
 			proxy.Restore()
 			var after *load
 			testkit.Eventually(t, 5*time.Second, "recovery", func() bool {
-				after = hammer(t, g.base, keyDemo, "psn_demo", 5, 1, `{"userText":"hi"}`, nil)
+				after = hammer(t, g.Base, keyDemo, "psn_demo", 5, 1, `{"userText":"hi"}`, nil)
 				return after.statuses[200] == 5
 			})
 			if before.statuses[200] != 50 {

@@ -92,8 +92,8 @@ ledger: {driver: jsonl, path: %s}
 
 	// Reload adds a second issuer with its own JWKS (the same server).
 	writeFile(t, path, cfgText(fmt.Sprintf("    issuers:\n      - {issuer: https://auth.two, audience: edge, jwksURL: %s/two}", idp.URL)))
-	if r := g.admin("POST", "/admin/reload", ""); r.status != 200 {
-		t.Fatalf("reload: %d %s", r.status, r.body)
+	if r := g.admin("POST", "/admin/reload", ""); r.Status != 200 {
+		t.Fatalf("reload: %d %s", r.Status, r.Body)
 	}
 	if st, code := chatStatus(g, token("https://auth.two", "a2", k2)); st != 200 {
 		t.Fatalf("second issuer after reload: %d %s", st, code)

@@ -45,7 +45,7 @@ limits:
 }
 
 // admin calls the admin listener with the admin token.
-func (g *gw) admin(method, path, body string) reply {
+func (g *gw) admin(method, path, body string) testkit.Reply {
 	g.t.Helper()
 	req, err := http.NewRequest(method, "http://"+g.app.AdminAddr+path, strings.NewReader(body))
 	if err != nil {
@@ -55,7 +55,7 @@ func (g *gw) admin(method, path, body string) reply {
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	return g.do(req)
+	return g.Do(req)
 }
 
 // createdKey is the 201 body of a create or rotate.
@@ -74,12 +74,12 @@ type createdKey struct {
 func (g *gw) createKey(ws, body string) createdKey {
 	g.t.Helper()
 	r := g.admin("POST", "/admin/workspaces/"+ws+"/keys", body)
-	if r.status != http.StatusCreated {
-		g.t.Fatalf("create key: %d %s", r.status, r.body)
+	if r.Status != http.StatusCreated {
+		g.t.Fatalf("create key: %d %s", r.Status, r.Body)
 	}
 	var k createdKey
-	if err := json.Unmarshal(r.body, &k); err != nil || k.Key == "" || k.ID == "" {
-		g.t.Fatalf("create key body %s: %v", r.body, err)
+	if err := json.Unmarshal(r.Body, &k); err != nil || k.Key == "" || k.ID == "" {
+		g.t.Fatalf("create key body %s: %v", r.Body, err)
 	}
 	return k
 }
@@ -87,11 +87,11 @@ func (g *gw) createKey(ws, body string) createdKey {
 func (g *gw) status() map[string]any {
 	g.t.Helper()
 	r := g.admin("GET", "/admin/status", "")
-	if r.status != 200 {
-		g.t.Fatalf("status: %d %s", r.status, r.body)
+	if r.Status != 200 {
+		g.t.Fatalf("status: %d %s", r.Status, r.Body)
 	}
 	var m map[string]any
-	if err := json.Unmarshal(r.body, &m); err != nil {
+	if err := json.Unmarshal(r.Body, &m); err != nil {
 		g.t.Fatal(err)
 	}
 	return m
@@ -105,13 +105,13 @@ func (g *gw) keyRevision() float64 {
 
 // chatStatus is a chat's status and error code.
 func chatStatus(g *gw, key string) (int, string) {
-	r := g.chat(key, "psn_demo", `{"userText":"hi"}`)
-	if r.status == 200 {
+	r := g.Chat(key, "psn_demo", `{"userText":"hi"}`)
+	if r.Status == 200 {
 		return 200, ""
 	}
-	var e apiErr
-	_ = json.Unmarshal(r.body, &e)
-	return r.status, e.Error.Code
+	var e testkit.APIError
+	_ = json.Unmarshal(r.Body, &e)
+	return r.Status, e.Error.Code
 }
 
 // within5s waits at most 5 seconds (the propagation bound) for cond.
@@ -165,12 +165,12 @@ func TestKeyAPIAcrossReplicas(t *testing.T) {
 
 	// Listing (on B) shows the key, never a secret.
 	r := b.admin("GET", "/admin/workspaces/wsp_demo/keys", "")
-	if r.status != 200 || !bytes.Contains(r.body, []byte(k1.ID)) || bytes.Contains(r.body, []byte(k1.Key)) ||
-		bytes.Contains(r.body, []byte(`"key"`)) || bytes.Contains(r.body, []byte(`"sha256"`)) {
-		t.Fatalf("list: %d %s", r.status, r.body)
+	if r.Status != 200 || !bytes.Contains(r.Body, []byte(k1.ID)) || bytes.Contains(r.Body, []byte(k1.Key)) ||
+		bytes.Contains(r.Body, []byte(`"key"`)) || bytes.Contains(r.Body, []byte(`"sha256"`)) {
+		t.Fatalf("list: %d %s", r.Status, r.Body)
 	}
-	if r := b.admin("GET", "/admin/workspaces/wsp_other/keys", ""); r.status != 200 || bytes.Contains(r.body, []byte(k1.ID)) {
-		t.Fatalf("other workspace's list: %d %s", r.status, r.body)
+	if r := b.admin("GET", "/admin/workspaces/wsp_other/keys", ""); r.Status != 200 || bytes.Contains(r.Body, []byte(k1.ID)) {
+		t.Fatalf("other workspace's list: %d %s", r.Status, r.Body)
 	}
 
 	// Per-key limit across both replicas: a burst of 4 requests, refilling
@@ -191,8 +191,8 @@ func TestKeyAPIAcrossReplicas(t *testing.T) {
 		t.Fatalf("another key of the workspace was limited: %d", st)
 	}
 	// Raising the limit through B applies on A within 5 s.
-	if r := b.admin("PATCH", "/admin/keys/"+k2.ID, `{"limits":{"requestsPerMinute":6000,"requestBurst":100}}`); r.status != 200 {
-		t.Fatalf("patch: %d %s", r.status, r.body)
+	if r := b.admin("PATCH", "/admin/keys/"+k2.ID, `{"limits":{"requestsPerMinute":6000,"requestBurst":100}}`); r.Status != 200 {
+		t.Fatalf("patch: %d %s", r.Status, r.Body)
 	}
 	within5s(t, "raised limit on A", func() bool { st, _ := chatStatus(a, k2.Key); return st == 200 })
 
@@ -212,12 +212,12 @@ func TestKeyAPIAcrossReplicas(t *testing.T) {
 	// B and within 5 s on A; the old one keeps working during the grace,
 	// then is refused everywhere.
 	r = b.admin("POST", "/admin/keys/"+k1.ID+"/rotate", `{"gracePeriod":"3s"}`)
-	if r.status != 201 {
-		t.Fatalf("rotate: %d %s", r.status, r.body)
+	if r.Status != 201 {
+		t.Fatalf("rotate: %d %s", r.Status, r.Body)
 	}
 	var k1b createdKey
-	if err := json.Unmarshal(r.body, &k1b); err != nil || k1b.Key == "" || k1b.Key == k1.Key || k1b.ID == k1.ID {
-		t.Fatalf("rotated key %s: %v", r.body, err)
+	if err := json.Unmarshal(r.Body, &k1b); err != nil || k1b.Key == "" || k1b.Key == k1.Key || k1b.ID == k1.ID {
+		t.Fatalf("rotated key %s: %v", r.Body, err)
 	}
 	rotatedAt := time.Now()
 	if st, _ := chatStatus(b, k1b.Key); st != 200 {
@@ -232,9 +232,9 @@ func TestKeyAPIAcrossReplicas(t *testing.T) {
 		}
 	}
 	var old createdKey
-	if r := a.admin("GET", "/admin/keys/"+k1.ID, ""); r.status != 200 || json.Unmarshal(r.body, &old) != nil ||
+	if r := a.admin("GET", "/admin/keys/"+k1.ID, ""); r.Status != 200 || json.Unmarshal(r.Body, &old) != nil ||
 		old.RotatedTo != k1b.ID || old.ExpiresAt == nil {
-		t.Fatalf("old key after rotation: %d %s", r.status, r.body)
+		t.Fatalf("old key after rotation: %d %s", r.Status, r.Body)
 	}
 	testkit.Eventually(t, 10*time.Second, "old key refused after its grace", func() bool {
 		sa, ca := chatStatus(a, k1.Key)
@@ -243,16 +243,16 @@ func TestKeyAPIAcrossReplicas(t *testing.T) {
 	})
 
 	// Revocation through A: 401 on A at once, on B within 5 s.
-	if r := a.admin("DELETE", "/admin/keys/"+k1b.ID, ""); r.status != 200 || !bytes.Contains(r.body, []byte(`"revokedAt":"`)) {
-		t.Fatalf("revoke: %d %s", r.status, r.body)
+	if r := a.admin("DELETE", "/admin/keys/"+k1b.ID, ""); r.Status != 200 || !bytes.Contains(r.Body, []byte(`"revokedAt":"`)) {
+		t.Fatalf("revoke: %d %s", r.Status, r.Body)
 	}
 	if st, _ := chatStatus(a, k1b.Key); st != 401 {
 		t.Fatalf("revoked key on A: %d", st)
 	}
 	took = within5s(t, "revoked key refused on B", func() bool { st, _ := chatStatus(b, k1b.Key); return st == 401 })
 	t.Logf("revocation reached the other replica after %v", took)
-	if r := b.chat(k1b.Key, "psn_demo", `{"userText":"hi"}`); !bytes.Contains(r.body, []byte("revoked")) {
-		t.Fatalf("revoked key's message: %s", r.body)
+	if r := b.Chat(k1b.Key, "psn_demo", `{"userText":"hi"}`); !bytes.Contains(r.Body, []byte("revoked")) {
+		t.Fatalf("revoked key's message: %s", r.Body)
 	}
 
 	// Expiry: a key that lives 2 s.
@@ -265,8 +265,8 @@ func TestKeyAPIAcrossReplicas(t *testing.T) {
 		sb, _ := chatStatus(b, k4.Key)
 		return sa == 401 && sb == 401
 	})
-	if r := a.chat(k4.Key, "psn_demo", `{"userText":"hi"}`); !bytes.Contains(r.body, []byte("expired")) {
-		t.Fatalf("expired key's message: %s", r.body)
+	if r := a.Chat(k4.Key, "psn_demo", `{"userText":"hi"}`); !bytes.Contains(r.Body, []byte("expired")) {
+		t.Fatalf("expired key's message: %s", r.Body)
 	}
 
 	// A key is bound to its workspace.
@@ -292,15 +292,15 @@ func TestKeyAPIAcrossReplicas(t *testing.T) {
 		{"PUT", "/admin/keys/" + k2.ID, `{}`, 405},
 	} {
 		r := a.admin(c.method, c.path, c.body)
-		if r.status != c.status {
-			t.Errorf("%s %s %s: %d %s, want %d", c.method, c.path, c.body, r.status, r.body, c.status)
+		if r.Status != c.status {
+			t.Errorf("%s %s %s: %d %s, want %d", c.method, c.path, c.body, r.Status, r.Body, c.status)
 			continue
 		}
-		decodeErr(t, r)
+		testkit.DecodeErr(t, r)
 	}
 	req, _ := http.NewRequest("POST", "http://"+a.app.AdminAddr+"/admin/workspaces/wsp_demo/keys", strings.NewReader(`{}`))
-	if r := a.do(req); r.status != 401 {
-		t.Fatalf("create without the admin token: %d", r.status)
+	if r := a.Do(req); r.Status != 401 {
+		t.Fatalf("create without the admin token: %d", r.Status)
 	}
 
 	a.stop()
@@ -330,8 +330,8 @@ ledger: {driver: sqlite, path: %s, spoolPath: %s}
 	g := startGateway(t, cfg)
 	k := g.createKey("wsp_demo", `{"name":"one"}`)
 	gone := g.createKey("wsp_demo", `{"name":"two"}`)
-	if r := g.admin("POST", "/admin/keys/"+gone.ID+"/revoke", ""); r.status != 200 {
-		t.Fatalf("revoke: %d %s", r.status, r.body)
+	if r := g.admin("POST", "/admin/keys/"+gone.ID+"/revoke", ""); r.Status != 200 {
+		t.Fatalf("revoke: %d %s", r.Status, r.Body)
 	}
 	g.stop()
 
@@ -346,30 +346,30 @@ ledger: {driver: sqlite, path: %s, spoolPath: %s}
 		Keys []createdKey `json:"keys"`
 	}
 	r := g2.admin("GET", "/admin/workspaces/wsp_demo/keys", "")
-	if err := json.Unmarshal(r.body, &list); err != nil || len(list.Keys) != 2 {
-		t.Fatalf("list after restart: %s", r.body)
+	if err := json.Unmarshal(r.Body, &list); err != nil || len(list.Keys) != 2 {
+		t.Fatalf("list after restart: %s", r.Body)
 	}
 
 	// The one-URL form: POST /admin/keys with the workspace in the body.
 	r = g2.admin("POST", "/admin/keys", `{"workspace":"wsp_demo","name":"three"}`)
 	var k3 createdKey
-	if r.status != 201 || json.Unmarshal(r.body, &k3) != nil || k3.Workspace != "wsp_demo" {
-		t.Fatalf("POST /admin/keys: %d %s", r.status, r.body)
+	if r.Status != 201 || json.Unmarshal(r.Body, &k3) != nil || k3.Workspace != "wsp_demo" {
+		t.Fatalf("POST /admin/keys: %d %s", r.Status, r.Body)
 	}
 	if st, _ := chatStatus(g2, k3.Key); st != 200 {
 		t.Fatalf("key made through /admin/keys: %d", st)
 	}
 	r = g2.admin("GET", "/admin/keys?workspace=wsp_demo", "")
-	if err := json.Unmarshal(r.body, &list); err != nil || len(list.Keys) != 3 {
-		t.Fatalf("GET /admin/keys?workspace=: %s", r.body)
+	if err := json.Unmarshal(r.Body, &list); err != nil || len(list.Keys) != 3 {
+		t.Fatalf("GET /admin/keys?workspace=: %s", r.Body)
 	}
 	for _, c := range []struct{ method, path, body string }{
 		{"POST", "/admin/keys", `{"name":"no workspace"}`},
 		{"GET", "/admin/keys", ``},
 		{"POST", "/admin/workspaces/wsp_demo/keys", `{"workspace":"wsp_other"}`},
 	} {
-		if r := g2.admin(c.method, c.path, c.body); r.status != 422 {
-			t.Fatalf("%s %s %s: %d %s", c.method, c.path, c.body, r.status, r.body)
+		if r := g2.admin(c.method, c.path, c.body); r.Status != 422 {
+			t.Fatalf("%s %s %s: %d %s", c.method, c.path, c.body, r.Status, r.Body)
 		}
 	}
 }
@@ -400,7 +400,7 @@ func serveApp(t *testing.T, a *app, cfg *Config) *gw {
 	case err := <-done:
 		t.Fatalf("serve: %v", err)
 	}
-	g := &gw{t: t, app: a, base: "http://" + a.PublicAddr, ledger: cfg.Ledger.Path}
+	g := &gw{Client: testkit.Client{T: t, Base: "http://" + a.PublicAddr}, t: t, app: a, ledger: cfg.Ledger.Path}
 	g.stop = func() {
 		g.once.Do(func() {
 			cancel()
@@ -463,14 +463,14 @@ func TestKeyStoreOutageAndConcurrentWrites(t *testing.T) {
 	if st, code := chatStatus(a, all[0].Key); st != 200 {
 		t.Fatalf("known key while the database is cut: %d %s", st, code)
 	}
-	if r := a.admin("POST", "/admin/workspaces/wsp_demo/keys", `{}`); r.status != 503 {
-		t.Fatalf("create while the database is cut: %d %s", r.status, r.body)
-	} else if e := decodeErr(t, r); e.Error.Code != "upstream_unavailable" {
+	if r := a.admin("POST", "/admin/workspaces/wsp_demo/keys", `{}`); r.Status != 503 {
+		t.Fatalf("create while the database is cut: %d %s", r.Status, r.Body)
+	} else if e := testkit.DecodeErr(t, r); e.Error.Code != "upstream_unavailable" {
 		t.Fatalf("code %s", e.Error.Code)
 	}
 	made := b.createKey("wsp_demo", `{}`)
-	if r := b.admin("DELETE", "/admin/keys/"+all[0].ID, ""); r.status != 200 {
-		t.Fatalf("revoke on b: %d", r.status)
+	if r := b.admin("DELETE", "/admin/keys/"+all[0].ID, ""); r.Status != 200 {
+		t.Fatalf("revoke on b: %d", r.Status)
 	}
 	proxy.Restore()
 	within5s(t, "replica a catches up after the outage", func() bool {

@@ -57,13 +57,13 @@ func hammer(t *testing.T, base, token, persona string, n, workers int, body stri
 				l.mu.Lock()
 				l.statuses[resp.StatusCode]++
 				if resp.StatusCode == 200 {
-					var ok chatOK
+					var ok testkit.ChatOK
 					if json.Unmarshal(b, &ok) == nil {
 						l.costSum += ok.CostUsdMicros
 					}
 					l.okIDs = append(l.okIDs, resp.Header.Get("X-Request-Id"))
 				} else {
-					var e apiErr
+					var e testkit.APIError
 					_ = json.Unmarshal(b, &e)
 					l.codes[e.Error.Code]++
 				}
@@ -114,7 +114,7 @@ func ledgerConfig(t *testing.T, ledger string) string {
 func TestLedgerSQLiteTenThousand(t *testing.T) {
 	dir := t.TempDir()
 	g := startGateway(t, ledgerConfig(t, fmt.Sprintf("ledger:\n  driver: sqlite\n  path: %s/usage.db\n  spoolPath: %s/spool.jsonl\n  flushInterval: 20ms\n", dir, dir)))
-	l := hammer(t, g.base, keyDemo, "psn_demo", 10000, 16, `{"userText":"count me"}`, nil)
+	l := hammer(t, g.Base, keyDemo, "psn_demo", 10000, 16, `{"userText":"count me"}`, nil)
 	if l.statuses[200] != 10000 {
 		t.Fatalf("statuses %v", l.statuses)
 	}
@@ -141,7 +141,7 @@ func TestLedgerPostgresSurvivesOutage(t *testing.T) {
 	g := startGateway(t, ledgerConfig(t, fmt.Sprintf(
 		"ledger:\n  driver: postgres\n  dsn: %q\n  spoolPath: %s/spool.jsonl\n  flushInterval: 20ms\n  writeTimeout: 1s\n  retryInterval: 100ms\n",
 		proxied, dir)))
-	l := hammer(t, g.base, keyDemo, "psn_demo", 10000, 16, `{"userText":"count me"}`, func(i int64) {
+	l := hammer(t, g.Base, keyDemo, "psn_demo", 10000, 16, `{"userText":"count me"}`, func(i int64) {
 		switch i {
 		case 3000:
 			proxy.Cut()

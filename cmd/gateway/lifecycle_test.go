@@ -108,7 +108,7 @@ func lifecycleConfig(t *testing.T, p *stampProxy, server string) string {
 // close it exactly as it likes) and returns the connection and a reader.
 func rawRequest(t *testing.T, g *gw, body string) (*net.TCPConn, *bufio.Reader) {
 	t.Helper()
-	c, err := net.Dial("tcp", strings.TrimPrefix(g.base, "http://"))
+	c, err := net.Dial("tcp", strings.TrimPrefix(g.Base, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,35 +232,35 @@ func TestRequestTimeoutEndsEveryAttempt(t *testing.T) {
 	g := startGateway(t, text)
 
 	start := time.Now()
-	r := g.chat(keyDemo, "psn_demo", `{"userText":"hi","modelId":"oa-1"}`)
+	r := g.Chat(keyDemo, "psn_demo", `{"userText":"hi","modelId":"oa-1"}`)
 	took := time.Since(start)
-	if r.status != http.StatusGatewayTimeout || decodeErr(t, r).Error.Code != "upstream_timeout" {
-		t.Fatalf("past requestTimeout: %d %s", r.status, r.body)
+	if r.Status != http.StatusGatewayTimeout || testkit.DecodeErr(t, r).Error.Code != "upstream_timeout" {
+		t.Fatalf("past requestTimeout: %d %s", r.Status, r.Body)
 	}
 	if took > 1400*time.Millisecond {
 		t.Errorf("504 after %v; the deadline was 400ms", took)
 	}
 	testkit.Eventually(t, time.Second, "no upstream connection left open", func() bool { return p.open() == 0 })
 
-	resp, sr := g.openStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"an-1"}`)
+	resp, sr := g.OpenStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"an-1"}`)
 	defer resp.Body.Close()
-	var last sseEvent
+	var last testkit.SSEEvent
 	for {
-		ev, err := sr.next()
+		ev, err := sr.Next()
 		if err != nil {
 			break
 		}
 		last = ev
-		if ev.name != "delta" {
+		if ev.Name != "delta" {
 			break
 		}
 	}
 	code := ""
-	if e, ok := last.data["error"].(map[string]any); ok {
+	if e, ok := last.Data["error"].(map[string]any); ok {
 		code, _ = e["code"].(string)
 	}
-	if last.name != "error" || code != "upstream_timeout" {
-		t.Fatalf("stream past maxStreamDuration ended with %q", last.raw)
+	if last.Name != "error" || code != "upstream_timeout" {
+		t.Fatalf("stream past maxStreamDuration ended with %q", last.Raw)
 	}
 	testkit.Eventually(t, time.Second, "no upstream connection left open", func() bool { return p.open() == 0 })
 }
@@ -275,9 +275,9 @@ func TestHedgeLoserWaitingForHeadersIsCancelled(t *testing.T) {
 	pa, pb := startStampProxy(t, slow.addr), startStampProxy(t, fast.addr)
 	g := startGateway(t, hedgeConfig(t, pa.addr(), pb.addr(), "100ms"))
 	for i := range 3 {
-		resp, sr := g.openStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"hedged-1"}`)
-		if ev, err := sr.next(); err != nil || ev.name != "delta" {
-			t.Fatalf("first event %q: %v", ev.raw, err)
+		resp, sr := g.OpenStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"hedged-1"}`)
+		if ev, err := sr.Next(); err != nil || ev.Name != "delta" {
+			t.Fatalf("first event %q: %v", ev.Raw, err)
 		}
 		first := time.Now()
 		closed := pa.waitClosed(t, i+1, 2*time.Second)
@@ -287,10 +287,10 @@ func TestHedgeLoserWaitingForHeadersIsCancelled(t *testing.T) {
 			t.Errorf("loser closed %v after the winner's first delta reached the client", d)
 		}
 		for {
-			ev, err := sr.next()
-			if err != nil || ev.name != "delta" {
-				if ev.name != "done" {
-					t.Fatalf("stream ended with %q: %v", ev.raw, err)
+			ev, err := sr.Next()
+			if err != nil || ev.Name != "delta" {
+				if ev.Name != "done" {
+					t.Fatalf("stream ended with %q: %v", ev.Raw, err)
 				}
 				break
 			}
@@ -337,24 +337,24 @@ func TestHedgedTrafficRace(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			if i%3 == 0 {
-				if r := g.chat(keyDemo, "psn_demo", `{"userText":"hi `+fmt.Sprint(i)+`","modelId":"hedged-1"}`); r.status != 200 {
-					errs <- fmt.Sprintf("non-streaming %d: %s", r.status, r.body)
+				if r := g.Chat(keyDemo, "psn_demo", `{"userText":"hi `+fmt.Sprint(i)+`","modelId":"hedged-1"}`); r.Status != 200 {
+					errs <- fmt.Sprintf("non-streaming %d: %s", r.Status, r.Body)
 				}
 				return
 			}
-			resp, sr := g.openStream(keyDemo, "psn_demo", `{"userText":"hi `+fmt.Sprint(i)+`","stream":true,"modelId":"hedged-1"}`)
+			resp, sr := g.OpenStream(keyDemo, "psn_demo", `{"userText":"hi `+fmt.Sprint(i)+`","stream":true,"modelId":"hedged-1"}`)
 			defer resp.Body.Close()
 			for {
-				ev, err := sr.next()
+				ev, err := sr.Next()
 				if err != nil {
 					errs <- fmt.Sprintf("stream: %v", err)
 					return
 				}
-				if ev.name == "done" {
+				if ev.Name == "done" {
 					return
 				}
-				if ev.name != "delta" {
-					errs <- "stream ended with " + ev.raw
+				if ev.Name != "delta" {
+					errs <- "stream ended with " + ev.Raw
 					return
 				}
 			}

@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/moonborn/edge/internal/testkit"
 )
 
 // TestRateLimitHeadersAndRefusal: every reply carries the X-RateLimit-*
@@ -16,31 +18,31 @@ ledger:
 `, 1)
 	g := startGateway(t, text)
 	for i := 0; i < 2; i++ {
-		r := g.chat(keyDemo, "psn_demo", `{"userText":"hi"}`)
-		decodeOK(t, r)
+		r := g.Chat(keyDemo, "psn_demo", `{"userText":"hi"}`)
+		testkit.DecodeOK(t, r)
 		for _, h := range []string{"X-RateLimit-Limit-Requests", "X-RateLimit-Remaining-Requests", "X-RateLimit-Reset-Requests",
 			"X-RateLimit-Limit-Tokens", "X-RateLimit-Remaining-Tokens", "X-RateLimit-Reset-Tokens"} {
-			if r.header.Get(h) == "" {
-				t.Fatalf("reply %d lacks %s: %v", i, h, r.header)
+			if r.Header.Get(h) == "" {
+				t.Fatalf("reply %d lacks %s: %v", i, h, r.Header)
 			}
 		}
-		if got := r.header.Get("X-RateLimit-Remaining-Requests"); got != strconv.Itoa(1-i) {
+		if got := r.Header.Get("X-RateLimit-Remaining-Requests"); got != strconv.Itoa(1-i) {
 			t.Fatalf("reply %d: remaining requests %q", i, got)
 		}
 	}
-	r := g.chat(keyDemo, "psn_demo", `{"userText":"hi"}`)
-	e := decodeErr(t, r)
-	if r.status != 429 || e.Error.Code != "rate_limited" {
-		t.Fatalf("third request: %d %s", r.status, r.body)
+	r := g.Chat(keyDemo, "psn_demo", `{"userText":"hi"}`)
+	e := testkit.DecodeErr(t, r)
+	if r.Status != 429 || e.Error.Code != "rate_limited" {
+		t.Fatalf("third request: %d %s", r.Status, r.Body)
 	}
-	if ra, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || ra < 1 || ra > 2 {
-		t.Fatalf("Retry-After %q", r.header.Get("Retry-After"))
+	if ra, err := strconv.Atoi(r.Header.Get("Retry-After")); err != nil || ra < 1 || ra > 2 {
+		t.Fatalf("Retry-After %q", r.Header.Get("Retry-After"))
 	}
-	if r.header.Get("X-RateLimit-Remaining-Requests") != "0" || r.header.Get("X-RateLimit-Reset-Requests") == "" {
-		t.Fatalf("429 headers %v", r.header)
+	if r.Header.Get("X-RateLimit-Remaining-Requests") != "0" || r.Header.Get("X-RateLimit-Reset-Requests") == "" {
+		t.Fatalf("429 headers %v", r.Header)
 	}
 	// A stream's reply carries them too.
-	resp, _ := g.openStream(keyOther, "psn_other", `{"userText":"hi","stream":true}`)
+	resp, _ := g.OpenStream(keyOther, "psn_other", `{"userText":"hi","stream":true}`)
 	if resp.StatusCode != 200 || resp.Header.Get("X-RateLimit-Limit-Requests") != "2" { // the bucket size
 		t.Fatalf("stream: %d %v", resp.StatusCode, resp.Header)
 	}

@@ -119,8 +119,8 @@ func TestEmbeddedDefaultConfig(t *testing.T) {
 		t.Fatalf("-check-config on the default: %v %s", err, out)
 	}
 	p := startBinaryIn(t, dir, "-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0")
-	g := &gw{t: t, base: "http://" + p.addr}
-	if ok := decodeOK(t, g.chat(keyDemo, "psn_demo", `{"userText":"hi"}`)); ok.Model != "mock-1" {
+	g := &gw{Client: testkit.Client{T: t, Base: "http://" + p.addr}, t: t}
+	if ok := testkit.DecodeOK(t, g.Chat(keyDemo, "psn_demo", `{"userText":"hi"}`)); ok.Model != "mock-1" {
 		t.Fatalf("reply %+v", ok)
 	}
 	stopProcess(t, p)

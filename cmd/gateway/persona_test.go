@@ -38,7 +38,7 @@ func TestPersonaOriginSingleflight(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			req, _ := http.NewRequest("POST", g.base+"/v1/personas/psn_remote/chat", strings.NewReader(`{"userText":"hi"}`))
+			req, _ := http.NewRequest("POST", g.Base+"/v1/personas/psn_remote/chat", strings.NewReader(`{"userText":"hi"}`))
 			req.Header.Set("Authorization", "Bearer "+keyDemo)
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
@@ -59,7 +59,7 @@ func TestPersonaOriginSingleflight(t *testing.T) {
 		t.Fatalf("%d origin calls for 100 concurrent misses, want 1", n)
 	}
 	// Another workspace's caller gets the same 404 as for a missing persona.
-	if r := g.chat(keyOther, "psn_remote", `{"userText":"hi"}`); r.status != 404 {
-		t.Fatalf("other workspace: %d %s", r.status, r.body)
+	if r := g.Chat(keyOther, "psn_remote", `{"userText":"hi"}`); r.Status != 404 {
+		t.Fatalf("other workspace: %d %s", r.Status, r.Body)
 	}
 }

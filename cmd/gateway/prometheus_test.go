@@ -578,7 +578,7 @@ type promTraffic struct {
 }
 
 func (tr *promTraffic) note(status int, body []byte) {
-	var e apiErr
+	var e testkit.APIError
 	_ = json.Unmarshal(body, &e)
 	tr.mu.Lock()
 	if tr.seen == nil {
@@ -590,7 +590,7 @@ func (tr *promTraffic) note(status int, body []byte) {
 
 // send posts one chat (reading a stream to its end) and notes the result.
 func (tr *promTraffic) send(token, persona, body string) {
-	req, _ := http.NewRequest(http.MethodPost, tr.g.base+"/v1/personas/"+persona+"/chat", strings.NewReader(body))
+	req, _ := http.NewRequest(http.MethodPost, tr.g.Base+"/v1/personas/"+persona+"/chat", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -631,13 +631,13 @@ func (tr *promTraffic) round() {
 	tr.send("mb_wrong_key", "psn_demo", chat("mock-1", false))
 	tr.send(keyDemo, "psn_nobody", chat("mock-1", false))
 	tr.send(keyDemo, "psn_demo", `{"userText":""}`)
-	if resp, err := http.Get(tr.g.base + "/v2/nothing/here"); err == nil {
+	if resp, err := http.Get(tr.g.Base + "/v2/nothing/here"); err == nil {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		tr.note(resp.StatusCode, b)
 	}
 	// A request the server cannot parse: answered 422, counted as unreadable.
-	if c, err := net.Dial("tcp", strings.TrimPrefix(tr.g.base, "http://")); err == nil {
+	if c, err := net.Dial("tcp", strings.TrimPrefix(tr.g.Base, "http://")); err == nil {
 		_, _ = io.WriteString(c, "POST /v1/personas/psn_demo/chat HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n")
 		if resp, err := http.ReadResponse(bufioReader(c), nil); err == nil {
 			b, _ := io.ReadAll(resp.Body)

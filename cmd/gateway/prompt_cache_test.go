@@ -86,22 +86,22 @@ func TestPromptCacheAnthropic(t *testing.T) {
 		body := fmt.Sprintf(`{"userText":"question %d","memoryDigest":%q,"stream":%v}`, i, c.digest, c.stream)
 		var cost, in int64
 		if c.stream {
-			resp, r := g.openStream(keyDemo, "psn_long", body)
+			resp, r := g.OpenStream(keyDemo, "psn_long", body)
 			if resp.StatusCode != 200 {
 				t.Fatalf("call %d: status %d", i, resp.StatusCode)
 			}
 			for {
-				ev, err := r.next()
+				ev, err := r.Next()
 				if err != nil {
 					t.Fatalf("call %d: %v", i, err)
 				}
-				if ev.name == "done" {
-					cost, in = int64(ev.data["costUsdMicros"].(float64)), int64(ev.data["inputTokens"].(float64))
+				if ev.Name == "done" {
+					cost, in = int64(ev.Data["costUsdMicros"].(float64)), int64(ev.Data["inputTokens"].(float64))
 					break
 				}
 			}
 		} else {
-			ok := decodeOK(t, g.chat(keyDemo, "psn_long", body))
+			ok := testkit.DecodeOK(t, g.Chat(keyDemo, "psn_long", body))
 			cost, in = ok.CostUsdMicros, ok.InputTokens
 		}
 		costs = append(costs, cost)
@@ -161,7 +161,7 @@ func TestPromptCacheAnthropic(t *testing.T) {
 func TestPromptCacheOneHour(t *testing.T) {
 	up := startUpstream(t, mock.ServerConfig{OutputTokens: 5})
 	g := startGateway(t, cacheConfig(t, up, "1h"))
-	decodeOK(t, g.chat(keyDemo, "psn_long", `{"userText":"hi"}`))
+	testkit.DecodeOK(t, g.Chat(keyDemo, "psn_long", `{"userText":"hi"}`))
 	rec, _ := up.srv.LastRequest()
 	if len(rec.CacheBreakpoints) != 1 || rec.CacheBreakpoints[0].TTL != "1h" {
 		t.Fatalf("breakpoints %+v", rec.CacheBreakpoints)
@@ -186,7 +186,7 @@ func TestPromptCacheOpenAI(t *testing.T) {
 	g := startGateway(t, cacheConfig(t, up, "5m"))
 	var keys []string
 	for i := range 3 {
-		decodeOK(t, g.chat(keyDemo, "psn_long", fmt.Sprintf(`{"userText":"question %d","modelId":"oa-1","memoryDigest":"d%d"}`, i, i)))
+		testkit.DecodeOK(t, g.Chat(keyDemo, "psn_long", fmt.Sprintf(`{"userText":"question %d","modelId":"oa-1","memoryDigest":"d%d"}`, i, i)))
 		rec, _ := up.srv.LastRequest()
 		keys = append(keys, rec.PromptCacheKey)
 	}
@@ -218,7 +218,7 @@ func TestPromptCacheOff(t *testing.T) {
 	g := startGateway(t, cacheConfig(t, up, "5m"))
 	for _, c := range []struct{ persona, model string }{{"psn_long", "an-off"}, {"psn_off", "an-1"}, {"psn_off", "oa-1"}} {
 		for range 2 {
-			decodeOK(t, g.chat(keyDemo, c.persona, `{"userText":"hi","modelId":"`+c.model+`"}`))
+			testkit.DecodeOK(t, g.Chat(keyDemo, c.persona, `{"userText":"hi","modelId":"`+c.model+`"}`))
 			rec, _ := up.srv.LastRequest()
 			if len(rec.CacheBreakpoints) != 0 || rec.PromptCacheKey != "" {
 				t.Fatalf("%s on %s: breakpoints %+v key %q", c.persona, c.model, rec.CacheBreakpoints, rec.PromptCacheKey)
@@ -240,7 +240,7 @@ func TestPromptCacheUsageAPI(t *testing.T) {
 	up := startUpstream(t, mock.ServerConfig{OutputTokens: 5})
 	g := startGateway(t, cacheConfig(t, up, "5m"))
 	for i := range 3 {
-		decodeOK(t, g.chat(keyDemo, "psn_long", fmt.Sprintf(`{"userText":"q%d"}`, i)))
+		testkit.DecodeOK(t, g.Chat(keyDemo, "psn_long", fmt.Sprintf(`{"userText":"q%d"}`, i)))
 	}
 	var sum struct {
 		Total struct {
@@ -253,8 +253,8 @@ func TestPromptCacheUsageAPI(t *testing.T) {
 	}
 	testkit.Eventually(t, 5*time.Second, "three records in the usage API", func() bool {
 		r := g.admin(http.MethodGet, "/admin/workspaces/wsp_demo/usage?from=2000-01-01", "")
-		if r.status != 200 || json.Unmarshal(r.body, &sum) != nil {
-			t.Fatalf("usage API: %d %s", r.status, r.body)
+		if r.Status != 200 || json.Unmarshal(r.Body, &sum) != nil {
+			t.Fatalf("usage API: %d %s", r.Status, r.Body)
 		}
 		return sum.Total.Requests == 3
 	})
@@ -326,13 +326,13 @@ func TestPromptCacheAnthropicSDK(t *testing.T) {
 func TestPromptCacheCutStream(t *testing.T) {
 	up := startUpstream(t, mock.ServerConfig{OutputTokens: 20, CutAfterTokens: 3})
 	g := startGateway(t, cacheConfig(t, up, "5m"))
-	resp, r := g.openStream(keyDemo, "psn_long", `{"userText":"hi","stream":true}`)
+	resp, r := g.OpenStream(keyDemo, "psn_long", `{"userText":"hi","stream":true}`)
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
 	for {
-		ev, err := r.next()
-		if err != nil || ev.name == "error" || ev.name == "done" {
+		ev, err := r.Next()
+		if err != nil || ev.Name == "error" || ev.Name == "done" {
 			break
 		}
 	}

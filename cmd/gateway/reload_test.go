@@ -111,7 +111,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		t.Fatalf("config hash %q", hash1)
 	}
 
-	ok1 := decodeOK(t, g.chat(keyDemo, "psn_demo", `{"userText":"hi"}`))
+	ok1 := testkit.DecodeOK(t, g.Chat(keyDemo, "psn_demo", `{"userText":"hi"}`))
 	if p := lastSystemPrompt(t, up); p != "Prompt one." {
 		t.Fatalf("prompt before reload %q", p)
 	}
@@ -119,14 +119,14 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		t.Fatalf("cost at 1 µUSD/token: %+v", ok1)
 	}
 	pool := a.currentPools()[0]
-	_ = decodeOK(t, g.chat(keyDemo, "psn_same", `{"userText":"warm the cache"}`))
+	_ = testkit.DecodeOK(t, g.Chat(keyDemo, "psn_same", `{"userText":"warm the cache"}`))
 
 	// A stream opened on the old config, one delta read.
-	resp, sse := g.openStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true}`)
+	resp, sse := g.OpenStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true}`)
 	if resp.StatusCode != 200 {
 		t.Fatalf("stream status %d", resp.StatusCode)
 	}
-	if ev, err := sse.next(); err != nil || ev.name != "delta" {
+	if ev, err := sse.Next(); err != nil || ev.Name != "delta" {
 		t.Fatalf("first event %v %v", ev, err)
 	}
 
@@ -136,7 +136,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	}
 	testkit.Eventually(t, 5*time.Second, "the reload", func() bool { return g.status()["configHash"] != hash1 })
 
-	ok2 := decodeOK(t, g.chat(keyDemo, "psn_demo", `{"userText":"hi"}`))
+	ok2 := testkit.DecodeOK(t, g.Chat(keyDemo, "psn_demo", `{"userText":"hi"}`))
 	if p := lastSystemPrompt(t, up); p != "Prompt two." {
 		t.Fatalf("prompt after reload %q", p)
 	}
@@ -149,23 +149,23 @@ func TestReloadOnSIGHUP(t *testing.T) {
 
 	// The old stream ends normally, priced as it started.
 	deltas := 1
-	var done sseEvent
+	var done testkit.SSEEvent
 	for {
-		ev, err := sse.next()
+		ev, err := sse.Next()
 		if err != nil {
 			t.Fatalf("stream after reload: %v (after %d deltas)", err, deltas)
 		}
-		if ev.name == "delta" {
+		if ev.Name == "delta" {
 			deltas++
 			continue
 		}
 		done = ev
 		break
 	}
-	if done.name != "done" || deltas != 20 {
-		t.Fatalf("stream ended with %s after %d deltas", done.raw, deltas)
+	if done.Name != "done" || deltas != 20 {
+		t.Fatalf("stream ended with %s after %d deltas", done.Raw, deltas)
 	}
-	in, out, cost := done.data["inputTokens"].(float64), done.data["outputTokens"].(float64), done.data["costUsdMicros"].(float64)
+	in, out, cost := done.Data["inputTokens"].(float64), done.Data["outputTokens"].(float64), done.Data["costUsdMicros"].(float64)
 	if cost != in+out {
 		t.Fatalf("stream opened before the reload cost %v for %v+%v tokens; want the old price", cost, in, out)
 	}
@@ -176,18 +176,18 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	broken = strings.Replace(broken, "provider: up,", "provider: nosuch,", 1)
 	writeFile(t, path, broken)
 	r := g.admin("POST", "/admin/reload", "")
-	if r.status != 422 {
-		t.Fatalf("broken reload: %d %s", r.status, r.body)
+	if r.Status != 422 {
+		t.Fatalf("broken reload: %d %s", r.Status, r.Body)
 	}
 	for _, want := range []string{"nosuch", "requestBurst"} {
-		if !bytes.Contains(r.body, []byte(want)) {
-			t.Errorf("reload reply does not name %q: %s", want, r.body)
+		if !bytes.Contains(r.Body, []byte(want)) {
+			t.Errorf("reload reply does not name %q: %s", want, r.Body)
 		}
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("logs do not name %q", want)
 		}
 	}
-	ok3 := decodeOK(t, g.chat(keyDemo, "psn_demo", `{"userText":"hi"}`))
+	ok3 := testkit.DecodeOK(t, g.Chat(keyDemo, "psn_demo", `{"userText":"hi"}`))
 	if p := lastSystemPrompt(t, up); p != "Prompt two." || ok3.CostUsdMicros != 1000*(ok3.InputTokens+ok3.OutputTokens) {
 		t.Fatalf("after a refused reload: prompt %q, %+v", p, ok3)
 	}
@@ -214,18 +214,18 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		ConfigHash      string   `json:"configHash"`
 		RestartRequired []string `json:"restartRequired"`
 	}
-	if r.status != 200 || json.Unmarshal(r.body, &res) != nil || len(res.ConfigHash) != 64 ||
+	if r.Status != 200 || json.Unmarshal(r.Body, &res) != nil || len(res.ConfigHash) != 64 ||
 		len(res.RestartRequired) != 1 || res.RestartRequired[0] != "server" {
-		t.Fatalf("reload: %d %s", r.status, r.body)
+		t.Fatalf("reload: %d %s", r.Status, r.Body)
 	}
-	if ok := decodeOK(t, g.chat(keyDemo, "psn_demo", `{"userText":"hi","modelId":"m2"}`)); ok.Model != "m2" {
+	if ok := testkit.DecodeOK(t, g.Chat(keyDemo, "psn_demo", `{"userText":"hi","modelId":"m2"}`)); ok.Model != "m2" {
 		t.Fatalf("new model: %+v", ok)
 	}
 	if p := lastSystemPrompt(t, up); p != "Prompt four." {
 		t.Fatalf("prompt %q", p)
 	}
-	if r := g.admin("GET", "/admin/reload", ""); r.status != 405 {
-		t.Fatalf("GET /admin/reload: %d", r.status)
+	if r := g.admin("GET", "/admin/reload", ""); r.Status != 405 {
+		t.Fatalf("GET /admin/reload: %d", r.Status)
 	}
 }
 
@@ -268,8 +268,8 @@ func TestReloadKeepsBreakerOfUnchangedDeployment(t *testing.T) {
 		return "missing"
 	}
 	for range 4 {
-		if r := g.chat(keyDemo, "psn_demo", `{"userText":"hi","modelId":"ha-1"}`); r.status != 200 {
-			t.Fatalf("failover to b: %d %s", r.status, r.body)
+		if r := g.Chat(keyDemo, "psn_demo", `{"userText":"hi","modelId":"ha-1"}`); r.Status != 200 {
+			t.Fatalf("failover to b: %d %s", r.Status, r.Body)
 		}
 	}
 	if s := breakerOf("a"); s != "open" {
@@ -288,8 +288,8 @@ func TestReloadKeepsBreakerOfUnchangedDeployment(t *testing.T) {
 	}
 	failures := bad.srv.Stats().Failures
 	for range 3 {
-		if r := g.chat(keyDemo, "psn_demo", `{"userText":"hi","modelId":"ha-1"}`); r.status != 200 {
-			t.Fatalf("after reload: %d %s", r.status, r.body)
+		if r := g.Chat(keyDemo, "psn_demo", `{"userText":"hi","modelId":"ha-1"}`); r.Status != 200 {
+			t.Fatalf("after reload: %d %s", r.Status, r.Body)
 		}
 	}
 	if n := bad.srv.Stats().Failures; n != failures {

@@ -47,23 +47,23 @@ func TestFailoverToSecondary(t *testing.T) {
 		stream := i%2 == 1
 		body := `{"userText":"hi","modelId":"ha-1","stream":` + strconv.FormatBool(stream) + `}`
 		if !stream {
-			ok := decodeOK(t, g.chat(keyDemo, "psn_demo", body))
+			ok := testkit.DecodeOK(t, g.Chat(keyDemo, "psn_demo", body))
 			if ok.OutputTokens != 7 || ok.Model != "ha-1" {
 				t.Fatalf("reply %+v", ok)
 			}
 			continue
 		}
-		_, sr := g.openStream(keyDemo, "psn_demo", body)
+		_, sr := g.OpenStream(keyDemo, "psn_demo", body)
 		for {
-			ev, err := sr.next()
+			ev, err := sr.Next()
 			if err != nil {
 				t.Fatalf("request %d: %v", i, err)
 			}
-			if ev.name == "done" {
+			if ev.Name == "done" {
 				break
 			}
-			if ev.name != "delta" {
-				t.Fatalf("request %d: %s", i, ev.raw)
+			if ev.Name != "delta" {
+				t.Fatalf("request %d: %s", i, ev.Raw)
 			}
 		}
 	}
@@ -92,14 +92,14 @@ func TestSingleDeploymentBreaker(t *testing.T) {
 	g := startGateway(t, routingConfig(t, a, b))
 	body := `{"userText":"hi","modelId":"solo-1"}`
 	for i := 0; i < 2; i++ {
-		if r := g.chat(keyDemo, "psn_demo", body); r.status != 502 {
-			t.Fatalf("attempt %d: %d %s", i, r.status, r.body)
+		if r := g.Chat(keyDemo, "psn_demo", body); r.Status != 502 {
+			t.Fatalf("attempt %d: %d %s", i, r.Status, r.Body)
 		}
 	}
 	before := a.srv.Stats().Requests
-	r := g.chat(keyDemo, "psn_demo", body)
-	if e := decodeErr(t, r); r.status != 503 || e.Error.Code != "upstream_unavailable" || r.header.Get("Retry-After") != "1" {
-		t.Fatalf("open breaker: %d %s Retry-After %q", r.status, r.body, r.header.Get("Retry-After"))
+	r := g.Chat(keyDemo, "psn_demo", body)
+	if e := testkit.DecodeErr(t, r); r.Status != 503 || e.Error.Code != "upstream_unavailable" || r.Header.Get("Retry-After") != "1" {
+		t.Fatalf("open breaker: %d %s Retry-After %q", r.Status, r.Body, r.Header.Get("Retry-After"))
 	}
 	if a.srv.Stats().Requests != before {
 		t.Fatal("an open breaker still sent the request upstream")
@@ -110,15 +110,15 @@ func TestSingleDeploymentBreaker(t *testing.T) {
 	}
 	req, _ := http.NewRequest("GET", admin+"/admin/upstreams", nil)
 	req.Header.Set("Authorization", "Bearer admin-secret")
-	view := g.do(req)
+	view := g.Do(req)
 	var snap struct {
 		Models []struct {
 			Model       string
 			Deployments []struct{ Name, Breaker string }
 		}
 	}
-	if err := json.Unmarshal(view.body, &snap); err != nil || view.status != 200 {
-		t.Fatalf("upstreams view %d %s", view.status, view.body)
+	if err := json.Unmarshal(view.Body, &snap); err != nil || view.Status != 200 {
+		t.Fatalf("upstreams view %d %s", view.Status, view.Body)
 	}
 	found := false
 	for _, m := range snap.Models {
@@ -127,14 +127,14 @@ func TestSingleDeploymentBreaker(t *testing.T) {
 		}
 	}
 	if !found {
-		t.Fatalf("upstreams view %s", view.body)
+		t.Fatalf("upstreams view %s", view.Body)
 	}
-	if r := g.do(mustReq("GET", admin+"/admin/upstreams")); r.status != 401 {
-		t.Fatalf("admin without token: %d", r.status)
+	if r := g.Do(mustReq("GET", admin+"/admin/upstreams")); r.Status != 401 {
+		t.Fatalf("admin without token: %d", r.Status)
 	}
 	a.srv.SetConfig(mock.ServerConfig{})
 	testkit.Eventually(t, 5*time.Second, "recovery through half-open", func() bool {
-		return g.chat(keyDemo, "psn_demo", body).status == 200
+		return g.Chat(keyDemo, "psn_demo", body).Status == 200
 	})
 }
 

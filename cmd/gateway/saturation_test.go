@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers/mock"
 )
 
@@ -36,12 +37,12 @@ func TestSaturationQueues(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					r := g.chat(keyDemo, "psn_demo", `{"userText":"hi","modelId":"oa-1"}`)
+					r := g.Chat(keyDemo, "psn_demo", `{"userText":"hi","modelId":"oa-1"}`)
 					mu.Lock()
 					defer mu.Unlock()
-					codes[r.status]++
-					if r.status != 200 {
-						msgs = append(msgs, decodeErr(t, r).Error.Message)
+					codes[r.Status]++
+					if r.Status != 200 {
+						msgs = append(msgs, testkit.DecodeErr(t, r).Error.Message)
 					}
 				}()
 			}

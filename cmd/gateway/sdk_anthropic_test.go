@@ -18,7 +18,7 @@ import (
 
 func anthropicClient(g *gw, key string, opts ...option.RequestOption) anthropic.Client {
 	return anthropic.NewClient(append([]option.RequestOption{
-		option.WithBaseURL(g.base), option.WithAPIKey(key), option.WithMaxRetries(0),
+		option.WithBaseURL(g.Base), option.WithAPIKey(key), option.WithMaxRetries(0),
 	}, opts...)...)
 }
 
@@ -216,28 +216,28 @@ func TestAnthropicSDKMidStreamCutAndPersona(t *testing.T) {
 func TestSDKRouterErrorShapes(t *testing.T) {
 	g := startGateway(t, testConfig(t, nil, ""))
 	big := `{"model":"mock-1","messages":[{"role":"user","content":"` + strings.Repeat("x", 5000) + `"}]}`
-	r := g.post("/v1/chat/completions", keyDemo, big)
+	r := g.Post("/v1/chat/completions", keyDemo, big)
 	var oe struct {
 		Error struct{ Message, Type, Code string } `json:"error"`
 	}
-	if err := json.Unmarshal(r.body, &oe); r.status != 413 || err != nil || oe.Error.Type != "invalid_request_error" || oe.Error.Code != "payload_too_large" {
-		t.Fatalf("413: %d %s", r.status, r.body)
+	if err := json.Unmarshal(r.Body, &oe); r.Status != 413 || err != nil || oe.Error.Type != "invalid_request_error" || oe.Error.Code != "payload_too_large" {
+		t.Fatalf("413: %d %s", r.Status, r.Body)
 	}
-	r = g.post("/v1/messages", keyDemo, big, "anthropic-version", "2023-06-01")
+	r = g.Post("/v1/messages", keyDemo, big, "anthropic-version", "2023-06-01")
 	var ae struct {
 		Type  string `json:"type"`
 		Error struct{ Type, Message string }
 	}
-	if err := json.Unmarshal(r.body, &ae); r.status != 413 || err != nil || ae.Type != "error" || ae.Error.Type != "request_too_large" {
-		t.Fatalf("413: %d %s", r.status, r.body)
+	if err := json.Unmarshal(r.Body, &ae); r.Status != 413 || err != nil || ae.Type != "error" || ae.Error.Type != "request_too_large" {
+		t.Fatalf("413: %d %s", r.Status, r.Body)
 	}
-	r = g.post("/v1/models", keyDemo, "{}")
-	if err := json.Unmarshal(r.body, &oe); r.status != 405 || err != nil || oe.Error.Type == "" || r.header.Get("Allow") != "GET" {
-		t.Fatalf("405: %d %v %s", r.status, r.header, r.body)
+	r = g.Post("/v1/models", keyDemo, "{}")
+	if err := json.Unmarshal(r.Body, &oe); r.Status != 405 || err != nil || oe.Error.Type == "" || r.Header.Get("Allow") != "GET" {
+		t.Fatalf("405: %d %v %s", r.Status, r.Header, r.Body)
 	}
-	r = g.post("/v1/messages", keyDemo, `{"model":`, "anthropic-version", "2023-06-01")
-	if err := json.Unmarshal(r.body, &ae); r.status != 400 || err != nil || ae.Error.Type != "invalid_request_error" || !strings.Contains(ae.Error.Message, "body") {
-		t.Fatalf("malformed: %d %s", r.status, r.body)
+	r = g.Post("/v1/messages", keyDemo, `{"model":`, "anthropic-version", "2023-06-01")
+	if err := json.Unmarshal(r.Body, &ae); r.Status != 400 || err != nil || ae.Error.Type != "invalid_request_error" || !strings.Contains(ae.Error.Message, "body") {
+		t.Fatalf("malformed: %d %s", r.Status, r.Body)
 	}
 }
 

@@ -37,7 +37,7 @@ func TestNodeSDKs(t *testing.T) {
 	g := startGateway(t, testConfig(t, up, ""))
 	cmd := exec.CommandContext(ctx, "node", "sdk.mjs")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "BASE="+g.base, "KEY="+keyDemo)
+	cmd.Env = append(os.Environ(), "BASE="+g.Base, "KEY="+keyDemo)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("node sdk.mjs: %v\n%s", err, out)

@@ -20,7 +20,7 @@ import (
 
 func openAIClient(g *gw, key string, opts ...option.RequestOption) openai.Client {
 	return openai.NewClient(append([]option.RequestOption{
-		option.WithBaseURL(g.base + "/v1"), option.WithAPIKey(key), option.WithMaxRetries(0),
+		option.WithBaseURL(g.Base + "/v1"), option.WithAPIKey(key), option.WithMaxRetries(0),
 	}, opts...)...)
 }
 

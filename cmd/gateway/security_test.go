@@ -202,7 +202,7 @@ func TestMalformedRequestsNeverLogCredentials(t *testing.T) {
 		if status < 400 || status > 499 {
 			t.Errorf("%s: status %d, want 4xx", s.name, status)
 		}
-		var e apiErr
+		var e testkit.APIError
 		if json.Unmarshal([]byte(reply), &e) != nil || e.Error.Code == "" {
 			t.Errorf("%s: reply %q is not the error shape", s.name, reply)
 		}
@@ -212,13 +212,13 @@ func TestMalformedRequestsNeverLogCredentials(t *testing.T) {
 	}
 	// Authenticated requests too: the access log, an upstream call
 	// carrying the upstream key, the admin API with its token.
-	g := &gw{t: t, base: "http://" + addr}
-	decodeOK(t, g.chat(keyPlain, "psn_demo", body))
-	decodeOK(t, g.chat(keyDemo, "psn_demo", `{"userText":"hi","modelId":"oa-1"}`))
+	g := &gw{Client: testkit.Client{T: t, Base: "http://" + addr}, t: t}
+	testkit.DecodeOK(t, g.Chat(keyPlain, "psn_demo", body))
+	testkit.DecodeOK(t, g.Chat(keyDemo, "psn_demo", `{"userText":"hi","modelId":"oa-1"}`))
 	req, _ := http.NewRequest(http.MethodGet, "http://"+admin+"/admin/upstreams", nil)
 	req.Header.Set("Authorization", "Bearer "+adminSecret)
-	if r := g.do(req); r.status != 200 {
-		t.Fatalf("admin: %d %s", r.status, r.body)
+	if r := g.Do(req); r.Status != 200 {
+		t.Fatalf("admin: %d %s", r.Status, r.Body)
 	}
 	metrics := scrapeMetrics(t, "http://"+admin)
 	if !regexp.MustCompile(`moonborn_unreadable_requests_total\{reason="malformed_headers"\} [1-9]`).Match(metrics) ||
@@ -565,7 +565,7 @@ func TestAdminPathsMatchRawPath(t *testing.T) {
 // gets 408 in the error shape, not 422.
 func TestReadTimeoutIs408(t *testing.T) {
 	g := startGateway(t, testConfig(t, nil, "  readTimeout: 300ms"))
-	addr := strings.TrimPrefix(g.base, "http://")
+	addr := strings.TrimPrefix(g.Base, "http://")
 	for _, partial := range []string{
 		"POST /v1/personas/psn_demo/chat HTTP/1.1\r\nHost: x\r\n",                            // headers unfinished
 		"POST /v1/personas/psn_demo/chat HTTP/1.1\r\nHost: x\r\nContent-Length: 17\r\n\r\n{", // body unfinished

@@ -39,10 +39,10 @@ ledger: {driver: jsonl, path: %s}
 		t.Fatal(err)
 	}
 	cmd, addr, _ := startProcess(t, bin, cfgPath)
-	g := &gw{t: t, base: "http://" + addr}
-	_, sr := g.openStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true}`)
-	if ev, err := sr.next(); err != nil || ev.name != "delta" {
-		t.Fatalf("first event %q: %v", ev.raw, err)
+	g := &gw{Client: testkit.Client{T: t, Base: "http://" + addr}, t: t}
+	_, sr := g.OpenStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true}`)
+	if ev, err := sr.Next(); err != nil || ev.Name != "delta" {
+		t.Fatalf("first event %q: %v", ev.Raw, err)
 	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -54,19 +54,19 @@ ledger: {driver: jsonl, path: %s}
 		}
 		return err != nil
 	})
-	var last sseEvent
+	var last testkit.SSEEvent
 	for {
-		ev, err := sr.next()
+		ev, err := sr.Next()
 		if err != nil {
 			t.Fatalf("stream cut by shutdown: %v", err)
 		}
-		if ev.name != "delta" {
+		if ev.Name != "delta" {
 			last = ev
 			break
 		}
 	}
-	if last.name != "done" {
-		t.Fatalf("stream ended with %q", last.raw)
+	if last.Name != "done" {
+		t.Fatalf("stream ended with %q", last.Raw)
 	}
 	waitc := make(chan error, 1)
 	go func() { waitc <- cmd.Wait() }()

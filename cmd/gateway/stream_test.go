@@ -23,20 +23,20 @@ func TestStreamArrivesIncrementally(t *testing.T) {
 	for _, model := range []string{"oa-1", "an-1"} {
 		t.Run(model, func(t *testing.T) {
 			before := up.srv.Stats().StreamsCompleted
-			_, sr := g.openStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"`+model+`"}`)
-			ev, err := sr.next()
-			if err != nil || ev.name != "delta" {
-				t.Fatalf("first event %q: %v", ev.raw, err)
+			_, sr := g.OpenStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"`+model+`"}`)
+			ev, err := sr.Next()
+			if err != nil || ev.Name != "delta" {
+				t.Fatalf("first event %q: %v", ev.Raw, err)
 			}
 			if up.srv.Stats().StreamsCompleted != before {
 				t.Fatal("the first delta arrived only after the upstream finished: events are batched")
 			}
-			ev, n := sr.untilDone(t)
+			ev, n := sr.UntilDone(t)
 			n++ // the first delta, read above
-			if n != 10 || int(ev.data["outputTokens"].(float64)) != 10 {
-				t.Fatalf("%d deltas, done %s", n, ev.raw)
+			if n != 10 || int(ev.Data["outputTokens"].(float64)) != 10 {
+				t.Fatalf("%d deltas, done %s", n, ev.Raw)
 			}
-			if _, err := sr.next(); err != io.EOF {
+			if _, err := sr.Next(); err != io.EOF {
 				t.Fatalf("after done: %v", err)
 			}
 		})
@@ -49,10 +49,10 @@ func TestStreamClientDisconnectClosesUpstream(t *testing.T) {
 	up := startUpstream(t, mock.ServerConfig{OutputTokens: 200, TokenDelay: 20 * time.Millisecond})
 	g := startGateway(t, testConfig(t, up, "  pingInterval: 50ms"))
 	for i, model := range []string{"oa-1", "an-1"} {
-		resp, sr := g.openStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"`+model+`"}`)
+		resp, sr := g.OpenStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"`+model+`"}`)
 		for j := 0; j < 3; j++ {
-			if ev, err := sr.next(); err != nil || ev.name != "delta" {
-				t.Fatalf("%s: event %q: %v", model, ev.raw, err)
+			if ev, err := sr.Next(); err != nil || ev.Name != "delta" {
+				t.Fatalf("%s: event %q: %v", model, ev.Raw, err)
 			}
 		}
 		resp.Body.Close()
@@ -82,23 +82,23 @@ func TestStreamUpstreamCut(t *testing.T) {
 	g := startGateway(t, testConfig(t, up, ""))
 	for _, model := range []string{"oa-1", "an-1"} {
 		t.Run(model, func(t *testing.T) {
-			_, sr := g.openStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"`+model+`"}`)
+			_, sr := g.OpenStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"`+model+`"}`)
 			deltas := 0
 			for {
-				ev, err := sr.next()
+				ev, err := sr.Next()
 				if err != nil {
 					t.Fatalf("after %d deltas: %v", deltas, err)
 				}
-				if ev.name == "delta" {
+				if ev.Name == "delta" {
 					deltas++
 					continue
 				}
-				if ev.name != "error" {
-					t.Fatalf("stream ended with %q", ev.raw)
+				if ev.Name != "error" {
+					t.Fatalf("stream ended with %q", ev.Raw)
 				}
-				e := ev.data["error"].(map[string]any)
+				e := ev.Data["error"].(map[string]any)
 				if e["code"] != "upstream_error" || e["message"] == "" {
-					t.Fatalf("error event %s", ev.raw)
+					t.Fatalf("error event %s", ev.Raw)
 				}
 				break
 			}
@@ -124,22 +124,22 @@ func TestStreamMidStreamErrorEvent(t *testing.T) {
 	up := startUpstream(t, mock.ServerConfig{OutputTokens: 50, ErrorEventAfterTokens: 4})
 	g := startGateway(t, testConfig(t, up, ""))
 	for _, model := range []string{"oa-1", "an-1"} {
-		_, sr := g.openStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"`+model+`"}`)
-		var last sseEvent
+		_, sr := g.OpenStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"`+model+`"}`)
+		var last testkit.SSEEvent
 		n := 0
 		for {
-			ev, err := sr.next()
+			ev, err := sr.Next()
 			if err != nil {
 				t.Fatalf("%s: %v", model, err)
 			}
-			if ev.name != "delta" {
+			if ev.Name != "delta" {
 				last = ev
 				break
 			}
 			n++
 		}
-		if last.name != "error" || n != 4 {
-			t.Fatalf("%s: %d deltas then %q", model, n, last.raw)
+		if last.Name != "error" || n != 4 {
+			t.Fatalf("%s: %d deltas then %q", model, n, last.Raw)
 		}
 	}
 }
@@ -148,9 +148,9 @@ func TestStreamMidStreamErrorEvent(t *testing.T) {
 func TestStreamPing(t *testing.T) {
 	up := startUpstream(t, mock.ServerConfig{OutputTokens: 3, TokenDelay: 400 * time.Millisecond})
 	g := startGateway(t, testConfig(t, up, "  pingInterval: 50ms"))
-	_, sr := g.openStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"oa-1"}`)
-	sr.untilDone(t)
-	if sr.pings == 0 {
+	_, sr := g.OpenStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"oa-1"}`)
+	sr.UntilDone(t)
+	if sr.Pings == 0 {
 		t.Fatal("no ping during 400ms silences with a 50ms ping interval")
 	}
 }
@@ -160,13 +160,13 @@ func TestStreamPing(t *testing.T) {
 func TestStreamErrorsBeforeFirstTokenAreJSON(t *testing.T) {
 	up := startUpstream(t, mock.ServerConfig{FailStatus: 500})
 	g := startGateway(t, testConfig(t, up, ""))
-	r := g.chat(keyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"an-1"}`)
-	if e := decodeErr(t, r); r.status != 502 || e.Error.Code != "upstream_error" {
-		t.Fatalf("%d %s", r.status, r.body)
+	r := g.Chat(keyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"an-1"}`)
+	if e := testkit.DecodeErr(t, r); r.Status != 502 || e.Error.Code != "upstream_error" {
+		t.Fatalf("%d %s", r.Status, r.Body)
 	}
-	r = g.chat("", "psn_demo", `{"userText":"hi","stream":true}`)
-	if r.status != 401 || !strings.Contains(r.header.Get("Content-Type"), "json") {
-		t.Fatalf("%d %s", r.status, r.body)
+	r = g.Chat("", "psn_demo", `{"userText":"hi","stream":true}`)
+	if r.Status != 401 || !strings.Contains(r.Header.Get("Content-Type"), "json") {
+		t.Fatalf("%d %s", r.Status, r.Body)
 	}
 }
 
@@ -176,10 +176,10 @@ func TestLedgerRecordsEveryRequest(t *testing.T) {
 	g := startGateway(t, testConfig(t, nil, ""))
 	var sum int64
 	for i := 0; i < 20; i++ {
-		sum += decodeOK(t, g.chat(keyDemo, "psn_demo", `{"userText":"question number `+strings.Repeat("x", i)+`"}`)).CostUsdMicros
+		sum += testkit.DecodeOK(t, g.Chat(keyDemo, "psn_demo", `{"userText":"question number `+strings.Repeat("x", i)+`"}`)).CostUsdMicros
 	}
-	g.chat(keyDemo, "psn_demo", `{"userText":""}`)  // 422, recorded
-	g.chat("nope", "psn_demo", `{"userText":"hi"}`) // 401, not recorded: no workspace
+	g.Chat(keyDemo, "psn_demo", `{"userText":""}`)  // 422, recorded
+	g.Chat("nope", "psn_demo", `{"userText":"hi"}`) // 401, not recorded: no workspace
 	recs := g.readLedger()
 	if len(recs) != 21 {
 		t.Fatalf("%d records, want 21", len(recs))

@@ -312,10 +312,10 @@ func TestTracesReachACollector(t *testing.T) {
 
 	t.Run("caller's trace continued, upstream gets the attempt's traceparent", func(t *testing.T) {
 		const tid = "4bf92f3577b34da6a3ce929d0e0e4736"
-		r := g.post("/v1/personas/psn_demo/chat", keyDemo, `{"userText":"the secret prompt","modelId":"tr-1"}`,
+		r := g.Post("/v1/personas/psn_demo/chat", keyDemo, `{"userText":"the secret prompt","modelId":"tr-1"}`,
 			"traceparent", "00-"+tid+"-00f067aa0ba902b7-01", "X-Request-Id", "req-traced-1")
-		if r.status != 200 {
-			t.Fatalf("status %d: %s", r.status, r.body)
+		if r.Status != 200 {
+			t.Fatalf("status %d: %s", r.Status, r.Body)
 		}
 		spans := waitTrace(t, sink, tid, 2)
 		servers, clients := byKind(spans, tracepb.Span_SPAN_KIND_SERVER), byKind(spans, tracepb.Span_SPAN_KIND_CLIENT)
@@ -358,9 +358,9 @@ func TestTracesReachACollector(t *testing.T) {
 	})
 
 	t.Run("failover attempts are siblings", func(t *testing.T) {
-		r := g.chat(keyDemo, "psn_demo", `{"userText":"hi","modelId":"fo-1"}`)
-		if r.status != 200 {
-			t.Fatalf("status %d: %s", r.status, r.body)
+		r := g.Chat(keyDemo, "psn_demo", `{"userText":"hi","modelId":"fo-1"}`)
+		if r.Status != 200 {
+			t.Fatalf("status %d: %s", r.Status, r.Body)
 		}
 		clients, deps := siblingAttempts(t, waitTrace(t, sink, traceOfProxy(t, failing), 3))
 		if f := deps["failing"]; f["error.type"] != "status" || f["http.response.status_code"] != "500" || f["moonborn.attempt"] != "0" {
@@ -377,9 +377,9 @@ func TestTracesReachACollector(t *testing.T) {
 	})
 
 	t.Run("a hedge is a sibling of the attempt it raced", func(t *testing.T) {
-		resp, sr := g.openStream(keyDemo, "psn_demo", `{"userText":"hi","modelId":"he-1","stream":true}`)
+		resp, sr := g.OpenStream(keyDemo, "psn_demo", `{"userText":"hi","modelId":"he-1","stream":true}`)
 		defer resp.Body.Close()
-		sr.untilDone(t)
+		sr.UntilDone(t)
 		spans := waitTrace(t, sink, traceOfProxy(t, slow), 3)
 		_, deps := siblingAttempts(t, spans)
 		srv := byKind(spans, tracepb.Span_SPAN_KIND_SERVER)[0]
@@ -394,10 +394,10 @@ func TestTracesReachACollector(t *testing.T) {
 
 	t.Run("a refused request has its span", func(t *testing.T) {
 		const tid = "0af7651916cd43dd8448eb211c80319c"
-		r := g.post("/v1/chat/completions", "", `{"model":"tr-1","messages":[{"role":"user","content":"hi"}]}`,
+		r := g.Post("/v1/chat/completions", "", `{"model":"tr-1","messages":[{"role":"user","content":"hi"}]}`,
 			"traceparent", "00-"+tid+"-b7ad6b7169203331-01")
-		if r.status != 401 {
-			t.Fatalf("status %d", r.status)
+		if r.Status != 401 {
+			t.Fatalf("status %d", r.Status)
 		}
 		spans := waitTrace(t, sink, tid, 1)
 		a := spanAttrs(spans[0])
@@ -449,10 +449,10 @@ func traceOfProxy(t *testing.T, p *recordingProxy) string {
 func TestTracingOffSendsNoTraceparent(t *testing.T) {
 	good := startRecordingProxy(t, startUpstream(t, mock.ServerConfig{}))
 	g := startGateway(t, tracingConfig(t, "", good, good, good))
-	r := g.post("/v1/personas/psn_demo/chat", keyDemo, `{"userText":"hi","modelId":"tr-1"}`,
+	r := g.Post("/v1/personas/psn_demo/chat", keyDemo, `{"userText":"hi","modelId":"tr-1"}`,
 		"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
-	if r.status != 200 {
-		t.Fatalf("status %d: %s", r.status, r.body)
+	if r.Status != 200 {
+		t.Fatalf("status %d: %s", r.Status, r.Body)
 	}
 	if h := good.headers(); len(h) != 1 || h[0] != "" {
 		t.Fatalf("upstream traceparents %q, want one request without", h)
