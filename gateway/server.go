@@ -185,6 +185,7 @@ func New(opts Options) (*Server, error) {
 		// Stream relays hijack their connection and, after a complete
 		// stream, serve its next requests themselves (ServeConn).
 		KeepHijackedConns: true,
+		ConnState:         s.streams.connState,
 		Logger:            fasthttpLogger{s},
 		// Keep the raw request out of fasthttp's error texts (they quote
 		// its first bytes, Authorization included); they are not logged
@@ -296,7 +297,24 @@ func (l patientListener) Accept() (net.Conn, error) {
 // It does not close the Ledger; the caller does, after Shutdown.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.streams.stopping.Store(true)
+	// Wake the connections streams handed back while they wait for a
+	// request, now and until fasthttp's Shutdown returns: one handed back
+	// after a wake is caught by the next.
+	woken := make(chan struct{})
+	go func() {
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			s.streams.wakeIdle()
+			select {
+			case <-woken:
+				return
+			case <-t.C:
+			}
+		}
+	}()
 	err := s.srv.ShutdownWithContext(ctx)
+	close(woken)
 	// Streams run on hijacked connections the server no longer counts:
 	// wait for them separately, until the same deadline.
 	done := make(chan struct{})

@@ -29,7 +29,9 @@ func (r *relay) run(c net.Conn) {
 		return
 	}
 	if r.relay(bare) && !r.s.streams.stopping.Load() {
+		r.s.streams.keep(bare)
 		_ = r.s.srv.ServeConn(bare) // closes bare when the client is done
+		r.s.streams.unkeep(bare)
 		return
 	}
 	_ = bare.Close()

@@ -1,8 +1,12 @@
 package gateway
 
 import (
+	"net"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // streamRegistry is the Server's open streams. Relays run on hijacked
@@ -15,10 +19,62 @@ type streamRegistry struct {
 	mu     sync.Mutex
 	open   map[*relay]struct{}
 	relays sync.WaitGroup // one per relay, done when its relay loop returns
+
+	// kept are the connections a complete stream handed back to
+	// fasthttp (ServeConn) for their next requests, each true while it
+	// waits for one. fasthttp's Shutdown closes an idle connection only
+	// 5 s after it was handed over (its grace for new connections), so
+	// Shutdown wakes the idle ones itself (wakeIdle). keptN lets the
+	// ConnState hook skip the lock while there are none.
+	kept  map[net.Conn]bool
+	keptN atomic.Int64
 }
 
 func newStreamRegistry() *streamRegistry {
-	return &streamRegistry{open: make(map[*relay]struct{})}
+	return &streamRegistry{open: make(map[*relay]struct{}), kept: make(map[net.Conn]bool)}
+}
+
+// keep registers c, about to wait for its next request in ServeConn.
+func (g *streamRegistry) keep(c net.Conn) {
+	g.mu.Lock()
+	g.kept[c] = true
+	g.keptN.Add(1)
+	g.mu.Unlock()
+}
+
+// unkeep unregisters c once ServeConn returned.
+func (g *streamRegistry) unkeep(c net.Conn) {
+	g.mu.Lock()
+	delete(g.kept, c)
+	g.keptN.Add(-1)
+	g.mu.Unlock()
+}
+
+// connState is the server's ConnState hook: it follows whether each kept
+// connection is waiting for a request (idle) or serving one.
+func (g *streamRegistry) connState(c net.Conn, st fasthttp.ConnState) {
+	if g.keptN.Load() == 0 || (st != fasthttp.StateIdle && st != fasthttp.StateActive) {
+		return
+	}
+	g.mu.Lock()
+	if _, ok := g.kept[c]; ok {
+		g.kept[c] = st == fasthttp.StateIdle
+	}
+	g.mu.Unlock()
+}
+
+// wakeIdle ends the wait of every kept connection waiting for a request:
+// its read fails at once and fasthttp closes it, as it closes its own
+// idle connections at shutdown. A connection serving a request is left
+// to finish it (fasthttp then closes it, the server being stopped).
+func (g *streamRegistry) wakeIdle() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for c, idle := range g.kept {
+		if idle {
+			_ = c.SetReadDeadline(time.Unix(1, 0))
+		}
+	}
 }
 
 // add registers r before its connection is hijacked.
