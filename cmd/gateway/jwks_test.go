@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/moonborn/edge/internal/testkit"
 )
 
 // TestJWKSThroughConfig: auth.jwt.jwksURL and an issuers[] entry from
@@ -71,7 +73,7 @@ ledger: {driver: jsonl, path: %s}
 	a.configFile(path, nil)
 
 	token := func(iss, kid string, k *rsa.PrivateKey) string {
-		return makeJWT(t, jwt.MapClaims{"sub": "u1", "wsp": "wsp_demo", "iss": iss, "aud": "edge",
+		return testkit.SignJWT(t, jwt.MapClaims{"sub": "u1", "wsp": "wsp_demo", "iss": iss, "aud": "edge",
 			"exp": time.Now().Add(time.Hour).Unix()}, jwt.SigningMethodRS256, k, kid)
 	}
 	if st, code := chatStatus(g, token("https://auth.one", "a1", k1)); st != 200 {

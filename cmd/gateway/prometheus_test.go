@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -639,7 +640,7 @@ func (tr *promTraffic) round() {
 	// A request the server cannot parse: answered 422, counted as unreadable.
 	if c, err := net.Dial("tcp", strings.TrimPrefix(tr.g.Base, "http://")); err == nil {
 		_, _ = io.WriteString(c, "POST /v1/personas/psn_demo/chat HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n")
-		if resp, err := http.ReadResponse(bufioReader(c), nil); err == nil {
+		if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err == nil {
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			tr.note(resp.StatusCode, b)
