@@ -13,50 +13,26 @@ import (
 // extended thinking and MCP servers are refused by name; unknown fields
 // are ignored.
 func decodeAnthropicRequest(body []byte, c *conversation) *apiError {
-	if ae := checkBody(body); ae != nil {
-		return ae
-	}
-	obj, _ := jsonx.NewObject(body)
-	hasModel, hasMessages := false, false
-	c.maxTokensField = "max_tokens"
-	var ae *apiError
-	for key, v, ok := obj.Member(); ok && ae == nil; key, v, ok = obj.Member() {
-		if jsonx.IsNull(v) {
-			continue
-		}
-		switch {
-		case jsonx.KeyIs(key, "model"):
-			c.model, ae = jsonStr(v, "model")
-			hasModel = true
-		case jsonx.KeyIs(key, "messages"):
-			hasMessages = true
-			ae = decodeAnthropicMessages(v, c)
-		default:
-			ae = decodeAnthropicMember(key, v, c)
-		}
-	}
-	if ae != nil {
-		return ae
-	}
-	switch {
-	case !hasModel || c.model == "":
-		return badRequest("model", "Field required")
-	case !c.hasMaxTokens:
-		return badRequest("max_tokens", "Field required")
-	case !hasMessages:
-		return badRequest("messages", "Field required")
-	case len(c.req.Messages) == 0:
-		return badRequest("messages", "at least one message is required")
-	}
-	if ae := checkToolChoice(&c.req, "tool_choice"); ae != nil {
+	if ae := decodeSDKBody(body, c, &anthropicBody); ae != nil {
 		return ae
 	}
 	for _, b := range c.systemCache {
 		c.req.SystemCache = append(c.req.SystemCache, providers.CacheBreak{At: b.at, TTL: b.ttl})
 	}
-	ae = checkCallerCache(&c.req)
+	ae := checkCallerCache(&c.req)
 	c.req.SystemCache = c.req.SystemCache[:0] // placed by resolveConversation
 	return ae
+}
+
+// anthropicBody is the Messages API's part of the SDK body walk:
+// max_tokens is required, and a missing field is worded as Anthropic
+// words it.
+var anthropicBody = sdkBody{
+	messages:      decodeAnthropicMessages,
+	member:        decodeAnthropicMember,
+	required:      "Field required",
+	noMessages:    "at least one message is required",
+	needMaxTokens: true,
 }
 
 // decodeAnthropicMember decodes one non-null member of the body other
@@ -126,16 +102,11 @@ func decodeAnthropicText(v []byte, field string) (string, []providers.CacheBreak
 		s, ae := jsonStr(v, field)
 		return s, nil, ae
 	}
-	arr, err := jsonx.NewArray(v)
-	if err != nil {
-		return "", nil, badRequest(field, "must be a string or an array of text blocks")
-	}
+	els := anthropicArray(v, field, "must be a string or an array of text blocks")
 	var text []byte
 	var breaks []providers.CacheBreak
-	i := 0
-	for el, ok := arr.Element(); ok; el, ok = arr.Element() {
-		f := field + "." + strconv.Itoa(i)
-		i++
+	for el, ok := els.next(); ok; el, ok = els.next() {
+		f := els.name(field)
 		b, ae := readBlock(el, f)
 		if ae != nil {
 			return "", nil, ae
@@ -147,6 +118,9 @@ func decodeAnthropicText(v []byte, field string) (string, []providers.CacheBreak
 		if b.cache != providers.CacheNone {
 			breaks = append(breaks, providers.CacheBreak{At: len(text), TTL: b.cache})
 		}
+	}
+	if els.err != nil {
+		return "", nil, els.err
 	}
 	return string(text), breaks, nil
 }
@@ -207,19 +181,14 @@ func readBlock(v []byte, f string) (block, *apiError) {
 // turn's tool_result blocks become tool messages (in order, before the
 // turn's text), an assistant turn's tool_use blocks its tool calls.
 func decodeAnthropicMessages(v []byte, c *conversation) *apiError {
-	arr, err := jsonx.NewArray(v)
-	if err != nil {
-		return badRequest("messages", "must be an array")
-	}
-	i := 0
-	for el, ok := arr.Element(); ok; el, ok = arr.Element() {
-		f := "messages." + strconv.Itoa(i)
-		i++
+	els := anthropicArray(v, "messages", "must be an array")
+	for el, ok := els.next(); ok; el, ok = els.next() {
+		f := els.name("messages")
 		if ae := decodeAnthropicTurn(el, f, c); ae != nil {
 			return ae
 		}
 	}
-	return nil
+	return els.err
 }
 
 // decodeAnthropicTurn appends one turn (field f) to c's messages.

@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"strconv"
-
 	"github.com/moonborn/edge/internal/jsonx"
 	"github.com/moonborn/edge/providers"
 )
@@ -45,34 +43,20 @@ func toolResultMessage(b *block, f string) (providers.Message, *apiError) {
 }
 
 func decodeAnthropicTools(v []byte, dst *[]providers.Tool) *apiError {
-	arr, err := jsonx.NewArray(v)
-	if err != nil {
-		return badRequest("tools", "must be an array")
-	}
-	i := 0
-	for el, ok := arr.Element(); ok; el, ok = arr.Element() {
-		f := "tools." + strconv.Itoa(i)
-		i++
-		obj, err := jsonx.NewObject(el)
-		if err != nil {
-			return badRequest(f, "must be an object")
-		}
+	els := anthropicArray(v, "tools", "must be an array")
+	for obj, ok := els.nextObject("tools"); ok; obj, ok = els.nextObject("tools") {
+		f := els.name("tools")
 		var t providers.Tool
 		var ae *apiError
 		for k, tv, ok := obj.Member(); ok && ae == nil; k, tv, ok = obj.Member() {
 			if jsonx.IsNull(tv) {
 				continue
 			}
+			var known bool
+			if known, ae = decodeToolMember(k, tv, f, "input_schema", &t); known {
+				continue
+			}
 			switch {
-			case jsonx.KeyIs(k, "name"):
-				t.Name, ae = jsonStr(tv, f+".name")
-			case jsonx.KeyIs(k, "description"):
-				t.Description, ae = jsonStr(tv, f+".description")
-			case jsonx.KeyIs(k, "input_schema"):
-				if !jsonx.IsObject(tv) {
-					ae = badRequest(f+".input_schema", "must be a JSON Schema object")
-				}
-				t.Parameters = append([]byte(nil), tv...)
 			case jsonx.KeyIs(k, "type"):
 				if string(tv) != `"custom"` {
 					ae = badRequest(f+".type", "server tools are not supported; only custom tools")
@@ -92,7 +76,7 @@ func decodeAnthropicTools(v []byte, dst *[]providers.Tool) *apiError {
 		}
 		*dst = append(*dst, t)
 	}
-	return nil
+	return els.err
 }
 
 func decodeAnthropicToolChoice(v []byte, tc *providers.ToolChoice) *apiError {

@@ -200,6 +200,141 @@ func jsonStop(v []byte, field string, max int) ([]string, *apiError) {
 	return out, nil
 }
 
+// sdkBody is one SDK route's part of the body walk both routes share
+// (decodeSDKBody): how its messages and other members decode, and how it
+// words a missing field. The zero value is not usable; each route has one
+// package-level value, read only.
+type sdkBody struct {
+	// messages decodes the (non-null) messages member into c.
+	messages func(v []byte, c *conversation) *apiError
+	// member decodes any other non-null member but model into c.
+	member func(key, v []byte, c *conversation) *apiError
+	// required is the rule a missing required field is refused with.
+	required string
+	// noMessages is the rule for messages that hold no turn.
+	noMessages string
+	// needMaxTokens makes max_tokens required (Anthropic's Messages API).
+	needMaxTokens bool
+}
+
+// decodeSDKBody walks an SDK route's body into c: the shared checks, the
+// members (nulls skipped, the first error stops the walk), the required
+// fields, then the tool choice against the tools offered. Failures are
+// 400s naming the field as the route's protocol spells it.
+func decodeSDKBody(body []byte, c *conversation, d *sdkBody) *apiError {
+	if ae := checkBody(body); ae != nil {
+		return ae
+	}
+	obj, _ := jsonx.NewObject(body)
+	hasModel, hasMessages := false, false
+	c.maxTokensField = "max_tokens"
+	var ae *apiError
+	for key, v, ok := obj.Member(); ok && ae == nil; key, v, ok = obj.Member() {
+		if jsonx.IsNull(v) {
+			continue
+		}
+		switch {
+		case jsonx.KeyIs(key, "model"):
+			c.model, ae = jsonStr(v, "model")
+			hasModel = true
+		case jsonx.KeyIs(key, "messages"):
+			hasMessages = true
+			ae = d.messages(v, c)
+		default:
+			ae = d.member(key, v, c)
+		}
+	}
+	if ae != nil {
+		return ae
+	}
+	switch {
+	case !hasModel || c.model == "":
+		return badRequest("model", d.required)
+	case d.needMaxTokens && !c.hasMaxTokens:
+		return badRequest("max_tokens", d.required)
+	case !hasMessages:
+		return badRequest("messages", d.required)
+	case len(c.req.Messages) == 0:
+		return badRequest("messages", d.noMessages)
+	}
+	return checkToolChoice(&c.req, "tool_choice")
+}
+
+// elements walks an array in an SDK body in the manner of
+// bufio.Scanner: next and nextObject report false at the end or at the
+// first element refused, and err says which. name spells an element's
+// field as the route's protocol spells an index (Anthropic's tools.0,
+// OpenAI's tools[0]). The body was checked whole by checkBody, so no
+// syntax error surfaces mid-walk. Build one with anthropicArray or
+// openAIArray.
+//
+// The array's field name is passed to each call rather than kept here:
+// escape analysis does not tell one field of a struct from another, so a
+// name kept beside err (which callers return) would escape, and a caller
+// that builds it (messages[0].content) would allocate it on the heap.
+type elements struct {
+	arr         jsonx.Iter
+	open, close string // around an index: "[" "]" (OpenAI) or "." ""
+	i           int    // the index of the element last read; -1 before
+	err         *apiError
+}
+
+// anthropicArray walks v (field) naming elements field.0, field.1, …;
+// rule refuses a v that is not an array.
+func anthropicArray(v []byte, field, rule string) elements {
+	return newElements(v, field, rule, ".", "")
+}
+
+// openAIArray walks v (field) naming elements field[0], field[1], …;
+// rule refuses a v that is not an array.
+func openAIArray(v []byte, field, rule string) elements {
+	return newElements(v, field, rule, "[", "]")
+}
+
+func newElements(v []byte, field, rule, open, close string) elements {
+	e := elements{open: open, close: close, i: -1}
+	arr, err := jsonx.NewArray(v)
+	if err != nil {
+		e.err = badRequest(field, rule)
+	}
+	e.arr = arr
+	return e
+}
+
+// next returns the next element.
+func (e *elements) next() (el []byte, ok bool) {
+	if e.err != nil {
+		return nil, false
+	}
+	if el, ok = e.arr.Element(); ok {
+		e.i++
+	}
+	return el, ok
+}
+
+// nextObject is next for arrays of objects: an element that is not an
+// object ends the walk with "must be an object" in err, naming it in the
+// array field.
+func (e *elements) nextObject(field string) (obj jsonx.Iter, ok bool) {
+	el, ok := e.next()
+	if !ok {
+		return obj, false
+	}
+	obj, err := jsonx.NewObject(el)
+	if err != nil {
+		e.err = badRequest(e.name(field), "must be an object")
+		return obj, false
+	}
+	return obj, true
+}
+
+// name is the field name of the element last read in the array field.
+// It is small enough to inline, so the name is built on the caller's
+// stack when the caller keeps it only to name fields in errors.
+func (e *elements) name(field string) string {
+	return field + e.open + strconv.Itoa(e.i) + e.close
+}
+
 // checkBody applies the checks every SDK route shares before walking.
 func checkBody(body []byte) *apiError {
 	if !jsonx.IsObject(body) {

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"strconv"
 	"unicode/utf8"
 
 	"github.com/moonborn/edge/internal/jsonx"
@@ -16,40 +15,15 @@ func utf8Valid(b []byte) bool { return utf8.Valid(b) }
 // penalties, logit_bias, audio and file parts) are refused by name rather than dropped; unknown fields are
 // ignored, as on the persona route, so newer SDKs keep working.
 func decodeOpenAIRequest(body []byte, c *conversation) *apiError {
-	if ae := checkBody(body); ae != nil {
-		return ae
-	}
-	obj, _ := jsonx.NewObject(body)
-	hasModel, hasMessages := false, false
-	c.maxTokensField = "max_tokens"
-	var ae *apiError
-	for key, v, ok := obj.Member(); ok && ae == nil; key, v, ok = obj.Member() {
-		if jsonx.IsNull(v) {
-			continue
-		}
-		switch {
-		case jsonx.KeyIs(key, "model"):
-			c.model, ae = jsonStr(v, "model")
-			hasModel = true
-		case jsonx.KeyIs(key, "messages"):
-			hasMessages = true
-			ae = decodeOpenAIMessages(v, c)
-		default:
-			ae = decodeOpenAIMember(key, v, c)
-		}
-	}
-	if ae != nil {
-		return ae
-	}
-	switch {
-	case !hasModel || c.model == "":
-		return badRequest("model", "is required")
-	case !hasMessages:
-		return badRequest("messages", "is required")
-	case len(c.req.Messages) == 0:
-		return badRequest("messages", "must hold at least one non-system message")
-	}
-	return checkToolChoice(&c.req, "tool_choice")
+	return decodeSDKBody(body, c, &openAIBody)
+}
+
+// openAIBody is chat completions' part of the SDK body walk.
+var openAIBody = sdkBody{
+	messages:   decodeOpenAIMessages,
+	member:     decodeOpenAIMember,
+	required:   "is required",
+	noMessages: "must hold at least one non-system message",
 }
 
 // decodeOpenAIMember decodes one non-null member of the body other than
@@ -182,14 +156,9 @@ func decodeResponseFormat(v []byte, r *providers.Request) *apiError {
 // messages go to c.system (they follow the persona's prompt), later ones
 // stay in place.
 func decodeOpenAIMessages(v []byte, c *conversation) *apiError {
-	arr, err := jsonx.NewArray(v)
-	if err != nil {
-		return badRequest("messages", "must be an array")
-	}
-	i := 0
-	for el, ok := arr.Element(); ok; el, ok = arr.Element() {
-		field := "messages[" + strconv.Itoa(i) + "]"
-		i++
+	els := openAIArray(v, "messages", "must be an array")
+	for el, ok := els.next(); ok; el, ok = els.next() {
+		field := els.name("messages")
 		var m providers.Message
 		if ae := decodeOpenAIMessage(el, field, &m); ae != nil {
 			return ae
@@ -200,7 +169,7 @@ func decodeOpenAIMessages(v []byte, c *conversation) *apiError {
 		}
 		c.req.Messages = append(c.req.Messages, m)
 	}
-	return nil
+	return els.err
 }
 
 func decodeOpenAIMessage(v []byte, field string, m *providers.Message) *apiError {
@@ -270,21 +239,12 @@ func decodeOpenAIContent(v []byte, field string) (string, []providers.Part, *api
 		s, ae := jsonStr(v, field)
 		return s, nil, ae
 	}
-	arr, err := jsonx.NewArray(v)
-	if err != nil {
-		return "", nil, badRequest(field, "must be a string or an array of content parts")
-	}
+	els := openAIArray(v, field, "must be a string or an array of content parts")
 	var text []byte
 	var parts []providers.Part
 	images := false
-	i := 0
-	for el, ok := arr.Element(); ok; el, ok = arr.Element() {
-		pf := field + "[" + strconv.Itoa(i) + "]"
-		i++
-		obj, err := jsonx.NewObject(el)
-		if err != nil {
-			return "", nil, badRequest(pf, "must be an object")
-		}
+	for obj, ok := els.nextObject(field); ok; obj, ok = els.nextObject(field) {
+		pf := els.name(field)
 		var typ, part, image []byte
 		for k, pv, ok := obj.Member(); ok; k, pv, ok = obj.Member() {
 			switch {
@@ -317,6 +277,9 @@ func decodeOpenAIContent(v []byte, field string) (string, []providers.Part, *api
 		}
 		text = append(text, s...)
 		parts = append(parts, providers.Part{Text: string(s)})
+	}
+	if els.err != nil {
+		return "", nil, els.err
 	}
 	if !images {
 		parts = nil

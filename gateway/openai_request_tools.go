@@ -8,18 +8,9 @@ import (
 )
 
 func decodeOpenAIToolCalls(v []byte, field string, dst *[]providers.ToolCall) *apiError {
-	arr, err := jsonx.NewArray(v)
-	if err != nil {
-		return badRequest(field, "must be an array")
-	}
-	i := 0
-	for el, ok := arr.Element(); ok; el, ok = arr.Element() {
-		f := field + "[" + strconv.Itoa(i) + "]"
-		i++
-		obj, err := jsonx.NewObject(el)
-		if err != nil {
-			return badRequest(f, "must be an object")
-		}
+	els := openAIArray(v, field, "must be an array")
+	for obj, ok := els.nextObject(field); ok; obj, ok = els.nextObject(field) {
+		f := els.name(field)
 		var tc providers.ToolCall
 		var ae *apiError
 		for k, cv, ok := obj.Member(); ok && ae == nil; k, cv, ok = obj.Member() {
@@ -60,22 +51,13 @@ func decodeOpenAIToolCalls(v []byte, field string, dst *[]providers.ToolCall) *a
 		}
 		*dst = append(*dst, tc)
 	}
-	return nil
+	return els.err
 }
 
 func decodeOpenAITools(v []byte, dst *[]providers.Tool) *apiError {
-	arr, err := jsonx.NewArray(v)
-	if err != nil {
-		return badRequest("tools", "must be an array")
-	}
-	i := 0
-	for el, ok := arr.Element(); ok; el, ok = arr.Element() {
-		f := "tools[" + strconv.Itoa(i) + "]"
-		i++
-		obj, err := jsonx.NewObject(el)
-		if err != nil {
-			return badRequest(f, "must be an object")
-		}
+	els := openAIArray(v, "tools", "must be an array")
+	for obj, ok := els.nextObject("tools"); ok; obj, ok = els.nextObject("tools") {
+		f := els.name("tools")
 		var t providers.Tool
 		var ae *apiError
 		for k, tv, ok := obj.Member(); ok && ae == nil; k, tv, ok = obj.Member() {
@@ -96,7 +78,7 @@ func decodeOpenAITools(v []byte, dst *[]providers.Tool) *apiError {
 		}
 		*dst = append(*dst, t)
 	}
-	return nil
+	return els.err
 }
 
 func decodeFunction(v []byte, f string, t *providers.Tool) *apiError {
@@ -109,20 +91,9 @@ func decodeFunction(v []byte, f string, t *providers.Tool) *apiError {
 		if jsonx.IsNull(fv) {
 			continue
 		}
-		switch {
-		case jsonx.KeyIs(k, "name"):
-			t.Name, ae = jsonStr(fv, f+".name")
-		case jsonx.KeyIs(k, "description"):
-			t.Description, ae = jsonStr(fv, f+".description")
-		case jsonx.KeyIs(k, "parameters"):
-			if !jsonx.IsObject(fv) {
-				ae = badRequest(f+".parameters", "must be a JSON Schema object")
-			}
-			t.Parameters = append([]byte(nil), fv...)
-		case jsonx.KeyIs(k, "strict"):
-			if string(fv) == "true" {
-				ae = badRequest(f+".strict", "is not supported")
-			}
+		var known bool
+		if known, ae = decodeToolMember(k, fv, f, "parameters", t); !known && jsonx.KeyIs(k, "strict") && string(fv) == "true" {
+			ae = badRequest(f+".strict", "is not supported")
 		}
 	}
 	return ae
@@ -158,6 +129,27 @@ func decodeOpenAIToolChoice(v []byte, tc *providers.ToolChoice) *apiError {
 		return badRequest("tool_choice.function.name", "is required")
 	}
 	return nil
+}
+
+// decodeToolMember reads the members a tool definition has on both
+// protocols (field f): its name, its description and, under schemaKey
+// (input_schema, parameters), the JSON Schema of its input, kept
+// verbatim. known is false for any other member, left to the caller.
+func decodeToolMember(k, v []byte, f, schemaKey string, t *providers.Tool) (known bool, ae *apiError) {
+	switch {
+	case jsonx.KeyIs(k, "name"):
+		t.Name, ae = jsonStr(v, f+".name")
+	case jsonx.KeyIs(k, "description"):
+		t.Description, ae = jsonStr(v, f+".description")
+	case jsonx.KeyIs(k, schemaKey):
+		if !jsonx.IsObject(v) {
+			ae = badRequest(f+"."+schemaKey, "must be a JSON Schema object")
+		}
+		t.Parameters = append([]byte(nil), v...)
+	default:
+		return false, nil
+	}
+	return true, ae
 }
 
 // checkToolChoice refuses a choice that names no offered tool.

@@ -119,3 +119,23 @@ func (c *HTTPConfig) NewUpstream(name, path string) (*UpstreamHTTP, error) {
 		MaxQueue:          c.MaxQueue,
 	})
 }
+
+// UpstreamConfig is a wire protocol's deployment Config as
+// ConfiguredUpstream takes it: its defaults, its checks, and the
+// HTTPConfig it embeds.
+type UpstreamConfig interface {
+	SetDefaults()
+	Validate() error
+	NewUpstream(name, path string) (*UpstreamHTTP, error)
+}
+
+// ConfiguredUpstream is the start of a wire protocol's New: it applies
+// cfg's defaults (in place: pass a copy), validates it and builds the
+// client posting to path under cfg's base URL for the deployment name.
+func ConfiguredUpstream(name, path string, cfg UpstreamConfig) (*UpstreamHTTP, error) {
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg.NewUpstream(name, path)
+}

@@ -6,6 +6,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/moonborn/edge/internal/jsonx"
 )
 
 // Role is who speaks a Message.
@@ -168,4 +170,64 @@ func AppendTemperature(dst []byte, r *Request) []byte {
 		dst = strconv.AppendFloat(dst, r.Temperature, 'g', -1, 64)
 	}
 	return dst
+}
+
+// AppendTopP appends `,"top_p":p`, named alike on both HTTP wire
+// protocols, when r carries one that is a number (NaN has no JSON form).
+func AppendTopP(dst []byte, r *Request) []byte {
+	if r.HasTopP && !math.IsNaN(r.TopP) {
+		dst = append(dst, `,"top_p":`...)
+		dst = strconv.AppendFloat(dst, r.TopP, 'g', -1, 64)
+	}
+	return dst
+}
+
+// AppendStop appends r's stop sequences as the member field (Anthropic's
+// stop_sequences, OpenAI's stop), an array of strings, when it has any.
+func AppendStop(dst []byte, field string, r *Request) []byte {
+	if len(r.Stop) > 0 {
+		dst = append(dst, `,"`...)
+		dst = append(dst, field...)
+		dst = append(dst, `":`...)
+		dst = jsonx.AppendStrings(dst, r.Stop)
+	}
+	return dst
+}
+
+// AppendTextPart appends {"type":"text","text":text}: an Anthropic text
+// block and an OpenAI text content part are spelled alike.
+func AppendTextPart(dst []byte, text string) []byte {
+	dst = append(dst, `{"type":"text","text":`...)
+	dst = jsonx.AppendString(dst, text)
+	return append(dst, '}')
+}
+
+// AppendToolName appends a tool's "name" member and, when it has one, its
+// "description", which both HTTP wire protocols spell alike inside their
+// own tool objects (dst ends just after the object's opening brace, or a
+// member before the name's key: the name is written without a comma).
+func AppendToolName(dst []byte, t *Tool) []byte {
+	dst = append(dst, `"name":`...)
+	dst = jsonx.AppendString(dst, t.Name)
+	if t.Description != "" {
+		dst = append(dst, `,"description":`...)
+		dst = jsonx.AppendString(dst, t.Description)
+	}
+	return dst
+}
+
+// AppendTools appends `,"tools":[…]` when r offers tools, each written
+// by the wire protocol's tool (which may start with AppendToolName).
+func AppendTools(dst []byte, r *Request, tool func(dst []byte, t *Tool) []byte) []byte {
+	if len(r.Tools) == 0 {
+		return dst
+	}
+	dst = append(dst, `,"tools":[`...)
+	for i := range r.Tools {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = tool(dst, &r.Tools[i])
+	}
+	return append(dst, ']')
 }

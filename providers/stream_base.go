@@ -1,6 +1,10 @@
 package providers
 
-import "io"
+import (
+	"io"
+
+	"github.com/moonborn/edge/internal/sse"
+)
 
 // StreamBase is the part of an HTTP wire protocol's Stream that does not
 // depend on the protocol: the upstream event stream, the deltas
@@ -37,6 +41,36 @@ func (s *StreamBase) End() ([]byte, error) {
 		s.Err = ErrAborted
 	}
 	return nil, s.Err
+}
+
+// NextEvent reads the next upstream event for a protocol's Next. When the
+// body ended cleanly before the protocol's end marker (named by marker,
+// for the error: a cut stream, KindTruncated) or the read failed, it sets
+// Err and reports false.
+func (s *StreamBase) NextEvent(marker string) (sse.Event, bool) {
+	ev, err := s.Body.Next()
+	if err != nil {
+		if err == io.EOF {
+			err = &UpstreamError{Kind: KindTruncated, Provider: s.Name, Detail: "stream ended without " + marker}
+		}
+		s.Err = err
+		return ev, false
+	}
+	return ev, true
+}
+
+// Finish ends the stream at the protocol's end marker: Err becomes
+// io.EOF and the connection may be reused (Body.Finish).
+func (s *StreamBase) Finish() {
+	s.Body.Finish()
+	s.Err = io.EOF
+}
+
+// ErrorEvent is the stream's end at an upstream error event whose type
+// is errType: KindProtocol, its Detail naming the type only in the safe
+// form of SafeErrorType.
+func (s *StreamBase) ErrorEvent(errType []byte) *UpstreamError {
+	return &UpstreamError{Kind: KindProtocol, Provider: s.Name, Detail: "error event: " + SafeErrorType(errType)}
 }
 
 // Abort interrupts the stream from any goroutine.

@@ -230,6 +230,18 @@ func (h *UpstreamHTTP) Stream(ctx context.Context, req *fasthttp.Request) (*SSEB
 	return b, nil
 }
 
+// OpenStream is Stream for a wire protocol's Provider.Stream: it posts
+// req for r and hands the reply's event stream, as the protocol-independent
+// part of r's stream (NewStreamBase), to wrap, which adds the protocol's
+// reading of its events.
+func (h *UpstreamHTTP) OpenStream(ctx context.Context, req *fasthttp.Request, r *Request, wrap func(StreamBase) Stream) (Stream, error) {
+	body, err := h.Stream(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return wrap(NewStreamBase(h.name, body, r)), nil
+}
+
 // do runs one exchange through the HostClient (which runs RoundTrip)
 // with l as its lease.
 func (h *UpstreamHTTP) do(l *lease, req *fasthttp.Request, resp *fasthttp.Response) error {

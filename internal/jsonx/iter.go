@@ -31,6 +31,15 @@ type Iter struct {
 // null gives an empty iterator, since upstreams send null for absent.
 func NewObject(data []byte) (Iter, error) { return newIter(data, '{') }
 
+// NewStrictObject is NewObject for data that must be an object: null is
+// ErrSyntax too, as for the top level of an event or a reply.
+func NewStrictObject(data []byte) (Iter, error) {
+	if !IsObject(data) {
+		return Iter{}, ErrSyntax
+	}
+	return NewObject(data)
+}
+
 // NewArray is NewObject for an array.
 func NewArray(data []byte) (Iter, error) { return newIter(data, '[') }
 

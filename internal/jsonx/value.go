@@ -117,6 +117,33 @@ func Int(raw []byte) (int64, error) {
 	return n, nil
 }
 
+// IntOrNull is Int for a member where null stands for absent: null
+// gives 0 and null true, which callers use to leave a count as it was or
+// to clear it.
+func IntOrNull(raw []byte) (n int64, null bool, err error) {
+	if IsNull(raw) {
+		return 0, true, nil
+	}
+	n, err = Int(raw)
+	return n, false, err
+}
+
+// UnquoteScratch is Unquote into a buffer kept across calls: the text
+// aliases raw when it holds no escapes, else it is unescaped into
+// *scratch, which then keeps the grown buffer, so that a parser reading
+// one string per event (a stream's deltas) allocates only while the
+// buffer grows. The text is valid until the next call with scratch.
+func UnquoteScratch(scratch *[]byte, raw []byte) ([]byte, error) {
+	text, err := Unquote((*scratch)[:0], raw)
+	if err != nil {
+		return nil, err
+	}
+	if len(text) > 0 && len(raw) > 0 && &text[0] != &raw[1] {
+		*scratch = text
+	}
+	return text, nil
+}
+
 // Float reads raw as a JSON number into a float64 the way
 // encoding/json does: a number out of float64's range is an error, as is
 // anything that is not a number (null included).

@@ -24,11 +24,7 @@ var _ providers.Provider = (*Provider)(nil)
 
 // New builds the deployment name from cfg (defaults applied to a copy).
 func New(name string, cfg Config) (*Provider, error) {
-	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	h, err := cfg.NewUpstream(name, "/v1/messages")
+	h, err := providers.ConfiguredUpstream(name, "/v1/messages", &cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -55,11 +51,7 @@ func (p *Provider) Complete(ctx context.Context, r *providers.Request) (provider
 
 // Stream starts r as a stream; see providers.Stream.
 func (p *Provider) Stream(ctx context.Context, r *providers.Request) (providers.Stream, error) {
-	body, err := p.http.Stream(ctx, p.newRequest(r, true))
-	if err != nil {
-		return nil, err
-	}
-	return &stream{StreamBase: providers.NewStreamBase(p.name, body, r)}, nil
+	return p.http.OpenStream(ctx, p.newRequest(r, true), r, newStream)
 }
 
 func (p *Provider) newRequest(r *providers.Request, stream bool) *fasthttp.Request {
@@ -114,10 +106,8 @@ func appendSystem(dst []byte, r *providers.Request) []byte {
 			dst = append(dst, ',')
 		}
 		n++
-		dst = append(dst, `{"type":"text","text":`...)
-		dst = jsonx.AppendString(dst, text)
-		dst = providers.AppendCacheControl(dst, ttl)
-		dst = append(dst, '}')
+		dst = providers.AppendTextPart(dst, text)
+		dst = markLast(dst, ttl)
 	}
 	for _, b := range r.SystemCache {
 		at := min(max(b.At, from), len(r.System))

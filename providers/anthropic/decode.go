@@ -102,10 +102,7 @@ func parseContent(val []byte, blocks []block) ([]block, int, error) {
 }
 
 func (b *block) parse(val []byte) error {
-	if jsonx.IsNull(val) {
-		return nil
-	}
-	obj, err := jsonx.NewObject(val)
+	obj, err := jsonx.NewObject(val) // null: no members, the block as it was
 	if err != nil {
 		return err
 	}
@@ -183,15 +180,11 @@ func foldInts(key, v []byte, names []string, dst []int64) error {
 		if !jsonx.KeyFold(key, name) {
 			continue
 		}
-		if jsonx.IsNull(v) {
-			return nil
+		n, null, err := jsonx.IntOrNull(v)
+		if err == nil && !null {
+			dst[i] = n
 		}
-		n, err := jsonx.Int(v)
-		if err != nil {
-			return err
-		}
-		dst[i] = n
-		return nil
+		return err
 	}
 	return nil
 }

@@ -1,7 +1,6 @@
 package anthropic
 
 import (
-	"math"
 	"strconv"
 
 	"github.com/moonborn/edge/internal/jsonx"
@@ -93,9 +92,7 @@ func appendAssistantTurn(dst []byte, m *providers.Message) []byte {
 	dst = append(dst, `{"role":"assistant","content":[`...)
 	n := 0
 	if m.Text != "" {
-		dst = append(dst, `{"type":"text","text":`...)
-		dst = jsonx.AppendString(dst, m.Text)
-		dst = append(dst, '}')
+		dst = providers.AppendTextPart(dst, m.Text)
 		n++
 	}
 	for j := range m.ToolCalls {
@@ -129,9 +126,8 @@ func appendUserTurn(dst []byte, m *providers.Message) []byte {
 	}
 	if m.Cache != providers.CacheNone && m.Text != "" {
 		// A breakpoint needs a block to sit on.
-		dst = append(dst, `[{"type":"text","text":`...)
-		dst = jsonx.AppendString(dst, m.Text)
-		return append(markLast(append(dst, '}'), m.Cache), "]}"...)
+		dst = providers.AppendTextPart(append(dst, '['), m.Text)
+		return append(markLast(dst, m.Cache), "]}"...)
 	}
 	dst = jsonx.AppendString(dst, m.Text)
 	return append(dst, '}')
@@ -152,9 +148,7 @@ func appendParts(dst []byte, parts []providers.Part) []byte {
 		}
 		n++
 		if p.Image == nil {
-			dst = append(dst, `{"type":"text","text":`...)
-			dst = jsonx.AppendString(dst, p.Text)
-			dst = append(dst, '}')
+			dst = providers.AppendTextPart(dst, p.Text)
 			continue
 		}
 		if im := p.Image; im.URL != "" {
@@ -175,30 +169,7 @@ func appendParts(dst []byte, parts []providers.Part) []byte {
 // appendOptions writes tools, tool_choice, stop_sequences, top_p, top_k
 // and metadata.
 func appendOptions(dst []byte, r *providers.Request) []byte {
-	if len(r.Tools) > 0 {
-		dst = append(dst, `,"tools":[`...)
-		for i := range r.Tools {
-			t := &r.Tools[i]
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = append(dst, `{"name":`...)
-			dst = jsonx.AppendString(dst, t.Name)
-			if t.Description != "" {
-				dst = append(dst, `,"description":`...)
-				dst = jsonx.AppendString(dst, t.Description)
-			}
-			dst = append(dst, `,"input_schema":`...)
-			if len(t.Parameters) > 0 {
-				dst = append(dst, t.Parameters...)
-			} else {
-				dst = append(dst, `{"type":"object","properties":{}}`...)
-			}
-			dst = providers.AppendCacheControl(dst, t.Cache)
-			dst = append(dst, '}')
-		}
-		dst = append(dst, ']')
-	}
+	dst = providers.AppendTools(dst, r, appendTool)
 	tc := &r.ToolChoice
 	mode := tc.Mode
 	if mode == providers.ToolChoiceDefault && tc.NoParallel && len(r.Tools) > 0 {
@@ -221,14 +192,8 @@ func appendOptions(dst []byte, r *providers.Request) []byte {
 		}
 		dst = append(dst, '}')
 	}
-	if len(r.Stop) > 0 {
-		dst = append(dst, `,"stop_sequences":`...)
-		dst = jsonx.AppendStrings(dst, r.Stop)
-	}
-	if r.HasTopP && !math.IsNaN(r.TopP) {
-		dst = append(dst, `,"top_p":`...)
-		dst = strconv.AppendFloat(dst, r.TopP, 'g', -1, 64)
-	}
+	dst = providers.AppendStop(dst, "stop_sequences", r)
+	dst = providers.AppendTopP(dst, r)
 	if r.TopK > 0 {
 		dst = append(dst, `,"top_k":`...)
 		dst = strconv.AppendInt(dst, int64(r.TopK), 10)
@@ -239,6 +204,19 @@ func appendOptions(dst []byte, r *providers.Request) []byte {
 		dst = append(dst, '}')
 	}
 	return dst
+}
+
+// appendTool writes one tool definition: its input_schema is required.
+func appendTool(dst []byte, t *providers.Tool) []byte {
+	dst = providers.AppendToolName(append(dst, '{'), t)
+	dst = append(dst, `,"input_schema":`...)
+	if len(t.Parameters) > 0 {
+		dst = append(dst, t.Parameters...)
+	} else {
+		dst = append(dst, `{"type":"object","properties":{}}`...)
+	}
+	dst = providers.AppendCacheControl(dst, t.Cache)
+	return append(dst, '}')
 }
 
 func stopReason(raw []byte) string {

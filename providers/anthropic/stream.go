@@ -2,7 +2,6 @@ package anthropic
 
 import (
 	"bytes"
-	"io"
 
 	"github.com/moonborn/edge/internal/jsonx"
 	"github.com/moonborn/edge/providers"
@@ -18,6 +17,9 @@ type stream struct {
 	final     bool        // message_delta's cumulative output arrived
 	tools     toolEvents
 }
+
+// newStream is the stream read from the upstream's reply in base.
+func newStream(base providers.StreamBase) providers.Stream { return &stream{StreamBase: base} }
 
 // ToolCalls implements providers.ToolCallStream.
 func (s *stream) ToolCalls() []providers.ToolCall {
@@ -35,12 +37,8 @@ func (s *stream) FinishReason() string { return s.tools.finish }
 // Next returns the next non-empty text delta; see providers.Stream.
 func (s *stream) Next() ([]byte, error) {
 	for s.Err == nil {
-		sev, err := s.Body.Next()
-		if err != nil {
-			if err == io.EOF {
-				err = providers.Errorf(s.Name, providers.KindTruncated, "stream ended without message_stop")
-			}
-			s.Err = err
+		sev, ok := s.NextEvent("message_stop")
+		if !ok {
 			break
 		}
 		name := sev.Name
@@ -70,8 +68,7 @@ func (s *stream) Next() ([]byte, error) {
 				}
 			}
 		case "message_stop":
-			s.Body.Finish()
-			s.Err = io.EOF
+			s.Finish()
 			continue
 		default:
 			// ping, content_block_start/stop and events added later.
@@ -90,7 +87,7 @@ func (s *stream) Next() ([]byte, error) {
 				s.final = true
 			}
 		case "error":
-			e := &providers.UpstreamError{Kind: providers.KindProtocol, Provider: s.Name, Detail: "error event: " + providers.SafeErrorType(s.ev.errType)}
+			e := s.ErrorEvent(s.ev.errType)
 			if string(s.ev.errType) == "overloaded_error" {
 				e.Status = 529 // Anthropic's overloaded status, so retries treat it as a 5xx
 			}
@@ -175,10 +172,7 @@ type event struct {
 // wins, as in encoding/json.
 func parseEvent(data []byte, e *event) error {
 	*e = event{scratch: e.scratch[:0]}
-	if !jsonx.IsObject(data) {
-		return jsonx.ErrSyntax
-	}
-	it, err := jsonx.NewObject(data)
+	it, err := jsonx.NewStrictObject(data)
 	if err != nil {
 		return err
 	}
@@ -228,13 +222,8 @@ func (e *event) parseDelta(val []byte) error {
 			if jsonx.IsNull(v) {
 				continue
 			}
-			text, err := jsonx.Unquote(e.scratch[:0], v)
-			if err != nil {
+			if e.text, err = jsonx.UnquoteScratch(&e.scratch, v); err != nil {
 				return err
-			}
-			e.text = text
-			if len(text) > 0 && &text[0] != &v[1] {
-				e.scratch = text // unescaped into scratch: keep the grown buffer
 			}
 		}
 	}
@@ -294,15 +283,13 @@ func (u *usageFields) parse(val []byte) error {
 		default:
 			continue
 		}
-		*dst, u.has = 0, u.has&^bit
-		if jsonx.IsNull(v) {
-			continue
-		}
-		n, err := jsonx.Int(v)
+		n, null, err := jsonx.IntOrNull(v)
 		if err != nil {
 			return err
 		}
-		*dst, u.has = n, u.has|bit
+		if *dst, u.has = n, u.has|bit; null {
+			u.has &^= bit
+		}
 	}
 	return obj.Err()
 }

@@ -98,10 +98,7 @@ func (c *completion) parseChoices(val []byte) error {
 // parseChoice reads one choice's message.content into *content (a raw
 // literal, nil for null) when content is not nil, and checks types.
 func parseChoice(val []byte, content *[]byte) error {
-	if jsonx.IsNull(val) {
-		return nil
-	}
-	obj, err := jsonx.NewObject(val)
+	obj, err := jsonx.NewObject(val) // null: no members, nothing read
 	if err != nil {
 		return err
 	}
@@ -170,15 +167,11 @@ func (c *completion) parseUsage(val []byte) error {
 
 // foldInt decodes an int into dst; null leaves it as it was.
 func foldInt(v []byte, dst *int64) error {
-	if jsonx.IsNull(v) {
-		return nil
+	n, null, err := jsonx.IntOrNull(v)
+	if err == nil && !null {
+		*dst = n
 	}
-	n, err := jsonx.Int(v)
-	if err != nil {
-		return err
-	}
-	*dst = n
-	return nil
+	return err
 }
 
 // parseDetails decodes a *struct{ N int64 } member (N spelled name) the

@@ -1,7 +1,6 @@
 package openai
 
 import (
-	"math"
 	"strconv"
 
 	"github.com/moonborn/edge/internal/jsonx"
@@ -89,9 +88,7 @@ func appendParts(dst []byte, parts []providers.Part) []byte {
 			dst = append(dst, ',')
 		}
 		if p.Image == nil {
-			dst = append(dst, `{"type":"text","text":`...)
-			dst = jsonx.AppendString(dst, p.Text)
-			dst = append(dst, '}')
+			dst = providers.AppendTextPart(dst, p.Text)
 			continue
 		}
 		dst = append(dst, `{"type":"image_url","image_url":{"url":`...)
@@ -115,29 +112,9 @@ func appendParts(dst []byte, parts []providers.Part) []byte {
 
 // appendOptions writes the optional fields a conversation may carry.
 func appendOptions(dst []byte, r *providers.Request) []byte {
-	if len(r.Tools) > 0 {
-		dst = append(dst, `,"tools":[`...)
-		for i := range r.Tools {
-			t := &r.Tools[i]
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = append(dst, `{"type":"function","function":{"name":`...)
-			dst = jsonx.AppendString(dst, t.Name)
-			if t.Description != "" {
-				dst = append(dst, `,"description":`...)
-				dst = jsonx.AppendString(dst, t.Description)
-			}
-			if len(t.Parameters) > 0 {
-				dst = append(dst, `,"parameters":`...)
-				dst = append(dst, t.Parameters...)
-			}
-			dst = append(dst, "}}"...)
-		}
-		dst = append(dst, ']')
-		if r.ToolChoice.NoParallel {
-			dst = append(dst, `,"parallel_tool_calls":false`...)
-		}
+	dst = providers.AppendTools(dst, r, appendTool)
+	if len(r.Tools) > 0 && r.ToolChoice.NoParallel {
+		dst = append(dst, `,"parallel_tool_calls":false`...)
 	}
 	switch r.ToolChoice.Mode {
 	case providers.ToolChoiceAuto:
@@ -151,14 +128,8 @@ func appendOptions(dst []byte, r *providers.Request) []byte {
 		dst = jsonx.AppendString(dst, r.ToolChoice.Name)
 		dst = append(dst, "}}"...)
 	}
-	if len(r.Stop) > 0 {
-		dst = append(dst, `,"stop":`...)
-		dst = jsonx.AppendStrings(dst, r.Stop)
-	}
-	if r.HasTopP && !math.IsNaN(r.TopP) {
-		dst = append(dst, `,"top_p":`...)
-		dst = strconv.AppendFloat(dst, r.TopP, 'g', -1, 64)
-	}
+	dst = providers.AppendStop(dst, "stop", r)
+	dst = providers.AppendTopP(dst, r)
 	if r.HasSeed {
 		dst = append(dst, `,"seed":`...)
 		dst = strconv.AppendInt(dst, r.Seed, 10)
@@ -172,6 +143,16 @@ func appendOptions(dst []byte, r *providers.Request) []byte {
 		dst = jsonx.AppendString(dst, r.User)
 	}
 	return dst
+}
+
+// appendTool writes one tool definition as a function.
+func appendTool(dst []byte, t *providers.Tool) []byte {
+	dst = providers.AppendToolName(append(dst, `{"type":"function","function":{`...), t)
+	if len(t.Parameters) > 0 {
+		dst = append(dst, `,"parameters":`...)
+		dst = append(dst, t.Parameters...)
+	}
+	return append(dst, "}}"...)
 }
 
 // toolCallAcc collects streamed tool-call deltas by index: the first

@@ -2,7 +2,6 @@ package openai
 
 import (
 	"bytes"
-	"io"
 
 	"github.com/moonborn/edge/internal/jsonx"
 	"github.com/moonborn/edge/providers"
@@ -19,6 +18,9 @@ type stream struct {
 	finish    string
 }
 
+// newStream is the stream read from the upstream's reply in base.
+func newStream(base providers.StreamBase) providers.Stream { return &stream{StreamBase: base} }
+
 // ToolCalls implements providers.ToolCallStream.
 func (s *stream) ToolCalls() []providers.ToolCall { return s.calls.calls }
 
@@ -28,17 +30,12 @@ func (s *stream) FinishReason() string { return s.finish }
 // Next returns the next non-empty content delta; see providers.Stream.
 func (s *stream) Next() ([]byte, error) {
 	for s.Err == nil {
-		ev, err := s.Body.Next()
-		if err != nil {
-			if err == io.EOF {
-				err = providers.Errorf(s.Name, providers.KindTruncated, "stream ended without [DONE]")
-			}
-			s.Err = err
+		ev, ok := s.NextEvent("[DONE]")
+		if !ok {
 			break
 		}
 		if string(bytes.TrimSpace(ev.Data)) == "[DONE]" {
-			s.Body.Finish()
-			s.Err = io.EOF
+			s.Finish()
 			break
 		}
 		if err := parseChunk(ev.Data, &s.chunk); err != nil {
@@ -46,7 +43,7 @@ func (s *stream) Next() ([]byte, error) {
 			break
 		}
 		if s.chunk.hasError || string(ev.Name) == "error" {
-			s.Err = &providers.UpstreamError{Kind: providers.KindProtocol, Provider: s.Name, Detail: "error event: " + providers.SafeErrorType(s.chunk.errType)}
+			s.Err = s.ErrorEvent(s.chunk.errType)
 			break
 		}
 		if len(s.chunk.toolCalls) > 0 {
@@ -102,10 +99,7 @@ type chunk struct {
 // in encoding/json.
 func parseChunk(data []byte, c *chunk) error {
 	*c = chunk{scratch: c.scratch[:0]}
-	if !jsonx.IsObject(data) {
-		return jsonx.ErrSyntax
-	}
-	it, err := jsonx.NewObject(data)
+	it, err := jsonx.NewStrictObject(data)
 	if err != nil {
 		return err
 	}
@@ -196,13 +190,8 @@ func (c *chunk) parseChoice(val []byte) error {
 			if jsonx.IsNull(dv) {
 				continue
 			}
-			text, err := jsonx.Unquote(c.scratch[:0], dv)
-			if err != nil {
+			if c.content, err = jsonx.UnquoteScratch(&c.scratch, dv); err != nil {
 				return err
-			}
-			c.content = text
-			if len(text) > 0 && len(dv) > 0 && &text[0] != &dv[1] {
-				c.scratch = text // unescaped into scratch: keep the grown buffer
 			}
 		}
 		if err := delta.Err(); err != nil {
@@ -243,11 +232,7 @@ func (c *chunk) parseUsage(val []byte) error {
 		default:
 			continue
 		}
-		*dst = 0
-		if jsonx.IsNull(v) {
-			continue
-		}
-		n, err := jsonx.Int(v)
+		n, _, err := jsonx.IntOrNull(v) // null reads as 0
 		if err != nil {
 			return err
 		}
@@ -267,12 +252,14 @@ func detailInt(val []byte, name string, dst *int64) error {
 		return err
 	}
 	for k, v, ok := obj.Member(); ok; k, v, ok = obj.Member() {
-		if jsonx.KeyIs(k, name) && !jsonx.IsNull(v) {
-			n, err := jsonx.Int(v)
+		if jsonx.KeyIs(k, name) {
+			n, null, err := jsonx.IntOrNull(v)
 			if err != nil {
 				return err
 			}
-			*dst = n
+			if !null {
+				*dst = n
+			}
 		}
 	}
 	return obj.Err()
