@@ -277,7 +277,7 @@ func TestPromptCacheUsageAPI(t *testing.T) {
 func TestPromptCacheAnthropicSDK(t *testing.T) {
 	up := startUpstream(t, mock.ServerConfig{OutputTokens: 5})
 	g := startGateway(t, cacheConfig(t, up, "5m"))
-	c := anthropicClient(g, keyDemo)
+	c := g.AnthropicSDK(keyDemo)
 	tools := strings.Repeat("tool ", 1100)
 	params := anthropic.MessageNewParams{
 		Model:     "persona/psn_long",
@@ -288,7 +288,7 @@ func TestPromptCacheAnthropicSDK(t *testing.T) {
 	}
 	var usages []anthropic.Usage
 	for range 2 {
-		res, err := c.Messages.New(sdkCtx(t), params)
+		res, err := c.Messages.New(testkit.SDKContext(t), params)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -314,7 +314,7 @@ func TestPromptCacheAnthropicSDK(t *testing.T) {
 		five.System = append(five.System, anthropic.TextBlockParam{Text: fmt.Sprintf("block %d", i),
 			CacheControl: anthropic.NewCacheControlEphemeralParam()})
 	}
-	_, err := c.Messages.New(sdkCtx(t), five)
+	_, err := c.Messages.New(testkit.SDKContext(t), five)
 	var apiErr *anthropic.Error
 	if !errors.As(err, &apiErr) || apiErr.StatusCode != 400 || !strings.Contains(apiErr.Error(), "A maximum of 4 blocks with cache_control") {
 		t.Fatalf("five breakpoints: %v", err)

@@ -10,17 +10,12 @@ import (
 	"github.com/anthropics/anthropic-sdk-go/v2"
 	"github.com/anthropics/anthropic-sdk-go/v2/option"
 
+	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers/mock"
 )
 
 // The Anthropic route driven by the official Go SDK, which authenticates
 // with x-api-key and sends anthropic-version.
-
-func anthropicClient(g *gw, key string, opts ...option.RequestOption) anthropic.Client {
-	return anthropic.NewClient(append([]option.RequestOption{
-		option.WithBaseURL(g.Base), option.WithAPIKey(key), option.WithMaxRetries(0),
-	}, opts...)...)
-}
 
 var weatherToolA = anthropic.ToolUnionParam{OfTool: &anthropic.ToolParam{
 	Name:        "get_weather",
@@ -34,10 +29,10 @@ var weatherToolA = anthropic.ToolUnionParam{OfTool: &anthropic.ToolParam{
 func TestAnthropicSDKMessages(t *testing.T) {
 	up := startUpstream(t, mock.ServerConfig{OutputTokens: 7})
 	g := startGateway(t, testConfig(t, up, ""))
-	c := anthropicClient(g, keyDemo)
+	c := g.AnthropicSDK(keyDemo)
 	for _, model := range sdkModels {
 		t.Run(model, func(t *testing.T) {
-			ctx := sdkCtx(t)
+			ctx := testkit.SDKContext(t)
 			params := anthropic.MessageNewParams{
 				Model:     anthropic.Model(model),
 				MaxTokens: 50,
@@ -92,7 +87,7 @@ func TestAnthropicSDKMessages(t *testing.T) {
 func TestAnthropicSDKToolUse(t *testing.T) {
 	up := startUpstream(t, mock.ServerConfig{})
 	g := startGateway(t, testConfig(t, up, ""))
-	c := anthropicClient(g, keyDemo)
+	c := g.AnthropicSDK(keyDemo)
 	eachModelAndMode(t, func(t *testing.T, model string, stream bool) {
 		params := anthropic.MessageNewParams{
 			Model:     anthropic.Model(model),
@@ -128,7 +123,7 @@ func TestAnthropicSDKToolUse(t *testing.T) {
 
 func anthropicRun(t *testing.T, c anthropic.Client, params anthropic.MessageNewParams, stream bool) anthropic.Message {
 	t.Helper()
-	ctx := sdkCtx(t)
+	ctx := testkit.SDKContext(t)
 	if !stream {
 		res, err := c.Messages.New(ctx, params)
 		if err != nil {
@@ -168,8 +163,8 @@ func TestAnthropicSDKErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c := anthropicClient(g, tc.key)
-			_, err := c.Messages.New(sdkCtx(t), tc.params)
+			c := g.AnthropicSDK(tc.key)
+			_, err := c.Messages.New(testkit.SDKContext(t), tc.params)
 			var ae *anthropic.Error
 			if !errors.As(err, &ae) {
 				t.Fatalf("err %v is not an *anthropic.Error", err)
@@ -184,13 +179,13 @@ func TestAnthropicSDKErrors(t *testing.T) {
 func TestAnthropicSDKMidStreamCutAndPersona(t *testing.T) {
 	up := startUpstream(t, mock.ServerConfig{CutAfterTokens: 3})
 	g := startGateway(t, testConfig(t, up, ""))
-	c := anthropicClient(g, keyDemo)
+	c := g.AnthropicSDK(keyDemo)
 	for _, model := range []string{"oa-1", "an-1"} {
-		st := c.Messages.NewStreaming(sdkCtx(t), anthropic.MessageNewParams{Model: anthropic.Model(model), MaxTokens: 50, Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))}})
+		st := c.Messages.NewStreaming(testkit.SDKContext(t), anthropic.MessageNewParams{Model: anthropic.Model(model), MaxTokens: 50, Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))}})
 		checkCutAfterEvents(t, model, st)
 	}
 	up.srv.SetConfig(mock.ServerConfig{})
-	_, err := c.Messages.New(sdkCtx(t), anthropic.MessageNewParams{
+	_, err := c.Messages.New(testkit.SDKContext(t), anthropic.MessageNewParams{
 		Model: "persona/psn_demo/an-1", MaxTokens: 50,
 		System:   []anthropic.TextBlockParam{{Text: "Caller rules."}},
 		Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))},
@@ -205,7 +200,7 @@ func TestAnthropicSDKMidStreamCutAndPersona(t *testing.T) {
 	if err := json.Unmarshal(last.Body, &body); err != nil || body.System != "You are terse.\n\nCaller rules." {
 		t.Fatalf("upstream got %s (%v)", last.Body, err)
 	}
-	page, err := c.Models.List(sdkCtx(t), anthropic.ModelListParams{})
+	page, err := c.Models.List(testkit.SDKContext(t), anthropic.ModelListParams{})
 	if err != nil || len(page.Data) != 4 || page.Data[2].ID != "mock-1" {
 		t.Fatalf("models %+v %v", page, err)
 	}
@@ -247,18 +242,18 @@ func TestAnthropicSDKRateLimitRetry(t *testing.T) {
 	g := startGateway(t, rateLimitedConfig(t))
 	params := anthropic.MessageNewParams{Model: "mock-1", MaxTokens: 20,
 		Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))}}
-	c := anthropicClient(g, keyDemo)
-	if _, err := c.Messages.New(sdkCtx(t), params); err != nil {
+	c := g.AnthropicSDK(keyDemo)
+	if _, err := c.Messages.New(testkit.SDKContext(t), params); err != nil {
 		t.Fatal(err)
 	}
-	_, err := c.Messages.New(sdkCtx(t), params)
+	_, err := c.Messages.New(testkit.SDKContext(t), params)
 	var ae *anthropic.Error
 	if !errors.As(err, &ae) || ae.StatusCode != 429 || ae.Response.Header.Get("Retry-After") == "" {
 		t.Fatalf("want a 429 with retry-after, got %v", err)
 	}
-	rc := anthropicClient(g, keyDemo, option.WithMaxRetries(3))
+	rc := g.AnthropicSDK(keyDemo, option.WithMaxRetries(3))
 	start := time.Now()
-	res, err := rc.Messages.New(sdkCtx(t), params)
+	res, err := rc.Messages.New(testkit.SDKContext(t), params)
 	if err != nil || len(res.Content) == 0 {
 		t.Fatalf("with retries: %v", err)
 	}

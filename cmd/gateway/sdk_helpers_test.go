@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"testing"
 	"time"
 )
@@ -13,13 +12,6 @@ import (
 // sdkModels are the built-in mock and one deployment of each wire
 // protocol: every SDK route must serve all three.
 var sdkModels = []string{"mock-1", "oa-1", "an-1"}
-
-// sdkCtx bounds one SDK call; it is cancelled when the test ends.
-func sdkCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 // eachModelAndMode runs f as a subtest per model of sdkModels, without
 // streaming ("model") and with it ("model/stream").

@@ -9,6 +9,7 @@ import (
 	"github.com/anthropics/anthropic-sdk-go/v2"
 	"github.com/openai/openai-go/v3"
 
+	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers/mock"
 )
 
@@ -23,8 +24,8 @@ var pngPixel = base64.StdEncoding.EncodeToString([]byte("\x89PNG\r\n\x1a\n\x00\x
 func TestSDKImagesCrossProtocol(t *testing.T) {
 	up := startUpstream(t, mock.ServerConfig{OutputTokens: 5})
 	g := startGateway(t, testConfig(t, up, ""))
-	oc := openAIClient(g, keyDemo)
-	ac := anthropicClient(g, keyDemo)
+	oc := g.OpenAISDK(keyDemo)
+	ac := g.AnthropicSDK(keyDemo)
 	dataURL := "data:image/png;base64," + pngPixel
 	userWithImage := func(url, detail string) openai.ChatCompletionMessageParamUnion {
 		return openai.UserMessage([]openai.ChatCompletionContentPartUnionParam{
@@ -47,7 +48,7 @@ func TestSDKImagesCrossProtocol(t *testing.T) {
 			`{"type":"image","source":{"type":"url","url":"https://example.test/cat.png"}}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			res, err := oc.Chat.Completions.New(sdkCtx(t), openai.ChatCompletionNewParams{
+			res, err := oc.Chat.Completions.New(testkit.SDKContext(t), openai.ChatCompletionNewParams{
 				Model: tc.model, Messages: []openai.ChatCompletionMessageParamUnion{userWithImage(tc.url, "")}})
 			if err != nil || res.Choices[0].Message.Content == "" {
 				t.Fatalf("completion %+v: %v", res, err)
@@ -60,7 +61,7 @@ func TestSDKImagesCrossProtocol(t *testing.T) {
 	}
 
 	t.Run("anthropic sdk to openai upstream", func(t *testing.T) {
-		_, err := ac.Messages.New(sdkCtx(t), anthropic.MessageNewParams{
+		_, err := ac.Messages.New(testkit.SDKContext(t), anthropic.MessageNewParams{
 			Model: "oa-1", MaxTokens: 50,
 			Messages: []anthropic.MessageParam{anthropic.NewUserMessage(
 				anthropic.NewTextBlock("Describe it."), anthropic.NewImageBlockBase64("image/png", pngPixel))},
@@ -81,7 +82,7 @@ func TestSDKImagesCrossProtocol(t *testing.T) {
 		{"ftp url", "oa-1", "ftp://example.test/x.png", "", "messages[0].content[1].image_url.url"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := oc.Chat.Completions.New(sdkCtx(t), openai.ChatCompletionNewParams{
+			_, err := oc.Chat.Completions.New(testkit.SDKContext(t), openai.ChatCompletionNewParams{
 				Model: tc.model, Messages: []openai.ChatCompletionMessageParamUnion{userWithImage(tc.url, tc.detail)}})
 			var ae *openai.Error
 			if !errors.As(err, &ae) || ae.StatusCode != 400 || ae.Param != tc.param {
@@ -96,7 +97,7 @@ func TestSDKImagesCrossProtocol(t *testing.T) {
 func TestSDKResponseFormat(t *testing.T) {
 	up := startUpstream(t, mock.ServerConfig{OutputTokens: 5})
 	g := startGateway(t, testConfig(t, up, ""))
-	oc := openAIClient(g, keyDemo)
+	oc := g.OpenAISDK(keyDemo)
 	params := func(model string) openai.ChatCompletionNewParams {
 		return openai.ChatCompletionNewParams{
 			Model:    model,
@@ -106,13 +107,13 @@ func TestSDKResponseFormat(t *testing.T) {
 			},
 		}
 	}
-	if _, err := oc.Chat.Completions.New(sdkCtx(t), params("oa-1")); err != nil {
+	if _, err := oc.Chat.Completions.New(testkit.SDKContext(t), params("oa-1")); err != nil {
 		t.Fatal(err)
 	}
 	if last, _ := up.srv.LastRequest(); !strings.Contains(string(last.Body), `"response_format":{"type":"json_object"}`) {
 		t.Fatalf("upstream got %s", last.Body)
 	}
-	_, err := oc.Chat.Completions.New(sdkCtx(t), params("an-1"))
+	_, err := oc.Chat.Completions.New(testkit.SDKContext(t), params("an-1"))
 	var ae *openai.Error
 	if !errors.As(err, &ae) || ae.StatusCode != 400 || ae.Param != "response_format" {
 		t.Fatalf("json mode to an Anthropic deployment: %v, want 400 naming response_format", err)

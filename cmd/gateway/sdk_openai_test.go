@@ -12,17 +12,12 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 
+	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers/mock"
 )
 
 // The OpenAI route driven by the official Go SDK, against the real
 // gateway and mockllm upstreams of both protocols.
-
-func openAIClient(g *gw, key string, opts ...option.RequestOption) openai.Client {
-	return openai.NewClient(append([]option.RequestOption{
-		option.WithBaseURL(g.Base + "/v1"), option.WithAPIKey(key), option.WithMaxRetries(0),
-	}, opts...)...)
-}
 
 var weatherTool = openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{
 	Name:        "get_weather",
@@ -37,10 +32,10 @@ var weatherTool = openai.ChatCompletionFunctionTool(openai.FunctionDefinitionPar
 func TestOpenAISDKChat(t *testing.T) {
 	up := startUpstream(t, mock.ServerConfig{OutputTokens: 7})
 	g := startGateway(t, testConfig(t, up, ""))
-	c := openAIClient(g, keyDemo)
+	c := g.OpenAISDK(keyDemo)
 	for _, model := range sdkModels {
 		t.Run(model, func(t *testing.T) {
-			ctx := sdkCtx(t)
+			ctx := testkit.SDKContext(t)
 			params := openai.ChatCompletionNewParams{
 				Model: model,
 				Messages: []openai.ChatCompletionMessageParamUnion{
@@ -98,9 +93,9 @@ func TestOpenAISDKChat(t *testing.T) {
 func TestOpenAISDKToolCalls(t *testing.T) {
 	up := startUpstream(t, mock.ServerConfig{})
 	g := startGateway(t, testConfig(t, up, ""))
-	c := openAIClient(g, keyDemo)
+	c := g.OpenAISDK(keyDemo)
 	eachModelAndMode(t, func(t *testing.T, model string, stream bool) {
-		ctx := sdkCtx(t)
+		ctx := testkit.SDKContext(t)
 		params := openai.ChatCompletionNewParams{
 			Model:    model,
 			Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Weather in Paris?")},
@@ -150,7 +145,7 @@ func openAIRun(t *testing.T, ctx context.Context, c openai.Client, params openai
 
 func TestOpenAISDKErrors(t *testing.T) {
 	g := startGateway(t, testConfig(t, nil, ""))
-	ctx := sdkCtx(t)
+	ctx := testkit.SDKContext(t)
 	ok := openai.ChatCompletionNewParams{Model: "mock-1", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}}
 	cases := []struct {
 		name   string
@@ -168,7 +163,7 @@ func TestOpenAISDKErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			oc := openAIClient(g, tc.key)
+			oc := g.OpenAISDK(tc.key)
 			_, err := oc.Chat.Completions.New(ctx, tc.params)
 			var ae *openai.Error
 			if !errors.As(err, &ae) {
@@ -188,9 +183,9 @@ func TestOpenAISDKErrors(t *testing.T) {
 // retried after the hinted second and then succeeds.
 func TestOpenAISDKRateLimitRetry(t *testing.T) {
 	g := startGateway(t, rateLimitedConfig(t))
-	ctx := sdkCtx(t)
+	ctx := testkit.SDKContext(t)
 	params := openai.ChatCompletionNewParams{Model: "mock-1", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}}
-	c := openAIClient(g, keyDemo)
+	c := g.OpenAISDK(keyDemo)
 	if _, err := c.Chat.Completions.New(ctx, params); err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +198,7 @@ func TestOpenAISDKRateLimitRetry(t *testing.T) {
 	}
 	// With the SDK's retries it waits the hinted time and succeeds.
 	start := time.Now()
-	rc := openAIClient(g, keyDemo, option.WithMaxRetries(3))
+	rc := g.OpenAISDK(keyDemo, option.WithMaxRetries(3))
 	res, err := rc.Chat.Completions.New(ctx, params)
 	if err != nil {
 		t.Fatalf("with retries: %v", err)
@@ -221,8 +216,8 @@ func TestOpenAISDKMidStreamCut(t *testing.T) {
 		t.Run(model, func(t *testing.T) {
 			up := startUpstream(t, mock.ServerConfig{CutAfterTokens: 3})
 			g := startGateway(t, testConfig(t, up, ""))
-			oc := openAIClient(g, keyDemo)
-			st := oc.Chat.Completions.NewStreaming(sdkCtx(t), openai.ChatCompletionNewParams{
+			oc := g.OpenAISDK(keyDemo)
+			st := oc.Chat.Completions.NewStreaming(testkit.SDKContext(t), openai.ChatCompletionNewParams{
 				Model: model, Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")},
 			})
 			checkCutAfterEvents(t, model, st)
@@ -233,8 +228,8 @@ func TestOpenAISDKMidStreamCut(t *testing.T) {
 func TestOpenAISDKPersonaAndModels(t *testing.T) {
 	up := startUpstream(t, mock.ServerConfig{})
 	g := startGateway(t, testConfig(t, up, ""))
-	ctx := sdkCtx(t)
-	c := openAIClient(g, keyDemo)
+	ctx := testkit.SDKContext(t)
+	c := g.OpenAISDK(keyDemo)
 	_, err := c.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
 		Model: "persona/psn_demo/oa-1",
 		Messages: []openai.ChatCompletionMessageParamUnion{
