@@ -140,13 +140,7 @@ func (l *JSONL) Close() error {
 
 // Stats returns a snapshot of the counters.
 func (l *JSONL) Stats() Stats {
-	return Stats{
-		Written:           l.written.Load(),
-		WaitedFull:        l.q.waitedFull.Load(),
-		DroppedAfterClose: l.q.droppedAfterClose.Load(),
-		WriteErrors:       l.writeErrors.Load(),
-		QueueDepth:        len(l.q.ch),
-	}
+	return l.q.stats(l.written.Load(), l.writeErrors.Load())
 }
 
 // run is the writer goroutine, the only user of file and buf.

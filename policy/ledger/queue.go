@@ -85,3 +85,15 @@ func (q *recordQueue) drain(interval time.Duration, add func(*UsageRecord) (full
 		}
 	}
 }
+
+// stats is the counters every driver has: the queue's, with the records
+// the driver wrote and those it failed to write.
+func (q *recordQueue) stats(written, writeErrors uint64) Stats {
+	return Stats{
+		Written:           written,
+		WaitedFull:        q.waitedFull.Load(),
+		DroppedAfterClose: q.droppedAfterClose.Load(),
+		WriteErrors:       writeErrors,
+		QueueDepth:        len(q.ch),
+	}
+}

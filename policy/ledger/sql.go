@@ -165,19 +165,14 @@ func (l *SQL) Close() error {
 
 // Stats returns a snapshot of the counters.
 func (l *SQL) Stats() Stats {
-	return Stats{
-		Written:           l.written.Load(),
-		WaitedFull:        l.q.waitedFull.Load(),
-		DroppedAfterClose: l.q.droppedAfterClose.Load(),
-		WriteErrors:       l.writeErrors.Load() + l.spool.lostUnencodable.Load(),
-		QueueDepth:        len(l.q.ch),
-		Batches:           l.batches.Load(),
-		BatchLatency:      time.Duration(l.latencyNanos.Load()),
-		BatchLatencyMax:   time.Duration(l.latencyMaxNanos.Load()),
-		StoreErrors:       l.storeErrors.Load(),
-		Spooled:           l.spool.spooled.Load(),
-		Redelivered:       l.redelivered.Load(),
-		SpoolPending:      l.spool.pending.Load(),
-		SpoolCorrupt:      l.spool.corrupt.Load(),
-	}
+	st := l.q.stats(l.written.Load(), l.writeErrors.Load()+l.spool.lostUnencodable.Load())
+	st.Batches = l.batches.Load()
+	st.BatchLatency = time.Duration(l.latencyNanos.Load())
+	st.BatchLatencyMax = time.Duration(l.latencyMaxNanos.Load())
+	st.StoreErrors = l.storeErrors.Load()
+	st.Spooled = l.spool.spooled.Load()
+	st.Redelivered = l.redelivered.Load()
+	st.SpoolPending = l.spool.pending.Load()
+	st.SpoolCorrupt = l.spool.corrupt.Load()
+	return st
 }

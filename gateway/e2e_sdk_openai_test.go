@@ -1,4 +1,4 @@
-package main
+package gateway_test
 
 import (
 	"context"
@@ -16,8 +16,8 @@ import (
 	"github.com/moonborn/edge/providers/mock"
 )
 
-// The OpenAI route driven by the official Go SDK, against the real
-// gateway and mockllm upstreams of both protocols.
+// The OpenAI route driven by the official Go SDK, against a gateway of
+// real parts and mockllm upstreams of both protocols.
 
 var weatherTool = openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{
 	Name:        "get_weather",
@@ -31,7 +31,7 @@ var weatherTool = openai.ChatCompletionFunctionTool(openai.FunctionDefinitionPar
 
 func TestOpenAISDKChat(t *testing.T) {
 	up := startUpstream(t, mock.ServerConfig{OutputTokens: 7})
-	g := startGateway(t, testConfig(t, up, ""))
+	g := newWorld(t, up).start()
 	c := g.OpenAISDK(keyDemo)
 	for _, model := range sdkModels {
 		t.Run(model, func(t *testing.T) {
@@ -92,7 +92,7 @@ func TestOpenAISDKChat(t *testing.T) {
 
 func TestOpenAISDKToolCalls(t *testing.T) {
 	up := startUpstream(t, mock.ServerConfig{})
-	g := startGateway(t, testConfig(t, up, ""))
+	g := newWorld(t, up).start()
 	c := g.OpenAISDK(keyDemo)
 	eachModelAndMode(t, func(t *testing.T, model string, stream bool) {
 		ctx := testkit.SDKContext(t)
@@ -144,7 +144,7 @@ func openAIRun(t *testing.T, ctx context.Context, c openai.Client, params openai
 }
 
 func TestOpenAISDKErrors(t *testing.T) {
-	g := startGateway(t, testConfig(t, nil, ""))
+	g := newWorld(t, nil).start()
 	ctx := testkit.SDKContext(t)
 	ok := openai.ChatCompletionNewParams{Model: "mock-1", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}}
 	cases := []struct {
@@ -182,7 +182,7 @@ func TestOpenAISDKErrors(t *testing.T) {
 // The SDK's own retry honours retry-after: a 429 from a 1 rps bucket is
 // retried after the hinted second and then succeeds.
 func TestOpenAISDKRateLimitRetry(t *testing.T) {
-	g := startGateway(t, rateLimitedConfig(t))
+	g := startRateLimited(t)
 	ctx := testkit.SDKContext(t)
 	params := openai.ChatCompletionNewParams{Model: "mock-1", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}}
 	c := g.OpenAISDK(keyDemo)
@@ -215,7 +215,7 @@ func TestOpenAISDKMidStreamCut(t *testing.T) {
 	for _, model := range []string{"oa-1", "an-1"} {
 		t.Run(model, func(t *testing.T) {
 			up := startUpstream(t, mock.ServerConfig{CutAfterTokens: 3})
-			g := startGateway(t, testConfig(t, up, ""))
+			g := newWorld(t, up).start()
 			oc := g.OpenAISDK(keyDemo)
 			st := oc.Chat.Completions.NewStreaming(testkit.SDKContext(t), openai.ChatCompletionNewParams{
 				Model: model, Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")},
@@ -227,7 +227,7 @@ func TestOpenAISDKMidStreamCut(t *testing.T) {
 
 func TestOpenAISDKPersonaAndModels(t *testing.T) {
 	up := startUpstream(t, mock.ServerConfig{})
-	g := startGateway(t, testConfig(t, up, ""))
+	g := newWorld(t, up).start()
 	ctx := testkit.SDKContext(t)
 	c := g.OpenAISDK(keyDemo)
 	_, err := c.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{

@@ -1,8 +1,10 @@
-package main
+package gateway_test
 
 import (
 	"testing"
 	"time"
+
+	"github.com/moonborn/edge/policy"
 )
 
 // What the OpenAI and Anthropic SDK tests share: the models they run
@@ -47,14 +49,15 @@ func checkCutAfterEvents(t *testing.T, what string, st sdkStream) {
 	}
 }
 
-// rateLimitedConfig is the test config with one request a second and a
-// burst of one, so the second request in a row is refused with a
-// Retry-After.
-func rateLimitedConfig(t *testing.T) string {
-	return testConfig(t, nil, "") + `
-limits:
-  default: {requestsPerMinute: 60, requestBurst: 1}
-`
+// startRateLimited starts the standard world behind a local limiter of
+// one request a second with a burst of one, so the second request in a
+// row is refused with a Retry-After.
+func startRateLimited(t *testing.T) *gw {
+	t.Helper()
+	w := newWorld(t, nil)
+	w.RateLimits = &policy.LimitsConfig{Default: policy.WorkspaceLimits{
+		RateLimits: policy.RateLimits{RequestsPerMinute: 60, RequestBurst: 1}}}
+	return w.start()
 }
 
 // checkWaitedForBucket fails the test when a call begun at start

@@ -1,4 +1,4 @@
-package main
+package gateway_test
 
 import (
 	"encoding/base64"
@@ -23,7 +23,7 @@ var pngPixel = base64.StdEncoding.EncodeToString([]byte("\x89PNG\r\n\x1a\n\x00\x
 // URL) is a 400 naming the field.
 func TestSDKImagesCrossProtocol(t *testing.T) {
 	up := startUpstream(t, mock.ServerConfig{OutputTokens: 5})
-	g := startGateway(t, testConfig(t, up, ""))
+	g := newWorld(t, up).start()
 	oc := g.OpenAISDK(keyDemo)
 	ac := g.AnthropicSDK(keyDemo)
 	dataURL := "data:image/png;base64," + pngPixel
@@ -96,7 +96,7 @@ func TestSDKImagesCrossProtocol(t *testing.T) {
 // verbatim and are refused, by name, for Anthropic ones.
 func TestSDKResponseFormat(t *testing.T) {
 	up := startUpstream(t, mock.ServerConfig{OutputTokens: 5})
-	g := startGateway(t, testConfig(t, up, ""))
+	g := newWorld(t, up).start()
 	oc := g.OpenAISDK(keyDemo)
 	params := func(model string) openai.ChatCompletionNewParams {
 		return openai.ChatCompletionNewParams{

@@ -1,4 +1,4 @@
-package main
+package gateway_test
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 func TestNodeSDKs(t *testing.T) {
 	testkit.Tool(t, "node", "Debian packages nodejs and npm")
 	testkit.Tool(t, "npm", "Debian packages nodejs and npm")
-	dir, err := filepath.Abs("../../sdktest")
+	dir, err := filepath.Abs("../sdktest")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func TestNodeSDKs(t *testing.T) {
 		}
 	}
 	up := startUpstream(t, mock.ServerConfig{OutputTokens: 7})
-	g := startGateway(t, testConfig(t, up, ""))
+	g := newWorld(t, up).start()
 	cmd := exec.CommandContext(ctx, "node", "sdk.mjs")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "BASE="+g.Base, "KEY="+keyDemo)

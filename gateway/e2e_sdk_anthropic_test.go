@@ -1,4 +1,4 @@
-package main
+package gateway_test
 
 import (
 	"encoding/json"
@@ -28,7 +28,7 @@ var weatherToolA = anthropic.ToolUnionParam{OfTool: &anthropic.ToolParam{
 
 func TestAnthropicSDKMessages(t *testing.T) {
 	up := startUpstream(t, mock.ServerConfig{OutputTokens: 7})
-	g := startGateway(t, testConfig(t, up, ""))
+	g := newWorld(t, up).start()
 	c := g.AnthropicSDK(keyDemo)
 	for _, model := range sdkModels {
 		t.Run(model, func(t *testing.T) {
@@ -86,7 +86,7 @@ func TestAnthropicSDKMessages(t *testing.T) {
 
 func TestAnthropicSDKToolUse(t *testing.T) {
 	up := startUpstream(t, mock.ServerConfig{})
-	g := startGateway(t, testConfig(t, up, ""))
+	g := newWorld(t, up).start()
 	c := g.AnthropicSDK(keyDemo)
 	eachModelAndMode(t, func(t *testing.T, model string, stream bool) {
 		params := anthropic.MessageNewParams{
@@ -145,7 +145,7 @@ func anthropicRun(t *testing.T, c anthropic.Client, params anthropic.MessageNewP
 }
 
 func TestAnthropicSDKErrors(t *testing.T) {
-	g := startGateway(t, testConfig(t, nil, ""))
+	g := newWorld(t, nil).start()
 	ok := []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))}
 	cases := []struct {
 		name   string
@@ -178,7 +178,7 @@ func TestAnthropicSDKErrors(t *testing.T) {
 
 func TestAnthropicSDKMidStreamCutAndPersona(t *testing.T) {
 	up := startUpstream(t, mock.ServerConfig{CutAfterTokens: 3})
-	g := startGateway(t, testConfig(t, up, ""))
+	g := newWorld(t, up).start()
 	c := g.AnthropicSDK(keyDemo)
 	for _, model := range []string{"oa-1", "an-1"} {
 		st := c.Messages.NewStreaming(testkit.SDKContext(t), anthropic.MessageNewParams{Model: anthropic.Model(model), MaxTokens: 50, Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))}})
@@ -209,7 +209,7 @@ func TestAnthropicSDKMidStreamCutAndPersona(t *testing.T) {
 // Replies the router makes itself (405, 413, 404) are in the route's SDK
 // shape too.
 func TestSDKRouterErrorShapes(t *testing.T) {
-	g := startGateway(t, testConfig(t, nil, ""))
+	g := newWorld(t, nil).start()
 	big := `{"model":"mock-1","messages":[{"role":"user","content":"` + strings.Repeat("x", 5000) + `"}]}`
 	r := g.Post("/v1/chat/completions", keyDemo, big)
 	var oe struct {
@@ -239,7 +239,7 @@ func TestSDKRouterErrorShapes(t *testing.T) {
 // Anthropic's SDK raises RateLimitError on a 429, and its own retries
 // wait for retry-after and then succeed.
 func TestAnthropicSDKRateLimitRetry(t *testing.T) {
-	g := startGateway(t, rateLimitedConfig(t))
+	g := startRateLimited(t)
 	params := anthropic.MessageNewParams{Model: "mock-1", MaxTokens: 20,
 		Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))}}
 	c := g.AnthropicSDK(keyDemo)
