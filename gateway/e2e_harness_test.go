@@ -308,6 +308,17 @@ func (w *world) start() *gw {
 	return g
 }
 
+// pools are the models' pools.
+func (w *world) pools() []*providers.Pool {
+	var pools []*providers.Pool
+	for _, m := range w.Models {
+		if p, ok := m.Provider.(*providers.Pool); ok {
+			pools = append(pools, p)
+		}
+	}
+	return pools
+}
+
 // adminServer is the admin handler on its own loopback listener.
 type adminServer struct {
 	srv  *fasthttp.Server
@@ -320,17 +331,11 @@ func (w *world) serveAdmin(usage gateway.UsageReader) *adminServer {
 	if w.AdminToken == "" {
 		return nil
 	}
-	var pools []*providers.Pool
-	for _, m := range w.Models {
-		if p, ok := m.Provider.(*providers.Pool); ok {
-			pools = append(pools, p)
-		}
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	srv := &fasthttp.Server{Handler: gateway.AdminHandler(gateway.AdminOptions{Token: w.AdminToken, Pools: pools, Usage: usage})}
+	srv := &fasthttp.Server{Handler: gateway.AdminHandler(gateway.AdminOptions{Token: w.AdminToken, Pools: w.pools(), Usage: usage})}
 	go func() { _ = srv.Serve(ln) }()
 	return &adminServer{srv: srv, addr: ln.Addr().String()}
 }

@@ -1,14 +1,15 @@
-package main
+package gateway_test
 
 import (
-	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/moonborn/edge/internal/testkit"
+	"github.com/moonborn/edge/providers"
 	"github.com/moonborn/edge/providers/mock"
+	"github.com/moonborn/edge/providers/openai"
 )
 
 // TestSaturationQueues: a deployment at maxConns makes requests wait for a
@@ -26,9 +27,13 @@ func TestSaturationQueues(t *testing.T) {
 		{"queue full", 1, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			text := testConfig(t, up, "")
-			text = strings.Replace(text, "openai: {baseURL:", fmt.Sprintf("openai: {maxConns: 2, maxQueue: %d, baseURL:", tc.queue), 1)
-			g := startGateway(t, text)
+			w := newWorld(t, up)
+			w.AddOpenAI("oa", up.addr, func(c *openai.Config) {
+				c.APIKey, c.Timeout, c.FirstTokenTimeout, c.IdleTimeout = "sk-test-upstream", 2*time.Second, time.Second, time.Second
+				c.MaxConns, c.MaxQueue = 2, tc.queue
+			})
+			w.AddModel("oa-1", providers.PoolConfig{}, prices(t, "2.5", "10"), 1000, deployment{Provider: "oa", Model: "gpt-test"})
+			g := w.start()
 			var wg sync.WaitGroup
 			var mu sync.Mutex
 			codes := map[int]int{}
@@ -60,7 +65,7 @@ func TestSaturationQueues(t *testing.T) {
 					}
 				}
 			}
-			for _, p := range g.app.currentPools() {
+			for _, p := range w.pools() {
 				for _, d := range p.Snapshot(time.Now()).Deployments {
 					if d.Breaker != "closed" {
 						t.Errorf("deployment %s breaker %s after saturation, want closed", d.Name, d.Breaker)

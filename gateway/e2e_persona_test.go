@@ -1,4 +1,4 @@
-package main
+package gateway_test
 
 import (
 	"encoding/json"
@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/moonborn/edge/gateway/persona"
 )
 
 // TestPersonaOriginSingleflight: 100 concurrent chats for one uncached
@@ -27,11 +29,14 @@ func TestPersonaOriginSingleflight(t *testing.T) {
 			"systemPrompt": "You are remote.", "defaultModel": "mock-1"})
 	}))
 	defer origin.Close()
-	text := testConfig(t, nil, "")
-	start := strings.Index(text, "personas:\n")
-	end := strings.Index(text, "providers:\n")
-	text = text[:start] + "personas:\n  source: http\n  http: {baseURL: \"" + origin.URL + "\"}\n" + text[end:]
-	g := startGateway(t, text)
+	w := newWorld(t, nil)
+	src, err := persona.NewHTTPSource(persona.HTTPConfig{BaseURL: origin.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.PersonaSource = src
+	w.PersonaConfig.Source = persona.SourceHTTP
+	g := w.start()
 	var wg sync.WaitGroup
 	codes := make([]int, 100)
 	for i := range codes {

@@ -1,22 +1,21 @@
-package main
+package gateway_test
 
 import (
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/moonborn/edge/internal/testkit"
+	"github.com/moonborn/edge/policy"
 )
 
 // TestRateLimitHeadersAndRefusal: every reply carries the X-RateLimit-*
 // headers of API.md, spelled as OpenAI's clients read them; an empty
 // bucket answers 429 rate_limited with Retry-After and Remaining 0.
 func TestRateLimitHeadersAndRefusal(t *testing.T) {
-	text := strings.Replace(testConfig(t, nil, ""), "ledger:\n", `limits:
-  default: {requestsPerMinute: 60, requestBurst: 2, tokensPerMinute: 100000}
-ledger:
-`, 1)
-	g := startGateway(t, text)
+	w := newWorld(t, nil)
+	w.RateLimits = &policy.LimitsConfig{Default: policy.WorkspaceLimits{RateLimits: policy.RateLimits{
+		RequestsPerMinute: 60, RequestBurst: 2, TokensPerMinute: 100000}}}
+	g := w.start()
 	for i := 0; i < 2; i++ {
 		r := g.Chat(keyDemo, "psn_demo", `{"userText":"hi"}`)
 		testkit.DecodeOK(t, r)
