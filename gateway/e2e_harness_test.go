@@ -115,25 +115,36 @@ func newWorld(t *testing.T, up *upstream) *world {
 			AllowedModels: []string{"mock-1"}},
 	}
 	w.AddMock("mock", mock.Config{OutputTokens: 20})
-	w.AddOpenAI("oa", upAddr, func(c *openai.Config) {
-		c.APIKey, c.Timeout, c.FirstTokenTimeout, c.IdleTimeout = "sk-test-upstream", 2*time.Second, time.Second, time.Second
-	})
-	w.AddAnthropic("an", upAddr, func(c *anthropic.Config) {
-		c.APIKey, c.Timeout, c.FirstTokenTimeout, c.IdleTimeout = "sk-ant-test-upstream", 2*time.Second, time.Second, time.Second
-	})
+	w.AddProtocols(upAddr, nil)
 	w.AddOpenAI("dead", testkit.DeadAddr(t), func(c *openai.Config) { c.APIKey, c.ConnectTimeout = "x", time.Second })
 	w.AddModel("mock-1", providers.PoolConfig{}, prices(t, "0.15", "0.60"), 1000, deployment{Provider: "mock"})
-	w.AddModel("oa-1", providers.PoolConfig{}, prices(t, "2.5", "10"), 1000, deployment{Provider: "oa", Model: "gpt-test"})
-	w.AddModel("an-1", providers.PoolConfig{}, prices(t, "3", "15"), 1000, deployment{Provider: "an", Model: "claude-test"})
 	w.AddModel("dead-1", providers.PoolConfig{}, policy.Prices{}, 1000, deployment{Provider: "dead"})
 	return w
+}
+
+// AddProtocols (re)adds the providers oa (OpenAI protocol) and an
+// (Anthropic) talking to addr, with the standard world's settings (2 s
+// timeout, 1 s to the first token, 1 s idle) changed by set when it is
+// not nil, and their models oa-1 and an-1 over them.
+func (w *world) AddProtocols(addr string, set func(provider string, h *providers.HTTPConfig)) {
+	w.t.Helper()
+	settle := func(name, key string, h *providers.HTTPConfig) {
+		h.APIKey, h.Timeout, h.FirstTokenTimeout, h.IdleTimeout = key, 2*time.Second, time.Second, time.Second
+		if set != nil {
+			set(name, h)
+		}
+	}
+	w.AddOpenAI("oa", addr, func(c *openai.Config) { settle("oa", "sk-test-upstream", &c.HTTPConfig) })
+	w.AddAnthropic("an", addr, func(c *anthropic.Config) { settle("an", "sk-ant-test-upstream", &c.HTTPConfig) })
+	w.AddModel("oa-1", providers.PoolConfig{}, prices(w.t, "2.5", "10"), 1000, deployment{Provider: "oa", Model: "gpt-test"})
+	w.AddModel("an-1", providers.PoolConfig{}, prices(w.t, "3", "15"), 1000, deployment{Provider: "an", Model: "claude-test"})
 }
 
 func ptr[T any](v T) *T { return &v }
 
 // prices parses a model's input and output prices (USD per million
 // tokens).
-func prices(t *testing.T, in, out string) policy.Prices {
+func prices(t testing.TB, in, out string) policy.Prices {
 	t.Helper()
 	i, err := policy.ParsePrice(in)
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers"
 	"github.com/moonborn/edge/providers/mock"
-	"github.com/moonborn/edge/providers/openai"
 )
 
 // TestSaturationQueues: a deployment at maxConns makes requests wait for a
@@ -28,11 +27,11 @@ func TestSaturationQueues(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld(t, up)
-			w.AddOpenAI("oa", up.addr, func(c *openai.Config) {
-				c.APIKey, c.Timeout, c.FirstTokenTimeout, c.IdleTimeout = "sk-test-upstream", 2*time.Second, time.Second, time.Second
-				c.MaxConns, c.MaxQueue = 2, tc.queue
+			w.AddProtocols(up.addr, func(provider string, h *providers.HTTPConfig) {
+				if provider == "oa" {
+					h.MaxConns, h.MaxQueue = 2, tc.queue
+				}
 			})
-			w.AddModel("oa-1", providers.PoolConfig{}, prices(t, "2.5", "10"), 1000, deployment{Provider: "oa", Model: "gpt-test"})
 			g := w.start()
 			var wg sync.WaitGroup
 			var mu sync.Mutex

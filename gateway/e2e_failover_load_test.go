@@ -1,4 +1,4 @@
-package main
+package gateway_test
 
 import (
 	"bufio"
@@ -13,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moonborn/edge/policy"
+	"github.com/moonborn/edge/providers"
 	"github.com/moonborn/edge/providers/mock"
+	"github.com/moonborn/edge/providers/openai"
 )
 
 // TestUpstreamKilledUnderLoad runs steady traffic on a model served by two
@@ -21,23 +24,21 @@ import (
 // requests must succeed at ≥ 99.9% (failover happens before the first
 // byte); every stream must end with done or an error event, never a silent
 // clean end. The success rate and the p99 during the fault are logged
-// (go test -v -run TestUpstreamKilledUnderLoad ./cmd/gateway).
+// (go test -v -run TestUpstreamKilledUnderLoad ./gateway).
 func TestUpstreamKilledUnderLoad(t *testing.T) {
 	cfgA := mock.ServerConfig{OutputTokens: 8, TokenDelay: 2 * time.Millisecond}
 	a := startUpstream(t, cfgA)
 	b := startUpstream(t, mock.ServerConfig{OutputTokens: 8, TokenDelay: 2 * time.Millisecond})
-	text := testConfig(t, nil, "")
-	text = strings.Replace(text, "providers:\n", fmt.Sprintf(`providers:
-  - {name: a, type: openai, openai: {baseURL: "http://%s/v1", apiKey: k, timeout: 2s, firstTokenTimeout: 1s, connectTimeout: 200ms}}
-  - {name: b, type: openai, openai: {baseURL: "http://%s/v1", apiKey: k, timeout: 2s, firstTokenTimeout: 1s, connectTimeout: 200ms}}
-`, a.addr, b.addr), 1)
-	text = strings.Replace(text, "models:\n", `models:
-  - id: ha-1
-    deployments: [{provider: a, upstreamModel: m}, {provider: b, upstreamModel: m}]
-    pool: {strategy: weighted, maxAttempts: 3, breaker: {consecutiveFailures: 3, openFor: 500ms}}
-`, 1)
-	text = strings.Replace(text, "  ratio: 0.2", "  ratio: 1", 1)
-	g := startGateway(t, text)
+	w := newWorld(t, nil)
+	for name, up := range map[string]*upstream{"a": a, "b": b} {
+		w.AddOpenAI(name, up.addr, func(c *openai.Config) {
+			c.APIKey, c.Timeout, c.FirstTokenTimeout, c.ConnectTimeout = "k", 2*time.Second, time.Second, 200*time.Millisecond
+		})
+	}
+	w.AddModel("ha-1", providers.PoolConfig{Strategy: providers.StrategyWeighted, MaxAttempts: 3,
+		Breaker: providers.BreakerConfig{ConsecutiveFailures: 3, OpenFor: 500 * time.Millisecond}}, policy.Prices{}, 4096,
+		deployment{Provider: "a", Model: "m"}, deployment{Provider: "b", Model: "m"})
+	g := w.start()
 
 	const runFor = 6 * time.Second
 	start := time.Now()

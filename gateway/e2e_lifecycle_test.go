@@ -1,4 +1,4 @@
-package main
+package gateway_test
 
 import (
 	"bufio"
@@ -14,7 +14,10 @@ import (
 	"time"
 
 	"github.com/moonborn/edge/internal/testkit"
+	"github.com/moonborn/edge/providers"
+	"github.com/moonborn/edge/providers/anthropic"
 	"github.com/moonborn/edge/providers/mock"
+	"github.com/moonborn/edge/providers/openai"
 )
 
 // Request lifecycle: whoever ends a request — its client leaving, its
@@ -98,10 +101,10 @@ func (p *stampProxy) waitClosed(t *testing.T, n int, within time.Duration) time.
 	return last
 }
 
-// lifecycleConfig is testConfig with providers oa and an pointed at the
+// lifecycleWorld is the standard world with providers oa and an pointed at the
 // proxy instead of the upstream.
-func lifecycleConfig(t *testing.T, p *stampProxy, server string) string {
-	return testConfig(t, &upstream{addr: p.addr()}, server)
+func lifecycleWorld(t *testing.T, p *stampProxy) *world {
+	return newWorld(t, &upstream{addr: p.addr()})
 }
 
 // rawRequest sends a chat request on a raw connection (so the test can
@@ -163,7 +166,7 @@ func lastRecord(t *testing.T, g *gw, n int) map[string]any {
 func TestClientGoneDuringSlowStreamClosesUpstream(t *testing.T) {
 	up := startUpstream(t, mock.ServerConfig{OutputTokens: 50, TokenDelay: 2 * time.Second})
 	p := startStampProxy(t, up.addr)
-	g := startGateway(t, lifecycleConfig(t, p, ""))
+	g := lifecycleWorld(t, p).start()
 	for i, tc := range []struct {
 		name  string
 		model string
@@ -198,7 +201,7 @@ func TestClientGoneDuringSlowStreamClosesUpstream(t *testing.T) {
 func TestClientGoneDuringSlowCompletionClosesUpstream(t *testing.T) {
 	up := startUpstream(t, mock.ServerConfig{OutputTokens: 5, TimeToFirstToken: 3 * time.Second})
 	p := startStampProxy(t, up.addr)
-	g := startGateway(t, lifecycleConfig(t, p, ""))
+	g := lifecycleWorld(t, p).start()
 	for i, model := range []string{"oa-1", "an-1"} {
 		t.Run(model, func(t *testing.T) {
 			c, _ := rawRequest(t, g, `{"userText":"hi","modelId":"`+model+`"}`)
@@ -226,10 +229,11 @@ func TestClientGoneDuringSlowCompletionClosesUpstream(t *testing.T) {
 func TestRequestTimeoutEndsEveryAttempt(t *testing.T) {
 	up := startUpstream(t, mock.ServerConfig{OutputTokens: 50, TimeToFirstToken: 1500 * time.Millisecond, TokenDelay: 100 * time.Millisecond})
 	p := startStampProxy(t, up.addr)
-	text := lifecycleConfig(t, p, "  requestTimeout: 400ms\n  maxStreamDuration: 2500ms")
+	w := lifecycleWorld(t, p)
+	w.Limits.RequestTimeout, w.Limits.MaxStreamDuration = 400*time.Millisecond, 2500*time.Millisecond
 	// Attempts may each take 5s: only the request's deadline can end it.
-	text = strings.ReplaceAll(text, "timeout: 2s, firstTokenTimeout: 1s", "timeout: 5s, firstTokenTimeout: 5s")
-	g := startGateway(t, text)
+	w.AddProtocols(p.addr(), func(_ string, h *providers.HTTPConfig) { h.Timeout, h.FirstTokenTimeout = 5*time.Second, 5*time.Second })
+	g := w.start()
 
 	start := time.Now()
 	r := g.Chat(keyDemo, "psn_demo", `{"userText":"hi","modelId":"oa-1"}`)
@@ -273,7 +277,7 @@ func TestHedgeLoserWaitingForHeadersIsCancelled(t *testing.T) {
 	slow := startUpstream(t, mock.ServerConfig{OutputTokens: 20, TimeToFirstToken: 3 * time.Second})
 	fast := startUpstream(t, mock.ServerConfig{OutputTokens: 20, TokenDelay: 20 * time.Millisecond})
 	pa, pb := startStampProxy(t, slow.addr), startStampProxy(t, fast.addr)
-	g := startGateway(t, hedgeConfig(t, pa.addr(), pb.addr(), "100ms"))
+	g := hedgeWorld(t, pa.addr(), pb.addr(), 100*time.Millisecond).start()
 	for i := range 3 {
 		resp, sr := g.OpenStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"hedged-1"}`)
 		if ev, err := sr.Next(); err != nil || ev.Name != "delta" {
@@ -302,24 +306,20 @@ func TestHedgeLoserWaitingForHeadersIsCancelled(t *testing.T) {
 	}
 }
 
-// hedgeConfig serves hedged-1 from deployments a (primary) and b (the
-// hedge), both OpenAI-protocol, with the hedge started after delay.
-func hedgeConfig(t *testing.T, a, b, delay string) string {
+// hedgeWorld serves hedged-1 from deployments a (primary, OpenAI
+// protocol) and b (the hedge, Anthropic protocol), with the hedge started
+// after delay.
+func hedgeWorld(t *testing.T, a, b string, delay time.Duration) *world {
 	t.Helper()
-	text := testConfig(t, nil, "")
-	text = strings.Replace(text, "providers:\n", fmt.Sprintf(`providers:
-  - {name: a, type: openai, openai: {baseURL: "http://%s/v1", apiKey: k, timeout: 10s, firstTokenTimeout: 10s}}
-  - {name: b, type: anthropic, anthropic: {baseURL: "http://%s", apiKey: k, timeout: 10s, firstTokenTimeout: 10s}}
-`, a, b), 1)
-	return strings.Replace(text, "models:\n", fmt.Sprintf(`models:
-  - id: hedged-1
-    inputPricePerMTok: 1
-    outputPricePerMTok: 2
-    deployments:
-      - {provider: a, upstreamModel: gpt-a, priority: 0}
-      - {provider: b, upstreamModel: claude-b, priority: 1}
-    pool: {strategy: priority, maxAttempts: 2, hedge: {enabled: true, delay: %s}}
-`, delay), 1)
+	w := newWorld(t, nil)
+	w.AddOpenAI("a", a, func(c *openai.Config) { c.APIKey, c.Timeout, c.FirstTokenTimeout = "k", 10*time.Second, 10*time.Second })
+	w.AddAnthropic("b", b, func(c *anthropic.Config) {
+		c.APIKey, c.Timeout, c.FirstTokenTimeout = "k", 10*time.Second, 10*time.Second
+	})
+	w.AddModel("hedged-1", providers.PoolConfig{Strategy: providers.StrategyPriority, MaxAttempts: 2,
+		Hedge: providers.HedgeConfig{Enabled: true, Delay: delay}}, prices(t, "1", "2"), 4096,
+		deployment{Provider: "a", Model: "gpt-a"}, deployment{Provider: "b", Model: "claude-b", Priority: 1})
+	return w
 }
 
 // TestHedgedTrafficRace drives hedged streams whose losers answer just
@@ -329,7 +329,8 @@ func hedgeConfig(t *testing.T, a, b, delay string) string {
 func TestHedgedTrafficRace(t *testing.T) {
 	a := startUpstream(t, mock.ServerConfig{OutputTokens: 10, TimeToFirstToken: 60 * time.Millisecond, TokenDelay: time.Millisecond})
 	b := startUpstream(t, mock.ServerConfig{OutputTokens: 10, TimeToFirstToken: 20 * time.Millisecond, TokenDelay: time.Millisecond})
-	g := startGateway(t, hedgeConfig(t, a.addr, b.addr, "40ms"))
+	w := hedgeWorld(t, a.addr, b.addr, 40*time.Millisecond)
+	g := w.start()
 	var wg sync.WaitGroup
 	errs := make(chan string, 64)
 	for i := range 24 {
@@ -366,7 +367,7 @@ func TestHedgedTrafficRace(t *testing.T) {
 		t.Error(e)
 	}
 	var hedges int64
-	for _, p := range g.app.currentPools() {
+	for _, p := range w.pools() {
 		if p.Model() == "hedged-1" {
 			hedges = p.Snapshot(time.Now()).HedgesStarted
 		}
