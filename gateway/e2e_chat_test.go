@@ -17,6 +17,7 @@ import (
 
 	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers/mock"
+	"github.com/moonborn/edge/providers/mock/mocktest"
 )
 
 // wantCost is API.md's formula evaluated with exact rationals.
@@ -31,7 +32,7 @@ func wantCost(in, out int64, inPrice, outPrice string) int64 {
 
 func TestChatMockDefaultPersona(t *testing.T) {
 	g := newWorld(t, nil).start()
-	r := g.Chat(keyDemo, "psn_demo", `{"userText":"Hello there, how are you?"}`)
+	r := g.Chat(mocktest.KeyDemo, "psn_demo", `{"userText":"Hello there, how are you?"}`)
 	ok := testkit.DecodeOK(t, r)
 	if ok.Model != "mock-1" || ok.Content == "" {
 		t.Fatalf("reply %+v", ok)
@@ -54,12 +55,12 @@ func TestChatMockDefaultPersona(t *testing.T) {
 
 func TestChatHonoursMaxOutputTokensAndDigest(t *testing.T) {
 	g := newWorld(t, nil).start()
-	ok := testkit.DecodeOK(t, g.Chat(keyDemo, "psn_demo", `{"userText":"Hi","maxOutputTokens":3}`))
+	ok := testkit.DecodeOK(t, g.Chat(mocktest.KeyDemo, "psn_demo", `{"userText":"Hi","maxOutputTokens":3}`))
 	if ok.OutputTokens != 3 {
 		t.Fatalf("outputTokens %d, want 3", ok.OutputTokens)
 	}
-	plain := testkit.DecodeOK(t, g.Chat(keyDemo, "psn_demo", `{"userText":"Hi"}`))
-	digest := testkit.DecodeOK(t, g.Chat(keyDemo, "psn_demo", `{"userText":"Hi","memoryDigest":"User likes tea."}`))
+	plain := testkit.DecodeOK(t, g.Chat(mocktest.KeyDemo, "psn_demo", `{"userText":"Hi"}`))
+	digest := testkit.DecodeOK(t, g.Chat(mocktest.KeyDemo, "psn_demo", `{"userText":"Hi","memoryDigest":"User likes tea."}`))
 	if digest.InputTokens <= plain.InputTokens {
 		t.Fatalf("memoryDigest not counted as input: %d vs %d", digest.InputTokens, plain.InputTokens)
 	}
@@ -77,7 +78,7 @@ func TestRequestIDEcho(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			for _, tok := range []string{keyDemo, ""} { // success and error replies alike
+			for _, tok := range []string{mocktest.KeyDemo, ""} { // success and error replies alike
 				r := g.Post("/v1/personas/psn_demo/chat", tok, `{"userText":"hi"}`, "X-Request-Id", c.sent)
 				got := r.Header.Get("X-Request-Id")
 				if c.echoed != (got == c.sent) || got == "" {
@@ -91,13 +92,13 @@ func TestRequestIDEcho(t *testing.T) {
 // TestProtocols runs both wire protocols, streaming and not, through real
 // upstream servers and checks usage, cost and what the upstream received.
 func TestProtocols(t *testing.T) {
-	up := startUpstream(t, mock.ServerConfig{OutputTokens: 12, APIKey: ""})
+	up := mocktest.Start(t, mock.ServerConfig{OutputTokens: 12, APIKey: ""})
 	g := newWorld(t, up).start()
 	prices := map[string][2]string{"oa-1": {"2.5", "10"}, "an-1": {"3", "15"}}
 	for _, model := range []string{"oa-1", "an-1"} {
 		var nonStream testkit.ChatOK
 		t.Run(model+"/plain", func(t *testing.T) {
-			nonStream = testkit.DecodeOK(t, g.Chat(keyDemo, "psn_demo", `{"userText":"Tell me a story","modelId":"`+model+`","temperature":0.3}`))
+			nonStream = testkit.DecodeOK(t, g.Chat(mocktest.KeyDemo, "psn_demo", `{"userText":"Tell me a story","modelId":"`+model+`","temperature":0.3}`))
 			if nonStream.Model != model || nonStream.OutputTokens != 12 || nonStream.InputTokens == 0 {
 				t.Fatalf("reply %+v", nonStream)
 			}
@@ -105,7 +106,7 @@ func TestProtocols(t *testing.T) {
 			if want := wantCost(nonStream.InputTokens, nonStream.OutputTokens, p[0], p[1]); nonStream.CostUsdMicros != want {
 				t.Fatalf("cost %d, want %d", nonStream.CostUsdMicros, want)
 			}
-			last, _ := up.srv.LastRequest()
+			last, _ := up.Srv.LastRequest()
 			var sent map[string]any
 			if err := json.Unmarshal(last.Body, &sent); err != nil {
 				t.Fatal(err)
@@ -115,7 +116,7 @@ func TestProtocols(t *testing.T) {
 			}
 		})
 		t.Run(model+"/stream", func(t *testing.T) {
-			resp, sr := g.OpenStream(keyDemo, "psn_demo", `{"userText":"Tell me a story","modelId":"`+model+`","temperature":0.3,"stream":true}`)
+			resp, sr := g.OpenStream(mocktest.KeyDemo, "psn_demo", `{"userText":"Tell me a story","modelId":"`+model+`","temperature":0.3,"stream":true}`)
 			if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
 				t.Fatalf("status %d type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 			}
@@ -150,7 +151,7 @@ func TestProtocols(t *testing.T) {
 				int64(done.Data["costUsdMicros"].(float64)) != nonStream.CostUsdMicros {
 				t.Fatalf("done %s vs non-stream %+v", done.Raw, nonStream)
 			}
-			if last, _ := up.srv.LastRequest(); model == "oa-1" && !strings.Contains(string(last.Body), `"include_usage":true`) {
+			if last, _ := up.Srv.LastRequest(); model == "oa-1" && !strings.Contains(string(last.Body), `"include_usage":true`) {
 				t.Fatalf("openai stream without include_usage: %s", last.Body)
 			}
 		})
@@ -159,8 +160,8 @@ func TestProtocols(t *testing.T) {
 
 func TestWorkspaceIsolation(t *testing.T) {
 	g := newWorld(t, nil).start()
-	absent := testkit.DecodeErr(t, g.Chat(keyOther, "psn_nope", `{"userText":"hi"}`))
-	r := g.Chat(keyOther, "psn_demo", `{"userText":"hi"}`)
+	absent := testkit.DecodeErr(t, g.Chat(mocktest.KeyOther, "psn_nope", `{"userText":"hi"}`))
+	r := g.Chat(mocktest.KeyOther, "psn_demo", `{"userText":"hi"}`)
 	other := testkit.DecodeErr(t, r)
 	if r.Status != 404 || other.Error.Code != "persona_not_found" || other.Error.Message != "persona psn_demo not found" {
 		t.Fatalf("foreign persona: %d %+v", r.Status, other)
@@ -168,7 +169,7 @@ func TestWorkspaceIsolation(t *testing.T) {
 	if strings.Replace(absent.Error.Message, "psn_nope", "psn_demo", 1) != other.Error.Message {
 		t.Fatalf("foreign and absent personas answer differently: %q vs %q", other.Error.Message, absent.Error.Message)
 	}
-	testkit.DecodeOK(t, g.Chat(keyOther, "psn_other", `{"userText":"hi"}`))
+	testkit.DecodeOK(t, g.Chat(mocktest.KeyOther, "psn_other", `{"userText":"hi"}`))
 }
 
 func TestJWTAuth(t *testing.T) {
@@ -180,7 +181,7 @@ func TestJWTAuth(t *testing.T) {
 	}
 	with := func(k string, v any) jwt.MapClaims { c := base(); c[k] = v; return c }
 	without := func(k string) jwt.MapClaims { c := base(); delete(c, k); return c }
-	hs := []byte(jwtSecret)
+	hs := []byte(mocktest.JWTSecret)
 	good := testkit.SignJWT(t, base(), jwt.SigningMethodHS256, hs, "hs")
 	noneTok := testkit.SignJWT(t, base(), jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, "hs")
 	parts := strings.Split(good, ".")
@@ -226,7 +227,7 @@ func TestJWTAuth(t *testing.T) {
 // TestErrorReplies covers every status and error code the endpoint can
 // produce before a stream starts, with their headers.
 func TestErrorReplies(t *testing.T) {
-	up := startUpstream(t, mock.ServerConfig{})
+	up := mocktest.Start(t, mock.ServerConfig{})
 	g := newWorld(t, up).start()
 	type tc struct {
 		name, method, path, token, body string
@@ -239,34 +240,34 @@ func TestErrorReplies(t *testing.T) {
 	cases := []tc{
 		{name: "no credentials", path: chat, body: `{"userText":"hi"}`, status: 401, code: "unauthenticated"},
 		{name: "unknown key", path: chat, token: "mb_nope", body: `{"userText":"hi"}`, status: 401, code: "unauthenticated"},
-		{name: "revoked key", path: chat, token: keyRevoked, body: `{"userText":"hi"}`, status: 401, code: "unauthenticated"},
-		{name: "unknown persona", path: "/v1/personas/psn_missing/chat", token: keyDemo, body: `{"userText":"hi"}`, status: 404, code: "persona_not_found", msgPart: "psn_missing"},
-		{name: "malformed persona id", path: "/v1/personas/nope/chat", token: keyDemo, body: `{"userText":"hi"}`, status: 404, code: "persona_not_found"},
-		{name: "unknown route", path: "/v1/nothing", token: keyDemo, body: `{}`, status: 404, code: "not_found"},
-		{name: "wrong method", method: "GET", path: chat, token: keyDemo, status: 405, code: "method_not_allowed", header: [2]string{"Allow", "POST"}},
-		{name: "wrong method put", method: "PUT", path: chat, token: keyDemo, body: `{}`, status: 405, code: "method_not_allowed", header: [2]string{"Allow", "POST"}},
-		{name: "bad json", path: chat, token: keyDemo, body: `{"userText":`, status: 422, code: "validation_error", msgPart: "body"},
-		{name: "invalid utf8", path: chat, token: keyDemo, body: "{\"userText\":\"\xc3\x28\"}", status: 422, code: "validation_error", msgPart: "UTF-8"},
-		{name: "wrong type", path: chat, token: keyDemo, body: `{"userText":"hi","stream":"yes"}`, status: 422, code: "validation_error", msgPart: "stream: must be a boolean"},
-		{name: "missing userText", path: chat, token: keyDemo, body: `{"modelId":"mock-1"}`, status: 422, code: "validation_error", msgPart: "userText"},
-		{name: "temperature", path: chat, token: keyDemo, body: `{"userText":"hi","temperature":3}`, status: 422, code: "validation_error", msgPart: "temperature: must be between 0 and 2"},
-		{name: "tokens over model limit", path: chat, token: keyDemo, body: `{"userText":"hi","maxOutputTokens":1001}`, status: 422, code: "validation_error", msgPart: "maxOutputTokens"},
-		{name: "unknown model", path: chat, token: keyDemo, body: `{"userText":"hi","modelId":"gpt-9"}`, status: 422, code: "validation_error", msgPart: "modelId"},
-		{name: "model not allowed", path: "/v1/personas/psn_locked/chat", token: keyDemo, body: `{"userText":"hi","modelId":"oa-1"}`, status: 422, code: "validation_error", msgPart: "not allowed"},
-		{name: "too large", path: chat, token: keyDemo, body: `{"userText":"` + strings.Repeat("x", 5000) + `"}`, status: 413, code: "payload_too_large"},
-		{name: "upstream 429", path: chat, token: keyDemo, body: `{"userText":"hi","modelId":"oa-1"}`, status: 429, code: "rate_limited",
-			setup: func() { up.srv.SetConfig(mock.ServerConfig{FailStatus: 429, RetryAfter: 7 * time.Second}) }, header: [2]string{"Retry-After", "7"}},
-		{name: "upstream 500", path: chat, token: keyDemo, body: `{"userText":"hi","modelId":"an-1"}`, status: 502, code: "upstream_error",
-			setup: func() { up.srv.SetConfig(mock.ServerConfig{FailStatus: 500}) }},
-		{name: "upstream 401 hides key", path: chat, token: keyDemo, body: `{"userText":"hi","modelId":"oa-1"}`, status: 502, code: "upstream_error",
-			setup: func() { up.srv.SetConfig(mock.ServerConfig{APIKey: "a-different-key"}) }},
-		{name: "upstream refused", path: chat, token: keyDemo, body: `{"userText":"hi","modelId":"dead-1"}`, status: 503, code: "upstream_unavailable", header: [2]string{"Retry-After", "1"}},
-		{name: "upstream stalls", path: chat, token: keyDemo, body: `{"userText":"hi","modelId":"oa-1"}`, status: 504, code: "upstream_timeout",
-			setup: func() { up.srv.SetConfig(mock.ServerConfig{StallFor: 5 * time.Second}) }},
-		{name: "stream upstream stalls", path: chat, token: keyDemo, body: `{"userText":"hi","modelId":"an-1","stream":true}`, status: 504, code: "upstream_timeout",
-			setup: func() { up.srv.SetConfig(mock.ServerConfig{StallFor: 5 * time.Second}) }},
-		{name: "stream upstream 500", path: chat, token: keyDemo, body: `{"userText":"hi","modelId":"oa-1","stream":true}`, status: 502, code: "upstream_error",
-			setup: func() { up.srv.SetConfig(mock.ServerConfig{FailStatus: 503}) }},
+		{name: "revoked key", path: chat, token: mocktest.KeyRevoked, body: `{"userText":"hi"}`, status: 401, code: "unauthenticated"},
+		{name: "unknown persona", path: "/v1/personas/psn_missing/chat", token: mocktest.KeyDemo, body: `{"userText":"hi"}`, status: 404, code: "persona_not_found", msgPart: "psn_missing"},
+		{name: "malformed persona id", path: "/v1/personas/nope/chat", token: mocktest.KeyDemo, body: `{"userText":"hi"}`, status: 404, code: "persona_not_found"},
+		{name: "unknown route", path: "/v1/nothing", token: mocktest.KeyDemo, body: `{}`, status: 404, code: "not_found"},
+		{name: "wrong method", method: "GET", path: chat, token: mocktest.KeyDemo, status: 405, code: "method_not_allowed", header: [2]string{"Allow", "POST"}},
+		{name: "wrong method put", method: "PUT", path: chat, token: mocktest.KeyDemo, body: `{}`, status: 405, code: "method_not_allowed", header: [2]string{"Allow", "POST"}},
+		{name: "bad json", path: chat, token: mocktest.KeyDemo, body: `{"userText":`, status: 422, code: "validation_error", msgPart: "body"},
+		{name: "invalid utf8", path: chat, token: mocktest.KeyDemo, body: "{\"userText\":\"\xc3\x28\"}", status: 422, code: "validation_error", msgPart: "UTF-8"},
+		{name: "wrong type", path: chat, token: mocktest.KeyDemo, body: `{"userText":"hi","stream":"yes"}`, status: 422, code: "validation_error", msgPart: "stream: must be a boolean"},
+		{name: "missing userText", path: chat, token: mocktest.KeyDemo, body: `{"modelId":"mock-1"}`, status: 422, code: "validation_error", msgPart: "userText"},
+		{name: "temperature", path: chat, token: mocktest.KeyDemo, body: `{"userText":"hi","temperature":3}`, status: 422, code: "validation_error", msgPart: "temperature: must be between 0 and 2"},
+		{name: "tokens over model limit", path: chat, token: mocktest.KeyDemo, body: `{"userText":"hi","maxOutputTokens":1001}`, status: 422, code: "validation_error", msgPart: "maxOutputTokens"},
+		{name: "unknown model", path: chat, token: mocktest.KeyDemo, body: `{"userText":"hi","modelId":"gpt-9"}`, status: 422, code: "validation_error", msgPart: "modelId"},
+		{name: "model not allowed", path: "/v1/personas/psn_locked/chat", token: mocktest.KeyDemo, body: `{"userText":"hi","modelId":"oa-1"}`, status: 422, code: "validation_error", msgPart: "not allowed"},
+		{name: "too large", path: chat, token: mocktest.KeyDemo, body: `{"userText":"` + strings.Repeat("x", 5000) + `"}`, status: 413, code: "payload_too_large"},
+		{name: "upstream 429", path: chat, token: mocktest.KeyDemo, body: `{"userText":"hi","modelId":"oa-1"}`, status: 429, code: "rate_limited",
+			setup: func() { up.Srv.SetConfig(mock.ServerConfig{FailStatus: 429, RetryAfter: 7 * time.Second}) }, header: [2]string{"Retry-After", "7"}},
+		{name: "upstream 500", path: chat, token: mocktest.KeyDemo, body: `{"userText":"hi","modelId":"an-1"}`, status: 502, code: "upstream_error",
+			setup: func() { up.Srv.SetConfig(mock.ServerConfig{FailStatus: 500}) }},
+		{name: "upstream 401 hides key", path: chat, token: mocktest.KeyDemo, body: `{"userText":"hi","modelId":"oa-1"}`, status: 502, code: "upstream_error",
+			setup: func() { up.Srv.SetConfig(mock.ServerConfig{APIKey: "a-different-key"}) }},
+		{name: "upstream refused", path: chat, token: mocktest.KeyDemo, body: `{"userText":"hi","modelId":"dead-1"}`, status: 503, code: "upstream_unavailable", header: [2]string{"Retry-After", "1"}},
+		{name: "upstream stalls", path: chat, token: mocktest.KeyDemo, body: `{"userText":"hi","modelId":"oa-1"}`, status: 504, code: "upstream_timeout",
+			setup: func() { up.Srv.SetConfig(mock.ServerConfig{StallFor: 5 * time.Second}) }},
+		{name: "stream upstream stalls", path: chat, token: mocktest.KeyDemo, body: `{"userText":"hi","modelId":"an-1","stream":true}`, status: 504, code: "upstream_timeout",
+			setup: func() { up.Srv.SetConfig(mock.ServerConfig{StallFor: 5 * time.Second}) }},
+		{name: "stream upstream 500", path: chat, token: mocktest.KeyDemo, body: `{"userText":"hi","modelId":"oa-1","stream":true}`, status: 502, code: "upstream_error",
+			setup: func() { up.Srv.SetConfig(mock.ServerConfig{FailStatus: 503}) }},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -274,7 +275,7 @@ func TestErrorReplies(t *testing.T) {
 			if c.setup != nil {
 				// Upstream failures open breakers and hold retry-after
 				// windows: each such case gets its own gateway.
-				up.srv.SetConfig(mock.ServerConfig{})
+				up.Srv.SetConfig(mock.ServerConfig{})
 				g = newWorld(t, up).start()
 				c.setup()
 			}
@@ -300,7 +301,7 @@ func TestErrorReplies(t *testing.T) {
 			if r.Header.Get("X-Request-Id") == "" {
 				t.Fatal("no X-Request-Id")
 			}
-			for _, secret := range []string{"sk-test-upstream", "sk-ant-test-upstream", "a-different-key", keyDemo} {
+			for _, secret := range []string{"sk-test-upstream", "sk-ant-test-upstream", "a-different-key", mocktest.KeyDemo} {
 				if strings.Contains(string(r.Body), secret) {
 					t.Fatalf("reply leaks %q: %s", secret, r.Body)
 				}
@@ -318,7 +319,7 @@ func TestBodyRefusedOnContentLength(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	fmt.Fprintf(conn, "POST /v1/personas/psn_demo/chat HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n{", keyDemo)
+	fmt.Fprintf(conn, "POST /v1/personas/psn_demo/chat HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n{", mocktest.KeyDemo)
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
@@ -336,7 +337,7 @@ func TestBodyRefusedOnContentLength(t *testing.T) {
 
 // TestConcurrentRequests runs many requests at once to shake out races.
 func TestConcurrentRequests(t *testing.T) {
-	up := startUpstream(t, mock.ServerConfig{OutputTokens: 5})
+	up := mocktest.Start(t, mock.ServerConfig{OutputTokens: 5})
 	g := newWorld(t, up).start()
 	var wg sync.WaitGroup
 	errs := make(chan error, 64)
@@ -348,7 +349,7 @@ func TestConcurrentRequests(t *testing.T) {
 			stream := i%2 == 0
 			body := fmt.Sprintf(`{"userText":"hi %d","modelId":%q,"stream":%v}`, i, model, stream)
 			req, _ := http.NewRequest("POST", g.Base+"/v1/personas/psn_demo/chat", strings.NewReader(body))
-			req.Header.Set("Authorization", "Bearer "+keyDemo)
+			req.Header.Set("Authorization", "Bearer "+mocktest.KeyDemo)
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				errs <- err

@@ -16,6 +16,7 @@ import (
 	"github.com/moonborn/edge/policy"
 	"github.com/moonborn/edge/providers"
 	"github.com/moonborn/edge/providers/mock"
+	"github.com/moonborn/edge/providers/mock/mocktest"
 	"github.com/moonborn/edge/providers/openai"
 )
 
@@ -27,11 +28,11 @@ import (
 // (go test -v -run TestUpstreamKilledUnderLoad ./gateway).
 func TestUpstreamKilledUnderLoad(t *testing.T) {
 	cfgA := mock.ServerConfig{OutputTokens: 8, TokenDelay: 2 * time.Millisecond}
-	a := startUpstream(t, cfgA)
-	b := startUpstream(t, mock.ServerConfig{OutputTokens: 8, TokenDelay: 2 * time.Millisecond})
+	a := mocktest.Start(t, cfgA)
+	b := mocktest.Start(t, mock.ServerConfig{OutputTokens: 8, TokenDelay: 2 * time.Millisecond})
 	w := newWorld(t, nil)
-	for name, up := range map[string]*upstream{"a": a, "b": b} {
-		w.AddOpenAI(name, up.addr, func(c *openai.Config) {
+	for name, up := range map[string]*mocktest.Upstream{"a": a, "b": b} {
+		w.AddOpenAI(name, up.Addr, func(c *openai.Config) {
 			c.APIKey, c.Timeout, c.FirstTokenTimeout, c.ConnectTimeout = "k", 2*time.Second, time.Second, 200*time.Millisecond
 		})
 	}
@@ -47,9 +48,9 @@ func TestUpstreamKilledUnderLoad(t *testing.T) {
 	go func() {
 		time.Sleep(2 * time.Second)
 		killed.Store(int64(time.Since(start)))
-		_ = a.srv.Shutdown()
+		_ = a.Srv.Shutdown()
 		time.Sleep(2 * time.Second)
-		ln, err := net.Listen("tcp", a.addr)
+		ln, err := net.Listen("tcp", a.Addr)
 		if err != nil {
 			t.Errorf("restart upstream a: %v", err)
 			return
@@ -78,7 +79,7 @@ func TestUpstreamKilledUnderLoad(t *testing.T) {
 			for time.Now().Before(stop) {
 				body := fmt.Sprintf(`{"userText":"hi","modelId":"ha-1","stream":%v}`, stream)
 				req, _ := http.NewRequest("POST", g.Base+"/v1/personas/psn_demo/chat", strings.NewReader(body))
-				req.Header.Set("Authorization", "Bearer "+keyDemo)
+				req.Header.Set("Authorization", "Bearer "+mocktest.KeyDemo)
 				t0 := time.Now()
 				resp, err := client.Do(req)
 				if !stream {

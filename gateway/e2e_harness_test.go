@@ -10,11 +10,8 @@ package gateway_test
 // the config and the wiring.
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"net"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -30,34 +27,9 @@ import (
 	"github.com/moonborn/edge/providers"
 	"github.com/moonborn/edge/providers/anthropic"
 	"github.com/moonborn/edge/providers/mock"
+	"github.com/moonborn/edge/providers/mock/mocktest"
 	"github.com/moonborn/edge/providers/openai"
 )
-
-// The keys the test world accepts; only their hashes are configured.
-const (
-	keyDemo    = "mb_test_demo"
-	keyOther   = "mb_test_other"
-	keyRevoked = "mb_test_revoked"
-	jwtSecret  = "test-secret-of-at-least-thirty-two-bytes!"
-)
-
-// upstream is a real mockllm server on loopback.
-type upstream struct {
-	srv  *mock.Server
-	addr string
-}
-
-func startUpstream(t *testing.T, cfg mock.ServerConfig) *upstream {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := mock.NewServer(cfg)
-	go func() { _ = s.Serve(ln) }()
-	t.Cleanup(func() { _ = s.Shutdown() })
-	return &upstream{srv: s, addr: ln.Addr().String()}
-}
 
 // world is what a test gateway is made of. newWorld returns the
 // standard one; a test changes its fields, or adds providers and models,
@@ -89,23 +61,23 @@ type world struct {
 // unreachable address when up is nil), a provider dead whose address
 // refuses connections, one model on each, three personas in two
 // workspaces, API keys and an HS256 JWT key.
-func newWorld(t *testing.T, up *upstream) *world {
+func newWorld(t *testing.T, up *mocktest.Upstream) *world {
 	t.Helper()
 	upAddr := "127.0.0.1:1"
 	if up != nil {
-		upAddr = up.addr
+		upAddr = up.Addr
 	}
 	w := &world{t: t, Providers: map[string]providers.Provider{}, kinds: map[string]string{},
 		conns: map[string][2]int{}, Models: map[string]*gateway.Model{}}
 	w.Limits = gateway.Limits{MaxBodyBytes: 4096}
 	w.Auth = policy.AuthConfig{
 		APIKeys: []policy.APIKeyConfig{
-			{ID: "key_demo", Workspace: "wsp_demo", SHA256: policy.HashKey(keyDemo)},
-			{ID: "key_other", Workspace: "wsp_other", SHA256: policy.HashKey(keyOther)},
-			{ID: "key_revoked", Workspace: "wsp_demo", SHA256: policy.HashKey(keyRevoked), Disabled: true},
+			{ID: "key_demo", Workspace: "wsp_demo", SHA256: policy.HashKey(mocktest.KeyDemo)},
+			{ID: "key_other", Workspace: "wsp_other", SHA256: policy.HashKey(mocktest.KeyOther)},
+			{ID: "key_revoked", Workspace: "wsp_demo", SHA256: policy.HashKey(mocktest.KeyRevoked), Disabled: true},
 		},
 		JWT: policy.JWTConfig{Audience: "moonborn-test", Issuer: "https://auth.test",
-			Keys: []policy.JWTKeyConfig{{ID: "hs", Algorithm: "HS256", Secret: jwtSecret}}},
+			Keys: []policy.JWTKeyConfig{{ID: "hs", Algorithm: "HS256", Secret: mocktest.JWTSecret}}},
 	}
 	w.Personas = []persona.Persona{
 		{ID: "psn_demo", Workspace: "wsp_demo", Name: "Demo", SystemPrompt: "You are terse.", DefaultModel: "mock-1",
@@ -356,19 +328,5 @@ func (w *world) serveAdmin(usage gateway.UsageReader) *adminServer {
 func (g *gw) readLedger() []map[string]any {
 	g.t.Helper()
 	g.stop()
-	f, err := os.Open(g.ledger)
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	defer f.Close()
-	var out []map[string]any
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var m map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			g.t.Fatalf("ledger line %q: %v", sc.Text(), err)
-		}
-		out = append(out, m)
-	}
-	return out
+	return testkit.ReadJSONL(g.t, g.ledger)
 }

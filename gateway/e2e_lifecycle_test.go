@@ -17,6 +17,7 @@ import (
 	"github.com/moonborn/edge/providers"
 	"github.com/moonborn/edge/providers/anthropic"
 	"github.com/moonborn/edge/providers/mock"
+	"github.com/moonborn/edge/providers/mock/mocktest"
 	"github.com/moonborn/edge/providers/openai"
 )
 
@@ -104,7 +105,7 @@ func (p *stampProxy) waitClosed(t *testing.T, n int, within time.Duration) time.
 // lifecycleWorld is the standard world with providers oa and an pointed at the
 // proxy instead of the upstream.
 func lifecycleWorld(t *testing.T, p *stampProxy) *world {
-	return newWorld(t, &upstream{addr: p.addr()})
+	return newWorld(t, &mocktest.Upstream{Addr: p.addr()})
 }
 
 // rawRequest sends a chat request on a raw connection (so the test can
@@ -117,7 +118,7 @@ func rawRequest(t *testing.T, g *gw, body string) (*net.TCPConn, *bufio.Reader) 
 	}
 	t.Cleanup(func() { c.Close() })
 	fmt.Fprintf(c, "POST /v1/personas/psn_demo/chat HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer %s\r\n"+
-		"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", keyDemo, len(body), body)
+		"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", mocktest.KeyDemo, len(body), body)
 	return c.(*net.TCPConn), bufio.NewReader(c)
 }
 
@@ -164,8 +165,8 @@ func lastRecord(t *testing.T, g *gw, n int) map[string]any {
 // connection closes within milliseconds, and the request is recorded as
 // 499 with the tokens seen so far.
 func TestClientGoneDuringSlowStreamClosesUpstream(t *testing.T) {
-	up := startUpstream(t, mock.ServerConfig{OutputTokens: 50, TokenDelay: 2 * time.Second})
-	p := startStampProxy(t, up.addr)
+	up := mocktest.Start(t, mock.ServerConfig{OutputTokens: 50, TokenDelay: 2 * time.Second})
+	p := startStampProxy(t, up.Addr)
 	g := lifecycleWorld(t, p).start()
 	for i, tc := range []struct {
 		name  string
@@ -199,8 +200,8 @@ func TestClientGoneDuringSlowStreamClosesUpstream(t *testing.T) {
 // TestClientGoneDuringSlowCompletionClosesUpstream: the same for a
 // non-streaming request whose upstream takes seconds to answer.
 func TestClientGoneDuringSlowCompletionClosesUpstream(t *testing.T) {
-	up := startUpstream(t, mock.ServerConfig{OutputTokens: 5, TimeToFirstToken: 3 * time.Second})
-	p := startStampProxy(t, up.addr)
+	up := mocktest.Start(t, mock.ServerConfig{OutputTokens: 5, TimeToFirstToken: 3 * time.Second})
+	p := startStampProxy(t, up.Addr)
 	g := lifecycleWorld(t, p).start()
 	for i, model := range []string{"oa-1", "an-1"} {
 		t.Run(model, func(t *testing.T) {
@@ -227,8 +228,8 @@ func TestClientGoneDuringSlowCompletionClosesUpstream(t *testing.T) {
 // own timeouts, and leaves no upstream connection open; a stream past
 // server.maxStreamDuration ends with an upstream_timeout error event.
 func TestRequestTimeoutEndsEveryAttempt(t *testing.T) {
-	up := startUpstream(t, mock.ServerConfig{OutputTokens: 50, TimeToFirstToken: 1500 * time.Millisecond, TokenDelay: 100 * time.Millisecond})
-	p := startStampProxy(t, up.addr)
+	up := mocktest.Start(t, mock.ServerConfig{OutputTokens: 50, TimeToFirstToken: 1500 * time.Millisecond, TokenDelay: 100 * time.Millisecond})
+	p := startStampProxy(t, up.Addr)
 	w := lifecycleWorld(t, p)
 	w.Limits.RequestTimeout, w.Limits.MaxStreamDuration = 400*time.Millisecond, 2500*time.Millisecond
 	// Attempts may each take 5s: only the request's deadline can end it.
@@ -236,7 +237,7 @@ func TestRequestTimeoutEndsEveryAttempt(t *testing.T) {
 	g := w.start()
 
 	start := time.Now()
-	r := g.Chat(keyDemo, "psn_demo", `{"userText":"hi","modelId":"oa-1"}`)
+	r := g.Chat(mocktest.KeyDemo, "psn_demo", `{"userText":"hi","modelId":"oa-1"}`)
 	took := time.Since(start)
 	if r.Status != http.StatusGatewayTimeout || testkit.DecodeErr(t, r).Error.Code != "upstream_timeout" {
 		t.Fatalf("past requestTimeout: %d %s", r.Status, r.Body)
@@ -246,7 +247,7 @@ func TestRequestTimeoutEndsEveryAttempt(t *testing.T) {
 	}
 	testkit.Eventually(t, time.Second, "no upstream connection left open", func() bool { return p.open() == 0 })
 
-	resp, sr := g.OpenStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"an-1"}`)
+	resp, sr := g.OpenStream(mocktest.KeyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"an-1"}`)
 	defer resp.Body.Close()
 	var last testkit.SSEEvent
 	for {
@@ -274,12 +275,12 @@ func TestRequestTimeoutEndsEveryAttempt(t *testing.T) {
 // secondary wins, and the primary's connection is closed as the winner
 // is chosen, not when the primary would have answered.
 func TestHedgeLoserWaitingForHeadersIsCancelled(t *testing.T) {
-	slow := startUpstream(t, mock.ServerConfig{OutputTokens: 20, TimeToFirstToken: 3 * time.Second})
-	fast := startUpstream(t, mock.ServerConfig{OutputTokens: 20, TokenDelay: 20 * time.Millisecond})
-	pa, pb := startStampProxy(t, slow.addr), startStampProxy(t, fast.addr)
+	slow := mocktest.Start(t, mock.ServerConfig{OutputTokens: 20, TimeToFirstToken: 3 * time.Second})
+	fast := mocktest.Start(t, mock.ServerConfig{OutputTokens: 20, TokenDelay: 20 * time.Millisecond})
+	pa, pb := startStampProxy(t, slow.Addr), startStampProxy(t, fast.Addr)
 	g := hedgeWorld(t, pa.addr(), pb.addr(), 100*time.Millisecond).start()
 	for i := range 3 {
-		resp, sr := g.OpenStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"hedged-1"}`)
+		resp, sr := g.OpenStream(mocktest.KeyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"hedged-1"}`)
 		if ev, err := sr.Next(); err != nil || ev.Name != "delta" {
 			t.Fatalf("first event %q: %v", ev.Raw, err)
 		}
@@ -301,7 +302,7 @@ func TestHedgeLoserWaitingForHeadersIsCancelled(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
-	if s := slow.srv.Stats(); s.StreamsCompleted != 0 {
+	if s := slow.Srv.Stats(); s.StreamsCompleted != 0 {
 		t.Errorf("the slow primary completed streams: %+v", s)
 	}
 }
@@ -327,9 +328,9 @@ func hedgeWorld(t *testing.T, a, b string, delay time.Duration) *world {
 // the handlers go on) and hedged non-streaming requests, concurrently,
 // for -race to watch.
 func TestHedgedTrafficRace(t *testing.T) {
-	a := startUpstream(t, mock.ServerConfig{OutputTokens: 10, TimeToFirstToken: 60 * time.Millisecond, TokenDelay: time.Millisecond})
-	b := startUpstream(t, mock.ServerConfig{OutputTokens: 10, TimeToFirstToken: 20 * time.Millisecond, TokenDelay: time.Millisecond})
-	w := hedgeWorld(t, a.addr, b.addr, 40*time.Millisecond)
+	a := mocktest.Start(t, mock.ServerConfig{OutputTokens: 10, TimeToFirstToken: 60 * time.Millisecond, TokenDelay: time.Millisecond})
+	b := mocktest.Start(t, mock.ServerConfig{OutputTokens: 10, TimeToFirstToken: 20 * time.Millisecond, TokenDelay: time.Millisecond})
+	w := hedgeWorld(t, a.Addr, b.Addr, 40*time.Millisecond)
 	g := w.start()
 	var wg sync.WaitGroup
 	errs := make(chan string, 64)
@@ -338,12 +339,12 @@ func TestHedgedTrafficRace(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			if i%3 == 0 {
-				if r := g.Chat(keyDemo, "psn_demo", `{"userText":"hi `+fmt.Sprint(i)+`","modelId":"hedged-1"}`); r.Status != 200 {
+				if r := g.Chat(mocktest.KeyDemo, "psn_demo", `{"userText":"hi `+fmt.Sprint(i)+`","modelId":"hedged-1"}`); r.Status != 200 {
 					errs <- fmt.Sprintf("non-streaming %d: %s", r.Status, r.Body)
 				}
 				return
 			}
-			resp, sr := g.OpenStream(keyDemo, "psn_demo", `{"userText":"hi `+fmt.Sprint(i)+`","stream":true,"modelId":"hedged-1"}`)
+			resp, sr := g.OpenStream(mocktest.KeyDemo, "psn_demo", `{"userText":"hi `+fmt.Sprint(i)+`","stream":true,"modelId":"hedged-1"}`)
 			defer resp.Body.Close()
 			for {
 				ev, err := sr.Next()

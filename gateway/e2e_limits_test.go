@@ -6,6 +6,7 @@ import (
 
 	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/policy"
+	"github.com/moonborn/edge/providers/mock/mocktest"
 )
 
 // TestRateLimitHeadersAndRefusal: every reply carries the X-RateLimit-*
@@ -17,7 +18,7 @@ func TestRateLimitHeadersAndRefusal(t *testing.T) {
 		RequestsPerMinute: 60, RequestBurst: 2, TokensPerMinute: 100000}}}
 	g := w.start()
 	for i := 0; i < 2; i++ {
-		r := g.Chat(keyDemo, "psn_demo", `{"userText":"hi"}`)
+		r := g.Chat(mocktest.KeyDemo, "psn_demo", `{"userText":"hi"}`)
 		testkit.DecodeOK(t, r)
 		for _, h := range []string{"X-RateLimit-Limit-Requests", "X-RateLimit-Remaining-Requests", "X-RateLimit-Reset-Requests",
 			"X-RateLimit-Limit-Tokens", "X-RateLimit-Remaining-Tokens", "X-RateLimit-Reset-Tokens"} {
@@ -29,7 +30,7 @@ func TestRateLimitHeadersAndRefusal(t *testing.T) {
 			t.Fatalf("reply %d: remaining requests %q", i, got)
 		}
 	}
-	r := g.Chat(keyDemo, "psn_demo", `{"userText":"hi"}`)
+	r := g.Chat(mocktest.KeyDemo, "psn_demo", `{"userText":"hi"}`)
 	e := testkit.DecodeErr(t, r)
 	if r.Status != 429 || e.Error.Code != "rate_limited" {
 		t.Fatalf("third request: %d %s", r.Status, r.Body)
@@ -41,7 +42,7 @@ func TestRateLimitHeadersAndRefusal(t *testing.T) {
 		t.Fatalf("429 headers %v", r.Header)
 	}
 	// A stream's reply carries them too.
-	resp, _ := g.OpenStream(keyOther, "psn_other", `{"userText":"hi","stream":true}`)
+	resp, _ := g.OpenStream(mocktest.KeyOther, "psn_other", `{"userText":"hi","stream":true}`)
 	if resp.StatusCode != 200 || resp.Header.Get("X-RateLimit-Limit-Requests") != "2" { // the bucket size
 		t.Fatalf("stream: %d %v", resp.StatusCode, resp.Header)
 	}

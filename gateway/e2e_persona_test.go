@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/moonborn/edge/gateway/persona"
+	"github.com/moonborn/edge/providers/mock/mocktest"
 )
 
 // TestPersonaOriginSingleflight: 100 concurrent chats for one uncached
@@ -44,7 +45,7 @@ func TestPersonaOriginSingleflight(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			req, _ := http.NewRequest("POST", g.Base+"/v1/personas/psn_remote/chat", strings.NewReader(`{"userText":"hi"}`))
-			req.Header.Set("Authorization", "Bearer "+keyDemo)
+			req.Header.Set("Authorization", "Bearer "+mocktest.KeyDemo)
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Error(err)
@@ -64,7 +65,7 @@ func TestPersonaOriginSingleflight(t *testing.T) {
 		t.Fatalf("%d origin calls for 100 concurrent misses, want 1", n)
 	}
 	// Another workspace's caller gets the same 404 as for a missing persona.
-	if r := g.Chat(keyOther, "psn_remote", `{"userText":"hi"}`); r.Status != 404 {
+	if r := g.Chat(mocktest.KeyOther, "psn_remote", `{"userText":"hi"}`); r.Status != 404 {
 		t.Fatalf("other workspace: %d %s", r.Status, r.Body)
 	}
 }

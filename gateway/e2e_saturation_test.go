@@ -9,13 +9,14 @@ import (
 	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers"
 	"github.com/moonborn/edge/providers/mock"
+	"github.com/moonborn/edge/providers/mock/mocktest"
 )
 
 // TestSaturationQueues: a deployment at maxConns makes requests wait for a
 // connection rather than fail; only a full queue answers 503, and then
 // says the capacity is exhausted (no breaker opened, no outage claimed).
 func TestSaturationQueues(t *testing.T) {
-	up := startUpstream(t, mock.ServerConfig{OutputTokens: 5, TimeToFirstToken: 100 * time.Millisecond})
+	up := mocktest.Start(t, mock.ServerConfig{OutputTokens: 5, TimeToFirstToken: 100 * time.Millisecond})
 	for _, tc := range []struct {
 		name    string
 		queue   int
@@ -27,7 +28,7 @@ func TestSaturationQueues(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld(t, up)
-			w.AddProtocols(up.addr, func(provider string, h *providers.HTTPConfig) {
+			w.AddProtocols(up.Addr, func(provider string, h *providers.HTTPConfig) {
 				if provider == "oa" {
 					h.MaxConns, h.MaxQueue = 2, tc.queue
 				}
@@ -41,7 +42,7 @@ func TestSaturationQueues(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					r := g.Chat(keyDemo, "psn_demo", `{"userText":"hi","modelId":"oa-1"}`)
+					r := g.Chat(mocktest.KeyDemo, "psn_demo", `{"userText":"hi","modelId":"oa-1"}`)
 					mu.Lock()
 					defer mu.Unlock()
 					codes[r.Status]++

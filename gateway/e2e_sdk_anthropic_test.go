@@ -12,6 +12,7 @@ import (
 
 	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers/mock"
+	"github.com/moonborn/edge/providers/mock/mocktest"
 )
 
 // The Anthropic route driven by the official Go SDK, which authenticates
@@ -27,9 +28,9 @@ var weatherToolA = anthropic.ToolUnionParam{OfTool: &anthropic.ToolParam{
 }}
 
 func TestAnthropicSDKMessages(t *testing.T) {
-	up := startUpstream(t, mock.ServerConfig{OutputTokens: 7})
+	up := mocktest.Start(t, mock.ServerConfig{OutputTokens: 7})
 	g := newWorld(t, up).start()
-	c := g.AnthropicSDK(keyDemo)
+	c := g.AnthropicSDK(mocktest.KeyDemo)
 	for _, model := range sdkModels {
 		t.Run(model, func(t *testing.T) {
 			ctx := testkit.SDKContext(t)
@@ -85,9 +86,9 @@ func TestAnthropicSDKMessages(t *testing.T) {
 }
 
 func TestAnthropicSDKToolUse(t *testing.T) {
-	up := startUpstream(t, mock.ServerConfig{})
+	up := mocktest.Start(t, mock.ServerConfig{})
 	g := newWorld(t, up).start()
-	c := g.AnthropicSDK(keyDemo)
+	c := g.AnthropicSDK(mocktest.KeyDemo)
 	eachModelAndMode(t, func(t *testing.T, model string, stream bool) {
 		params := anthropic.MessageNewParams{
 			Model:     anthropic.Model(model),
@@ -155,11 +156,11 @@ func TestAnthropicSDKErrors(t *testing.T) {
 		word   string
 	}{
 		{"bad key", "mb_wrong", anthropic.MessageNewParams{Model: "mock-1", MaxTokens: 10, Messages: ok}, 401, ""},
-		{"unknown model", keyDemo, anthropic.MessageNewParams{Model: "nope", MaxTokens: 10, Messages: ok}, 404, "model"},
-		{"no messages", keyDemo, anthropic.MessageNewParams{Model: "mock-1", MaxTokens: 10, Messages: []anthropic.MessageParam{}}, 400, "messages"},
-		{"tool_choice names no tool", keyDemo, anthropic.MessageNewParams{Model: "mock-1", MaxTokens: 10, Messages: ok,
+		{"unknown model", mocktest.KeyDemo, anthropic.MessageNewParams{Model: "nope", MaxTokens: 10, Messages: ok}, 404, "model"},
+		{"no messages", mocktest.KeyDemo, anthropic.MessageNewParams{Model: "mock-1", MaxTokens: 10, Messages: []anthropic.MessageParam{}}, 400, "messages"},
+		{"tool_choice names no tool", mocktest.KeyDemo, anthropic.MessageNewParams{Model: "mock-1", MaxTokens: 10, Messages: ok,
 			Tools: []anthropic.ToolUnionParam{weatherToolA}, ToolChoice: anthropic.ToolChoiceParamOfTool("nope")}, 400, "tool_choice"},
-		{"no max_tokens", keyDemo, anthropic.MessageNewParams{Model: "mock-1", Messages: ok}, 400, "max_tokens"},
+		{"no max_tokens", mocktest.KeyDemo, anthropic.MessageNewParams{Model: "mock-1", Messages: ok}, 400, "max_tokens"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -177,14 +178,14 @@ func TestAnthropicSDKErrors(t *testing.T) {
 }
 
 func TestAnthropicSDKMidStreamCutAndPersona(t *testing.T) {
-	up := startUpstream(t, mock.ServerConfig{CutAfterTokens: 3})
+	up := mocktest.Start(t, mock.ServerConfig{CutAfterTokens: 3})
 	g := newWorld(t, up).start()
-	c := g.AnthropicSDK(keyDemo)
+	c := g.AnthropicSDK(mocktest.KeyDemo)
 	for _, model := range []string{"oa-1", "an-1"} {
 		st := c.Messages.NewStreaming(testkit.SDKContext(t), anthropic.MessageNewParams{Model: anthropic.Model(model), MaxTokens: 50, Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))}})
 		checkCutAfterEvents(t, model, st)
 	}
-	up.srv.SetConfig(mock.ServerConfig{})
+	up.Srv.SetConfig(mock.ServerConfig{})
 	_, err := c.Messages.New(testkit.SDKContext(t), anthropic.MessageNewParams{
 		Model: "persona/psn_demo/an-1", MaxTokens: 50,
 		System:   []anthropic.TextBlockParam{{Text: "Caller rules."}},
@@ -193,7 +194,7 @@ func TestAnthropicSDKMidStreamCutAndPersona(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	last, _ := up.srv.LastRequest()
+	last, _ := up.Srv.LastRequest()
 	var body struct {
 		System string `json:"system"`
 	}
@@ -211,14 +212,14 @@ func TestAnthropicSDKMidStreamCutAndPersona(t *testing.T) {
 func TestSDKRouterErrorShapes(t *testing.T) {
 	g := newWorld(t, nil).start()
 	big := `{"model":"mock-1","messages":[{"role":"user","content":"` + strings.Repeat("x", 5000) + `"}]}`
-	r := g.Post("/v1/chat/completions", keyDemo, big)
+	r := g.Post("/v1/chat/completions", mocktest.KeyDemo, big)
 	var oe struct {
 		Error struct{ Message, Type, Code string } `json:"error"`
 	}
 	if err := json.Unmarshal(r.Body, &oe); r.Status != 413 || err != nil || oe.Error.Type != "invalid_request_error" || oe.Error.Code != "payload_too_large" {
 		t.Fatalf("413: %d %s", r.Status, r.Body)
 	}
-	r = g.Post("/v1/messages", keyDemo, big, "anthropic-version", "2023-06-01")
+	r = g.Post("/v1/messages", mocktest.KeyDemo, big, "anthropic-version", "2023-06-01")
 	var ae struct {
 		Type  string `json:"type"`
 		Error struct{ Type, Message string }
@@ -226,11 +227,11 @@ func TestSDKRouterErrorShapes(t *testing.T) {
 	if err := json.Unmarshal(r.Body, &ae); r.Status != 413 || err != nil || ae.Type != "error" || ae.Error.Type != "request_too_large" {
 		t.Fatalf("413: %d %s", r.Status, r.Body)
 	}
-	r = g.Post("/v1/models", keyDemo, "{}")
+	r = g.Post("/v1/models", mocktest.KeyDemo, "{}")
 	if err := json.Unmarshal(r.Body, &oe); r.Status != 405 || err != nil || oe.Error.Type == "" || r.Header.Get("Allow") != "GET" {
 		t.Fatalf("405: %d %v %s", r.Status, r.Header, r.Body)
 	}
-	r = g.Post("/v1/messages", keyDemo, `{"model":`, "anthropic-version", "2023-06-01")
+	r = g.Post("/v1/messages", mocktest.KeyDemo, `{"model":`, "anthropic-version", "2023-06-01")
 	if err := json.Unmarshal(r.Body, &ae); r.Status != 400 || err != nil || ae.Error.Type != "invalid_request_error" || !strings.Contains(ae.Error.Message, "body") {
 		t.Fatalf("malformed: %d %s", r.Status, r.Body)
 	}
@@ -242,7 +243,7 @@ func TestAnthropicSDKRateLimitRetry(t *testing.T) {
 	g := startRateLimited(t)
 	params := anthropic.MessageNewParams{Model: "mock-1", MaxTokens: 20,
 		Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))}}
-	c := g.AnthropicSDK(keyDemo)
+	c := g.AnthropicSDK(mocktest.KeyDemo)
 	if _, err := c.Messages.New(testkit.SDKContext(t), params); err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +252,7 @@ func TestAnthropicSDKRateLimitRetry(t *testing.T) {
 	if !errors.As(err, &ae) || ae.StatusCode != 429 || ae.Response.Header.Get("Retry-After") == "" {
 		t.Fatalf("want a 429 with retry-after, got %v", err)
 	}
-	rc := g.AnthropicSDK(keyDemo, option.WithMaxRetries(3))
+	rc := g.AnthropicSDK(mocktest.KeyDemo, option.WithMaxRetries(3))
 	start := time.Now()
 	res, err := rc.Messages.New(testkit.SDKContext(t), params)
 	if err != nil || len(res.Content) == 0 {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers/mock"
+	"github.com/moonborn/edge/providers/mock/mocktest"
 )
 
 // pngPixel is a 1×1 PNG, base64: a real image both protocols accept.
@@ -22,10 +23,10 @@ var pngPixel = base64.StdEncoding.EncodeToString([]byte("\x89PNG\r\n\x1a\n\x00\x
 // what cannot be carried (OpenAI's detail to Anthropic, a non-image data
 // URL) is a 400 naming the field.
 func TestSDKImagesCrossProtocol(t *testing.T) {
-	up := startUpstream(t, mock.ServerConfig{OutputTokens: 5})
+	up := mocktest.Start(t, mock.ServerConfig{OutputTokens: 5})
 	g := newWorld(t, up).start()
-	oc := g.OpenAISDK(keyDemo)
-	ac := g.AnthropicSDK(keyDemo)
+	oc := g.OpenAISDK(mocktest.KeyDemo)
+	ac := g.AnthropicSDK(mocktest.KeyDemo)
 	dataURL := "data:image/png;base64," + pngPixel
 	userWithImage := func(url, detail string) openai.ChatCompletionMessageParamUnion {
 		return openai.UserMessage([]openai.ChatCompletionContentPartUnionParam{
@@ -34,7 +35,7 @@ func TestSDKImagesCrossProtocol(t *testing.T) {
 		})
 	}
 	upstreamBody := func() string {
-		last, _ := up.srv.LastRequest()
+		last, _ := up.Srv.LastRequest()
 		return string(last.Body)
 	}
 
@@ -95,9 +96,9 @@ func TestSDKImagesCrossProtocol(t *testing.T) {
 // TestSDKResponseFormat: JSON modes reach OpenAI-compatible upstreams
 // verbatim and are refused, by name, for Anthropic ones.
 func TestSDKResponseFormat(t *testing.T) {
-	up := startUpstream(t, mock.ServerConfig{OutputTokens: 5})
+	up := mocktest.Start(t, mock.ServerConfig{OutputTokens: 5})
 	g := newWorld(t, up).start()
-	oc := g.OpenAISDK(keyDemo)
+	oc := g.OpenAISDK(mocktest.KeyDemo)
 	params := func(model string) openai.ChatCompletionNewParams {
 		return openai.ChatCompletionNewParams{
 			Model:    model,
@@ -110,7 +111,7 @@ func TestSDKResponseFormat(t *testing.T) {
 	if _, err := oc.Chat.Completions.New(testkit.SDKContext(t), params("oa-1")); err != nil {
 		t.Fatal(err)
 	}
-	if last, _ := up.srv.LastRequest(); !strings.Contains(string(last.Body), `"response_format":{"type":"json_object"}`) {
+	if last, _ := up.Srv.LastRequest(); !strings.Contains(string(last.Body), `"response_format":{"type":"json_object"}`) {
 		t.Fatalf("upstream got %s", last.Body)
 	}
 	_, err := oc.Chat.Completions.New(testkit.SDKContext(t), params("an-1"))

@@ -10,6 +10,7 @@ import (
 
 	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers/mock"
+	"github.com/moonborn/edge/providers/mock/mocktest"
 )
 
 // TestNodeSDKs runs sdktest/sdk.mjs: the official Node SDKs (npm openai
@@ -33,11 +34,11 @@ func TestNodeSDKs(t *testing.T) {
 			t.Fatalf("npm ci: %v\n%s", err, out)
 		}
 	}
-	up := startUpstream(t, mock.ServerConfig{OutputTokens: 7})
+	up := mocktest.Start(t, mock.ServerConfig{OutputTokens: 7})
 	g := newWorld(t, up).start()
 	cmd := exec.CommandContext(ctx, "node", "sdk.mjs")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "BASE="+g.Base, "KEY="+keyDemo)
+	cmd.Env = append(os.Environ(), "BASE="+g.Base, "KEY="+mocktest.KeyDemo)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("node sdk.mjs: %v\n%s", err, out)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers/mock"
+	"github.com/moonborn/edge/providers/mock/mocktest"
 )
 
 // The OpenAI route driven by the official Go SDK, against a gateway of
@@ -30,9 +31,9 @@ var weatherTool = openai.ChatCompletionFunctionTool(openai.FunctionDefinitionPar
 })
 
 func TestOpenAISDKChat(t *testing.T) {
-	up := startUpstream(t, mock.ServerConfig{OutputTokens: 7})
+	up := mocktest.Start(t, mock.ServerConfig{OutputTokens: 7})
 	g := newWorld(t, up).start()
-	c := g.OpenAISDK(keyDemo)
+	c := g.OpenAISDK(mocktest.KeyDemo)
 	for _, model := range sdkModels {
 		t.Run(model, func(t *testing.T) {
 			ctx := testkit.SDKContext(t)
@@ -91,9 +92,9 @@ func TestOpenAISDKChat(t *testing.T) {
 }
 
 func TestOpenAISDKToolCalls(t *testing.T) {
-	up := startUpstream(t, mock.ServerConfig{})
+	up := mocktest.Start(t, mock.ServerConfig{})
 	g := newWorld(t, up).start()
-	c := g.OpenAISDK(keyDemo)
+	c := g.OpenAISDK(mocktest.KeyDemo)
 	eachModelAndMode(t, func(t *testing.T, model string, stream bool) {
 		ctx := testkit.SDKContext(t)
 		params := openai.ChatCompletionNewParams{
@@ -155,11 +156,11 @@ func TestOpenAISDKErrors(t *testing.T) {
 		param  string
 	}{
 		{"bad key", "mb_wrong", ok, 401, ""},
-		{"unknown model", keyDemo, openai.ChatCompletionNewParams{Model: "nope", Messages: ok.Messages}, 404, ""},
-		{"unknown persona", keyDemo, openai.ChatCompletionNewParams{Model: "persona/psn_nope", Messages: ok.Messages}, 404, ""},
-		{"bad temperature", keyDemo, openai.ChatCompletionNewParams{Model: "mock-1", Messages: ok.Messages, Temperature: openai.Float(3)}, 400, "temperature"},
-		{"n > 1", keyDemo, openai.ChatCompletionNewParams{Model: "mock-1", Messages: ok.Messages, N: openai.Int(2)}, 400, "n"},
-		{"no messages", keyDemo, openai.ChatCompletionNewParams{Model: "mock-1", Messages: []openai.ChatCompletionMessageParamUnion{}}, 400, "messages"},
+		{"unknown model", mocktest.KeyDemo, openai.ChatCompletionNewParams{Model: "nope", Messages: ok.Messages}, 404, ""},
+		{"unknown persona", mocktest.KeyDemo, openai.ChatCompletionNewParams{Model: "persona/psn_nope", Messages: ok.Messages}, 404, ""},
+		{"bad temperature", mocktest.KeyDemo, openai.ChatCompletionNewParams{Model: "mock-1", Messages: ok.Messages, Temperature: openai.Float(3)}, 400, "temperature"},
+		{"n > 1", mocktest.KeyDemo, openai.ChatCompletionNewParams{Model: "mock-1", Messages: ok.Messages, N: openai.Int(2)}, 400, "n"},
+		{"no messages", mocktest.KeyDemo, openai.ChatCompletionNewParams{Model: "mock-1", Messages: []openai.ChatCompletionMessageParamUnion{}}, 400, "messages"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -185,7 +186,7 @@ func TestOpenAISDKRateLimitRetry(t *testing.T) {
 	g := startRateLimited(t)
 	ctx := testkit.SDKContext(t)
 	params := openai.ChatCompletionNewParams{Model: "mock-1", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}}
-	c := g.OpenAISDK(keyDemo)
+	c := g.OpenAISDK(mocktest.KeyDemo)
 	if _, err := c.Chat.Completions.New(ctx, params); err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +199,7 @@ func TestOpenAISDKRateLimitRetry(t *testing.T) {
 	}
 	// With the SDK's retries it waits the hinted time and succeeds.
 	start := time.Now()
-	rc := g.OpenAISDK(keyDemo, option.WithMaxRetries(3))
+	rc := g.OpenAISDK(mocktest.KeyDemo, option.WithMaxRetries(3))
 	res, err := rc.Chat.Completions.New(ctx, params)
 	if err != nil {
 		t.Fatalf("with retries: %v", err)
@@ -214,9 +215,9 @@ func TestOpenAISDKRateLimitRetry(t *testing.T) {
 func TestOpenAISDKMidStreamCut(t *testing.T) {
 	for _, model := range []string{"oa-1", "an-1"} {
 		t.Run(model, func(t *testing.T) {
-			up := startUpstream(t, mock.ServerConfig{CutAfterTokens: 3})
+			up := mocktest.Start(t, mock.ServerConfig{CutAfterTokens: 3})
 			g := newWorld(t, up).start()
-			oc := g.OpenAISDK(keyDemo)
+			oc := g.OpenAISDK(mocktest.KeyDemo)
 			st := oc.Chat.Completions.NewStreaming(testkit.SDKContext(t), openai.ChatCompletionNewParams{
 				Model: model, Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")},
 			})
@@ -226,10 +227,10 @@ func TestOpenAISDKMidStreamCut(t *testing.T) {
 }
 
 func TestOpenAISDKPersonaAndModels(t *testing.T) {
-	up := startUpstream(t, mock.ServerConfig{})
+	up := mocktest.Start(t, mock.ServerConfig{})
 	g := newWorld(t, up).start()
 	ctx := testkit.SDKContext(t)
-	c := g.OpenAISDK(keyDemo)
+	c := g.OpenAISDK(mocktest.KeyDemo)
 	_, err := c.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
 		Model: "persona/psn_demo/oa-1",
 		Messages: []openai.ChatCompletionMessageParamUnion{
@@ -239,7 +240,7 @@ func TestOpenAISDKPersonaAndModels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	last, _ := up.srv.LastRequest()
+	last, _ := up.Srv.LastRequest()
 	var body struct {
 		Messages []struct {
 			Role    string `json:"role"`

@@ -13,23 +13,24 @@ import (
 
 	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers/mock"
+	"github.com/moonborn/edge/providers/mock/mocktest"
 )
 
 // TestStreamArrivesIncrementally proves deltas are relayed as they come:
 // the first event reaches the client while the upstream is still
 // generating, and all events are whole and in API.md's shape.
 func TestStreamArrivesIncrementally(t *testing.T) {
-	up := startUpstream(t, mock.ServerConfig{OutputTokens: 10, TokenDelay: 50 * time.Millisecond})
+	up := mocktest.Start(t, mock.ServerConfig{OutputTokens: 10, TokenDelay: 50 * time.Millisecond})
 	g := newWorld(t, up).start()
 	for _, model := range []string{"oa-1", "an-1"} {
 		t.Run(model, func(t *testing.T) {
-			before := up.srv.Stats().StreamsCompleted
-			_, sr := g.OpenStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"`+model+`"}`)
+			before := up.Srv.Stats().StreamsCompleted
+			_, sr := g.OpenStream(mocktest.KeyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"`+model+`"}`)
 			ev, err := sr.Next()
 			if err != nil || ev.Name != "delta" {
 				t.Fatalf("first event %q: %v", ev.Raw, err)
 			}
-			if up.srv.Stats().StreamsCompleted != before {
+			if up.Srv.Stats().StreamsCompleted != before {
 				t.Fatal("the first delta arrived only after the upstream finished: events are batched")
 			}
 			ev, n := sr.UntilDone(t)
@@ -47,12 +48,12 @@ func TestStreamArrivesIncrementally(t *testing.T) {
 // TestStreamClientDisconnectClosesUpstream: a client that leaves mid-stream
 // makes the gateway close its upstream connection, so the upstream stops.
 func TestStreamClientDisconnectClosesUpstream(t *testing.T) {
-	up := startUpstream(t, mock.ServerConfig{OutputTokens: 200, TokenDelay: 20 * time.Millisecond})
+	up := mocktest.Start(t, mock.ServerConfig{OutputTokens: 200, TokenDelay: 20 * time.Millisecond})
 	w := newWorld(t, up)
 	w.Limits.PingInterval = 50 * time.Millisecond
 	g := w.start()
 	for i, model := range []string{"oa-1", "an-1"} {
-		resp, sr := g.OpenStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"`+model+`"}`)
+		resp, sr := g.OpenStream(mocktest.KeyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"`+model+`"}`)
 		for j := 0; j < 3; j++ {
 			if ev, err := sr.Next(); err != nil || ev.Name != "delta" {
 				t.Fatalf("%s: event %q: %v", model, ev.Raw, err)
@@ -60,10 +61,10 @@ func TestStreamClientDisconnectClosesUpstream(t *testing.T) {
 		}
 		resp.Body.Close()
 		testkit.Eventually(t, 5*time.Second, "the upstream to see its stream aborted", func() bool {
-			return up.srv.Stats().StreamsAborted == int64(i+1)
+			return up.Srv.Stats().StreamsAborted == int64(i+1)
 		})
 	}
-	if s := up.srv.Stats(); s.StreamsCompleted != 0 || s.OpenStreams != 0 {
+	if s := up.Srv.Stats(); s.StreamsCompleted != 0 || s.OpenStreams != 0 {
 		t.Fatalf("upstream stats %+v", s)
 	}
 	recs := g.readLedger()
@@ -81,11 +82,11 @@ func TestStreamClientDisconnectClosesUpstream(t *testing.T) {
 // tokens gives the client 10 deltas and then an error event, never a
 // clean done, and the 10 tokens are recorded.
 func TestStreamUpstreamCut(t *testing.T) {
-	up := startUpstream(t, mock.ServerConfig{OutputTokens: 50, CutAfterTokens: 10})
+	up := mocktest.Start(t, mock.ServerConfig{OutputTokens: 50, CutAfterTokens: 10})
 	g := newWorld(t, up).start()
 	for _, model := range []string{"oa-1", "an-1"} {
 		t.Run(model, func(t *testing.T) {
-			_, sr := g.OpenStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"`+model+`"}`)
+			_, sr := g.OpenStream(mocktest.KeyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"`+model+`"}`)
 			deltas := 0
 			for {
 				ev, err := sr.Next()
@@ -124,10 +125,10 @@ func TestStreamUpstreamCut(t *testing.T) {
 // TestStreamMidStreamErrorEvent: an upstream error event mid-stream ends
 // the client's stream with event: error.
 func TestStreamMidStreamErrorEvent(t *testing.T) {
-	up := startUpstream(t, mock.ServerConfig{OutputTokens: 50, ErrorEventAfterTokens: 4})
+	up := mocktest.Start(t, mock.ServerConfig{OutputTokens: 50, ErrorEventAfterTokens: 4})
 	g := newWorld(t, up).start()
 	for _, model := range []string{"oa-1", "an-1"} {
-		_, sr := g.OpenStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"`+model+`"}`)
+		_, sr := g.OpenStream(mocktest.KeyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"`+model+`"}`)
 		var last testkit.SSEEvent
 		n := 0
 		for {
@@ -149,11 +150,11 @@ func TestStreamMidStreamErrorEvent(t *testing.T) {
 
 // TestStreamPing: a silent upstream makes the gateway send ": ping".
 func TestStreamPing(t *testing.T) {
-	up := startUpstream(t, mock.ServerConfig{OutputTokens: 3, TokenDelay: 400 * time.Millisecond})
+	up := mocktest.Start(t, mock.ServerConfig{OutputTokens: 3, TokenDelay: 400 * time.Millisecond})
 	w := newWorld(t, up)
 	w.Limits.PingInterval = 50 * time.Millisecond
 	g := w.start()
-	_, sr := g.OpenStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"oa-1"}`)
+	_, sr := g.OpenStream(mocktest.KeyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"oa-1"}`)
 	sr.UntilDone(t)
 	if sr.Pings == 0 {
 		t.Fatal("no ping during 400ms silences with a 50ms ping interval")
@@ -163,9 +164,9 @@ func TestStreamPing(t *testing.T) {
 // TestStreamErrorsBeforeFirstTokenAreJSON: a failure before the first token
 // is an ordinary JSON error with its status, not a 200 stream.
 func TestStreamErrorsBeforeFirstTokenAreJSON(t *testing.T) {
-	up := startUpstream(t, mock.ServerConfig{FailStatus: 500})
+	up := mocktest.Start(t, mock.ServerConfig{FailStatus: 500})
 	g := newWorld(t, up).start()
-	r := g.Chat(keyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"an-1"}`)
+	r := g.Chat(mocktest.KeyDemo, "psn_demo", `{"userText":"hi","stream":true,"modelId":"an-1"}`)
 	if e := testkit.DecodeErr(t, r); r.Status != 502 || e.Error.Code != "upstream_error" {
 		t.Fatalf("%d %s", r.Status, r.Body)
 	}
@@ -181,10 +182,10 @@ func TestLedgerRecordsEveryRequest(t *testing.T) {
 	g := newWorld(t, nil).start()
 	var sum int64
 	for i := 0; i < 20; i++ {
-		sum += testkit.DecodeOK(t, g.Chat(keyDemo, "psn_demo", `{"userText":"question number `+strings.Repeat("x", i)+`"}`)).CostUsdMicros
+		sum += testkit.DecodeOK(t, g.Chat(mocktest.KeyDemo, "psn_demo", `{"userText":"question number `+strings.Repeat("x", i)+`"}`)).CostUsdMicros
 	}
-	g.Chat(keyDemo, "psn_demo", `{"userText":""}`)  // 422, recorded
-	g.Chat("nope", "psn_demo", `{"userText":"hi"}`) // 401, not recorded: no workspace
+	g.Chat(mocktest.KeyDemo, "psn_demo", `{"userText":""}`) // 422, recorded
+	g.Chat("nope", "psn_demo", `{"userText":"hi"}`)         // 401, not recorded: no workspace
 	recs := g.readLedger()
 	if len(recs) != 21 {
 		t.Fatalf("%d records, want 21", len(recs))
@@ -219,7 +220,7 @@ func TestStreamKeepsConnection(t *testing.T) {
 	br := bufio.NewReader(conn)
 	for i, body := range []string{`{"userText":"hi","stream":true}`, `{"userText":"hi","stream":true}`, `{"userText":"hi"}`} {
 		fmt.Fprintf(conn, "POST /v1/personas/psn_demo/chat HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s",
-			keyDemo, len(body), body)
+			mocktest.KeyDemo, len(body), body)
 		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
@@ -243,7 +244,7 @@ func TestStreamKeepsConnection(t *testing.T) {
 // about fasthttp's 100 ms shutdown tick.)
 func TestShutdownClosesKeptConnections(t *testing.T) {
 	g := newWorld(t, nil).start()
-	resp, sr := g.OpenStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true}`)
+	resp, sr := g.OpenStream(mocktest.KeyDemo, "psn_demo", `{"userText":"hi","stream":true}`)
 	sr.UntilDone(t)
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close() // back to the client's pool, still open

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/moonborn/edge/providers/mock/mocktest"
 )
 
 // maxSeries bounds the sample lines on /metrics for the test config: a few
@@ -79,7 +81,7 @@ func TestMetricsCardinalityBounded(t *testing.T) {
 	}
 
 	scrape := string(body)
-	leaks := []string{"psn_demo", "psn_other", "wsp_demo", "wsp_other", keyDemo, keyOther, "key_demo", hashOf(keyDemo)}
+	leaks := []string{"psn_demo", "psn_other", "wsp_demo", "wsp_other", mocktest.KeyDemo, mocktest.KeyOther, "key_demo", hashOf(mocktest.KeyDemo)}
 	for _, r := range reqs {
 		leaks = append(leaks, r.secrets...)
 	}
@@ -145,7 +147,7 @@ func randomCardReq(rng *rand.Rand) cardReq {
 	case x < 85:
 		r.token = ""
 	default:
-		r.token = keyDemo
+		r.token = mocktest.KeyDemo
 	}
 	persona := "psn_demo"
 	switch x := rng.IntN(100); {

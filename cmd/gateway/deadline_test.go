@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/moonborn/edge/internal/testkit"
+	"github.com/moonborn/edge/providers/mock/mocktest"
 )
 
 // TestShutdownKeepsItsDeadline runs the real binary: SIGTERM with a stream
@@ -27,7 +28,7 @@ personas:
 providers: [{name: mock, type: mock, mock: {outputTokens: 1000, tokenDelay: 100ms}}]
 models: [{id: slow, provider: mock}]
 ledger: {driver: sqlite, path: %s, spoolPath: %s}
-`, timeout, hashOf(keyDemo), filepath.Join(dir, "usage.db"), filepath.Join(dir, "spool.jsonl"))
+`, timeout, hashOf(mocktest.KeyDemo), filepath.Join(dir, "usage.db"), filepath.Join(dir, "spool.jsonl"))
 	cfgPath := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -61,7 +62,7 @@ ledger: {driver: sqlite, path: %s, spoolPath: %s}
 	t.Run("stream open", func(t *testing.T) {
 		p := startBinary(t, "-config", cfgPath)
 		g := &gw{Client: testkit.Client{T: t, Base: "http://" + p.addr}, t: t}
-		_, sr := g.OpenStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true}`)
+		_, sr := g.OpenStream(mocktest.KeyDemo, "psn_demo", `{"userText":"hi","stream":true}`)
 		if ev, err := sr.Next(); err != nil || ev.Name != "delta" {
 			t.Fatalf("first event %q: %v", ev.Raw, err)
 		}

@@ -13,6 +13,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/moonborn/edge/internal/testkit"
+	"github.com/moonborn/edge/providers/mock/mocktest"
 )
 
 func TestMain(m *testing.M) {
@@ -46,7 +47,7 @@ limits:
   workspaces:
     - {id: wsp_demo, requestsPerMinute: 60, requestBurst: 600}
     - {id: wsp_other, monthlyBudgetUsdMicros: 200000}
-`, hashOf(keyDemo), hashOf(keyOther), dir, dir, redisAddr, prefix)
+`, hashOf(mocktest.KeyDemo), hashOf(mocktest.KeyOther), dir, dir, redisAddr, prefix)
 }
 
 // TestFleetSharesOneLimit: three gateway processes sharing one Redis,
@@ -70,7 +71,9 @@ func TestFleetSharesOneLimit(t *testing.T) {
 	start := time.Now()
 	results := make(chan *load, 3)
 	for _, base := range bases {
-		go func(base string) { results <- hammer(t, base, keyDemo, "psn_demo", 600, 8, `{"userText":"hi"}`, nil) }(base)
+		go func(base string) {
+			results <- hammer(t, base, mocktest.KeyDemo, "psn_demo", 600, 8, `{"userText":"hi"}`, nil)
+		}(base)
 	}
 	admitted, refused := 0, 0
 	for range bases {
@@ -91,14 +94,14 @@ func TestFleetSharesOneLimit(t *testing.T) {
 	// 200 tokens, a handful of requests. Spend it through replica 0.
 	var spent bool
 	for i := 0; i < 100 && !spent; i++ {
-		l := hammer(t, bases[0], keyOther, "psn_demo2", 1, 1, `{"userText":"spend"}`, nil)
+		l := hammer(t, bases[0], mocktest.KeyOther, "psn_demo2", 1, 1, `{"userText":"spend"}`, nil)
 		spent = l.codes["quota_exceeded"] == 1
 	}
 	if !spent {
 		t.Fatal("quota never ran out on replica 0")
 	}
 	for _, base := range bases[1:] {
-		l := hammer(t, base, keyOther, "psn_demo2", 1, 1, `{"userText":"spend"}`, nil)
+		l := hammer(t, base, mocktest.KeyOther, "psn_demo2", 1, 1, `{"userText":"spend"}`, nil)
 		if l.codes["quota_exceeded"] != 1 {
 			t.Fatalf("replica %s admitted a workspace whose quota is spent: %v %v", base, l.statuses, l.codes)
 		}
@@ -116,7 +119,7 @@ func TestSigtermDuringLoadKeepsEveryRow(t *testing.T) {
 	}
 	cmd, addr, _ := startProcess(t, gatewayBinary(t), cfgPath)
 	var signalled bool
-	l := hammer(t, "http://"+addr, keyDemo, "psn_demo", 1_000_000, 8, `{"userText":"hi"}`, func(i int64) {
+	l := hammer(t, "http://"+addr, mocktest.KeyDemo, "psn_demo", 1_000_000, 8, `{"userText":"hi"}`, func(i int64) {
 		if i == 400 && !signalled {
 			signalled = true
 			_ = cmd.Process.Signal(syscall.SIGTERM)
@@ -160,13 +163,13 @@ func TestRedisOutageModes(t *testing.T) {
 ledger:
 `, mode, proxy.Addr(), randomSuffix()), 1)
 			g := startGateway(t, text)
-			before := hammer(t, g.Base, keyDemo, "psn_demo", 50, 4, `{"userText":"hi"}`, nil)
+			before := hammer(t, g.Base, mocktest.KeyDemo, "psn_demo", 50, 4, `{"userText":"hi"}`, nil)
 			proxy.Cut()
-			during := hammer(t, g.Base, keyDemo, "psn_demo", 50, 4, `{"userText":"hi"}`, nil)
+			during := hammer(t, g.Base, mocktest.KeyDemo, "psn_demo", 50, 4, `{"userText":"hi"}`, nil)
 			proxy.Restore()
 			var after *load
 			testkit.Eventually(t, 5*time.Second, "recovery", func() bool {
-				after = hammer(t, g.Base, keyDemo, "psn_demo", 5, 1, `{"userText":"hi"}`, nil)
+				after = hammer(t, g.Base, mocktest.KeyDemo, "psn_demo", 5, 1, `{"userText":"hi"}`, nil)
 				return after.statuses[200] == 5
 			})
 			if before.statuses[200] != 50 {

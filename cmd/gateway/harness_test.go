@@ -1,45 +1,15 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 
 	"github.com/moonborn/edge/internal/testkit"
-	"github.com/moonborn/edge/providers/mock"
+	"github.com/moonborn/edge/providers/mock/mocktest"
 )
-
-// The keys the test config accepts; only their hashes are in the config.
-const (
-	keyDemo    = "mb_test_demo"
-	keyOther   = "mb_test_other"
-	keyRevoked = "mb_test_revoked"
-	jwtSecret  = "test-secret-of-at-least-thirty-two-bytes!"
-)
-
-// upstream is a real mockllm server on loopback.
-type upstream struct {
-	srv  *mock.Server
-	addr string
-}
-
-func startUpstream(t *testing.T, cfg mock.ServerConfig) *upstream {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := mock.NewServer(cfg)
-	go func() { _ = s.Serve(ln) }()
-	t.Cleanup(func() { _ = s.Shutdown() })
-	return &upstream{srv: s, addr: ln.Addr().String()}
-}
 
 // gw is a running gateway built from a config text, as main builds it.
 type gw struct {
@@ -55,11 +25,11 @@ type gw struct {
 // OpenAI- and Anthropic-protocol providers on up, a dead provider, three
 // personas in two workspaces, API keys and an HS256 JWT key. extra is
 // appended verbatim under server: (indented by the caller).
-func testConfig(t *testing.T, up *upstream, server string) string {
+func testConfig(t *testing.T, up *mocktest.Upstream, server string) string {
 	t.Helper()
 	upAddr := "127.0.0.1:1"
 	if up != nil {
-		upAddr = up.addr
+		upAddr = up.Addr
 	}
 	deadAddr := testkit.DeadAddr(t) // nothing listens there: connection refused
 	dir := t.TempDir()
@@ -107,7 +77,7 @@ ledger:
   driver: jsonl
   path: %[8]s
   flushInterval: 10ms
-`, server, hashOf(keyDemo), hashOf(keyOther), hashOf(keyRevoked), jwtSecret, upAddr, deadAddr,
+`, server, hashOf(mocktest.KeyDemo), hashOf(mocktest.KeyOther), hashOf(mocktest.KeyRevoked), mocktest.JWTSecret, upAddr, deadAddr,
 		filepath.Join(dir, "usage.jsonl"))
 }
 
@@ -129,19 +99,5 @@ func startGateway(t *testing.T, cfgText string) *gw {
 func (g *gw) readLedger() []map[string]any {
 	g.t.Helper()
 	g.stop()
-	f, err := os.Open(g.ledger)
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	defer f.Close()
-	var out []map[string]any
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var m map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			g.t.Fatalf("ledger line %q: %v", sc.Text(), err)
-		}
-		out = append(out, m)
-	}
-	return out
+	return testkit.ReadJSONL(g.t, g.ledger)
 }

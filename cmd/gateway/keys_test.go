@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/moonborn/edge/internal/testkit"
+	"github.com/moonborn/edge/providers/mock/mocktest"
 )
 
 const testAdminToken = "admin-token-for-tests"
@@ -41,7 +42,7 @@ ledger: {driver: postgres, dsn: %q, spoolPath: %s, flushInterval: 20ms}
 limits:
   backend: redis
   redis: {addr: %q, keyPrefix: %q}
-`, testAdminToken, hashOf(keyDemo), dsn, filepath.Join(dir, "spool.jsonl"), redisAddr, prefix)
+`, testAdminToken, hashOf(mocktest.KeyDemo), dsn, filepath.Join(dir, "spool.jsonl"), redisAddr, prefix)
 }
 
 // admin calls the admin listener with the admin token.
@@ -159,7 +160,7 @@ func TestKeyAPIAcrossReplicas(t *testing.T) {
 	}
 	took := within5s(t, "new key on replica B", func() bool { st, _ := chatStatus(b, k1.Key); return st == 200 })
 	t.Logf("created key accepted by the other replica after %v", took)
-	if st, _ := chatStatus(a, keyDemo); st != 200 {
+	if st, _ := chatStatus(a, mocktest.KeyDemo); st != 200 {
 		t.Fatalf("config key beside managed keys: %d", st)
 	}
 
@@ -326,7 +327,7 @@ personas:
 providers: [{name: mock, type: mock}]
 models: [{id: m, provider: mock}]
 ledger: {driver: sqlite, path: %s, spoolPath: %s}
-`, testAdminToken, hashOf(keyDemo), filepath.Join(dir, "usage.db"), filepath.Join(dir, "spool.jsonl"))
+`, testAdminToken, hashOf(mocktest.KeyDemo), filepath.Join(dir, "usage.db"), filepath.Join(dir, "spool.jsonl"))
 	g := startGateway(t, cfg)
 	k := g.createKey("wsp_demo", `{"name":"one"}`)
 	gone := g.createKey("wsp_demo", `{"name":"two"}`)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/moonborn/edge/internal/testkit"
+	"github.com/moonborn/edge/providers/mock/mocktest"
 )
 
 // load is the outcome of hammer.
@@ -114,7 +115,7 @@ func ledgerConfig(t *testing.T, ledger string) string {
 func TestLedgerSQLiteTenThousand(t *testing.T) {
 	dir := t.TempDir()
 	g := startGateway(t, ledgerConfig(t, fmt.Sprintf("ledger:\n  driver: sqlite\n  path: %s/usage.db\n  spoolPath: %s/spool.jsonl\n  flushInterval: 20ms\n", dir, dir)))
-	l := hammer(t, g.Base, keyDemo, "psn_demo", 10000, 16, `{"userText":"count me"}`, nil)
+	l := hammer(t, g.Base, mocktest.KeyDemo, "psn_demo", 10000, 16, `{"userText":"count me"}`, nil)
 	if l.statuses[200] != 10000 {
 		t.Fatalf("statuses %v", l.statuses)
 	}
@@ -141,7 +142,7 @@ func TestLedgerPostgresSurvivesOutage(t *testing.T) {
 	g := startGateway(t, ledgerConfig(t, fmt.Sprintf(
 		"ledger:\n  driver: postgres\n  dsn: %q\n  spoolPath: %s/spool.jsonl\n  flushInterval: 20ms\n  writeTimeout: 1s\n  retryInterval: 100ms\n",
 		proxied, dir)))
-	l := hammer(t, g.Base, keyDemo, "psn_demo", 10000, 16, `{"userText":"count me"}`, func(i int64) {
+	l := hammer(t, g.Base, mocktest.KeyDemo, "psn_demo", 10000, 16, `{"userText":"count me"}`, func(i int64) {
 		switch i {
 		case 3000:
 			proxy.Cut()

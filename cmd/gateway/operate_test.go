@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/moonborn/edge/internal/testkit"
+	"github.com/moonborn/edge/providers/mock/mocktest"
 )
 
 var (
@@ -120,7 +121,7 @@ func TestEmbeddedDefaultConfig(t *testing.T) {
 	}
 	p := startBinaryIn(t, dir, "-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0")
 	g := &gw{Client: testkit.Client{T: t, Base: "http://" + p.addr}, t: t}
-	if ok := testkit.DecodeOK(t, g.Chat(keyDemo, "psn_demo", `{"userText":"hi"}`)); ok.Model != "mock-1" {
+	if ok := testkit.DecodeOK(t, g.Chat(mocktest.KeyDemo, "psn_demo", `{"userText":"hi"}`)); ok.Model != "mock-1" {
 		t.Fatalf("reply %+v", ok)
 	}
 	stopProcess(t, p)

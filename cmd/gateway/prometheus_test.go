@@ -25,6 +25,7 @@ import (
 
 	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers/mock"
+	"github.com/moonborn/edge/providers/mock/mocktest"
 )
 
 // dashboardPath is the Grafana dashboard the operators import.
@@ -471,10 +472,10 @@ func startObservedGateway(t *testing.T) (*gw, *hedgePair) {
 	t.Helper()
 	redisAddr := testRedisAddr(t)
 	origin := startPersonaOrigin(t)
-	bad := startUpstream(t, mock.ServerConfig{FailStatus: 500})
-	good := startUpstream(t, mock.ServerConfig{OutputTokens: 7})
-	slow := startUpstream(t, mock.ServerConfig{TimeToFirstToken: 400 * time.Millisecond, OutputTokens: 5})
-	fast := startUpstream(t, mock.ServerConfig{OutputTokens: 5})
+	bad := mocktest.Start(t, mock.ServerConfig{FailStatus: 500})
+	good := mocktest.Start(t, mock.ServerConfig{OutputTokens: 7})
+	slow := mocktest.Start(t, mock.ServerConfig{TimeToFirstToken: 400 * time.Millisecond, OutputTokens: 5})
+	fast := mocktest.Start(t, mock.ServerConfig{OutputTokens: 5})
 	deadAddr := testkit.DeadAddr(t) // nothing listens there: connection refused
 	dir := t.TempDir()
 	cfg := fmt.Sprintf(`
@@ -532,7 +533,7 @@ limits:
     - {id: wsp_other, requestsPerMinute: 1, requestBurst: 1}
     - {id: wsp_quota, monthlyBudgetUsdMicros: 1}
 retryBudget: {ratio: 10, minPerSecond: 1000}
-`, hashOf(keyDemo), hashOf(keyOther), hashOf(keyQuota), origin.URL, bad.addr, good.addr, slow.addr, fast.addr, deadAddr,
+`, hashOf(mocktest.KeyDemo), hashOf(mocktest.KeyOther), hashOf(keyQuota), origin.URL, bad.Addr, good.Addr, slow.Addr, fast.Addr, deadAddr,
 		filepath.Join(dir, "usage.db"), filepath.Join(dir, "spool.jsonl"), redisAddr, randomSuffix())
 	return startGateway(t, cfg), &hedgePair{slow: slow, fast: fast}
 }
@@ -542,7 +543,7 @@ const keyQuota = "mb_test_quota"
 
 // hedgePair are the hedged model's upstreams, retuned between rounds so
 // hedges are both won and lost.
-type hedgePair struct{ slow, fast *upstream }
+type hedgePair struct{ slow, fast *mocktest.Upstream }
 
 // startPersonaOrigin serves personas by id: psn_demo, psn_other and
 // psn_quota always; psn_stale once, then 500 (so its cached copy is
@@ -612,26 +613,26 @@ func (tr *promTraffic) round() {
 		return fmt.Sprintf(`{"userText":"hello","modelId":%q,"stream":%t}`, model, stream)
 	}
 	for i := 0; i < 3; i++ {
-		tr.send(keyDemo, "psn_demo", chat("mock-1", false))
-		tr.send(keyDemo, "psn_demo", chat("mock-1", true))
+		tr.send(mocktest.KeyDemo, "psn_demo", chat("mock-1", false))
+		tr.send(mocktest.KeyDemo, "psn_demo", chat("mock-1", true))
 	}
 	// Failover from the broken primary; its breaker opens and half-opens.
-	tr.send(keyDemo, "psn_demo", chat("ha-1", false))
-	tr.send(keyDemo, "psn_demo", chat("ha-1", true))
+	tr.send(mocktest.KeyDemo, "psn_demo", chat("ha-1", false))
+	tr.send(mocktest.KeyDemo, "psn_demo", chat("ha-1", true))
 	// A dead upstream: 502, then 503 from the open breaker.
-	tr.send(keyDemo, "psn_demo", chat("down-1", false))
+	tr.send(mocktest.KeyDemo, "psn_demo", chat("down-1", false))
 	// Hedges: won while the primary is slow to its first token...
-	hp.slow.srv.SetConfig(mock.ServerConfig{TimeToFirstToken: 400 * time.Millisecond, OutputTokens: 5})
-	hp.fast.srv.SetConfig(mock.ServerConfig{OutputTokens: 5})
-	tr.send(keyDemo, "psn_demo", chat("hedge-1", true))
+	hp.slow.Srv.SetConfig(mock.ServerConfig{TimeToFirstToken: 400 * time.Millisecond, OutputTokens: 5})
+	hp.fast.Srv.SetConfig(mock.ServerConfig{OutputTokens: 5})
+	tr.send(mocktest.KeyDemo, "psn_demo", chat("hedge-1", true))
 	// ...and lost when the hedge is slower still.
-	hp.slow.srv.SetConfig(mock.ServerConfig{TimeToFirstToken: 150 * time.Millisecond, OutputTokens: 5})
-	hp.fast.srv.SetConfig(mock.ServerConfig{TimeToFirstToken: 1500 * time.Millisecond, OutputTokens: 5})
-	tr.send(keyDemo, "psn_demo", chat("hedge-1", true))
+	hp.slow.Srv.SetConfig(mock.ServerConfig{TimeToFirstToken: 150 * time.Millisecond, OutputTokens: 5})
+	hp.fast.Srv.SetConfig(mock.ServerConfig{TimeToFirstToken: 1500 * time.Millisecond, OutputTokens: 5})
+	tr.send(mocktest.KeyDemo, "psn_demo", chat("hedge-1", true))
 	// Refusals: bad key, unknown persona, invalid body, unknown route.
 	tr.send("mb_wrong_key", "psn_demo", chat("mock-1", false))
-	tr.send(keyDemo, "psn_nobody", chat("mock-1", false))
-	tr.send(keyDemo, "psn_demo", `{"userText":""}`)
+	tr.send(mocktest.KeyDemo, "psn_nobody", chat("mock-1", false))
+	tr.send(mocktest.KeyDemo, "psn_demo", `{"userText":""}`)
 	if resp, err := http.Get(tr.g.Base + "/v2/nothing/here"); err == nil {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
@@ -648,14 +649,14 @@ func (tr *promTraffic) round() {
 		c.Close()
 	}
 	// Rate limit (one request a minute) and spend quota (one micro-USD).
-	tr.send(keyOther, "psn_other", chat("mock-1", false))
-	tr.send(keyOther, "psn_other", chat("mock-1", false))
+	tr.send(mocktest.KeyOther, "psn_other", chat("mock-1", false))
+	tr.send(mocktest.KeyOther, "psn_other", chat("mock-1", false))
 	tr.send(keyQuota, "psn_quota", chat("mock-1", false))
 	tr.send(keyQuota, "psn_quota", chat("mock-1", false))
 	// Persona origin: a copy served stale once fresh has passed, and an
 	// origin failing with no copy at all.
-	tr.send(keyDemo, "psn_stale", chat("mock-1", false))
-	tr.send(keyDemo, "psn_broken", chat("mock-1", false))
+	tr.send(mocktest.KeyDemo, "psn_stale", chat("mock-1", false))
+	tr.send(mocktest.KeyDemo, "psn_broken", chat("mock-1", false))
 	time.Sleep(200 * time.Millisecond) // past cacheTTL: the next round refetches
 	tr.rounds.Add(1)
 }

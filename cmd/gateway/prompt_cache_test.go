@@ -13,6 +13,7 @@ import (
 
 	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers/mock"
+	"github.com/moonborn/edge/providers/mock/mocktest"
 )
 
 // personaPrompt is a persona prompt long enough to cache: 1,500 of the
@@ -23,7 +24,7 @@ var personaPrompt = strings.Repeat("rule ", 1500)
 // cacheConfig serves psn_long (the long prompt) and psn_off (the same,
 // caching off) on an Anthropic-protocol model and an OpenAI-protocol one,
 // both on the mock up, and on a model with caching off.
-func cacheConfig(t *testing.T, up *upstream, ttl string) string {
+func cacheConfig(t *testing.T, up *mocktest.Upstream, ttl string) string {
 	t.Helper()
 	return fmt.Sprintf(`
 server:
@@ -54,7 +55,7 @@ ledger:
   driver: jsonl
   path: %[6]s
   flushInterval: 10ms
-`, testAdminToken, hashOf(keyDemo), personaPrompt, up.addr, ttl, t.TempDir()+"/usage.jsonl")
+`, testAdminToken, hashOf(mocktest.KeyDemo), personaPrompt, up.Addr, ttl, t.TempDir()+"/usage.jsonl")
 }
 
 // TestPromptCacheAnthropic: the persona prompt goes as its own system
@@ -63,7 +64,7 @@ ledger:
 // after the TTL it is written again; every cost equals the hand
 // computation from the tokens at the configured and derived prices.
 func TestPromptCacheAnthropic(t *testing.T) {
-	up := startUpstream(t, mock.ServerConfig{OutputTokens: 5, PromptCacheTTL5m: 400 * time.Millisecond})
+	up := mocktest.Start(t, mock.ServerConfig{OutputTokens: 5, PromptCacheTTL5m: 400 * time.Millisecond})
 	g := startGateway(t, cacheConfig(t, up, "5m"))
 	personaTokens := mock.CountTokens(personaPrompt)
 	type call struct {
@@ -86,7 +87,7 @@ func TestPromptCacheAnthropic(t *testing.T) {
 		body := fmt.Sprintf(`{"userText":"question %d","memoryDigest":%q,"stream":%v}`, i, c.digest, c.stream)
 		var cost, in int64
 		if c.stream {
-			resp, r := g.OpenStream(keyDemo, "psn_long", body)
+			resp, r := g.OpenStream(mocktest.KeyDemo, "psn_long", body)
 			if resp.StatusCode != 200 {
 				t.Fatalf("call %d: status %d", i, resp.StatusCode)
 			}
@@ -101,11 +102,11 @@ func TestPromptCacheAnthropic(t *testing.T) {
 				}
 			}
 		} else {
-			ok := testkit.DecodeOK(t, g.Chat(keyDemo, "psn_long", body))
+			ok := testkit.DecodeOK(t, g.Chat(mocktest.KeyDemo, "psn_long", body))
 			cost, in = ok.CostUsdMicros, ok.InputTokens
 		}
 		costs = append(costs, cost)
-		rec, _ := up.srv.LastRequest()
+		rec, _ := up.Srv.LastRequest()
 		var sent struct {
 			System []struct {
 				Text         string          `json:"text"`
@@ -159,10 +160,10 @@ func TestPromptCacheAnthropic(t *testing.T) {
 // TestPromptCacheOneHour: a 1h TTL goes on the breakpoint and its writes
 // are priced at 2× input.
 func TestPromptCacheOneHour(t *testing.T) {
-	up := startUpstream(t, mock.ServerConfig{OutputTokens: 5})
+	up := mocktest.Start(t, mock.ServerConfig{OutputTokens: 5})
 	g := startGateway(t, cacheConfig(t, up, "1h"))
-	testkit.DecodeOK(t, g.Chat(keyDemo, "psn_long", `{"userText":"hi"}`))
-	rec, _ := up.srv.LastRequest()
+	testkit.DecodeOK(t, g.Chat(mocktest.KeyDemo, "psn_long", `{"userText":"hi"}`))
+	rec, _ := up.Srv.LastRequest()
 	if len(rec.CacheBreakpoints) != 1 || rec.CacheBreakpoints[0].TTL != "1h" {
 		t.Fatalf("breakpoints %+v", rec.CacheBreakpoints)
 	}
@@ -182,12 +183,12 @@ func TestPromptCacheOneHour(t *testing.T) {
 // stable prompt_cache_key (no id in clear); a repeated long prefix comes
 // back as cached_tokens, priced at the derived 0.5× input.
 func TestPromptCacheOpenAI(t *testing.T) {
-	up := startUpstream(t, mock.ServerConfig{OutputTokens: 5})
+	up := mocktest.Start(t, mock.ServerConfig{OutputTokens: 5})
 	g := startGateway(t, cacheConfig(t, up, "5m"))
 	var keys []string
 	for i := range 3 {
-		testkit.DecodeOK(t, g.Chat(keyDemo, "psn_long", fmt.Sprintf(`{"userText":"question %d","modelId":"oa-1","memoryDigest":"d%d"}`, i, i)))
-		rec, _ := up.srv.LastRequest()
+		testkit.DecodeOK(t, g.Chat(mocktest.KeyDemo, "psn_long", fmt.Sprintf(`{"userText":"question %d","modelId":"oa-1","memoryDigest":"d%d"}`, i, i)))
+		rec, _ := up.Srv.LastRequest()
 		keys = append(keys, rec.PromptCacheKey)
 	}
 	if keys[0] == "" || keys[0] != keys[1] || keys[1] != keys[2] || strings.Contains(keys[0], "psn_long") || strings.Contains(keys[0], "wsp_demo") {
@@ -214,12 +215,12 @@ func TestPromptCacheOpenAI(t *testing.T) {
 // TestPromptCacheOff: a model or persona with caching off sends no
 // breakpoint and no key, and Anthropic caches nothing.
 func TestPromptCacheOff(t *testing.T) {
-	up := startUpstream(t, mock.ServerConfig{OutputTokens: 5})
+	up := mocktest.Start(t, mock.ServerConfig{OutputTokens: 5})
 	g := startGateway(t, cacheConfig(t, up, "5m"))
 	for _, c := range []struct{ persona, model string }{{"psn_long", "an-off"}, {"psn_off", "an-1"}, {"psn_off", "oa-1"}} {
 		for range 2 {
-			testkit.DecodeOK(t, g.Chat(keyDemo, c.persona, `{"userText":"hi","modelId":"`+c.model+`"}`))
-			rec, _ := up.srv.LastRequest()
+			testkit.DecodeOK(t, g.Chat(mocktest.KeyDemo, c.persona, `{"userText":"hi","modelId":"`+c.model+`"}`))
+			rec, _ := up.Srv.LastRequest()
 			if len(rec.CacheBreakpoints) != 0 || rec.PromptCacheKey != "" {
 				t.Fatalf("%s on %s: breakpoints %+v key %q", c.persona, c.model, rec.CacheBreakpoints, rec.PromptCacheKey)
 			}
@@ -237,10 +238,10 @@ func TestPromptCacheOff(t *testing.T) {
 // TestPromptCacheUsageAPI: the usage API sums cache tokens and savings
 // per model and persona, as the records say.
 func TestPromptCacheUsageAPI(t *testing.T) {
-	up := startUpstream(t, mock.ServerConfig{OutputTokens: 5})
+	up := mocktest.Start(t, mock.ServerConfig{OutputTokens: 5})
 	g := startGateway(t, cacheConfig(t, up, "5m"))
 	for i := range 3 {
-		testkit.DecodeOK(t, g.Chat(keyDemo, "psn_long", fmt.Sprintf(`{"userText":"q%d"}`, i)))
+		testkit.DecodeOK(t, g.Chat(mocktest.KeyDemo, "psn_long", fmt.Sprintf(`{"userText":"q%d"}`, i)))
 	}
 	var sum struct {
 		Total struct {
@@ -263,7 +264,7 @@ func TestPromptCacheUsageAPI(t *testing.T) {
 		len(sum.ByPersona) != 1 || sum.ByPersona[0].CacheReadTokens != 2*p {
 		t.Fatalf("usage %+v", sum)
 	}
-	st := up.srv.Stats()
+	st := up.Srv.Stats()
 	if st.PromptCacheReadTokens != sum.Total.CacheReadTokens || st.PromptCacheWriteTokens != sum.Total.CacheWrite5mTokens {
 		t.Fatalf("upstream reported read %d write %d, ledger %d %d", st.PromptCacheReadTokens, st.PromptCacheWriteTokens,
 			sum.Total.CacheReadTokens, sum.Total.CacheWrite5mTokens)
@@ -275,9 +276,9 @@ func TestPromptCacheUsageAPI(t *testing.T) {
 // the persona's, and the usage the SDK reads is Anthropic's: input_tokens
 // uncached, the cache's reads and writes beside it.
 func TestPromptCacheAnthropicSDK(t *testing.T) {
-	up := startUpstream(t, mock.ServerConfig{OutputTokens: 5})
+	up := mocktest.Start(t, mock.ServerConfig{OutputTokens: 5})
 	g := startGateway(t, cacheConfig(t, up, "5m"))
-	c := g.AnthropicSDK(keyDemo)
+	c := g.AnthropicSDK(mocktest.KeyDemo)
 	tools := strings.Repeat("tool ", 1100)
 	params := anthropic.MessageNewParams{
 		Model:     "persona/psn_long",
@@ -293,7 +294,7 @@ func TestPromptCacheAnthropicSDK(t *testing.T) {
 			t.Fatal(err)
 		}
 		usages = append(usages, res.Usage)
-		rec, _ := up.srv.LastRequest()
+		rec, _ := up.Srv.LastRequest()
 		if len(rec.CacheBreakpoints) != 2 || rec.CacheBreakpoints[0].Block != "system.0" || rec.CacheBreakpoints[1].Block != "system.1" {
 			t.Fatalf("breakpoints %+v", rec.CacheBreakpoints)
 		}
@@ -324,9 +325,9 @@ func TestPromptCacheAnthropicSDK(t *testing.T) {
 // TestPromptCacheCutStream: a stream cut after a few tokens keeps the
 // cache counts message_start reported, and its record stays estimated.
 func TestPromptCacheCutStream(t *testing.T) {
-	up := startUpstream(t, mock.ServerConfig{OutputTokens: 20, CutAfterTokens: 3})
+	up := mocktest.Start(t, mock.ServerConfig{OutputTokens: 20, CutAfterTokens: 3})
 	g := startGateway(t, cacheConfig(t, up, "5m"))
-	resp, r := g.OpenStream(keyDemo, "psn_long", `{"userText":"hi","stream":true}`)
+	resp, r := g.OpenStream(mocktest.KeyDemo, "psn_long", `{"userText":"hi","stream":true}`)
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers/mock"
+	"github.com/moonborn/edge/providers/mock/mocktest"
 )
 
 // reloadConfig is a gateway on a real mock upstream (OpenAI protocol)
@@ -37,7 +38,7 @@ providers:
 models:
   - {id: m, provider: up, upstreamModel: gpt-test, inputPricePerMTok: %d, outputPricePerMTok: %d}
 ledger: {driver: jsonl, path: %s, flushInterval: 10ms}
-%s`, testAdminToken, hashOf(keyDemo), prompt, upAddr, price, price, filepath.Join(dir, "usage.jsonl"), extra)
+%s`, testAdminToken, hashOf(mocktest.KeyDemo), prompt, upAddr, price, price, filepath.Join(dir, "usage.jsonl"), extra)
 }
 
 func writeFile(t *testing.T, path, text string) {
@@ -48,9 +49,9 @@ func writeFile(t *testing.T, path, text string) {
 }
 
 // lastSystemPrompt is the system message of the upstream's last request.
-func lastSystemPrompt(t *testing.T, up *upstream) string {
+func lastSystemPrompt(t *testing.T, up *mocktest.Upstream) string {
 	t.Helper()
-	r, ok := up.srv.LastRequest()
+	r, ok := up.Srv.LastRequest()
 	if !ok {
 		t.Fatal("upstream saw no request")
 	}
@@ -91,10 +92,10 @@ func metricValue(t *testing.T, g *gw, series string) string {
 // the gateway keeps serving the last good one; breaker state of an
 // unchanged pool is kept.
 func TestReloadOnSIGHUP(t *testing.T) {
-	up := startUpstream(t, mock.ServerConfig{OutputTokens: 20, TokenDelay: 25 * time.Millisecond})
+	up := mocktest.Start(t, mock.ServerConfig{OutputTokens: 20, TokenDelay: 25 * time.Millisecond})
 	dir := t.TempDir()
 	path := filepath.Join(dir, "config.yaml")
-	writeFile(t, path, reloadConfig(up.addr, dir, "Prompt one.", 1, ""))
+	writeFile(t, path, reloadConfig(up.Addr, dir, "Prompt one.", 1, ""))
 	cfg, err := LoadConfig(path)
 	if err != nil {
 		t.Fatal(err)
@@ -111,7 +112,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		t.Fatalf("config hash %q", hash1)
 	}
 
-	ok1 := testkit.DecodeOK(t, g.Chat(keyDemo, "psn_demo", `{"userText":"hi"}`))
+	ok1 := testkit.DecodeOK(t, g.Chat(mocktest.KeyDemo, "psn_demo", `{"userText":"hi"}`))
 	if p := lastSystemPrompt(t, up); p != "Prompt one." {
 		t.Fatalf("prompt before reload %q", p)
 	}
@@ -119,10 +120,10 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		t.Fatalf("cost at 1 µUSD/token: %+v", ok1)
 	}
 	pool := a.currentPools()[0]
-	_ = testkit.DecodeOK(t, g.Chat(keyDemo, "psn_same", `{"userText":"warm the cache"}`))
+	_ = testkit.DecodeOK(t, g.Chat(mocktest.KeyDemo, "psn_same", `{"userText":"warm the cache"}`))
 
 	// A stream opened on the old config, one delta read.
-	resp, sse := g.OpenStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true}`)
+	resp, sse := g.OpenStream(mocktest.KeyDemo, "psn_demo", `{"userText":"hi","stream":true}`)
 	if resp.StatusCode != 200 {
 		t.Fatalf("stream status %d", resp.StatusCode)
 	}
@@ -130,13 +131,13 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		t.Fatalf("first event %v %v", ev, err)
 	}
 
-	writeFile(t, path, reloadConfig(up.addr, dir, "Prompt two.", 1000, ""))
+	writeFile(t, path, reloadConfig(up.Addr, dir, "Prompt two.", 1000, ""))
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	testkit.Eventually(t, 5*time.Second, "the reload", func() bool { return g.status()["configHash"] != hash1 })
 
-	ok2 := testkit.DecodeOK(t, g.Chat(keyDemo, "psn_demo", `{"userText":"hi"}`))
+	ok2 := testkit.DecodeOK(t, g.Chat(mocktest.KeyDemo, "psn_demo", `{"userText":"hi"}`))
 	if p := lastSystemPrompt(t, up); p != "Prompt two." {
 		t.Fatalf("prompt after reload %q", p)
 	}
@@ -172,7 +173,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 
 	// A broken config: refused whole, every problem reported, old config
 	// serving on.
-	broken := reloadConfig(up.addr, dir, "Prompt three.", 5, "limits: {default: {requestBurst: 5}}\n")
+	broken := reloadConfig(up.Addr, dir, "Prompt three.", 5, "limits: {default: {requestBurst: 5}}\n")
 	broken = strings.Replace(broken, "provider: up,", "provider: nosuch,", 1)
 	writeFile(t, path, broken)
 	r := g.admin("POST", "/admin/reload", "")
@@ -187,7 +188,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 			t.Errorf("logs do not name %q", want)
 		}
 	}
-	ok3 := testkit.DecodeOK(t, g.Chat(keyDemo, "psn_demo", `{"userText":"hi"}`))
+	ok3 := testkit.DecodeOK(t, g.Chat(mocktest.KeyDemo, "psn_demo", `{"userText":"hi"}`))
 	if p := lastSystemPrompt(t, up); p != "Prompt two." || ok3.CostUsdMicros != 1000*(ok3.InputTokens+ok3.OutputTokens) {
 		t.Fatalf("after a refused reload: prompt %q, %+v", p, ok3)
 	}
@@ -204,7 +205,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 
 	// A good config again through the admin API; a listen address change
 	// is reported as needing a restart, and a new model serves at once.
-	next := reloadConfig(up.addr, dir, "Prompt four.", 1000, "") +
+	next := reloadConfig(up.Addr, dir, "Prompt four.", 1000, "") +
 		"\n" // same models plus one below
 	next = strings.Replace(next, "models:\n", "models:\n  - {id: m2, provider: up, upstreamModel: gpt-2}\n", 1)
 	next = strings.Replace(next, `listen: "127.0.0.1:0", adminListen`, `listen: "127.0.0.1:1", adminListen`, 1)
@@ -218,7 +219,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		len(res.RestartRequired) != 1 || res.RestartRequired[0] != "server" {
 		t.Fatalf("reload: %d %s", r.Status, r.Body)
 	}
-	if ok := testkit.DecodeOK(t, g.Chat(keyDemo, "psn_demo", `{"userText":"hi","modelId":"m2"}`)); ok.Model != "m2" {
+	if ok := testkit.DecodeOK(t, g.Chat(mocktest.KeyDemo, "psn_demo", `{"userText":"hi","modelId":"m2"}`)); ok.Model != "m2" {
 		t.Fatalf("new model: %+v", ok)
 	}
 	if p := lastSystemPrompt(t, up); p != "Prompt four." {
@@ -234,8 +235,8 @@ func TestReloadOnSIGHUP(t *testing.T) {
 // state of the deployments it did not change: an open breaker stays open
 // instead of sending traffic to a failing upstream again.
 func TestReloadKeepsBreakerOfUnchangedDeployment(t *testing.T) {
-	bad := startUpstream(t, mock.ServerConfig{FailStatus: 500})
-	good := startUpstream(t, mock.ServerConfig{OutputTokens: 5})
+	bad := mocktest.Start(t, mock.ServerConfig{FailStatus: 500})
+	good := mocktest.Start(t, mock.ServerConfig{OutputTokens: 5})
 	dir := t.TempDir()
 	path := filepath.Join(dir, "config.yaml")
 	text := func(goodWeight int) string {
@@ -268,7 +269,7 @@ func TestReloadKeepsBreakerOfUnchangedDeployment(t *testing.T) {
 		return "missing"
 	}
 	for range 4 {
-		if r := g.Chat(keyDemo, "psn_demo", `{"userText":"hi","modelId":"ha-1"}`); r.Status != 200 {
+		if r := g.Chat(mocktest.KeyDemo, "psn_demo", `{"userText":"hi","modelId":"ha-1"}`); r.Status != 200 {
 			t.Fatalf("failover to b: %d %s", r.Status, r.Body)
 		}
 	}
@@ -286,13 +287,13 @@ func TestReloadKeepsBreakerOfUnchangedDeployment(t *testing.T) {
 	if s := breakerOf("a"); s != "open" {
 		t.Errorf("a's breaker %s after the reload, want still open", s)
 	}
-	failures := bad.srv.Stats().Failures
+	failures := bad.Srv.Stats().Failures
 	for range 3 {
-		if r := g.Chat(keyDemo, "psn_demo", `{"userText":"hi","modelId":"ha-1"}`); r.Status != 200 {
+		if r := g.Chat(mocktest.KeyDemo, "psn_demo", `{"userText":"hi","modelId":"ha-1"}`); r.Status != 200 {
 			t.Fatalf("after reload: %d %s", r.Status, r.Body)
 		}
 	}
-	if n := bad.srv.Stats().Failures; n != failures {
+	if n := bad.Srv.Stats().Failures; n != failures {
 		t.Errorf("the failing upstream got %d more requests after the reload", n-failures)
 	}
 }

@@ -11,17 +11,18 @@ import (
 
 	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers/mock"
+	"github.com/moonborn/edge/providers/mock/mocktest"
 )
 
 // routingConfig serves model ha-1 from two real upstreams: primary a and
 // secondary b, with a breaker that opens after 3 failures for 1s.
-func routingConfig(t *testing.T, a, b *upstream) string {
+func routingConfig(t *testing.T, a, b *mocktest.Upstream) string {
 	t.Helper()
 	text := testConfig(t, nil, "  adminToken: admin-secret")
 	text = strings.Replace(text, "providers:\n", fmt.Sprintf(`providers:
   - {name: a, type: openai, openai: {baseURL: "http://%s/v1", apiKey: k, timeout: 2s, firstTokenTimeout: 500ms}}
   - {name: b, type: anthropic, anthropic: {baseURL: "http://%s", apiKey: k, timeout: 2s}}
-`, a.addr, b.addr), 1)
+`, a.Addr, b.Addr), 1)
 	text = strings.Replace(text, "models:\n", `models:
   - id: ha-1
     inputPricePerMTok: 1
@@ -40,20 +41,20 @@ func routingConfig(t *testing.T, a, b *upstream) string {
 // TestFailoverToSecondary: a primary answering 500 never reaches the
 // client; every request succeeds on the secondary and is recorded there.
 func TestFailoverToSecondary(t *testing.T) {
-	a := startUpstream(t, mock.ServerConfig{FailStatus: 500})
-	b := startUpstream(t, mock.ServerConfig{OutputTokens: 7})
+	a := mocktest.Start(t, mock.ServerConfig{FailStatus: 500})
+	b := mocktest.Start(t, mock.ServerConfig{OutputTokens: 7})
 	g := startGateway(t, routingConfig(t, a, b))
 	for i := 0; i < 20; i++ {
 		stream := i%2 == 1
 		body := `{"userText":"hi","modelId":"ha-1","stream":` + strconv.FormatBool(stream) + `}`
 		if !stream {
-			ok := testkit.DecodeOK(t, g.Chat(keyDemo, "psn_demo", body))
+			ok := testkit.DecodeOK(t, g.Chat(mocktest.KeyDemo, "psn_demo", body))
 			if ok.OutputTokens != 7 || ok.Model != "ha-1" {
 				t.Fatalf("reply %+v", ok)
 			}
 			continue
 		}
-		_, sr := g.OpenStream(keyDemo, "psn_demo", body)
+		_, sr := g.OpenStream(mocktest.KeyDemo, "psn_demo", body)
 		for {
 			ev, err := sr.Next()
 			if err != nil {
@@ -67,7 +68,7 @@ func TestFailoverToSecondary(t *testing.T) {
 			}
 		}
 	}
-	if n := a.srv.Stats().Requests; n < 3 || n > 6 {
+	if n := a.Srv.Stats().Requests; n < 3 || n > 6 {
 		t.Fatalf("primary saw %d requests; its breaker should have opened after 3", n)
 	}
 	recs := g.readLedger()
@@ -87,21 +88,21 @@ func TestFailoverToSecondary(t *testing.T) {
 // through half-open when the upstream returns; /readyz and
 // /admin/upstreams show it.
 func TestSingleDeploymentBreaker(t *testing.T) {
-	a := startUpstream(t, mock.ServerConfig{FailStatus: 502})
-	b := startUpstream(t, mock.ServerConfig{})
+	a := mocktest.Start(t, mock.ServerConfig{FailStatus: 502})
+	b := mocktest.Start(t, mock.ServerConfig{})
 	g := startGateway(t, routingConfig(t, a, b))
 	body := `{"userText":"hi","modelId":"solo-1"}`
 	for i := 0; i < 2; i++ {
-		if r := g.Chat(keyDemo, "psn_demo", body); r.Status != 502 {
+		if r := g.Chat(mocktest.KeyDemo, "psn_demo", body); r.Status != 502 {
 			t.Fatalf("attempt %d: %d %s", i, r.Status, r.Body)
 		}
 	}
-	before := a.srv.Stats().Requests
-	r := g.Chat(keyDemo, "psn_demo", body)
+	before := a.Srv.Stats().Requests
+	r := g.Chat(mocktest.KeyDemo, "psn_demo", body)
 	if e := testkit.DecodeErr(t, r); r.Status != 503 || e.Error.Code != "upstream_unavailable" || r.Header.Get("Retry-After") != "1" {
 		t.Fatalf("open breaker: %d %s Retry-After %q", r.Status, r.Body, r.Header.Get("Retry-After"))
 	}
-	if a.srv.Stats().Requests != before {
+	if a.Srv.Stats().Requests != before {
 		t.Fatal("an open breaker still sent the request upstream")
 	}
 	admin := "http://" + g.app.AdminAddr
@@ -132,9 +133,9 @@ func TestSingleDeploymentBreaker(t *testing.T) {
 	if r := g.Do(mustReq("GET", admin+"/admin/upstreams")); r.Status != 401 {
 		t.Fatalf("admin without token: %d", r.Status)
 	}
-	a.srv.SetConfig(mock.ServerConfig{})
+	a.Srv.SetConfig(mock.ServerConfig{})
 	testkit.Eventually(t, 5*time.Second, "recovery through half-open", func() bool {
-		return g.Chat(keyDemo, "psn_demo", body).Status == 200
+		return g.Chat(mocktest.KeyDemo, "psn_demo", body).Status == 200
 	})
 }
 

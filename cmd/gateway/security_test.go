@@ -24,6 +24,7 @@ import (
 
 	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers/mock"
+	"github.com/moonborn/edge/providers/mock/mocktest"
 )
 
 // A key of no recognisable shape: only its place in a request (after
@@ -138,7 +139,7 @@ models:
   - {id: mock-1, provider: mock}
   - {id: oa-1, provider: oa, upstreamModel: gpt-test}
 ledger: {driver: sqlite, path: %s, spoolPath: %s}
-`, adminSecret, server, hashOf(keyDemo), hashOf(keyPlain), upAddr, upstreamSecret,
+`, adminSecret, server, hashOf(mocktest.KeyDemo), hashOf(keyPlain), upAddr, upstreamSecret,
 		filepath.Join(dir, "usage.db"), filepath.Join(dir, "spool.jsonl"))
 }
 
@@ -170,16 +171,16 @@ func rawExchange(t *testing.T, addr, req string) (int, string) {
 // byte of its stderr and of the files it wrote.
 func TestMalformedRequestsNeverLogCredentials(t *testing.T) {
 	dir := t.TempDir()
-	up := startUpstream(t, mock.ServerConfig{})
+	up := mocktest.Start(t, mock.ServerConfig{})
 	cfgPath := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(cfgPath, []byte(securityConfig(t, dir, up.addr, "")), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(securityConfig(t, dir, up.Addr, "")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd, addr, admin, logs := startLoggedProcess(t, cfgPath)
 
 	creds := "Authorization: Bearer " + keyPlain + "\r\nX-Api-Key: " + keyPlain +
 		"\r\nCookie: session=" + keyPlain + "\r\nProxy-Authorization: Basic " + keyPlain + "\r\n"
-	credsDemo := "Authorization: Bearer " + keyDemo + "\r\n"
+	credsDemo := "Authorization: Bearer " + mocktest.KeyDemo + "\r\n"
 	const body = `{"userText":"hi"}`
 	head := "POST /v1/personas/psn_demo/chat HTTP/1.1\r\nHost: gw\r\n"
 	shapes := []struct{ name, req string }{
@@ -214,7 +215,7 @@ func TestMalformedRequestsNeverLogCredentials(t *testing.T) {
 	// carrying the upstream key, the admin API with its token.
 	g := &gw{Client: testkit.Client{T: t, Base: "http://" + addr}, t: t}
 	testkit.DecodeOK(t, g.Chat(keyPlain, "psn_demo", body))
-	testkit.DecodeOK(t, g.Chat(keyDemo, "psn_demo", `{"userText":"hi","modelId":"oa-1"}`))
+	testkit.DecodeOK(t, g.Chat(mocktest.KeyDemo, "psn_demo", `{"userText":"hi","modelId":"oa-1"}`))
 	req, _ := http.NewRequest(http.MethodGet, "http://"+admin+"/admin/upstreams", nil)
 	req.Header.Set("Authorization", "Bearer "+adminSecret)
 	if r := g.Do(req); r.Status != 200 {
@@ -240,7 +241,7 @@ func TestMalformedRequestsNeverLogCredentials(t *testing.T) {
 		return nil
 	})
 	for name, b := range files {
-		for _, secret := range []string{keyPlain, keyDemo, upstreamSecret, adminSecret} {
+		for _, secret := range []string{keyPlain, mocktest.KeyDemo, upstreamSecret, adminSecret} {
 			if bytes.Contains(b, []byte(secret)) {
 				i := bytes.Index(b, []byte(secret))
 				t.Errorf("%s holds %q: …%s…", name, secret, b[max(0, i-120):min(len(b), i+60)])
@@ -374,7 +375,7 @@ func writeAllThenRead(addr string, size int64, chunked bool, buf []byte) (int, e
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
-	hdr := "POST /v1/personas/psn_demo/chat HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer " + keyDemo + "\r\nContent-Type: application/json\r\n"
+	hdr := "POST /v1/personas/psn_demo/chat HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer " + mocktest.KeyDemo + "\r\nContent-Type: application/json\r\n"
 	if chunked {
 		hdr += "Transfer-Encoding: chunked\r\n\r\n"
 	} else {
@@ -465,7 +466,7 @@ func TestOversizedBodyGets413(t *testing.T) {
 		{"net/http", func(size int64) (int, error) {
 			req, _ := http.NewRequest(http.MethodPost, url, io.LimitReader(zeros{}, size))
 			req.ContentLength = size
-			req.Header.Set("Authorization", "Bearer "+keyDemo)
+			req.Header.Set("Authorization", "Bearer "+mocktest.KeyDemo)
 			c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: time.Minute}
 			resp, err := c.Do(req)
 			if err != nil {
@@ -479,7 +480,7 @@ func TestOversizedBodyGets413(t *testing.T) {
 		{"write-all-then-read chunked", func(size int64) (int, error) { return writeAllThenRead(addr, size, true, buf) }},
 		{"curl", func(size int64) (int, error) {
 			out, err := exec.Command(curl, "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
-				"-T", files[size], "-H", "Authorization: Bearer "+keyDemo, "-H", "Content-Type: application/json", url).CombinedOutput()
+				"-T", files[size], "-H", "Authorization: Bearer "+mocktest.KeyDemo, "-H", "Content-Type: application/json", url).CombinedOutput()
 			if err != nil {
 				return 0, fmt.Errorf("%v: %s", err, out)
 			}

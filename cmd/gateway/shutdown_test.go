@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/moonborn/edge/internal/testkit"
+	"github.com/moonborn/edge/providers/mock/mocktest"
 )
 
 // TestGracefulShutdown runs the real binary: SIGTERM during a stream lets
@@ -33,14 +34,14 @@ personas:
 providers: [{name: mock, type: mock, mock: {outputTokens: 10, tokenDelay: 100ms}}]
 models: [{id: slow, provider: mock, inputPricePerMTok: 1, outputPricePerMTok: 2}]
 ledger: {driver: jsonl, path: %s}
-`, hashOf(keyDemo), filepath.Join(dir, "usage.jsonl"))
+`, hashOf(mocktest.KeyDemo), filepath.Join(dir, "usage.jsonl"))
 	cfgPath := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd, addr, _ := startProcess(t, bin, cfgPath)
 	g := &gw{Client: testkit.Client{T: t, Base: "http://" + addr}, t: t}
-	_, sr := g.OpenStream(keyDemo, "psn_demo", `{"userText":"hi","stream":true}`)
+	_, sr := g.OpenStream(mocktest.KeyDemo, "psn_demo", `{"userText":"hi","stream":true}`)
 	if ev, err := sr.Next(); err != nil || ev.Name != "delta" {
 		t.Fatalf("first event %q: %v", ev.Raw, err)
 	}

@@ -26,6 +26,7 @@ import (
 
 	"github.com/moonborn/edge/internal/testkit"
 	"github.com/moonborn/edge/providers/mock"
+	"github.com/moonborn/edge/providers/mock/mocktest"
 )
 
 // The collector the tracing tests export to is a real OpenTelemetry
@@ -201,9 +202,9 @@ type recordingProxy struct {
 	addr string
 }
 
-func startRecordingProxy(t *testing.T, up *upstream) *recordingProxy {
+func startRecordingProxy(t *testing.T, up *mocktest.Upstream) *recordingProxy {
 	t.Helper()
-	target, _ := url.Parse("http://" + up.addr)
+	target, _ := url.Parse("http://" + up.Addr)
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.FlushInterval = -1
 	rp.ErrorLog = log.New(io.Discard, "", 0) // a lost hedge cancels its request: expected
@@ -305,14 +306,14 @@ func byKind(spans []*tracepb.Span, k tracepb.Span_SpanKind) []*tracepb.Span {
 // attempt span.
 func TestTracesReachACollector(t *testing.T) {
 	endpoint, sink := startCollector(t)
-	good := startRecordingProxy(t, startUpstream(t, mock.ServerConfig{OutputTokens: 9}))
-	failing := startRecordingProxy(t, startUpstream(t, mock.ServerConfig{FailStatus: 500}))
-	slow := startRecordingProxy(t, startUpstream(t, mock.ServerConfig{TimeToFirstToken: 2 * time.Second}))
+	good := startRecordingProxy(t, mocktest.Start(t, mock.ServerConfig{OutputTokens: 9}))
+	failing := startRecordingProxy(t, mocktest.Start(t, mock.ServerConfig{FailStatus: 500}))
+	slow := startRecordingProxy(t, mocktest.Start(t, mock.ServerConfig{TimeToFirstToken: 2 * time.Second}))
 	g := startGateway(t, tracingConfig(t, endpoint, good, failing, slow))
 
 	t.Run("caller's trace continued, upstream gets the attempt's traceparent", func(t *testing.T) {
 		const tid = "4bf92f3577b34da6a3ce929d0e0e4736"
-		r := g.Post("/v1/personas/psn_demo/chat", keyDemo, `{"userText":"the secret prompt","modelId":"tr-1"}`,
+		r := g.Post("/v1/personas/psn_demo/chat", mocktest.KeyDemo, `{"userText":"the secret prompt","modelId":"tr-1"}`,
 			"traceparent", "00-"+tid+"-00f067aa0ba902b7-01", "X-Request-Id", "req-traced-1")
 		if r.Status != 200 {
 			t.Fatalf("status %d: %s", r.Status, r.Body)
@@ -358,7 +359,7 @@ func TestTracesReachACollector(t *testing.T) {
 	})
 
 	t.Run("failover attempts are siblings", func(t *testing.T) {
-		r := g.Chat(keyDemo, "psn_demo", `{"userText":"hi","modelId":"fo-1"}`)
+		r := g.Chat(mocktest.KeyDemo, "psn_demo", `{"userText":"hi","modelId":"fo-1"}`)
 		if r.Status != 200 {
 			t.Fatalf("status %d: %s", r.Status, r.Body)
 		}
@@ -377,7 +378,7 @@ func TestTracesReachACollector(t *testing.T) {
 	})
 
 	t.Run("a hedge is a sibling of the attempt it raced", func(t *testing.T) {
-		resp, sr := g.OpenStream(keyDemo, "psn_demo", `{"userText":"hi","modelId":"he-1","stream":true}`)
+		resp, sr := g.OpenStream(mocktest.KeyDemo, "psn_demo", `{"userText":"hi","modelId":"he-1","stream":true}`)
 		defer resp.Body.Close()
 		sr.UntilDone(t)
 		spans := waitTrace(t, sink, traceOfProxy(t, slow), 3)
@@ -410,7 +411,7 @@ func TestTracesReachACollector(t *testing.T) {
 	t.Run("no prompt text, no key in any attribute", func(t *testing.T) {
 		for _, sp := range sink.all() {
 			for k, v := range spanAttrs(sp) {
-				for _, secret := range []string{"secret prompt", "You are terse", keyDemo, "sk-test"} {
+				for _, secret := range []string{"secret prompt", "You are terse", mocktest.KeyDemo, "sk-test"} {
 					if strings.Contains(v, secret) {
 						t.Fatalf("span %s attribute %s carries %q", sp.Name, k, secret)
 					}
@@ -447,9 +448,9 @@ func traceOfProxy(t *testing.T, p *recordingProxy) string {
 // TestTracingOffSendsNoTraceparent: with tracing off (the default) an
 // upstream gets no traceparent, even when the caller sent one.
 func TestTracingOffSendsNoTraceparent(t *testing.T) {
-	good := startRecordingProxy(t, startUpstream(t, mock.ServerConfig{}))
+	good := startRecordingProxy(t, mocktest.Start(t, mock.ServerConfig{}))
 	g := startGateway(t, tracingConfig(t, "", good, good, good))
-	r := g.Post("/v1/personas/psn_demo/chat", keyDemo, `{"userText":"hi","modelId":"tr-1"}`,
+	r := g.Post("/v1/personas/psn_demo/chat", mocktest.KeyDemo, `{"userText":"hi","modelId":"tr-1"}`,
 		"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 	if r.Status != 200 {
 		t.Fatalf("status %d: %s", r.Status, r.Body)
