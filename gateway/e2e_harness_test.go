@@ -11,6 +11,7 @@ package gateway_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"path/filepath"
 	"sync"
@@ -273,7 +274,10 @@ func (w *world) start() *gw {
 		g.once.Do(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			if err := s.Shutdown(ctx); err != nil {
+			// As cmd/gateway's app: a deadline reached (a connection the
+			// client opened and never used gets fasthttp's 5 s grace) is
+			// not an error of the test.
+			if err := s.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 				t.Errorf("shutdown: %v", err)
 			}
 			if err := <-done; err != nil {
